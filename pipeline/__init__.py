@@ -1,0 +1,1 @@
+"""Entry points, options and pure (Beam-free) media, feature and record code."""

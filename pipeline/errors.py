@@ -1,0 +1,15 @@
+"""Typed errors. Each per-clip error carries a stable snake_case reason for the failure report."""
+
+
+class ClipError(Exception):
+    """A clip produced no record. `reason` is a stable word; `stage` names where it happened."""
+
+    def __init__(self, reason: str, message: str, *, stage: str = "decode"):
+        super().__init__(message)
+        self.reason = reason
+        self.stage = stage
+        self.message = message
+
+
+class ModelArtifactError(Exception):
+    """A model artifact is missing or does not have the official layout. The message says what to pass."""

@@ -1,0 +1,22 @@
+"""Installable package; also what Dataflow workers install through --setup_file."""
+
+import pathlib
+
+import setuptools
+
+_HERE = pathlib.Path(__file__).parent
+_REQUIREMENTS = [
+    line.strip()
+    for line in (_HERE / "requirements.txt").read_text().splitlines()
+    if line.strip() and not line.startswith("#")
+]
+
+setuptools.setup(
+    name="video-features-pipeline",
+    version="0.1.0",
+    description="Apache Beam pipeline that builds YouTube-8M frame-level feature datasets.",
+    python_requires=">=3.10",
+    packages=setuptools.find_packages(include=["pipeline", "pipeline.*", "transforms", "transforms.*"]),
+    install_requires=_REQUIREMENTS,
+    extras_require={"test": ["pytest==8.4.2"]},
+)
