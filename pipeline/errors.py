@@ -13,3 +13,8 @@ class ClipError(Exception):
 
 class ModelArtifactError(Exception):
     """A model artifact is missing or does not have the official layout. The message says what to pass."""
+
+
+def failure_record(*, clip_id: str, fields: dict, row: int | None, stage: str, reason: str, message: str) -> dict:
+    """One line of the failure report: the input row that produced no record, and why."""
+    return {"id": clip_id, "input": fields, "row": row, "stage": stage, "reason": reason, "message": message}

@@ -1,0 +1,294 @@
+"""Annotation CSVs: the formats, detected from the first line, and one row at a time parsing.
+
+Formats:
+  * `yt8m`: the YouTube-8M feature extractor's headerless `video_file,labels` (labels are
+    integers joined by `;`).
+  * `videos`: a headered CSV with columns `video,labels` and optional `id,start,end,split`
+    (labels are names or integers joined by `;`; `start`/`end` in seconds cut a section).
+  * `kinetics`: Kinetics annotation files (SPEC §6), parsed by header name:
+    `label,youtube_id,time_start,time_end,split[,is_cc]`, the unlabeled test variant
+    `youtube_id,time_start,time_end,split`, and the older
+    `YouTube Identifier,Start time,End time,Class label`.
+
+Every data row ends as either a `ClipRequest` or a `RowError` with a stable reason, so that
+rows read = records written + failure lines holds downstream.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import re
+from collections.abc import Iterable, Iterator
+
+YOUTUBE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{11}$")
+
+FORMAT_YT8M = "yt8m"
+FORMAT_VIDEOS = "videos"
+FORMAT_KINETICS = "kinetics"
+
+# Header spellings of the Kinetics releases, mapped onto one vocabulary.
+_KINETICS_COLUMNS = {
+    "label": "label",
+    "class label": "label",
+    "youtube_id": "youtube_id",
+    "youtube identifier": "youtube_id",
+    "time_start": "start",
+    "start time": "start",
+    "time_end": "end",
+    "end time": "end",
+    "split": "split",
+    "is_cc": "is_cc",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipRequest:
+    """One clip to build a record for.
+
+    Attributes:
+      clip_id: the record's `id`; unique in a dataset.
+      source: "file" (a local path, gs:// path or http(s) URL in `video`) or "youtube"
+        (`video` is a YouTube id, fetched with yt-dlp).
+      video: path, URL or YouTube id.
+      start: section start in seconds, or None for the start of the video.
+      end: section end in seconds, or None for the end of the video (capped at 300 steps).
+      labels: label tokens as written in the CSV (names, or integers in text form).
+      split: output split name (`all` when the CSV has none).
+      row: 1-based line number in the CSV, for the failure report.
+      fields: the row as read, for the failure report.
+    """
+
+    clip_id: str
+    source: str
+    video: str
+    start: float | None
+    end: float | None
+    labels: tuple[str, ...]
+    split: str
+    row: int
+    fields: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class RowError:
+    """A CSV row that cannot become a clip."""
+
+    reason: str
+    message: str
+    row: int
+    fields: dict
+    clip_id: str = ""
+
+
+class UnknownFormatError(ValueError):
+    """The first line matches none of the supported CSV formats."""
+
+
+def detect_format(first_row: list[str]) -> str:
+    """Decides the CSV format from its first row (a header, or the first data row)."""
+    names = {cell.strip().lower() for cell in first_row}
+    if "video" in names:
+        return FORMAT_VIDEOS
+    if names & {"youtube_id", "youtube identifier"}:
+        return FORMAT_KINETICS
+    if len(first_row) >= 1 and first_row[0].strip() and not names & {"labels", "label", "id"}:
+        return FORMAT_YT8M
+    raise UnknownFormatError(
+        f"cannot tell the CSV format from its first line {first_row!r}: expected a header with a `video` "
+        "column (video,labels[,id,start,end,split]), a Kinetics header (label,youtube_id,time_start,time_end,split), "
+        "or headerless `video_file,labels` rows")
+
+
+def _parse_seconds(text: str, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as e:
+        raise _RowProblem("bad_time", f"{what} {text!r} is not a number of seconds") from e
+    if not math.isfinite(value) or value < 0:
+        raise _RowProblem("bad_time", f"{what} {text!r} must be a finite number >= 0")
+    return value
+
+
+class _RowProblem(Exception):
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def _split_labels(text: str) -> tuple[str, ...]:
+    return tuple(token.strip() for token in text.split(";") if token.strip())
+
+
+def _format_seconds(value: float) -> str:
+    return f"{int(value):06d}" if float(value).is_integer() else f"{value:010.3f}"
+
+
+def section_id(base: str, start: float | None, end: float | None) -> str:
+    """`{base}_{start:06d}_{end:06d}`, the Kinetics clip id convention (fractions keep 3 decimals)."""
+    if start is None and end is None:
+        return base
+    return f"{base}_{_format_seconds(start or 0.0)}_{_format_seconds(end) if end is not None else 'end'}"
+
+
+def _check_range(start: float | None, end: float | None) -> None:
+    if start is not None and end is not None and start >= end:
+        raise _RowProblem("bad_time_range", f"start {start:g} must be before end {end:g}")
+
+
+class RowParser:
+    """Turns the data rows of one CSV into ClipRequests or RowErrors."""
+
+    def __init__(self, fmt: str, header: list[str] | None):
+        self.format = fmt
+        self.header = [h.strip() for h in header] if header is not None else None
+        if fmt == FORMAT_KINETICS:
+            self._columns = [_KINETICS_COLUMNS.get(h.lower(), h.lower()) for h in self.header]
+            if "youtube_id" not in self._columns or "start" not in self._columns or "end" not in self._columns:
+                raise UnknownFormatError(f"Kinetics header {header!r} lacks youtube_id, time_start or time_end")
+        elif fmt == FORMAT_VIDEOS:
+            self._columns = [h.lower() for h in self.header]
+
+    def fields(self, cells: list[str]) -> dict:
+        if self.header is None:
+            names = ["video", "labels"]
+        else:
+            names = self.header
+        out = {name: value for name, value in zip(names, cells)}
+        if len(cells) > len(names):
+            out["_extra"] = cells[len(names):]
+        return out
+
+    def parse(self, cells: list[str], row: int) -> ClipRequest | RowError:
+        fields = self.fields(cells)
+        try:
+            if self.format == FORMAT_YT8M:
+                return self._parse_yt8m(cells, row, fields)
+            if self.format == FORMAT_VIDEOS:
+                return self._parse_videos(cells, row, fields)
+            return self._parse_kinetics(cells, row, fields)
+        except _RowProblem as p:
+            return RowError(reason=p.reason, message=p.message, row=row, fields=fields,
+                            clip_id=_best_effort_id(self.format, fields))
+
+    def _expect_columns(self, cells: list[str], expected: int) -> None:
+        if len(cells) != expected:
+            raise _RowProblem("malformed_row", f"expected {expected} columns, found {len(cells)}")
+
+    def _parse_yt8m(self, cells, row, fields):
+        self._expect_columns(cells, 2)
+        video, label_text = cells[0].strip(), cells[1]
+        if not video:
+            raise _RowProblem("malformed_row", "empty video_file")
+        labels = _split_labels(label_text)
+        for token in labels:
+            if not re.fullmatch(r"\d+", token):
+                raise _RowProblem("bad_label", f"label {token!r} is not a non-negative integer "
+                                               "(headerless video_file,labels rows take integer labels joined by ';')")
+        return ClipRequest(clip_id=video, source="file", video=video, start=None, end=None,
+                           labels=tuple(str(int(t)) for t in labels), split="all", row=row, fields=fields)
+
+    def _parse_videos(self, cells, row, fields):
+        self._expect_columns(cells, len(self._columns))
+        values = {name: cell.strip() for name, cell in zip(self._columns, cells)}
+        video = values.get("video", "")
+        if not video:
+            raise _RowProblem("malformed_row", "empty video")
+        start = _parse_seconds(values["start"], "start") if values.get("start") else None
+        end = _parse_seconds(values["end"], "end") if values.get("end") else None
+        _check_range(start, end)
+        clip_id = values.get("id") or section_id(video, start, end)
+        return ClipRequest(clip_id=clip_id, source="file", video=video, start=start, end=end,
+                           labels=_split_labels(values.get("labels", "")), split=values.get("split") or "all",
+                           row=row, fields=fields)
+
+    def _parse_kinetics(self, cells, row, fields):
+        self._expect_columns(cells, len(self._columns))
+        values = {name: cell.strip() for name, cell in zip(self._columns, cells)}
+        youtube_id = values["youtube_id"]
+        if not YOUTUBE_ID_RE.match(youtube_id):
+            raise _RowProblem("invalid_id", f"YouTube id {youtube_id!r} is not 11 characters of [A-Za-z0-9_-]")
+        start = _parse_seconds(values["start"], "time_start")
+        end = _parse_seconds(values["end"], "time_end")
+        _check_range(start, end)
+        label = values.get("label", "")
+        split = values.get("split") or "all"
+        return ClipRequest(clip_id=section_id(youtube_id, start, end), source="youtube", video=youtube_id,
+                           start=start, end=end, labels=(label,) if label else (), split=split, row=row,
+                           fields=fields)
+
+
+def _best_effort_id(fmt: str, fields: dict) -> str:
+    if fmt == FORMAT_KINETICS:
+        return str(fields.get("youtube_id") or fields.get("YouTube Identifier") or "")
+    return str(fields.get("id") or fields.get("video") or "")
+
+
+def read_rows(lines: Iterable[str]) -> Iterator[tuple[str, ClipRequest | RowError]]:
+    """Parses CSV text lines. Yields (format, ClipRequest | RowError) per data row.
+
+    Blank lines are skipped (they are not rows). Raises UnknownFormatError when the first
+    line fits no format: that is a usage error for the whole file, not a row failure.
+    """
+    reader = csv.reader(lines)
+    parser = None
+    row_number = 0
+    for cells in reader:
+        row_number = reader.line_num
+        if not cells or all(not c.strip() for c in cells):
+            continue
+        if parser is None:
+            fmt = detect_format(cells)
+            if fmt == FORMAT_YT8M:
+                parser = RowParser(fmt, None)
+            else:
+                parser = RowParser(fmt, cells)
+                continue
+        yield parser.format, parser.parse(cells, row_number)
+
+
+@dataclasses.dataclass(frozen=True)
+class Vocabulary:
+    """Label name -> index. Indices are positions in sorted order, or the integers themselves.
+
+    Integer mode (every label of the CSV is a non-negative integer) keeps each label's value,
+    as the YouTube-8M extractor's integer labels do; otherwise names are sorted, so the
+    indices depend only on the set of names, not on row order or sharding.
+    """
+
+    names: tuple[str, ...]
+    integer: bool
+
+    @classmethod
+    def from_labels(cls, labels: Iterable[str]) -> Vocabulary:
+        unique = set(labels)
+        if unique and all(re.fullmatch(r"\d+", t) for t in unique):
+            return cls(names=tuple(sorted(unique, key=int)), integer=True)
+        return cls(names=tuple(sorted(unique)), integer=False)
+
+    def index(self, name: str) -> int:
+        if self.integer:
+            return int(name)
+        return self._positions[name]
+
+    @property
+    def _positions(self) -> dict[str, int]:
+        cache = self.__dict__.get("_cache")
+        if cache is None:
+            cache = {n: i for i, n in enumerate(self.names)}
+            object.__setattr__(self, "_cache", cache)
+        return cache
+
+    def rows(self) -> list[tuple[int, str]]:
+        return [(self.index(n), n) for n in self.names]
+
+    def to_csv(self) -> str:
+        import io  # pylint: disable=import-outside-toplevel
+
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["Index", "Name"])
+        writer.writerows(self.rows())
+        return buf.getvalue()

@@ -1,0 +1,167 @@
+"""The YouTube-8M frame-level record (SPEC §1): building, parsing and checking SequenceExamples."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+RGB_BYTES = 1024
+AUDIO_BYTES = 128
+MAX_STEPS = 300
+
+
+def _tf():
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    return tf
+
+
+@dataclasses.dataclass
+class ClipFeatures:
+    """Everything one record holds. rgb/audio are float features after PCA, before quantization."""
+
+    clip_id: str
+    labels: Sequence[int]
+    rgb: np.ndarray  # [T, 1024] float32
+    audio: np.ndarray  # [T, 128] float32
+    rgb_quantized: np.ndarray  # [T, 1024] uint8
+    audio_quantized: np.ndarray  # [T, 128] uint8
+    label_names: Sequence[str] = ()
+    source: str = ""
+    start_us: int | None = None
+    end_us: int | None = None
+    duration_us: int | None = None
+
+
+def build_sequence_example(clip: ClipFeatures) -> bytes:
+    """Serializes one clip in the YouTube-8M layout, with mean_rgb/mean_audio and a few extras."""
+    tf = _tf()
+    steps = clip.rgb_quantized.shape[0]
+    if not 1 <= steps <= MAX_STEPS or clip.audio_quantized.shape[0] != steps:
+        raise ValueError(f"{clip.clip_id}: rgb has {steps} steps, audio {clip.audio_quantized.shape[0]}; "
+                         f"both must be equal and in 1..{MAX_STEPS}")
+    if clip.rgb_quantized.shape[1:] != (RGB_BYTES,) or clip.audio_quantized.shape[1:] != (AUDIO_BYTES,):
+        raise ValueError(f"{clip.clip_id}: feature sizes {clip.rgb_quantized.shape} / {clip.audio_quantized.shape}")
+    feature = tf.train.Feature
+    context = {
+        "id": feature(bytes_list=tf.train.BytesList(value=[clip.clip_id.encode("utf-8")])),
+        "labels": feature(int64_list=tf.train.Int64List(value=sorted(int(i) for i in clip.labels))),
+        "mean_rgb": feature(float_list=tf.train.FloatList(value=np.asarray(clip.rgb, np.float32).mean(0).tolist())),
+        "mean_audio": feature(float_list=tf.train.FloatList(
+            value=np.asarray(clip.audio, np.float32).mean(0).tolist())),
+    }
+    if clip.label_names:
+        context["label_names"] = feature(bytes_list=tf.train.BytesList(
+            value=[n.encode("utf-8") for n in clip.label_names]))
+    if clip.source:
+        context["source"] = feature(bytes_list=tf.train.BytesList(value=[clip.source.encode("utf-8")]))
+    for key, value in (("start_us", clip.start_us), ("end_us", clip.end_us), ("duration_us", clip.duration_us)):
+        if value is not None:
+            context[key] = feature(int64_list=tf.train.Int64List(value=[int(value)]))
+
+    def feature_list(rows: np.ndarray):
+        return tf.train.FeatureList(feature=[
+            feature(bytes_list=tf.train.BytesList(value=[row.tobytes()])) for row in np.asarray(rows, np.uint8)])
+
+    example = tf.train.SequenceExample(
+        context=tf.train.Features(feature=context),
+        feature_lists=tf.train.FeatureLists(feature_list={
+            "rgb": feature_list(clip.rgb_quantized),
+            "audio": feature_list(clip.audio_quantized),
+        }))
+    return example.SerializeToString()
+
+
+@dataclasses.dataclass
+class ParsedRecord:
+    clip_id: str
+    labels: list[int]
+    rgb: np.ndarray  # [T, 1024] uint8
+    audio: np.ndarray  # [T, 128] uint8
+    context_keys: list[str]
+
+
+def parse_sequence_example(data: bytes) -> ParsedRecord:
+    """Parses with the protobuf API (no schema), keeping everything needed to check SPEC §1."""
+    tf = _tf()
+    example = tf.train.SequenceExample.FromString(data)
+    ctx = example.context.feature
+    clip_id = ctx["id"].bytes_list.value[0].decode("utf-8", "replace") if "id" in ctx and \
+        ctx["id"].bytes_list.value else ""
+    labels = list(ctx["labels"].int64_list.value) if "labels" in ctx else []
+
+    def rows(name: str, width: int) -> np.ndarray:
+        if name not in example.feature_lists.feature_list:
+            return np.zeros((0, width), np.uint8)
+        values = [f.bytes_list.value[0] if f.bytes_list.value else b""
+                  for f in example.feature_lists.feature_list[name].feature]
+        if any(len(v) != width for v in values):
+            raise RecordError(clip_id, f"a `{name}` step is not {width} bytes")
+        return np.frombuffer(b"".join(values), np.uint8).reshape(len(values), width)
+
+    return ParsedRecord(clip_id=clip_id, labels=labels, rgb=rows("rgb", RGB_BYTES), audio=rows("audio", AUDIO_BYTES),
+                        context_keys=sorted(ctx.keys()))
+
+
+class RecordError(ValueError):
+    """A record that breaks SPEC §1; names the record id."""
+
+    def __init__(self, clip_id: str, problem: str):
+        super().__init__(f"record {clip_id!r}: {problem}")
+        self.clip_id = clip_id
+        self.problem = problem
+
+
+def check_record(data: bytes) -> ParsedRecord:
+    """Parses one serialized record and raises RecordError on any SPEC §1 violation."""
+    try:
+        rec = parse_sequence_example(data)
+    except RecordError:
+        raise
+    except Exception as e:  # a protobuf decode error: not a SequenceExample at all
+        raise RecordError("?", f"not a tf.train.SequenceExample ({e})") from e
+    if not rec.clip_id:
+        raise RecordError(rec.clip_id, "context `id` is missing or empty")
+    if "labels" not in rec.context_keys:
+        raise RecordError(rec.clip_id, "context `labels` is missing")
+    if any(label < 0 for label in rec.labels):
+        raise RecordError(rec.clip_id, "negative label index")
+    if list(rec.labels) != sorted(rec.labels):
+        raise RecordError(rec.clip_id, "labels are not sorted")
+    steps = rec.rgb.shape[0]
+    if rec.audio.shape[0] != steps:
+        raise RecordError(rec.clip_id, f"rgb has {steps} steps but audio has {rec.audio.shape[0]}")
+    if not 1 <= steps <= MAX_STEPS:
+        raise RecordError(rec.clip_id, f"{steps} steps; must be 1..{MAX_STEPS}")
+    return rec
+
+
+def yt8m_reader_parse(serialized: Sequence[bytes]):
+    """Parses records exactly as the YouTube-8M starter code's frame-level reader does.
+
+    Returns (ids, labels as a dense [N, max] tensor padded with -1, rgb list, audio list) where
+    rgb/audio are float features dequantized by the reader's formula. Used by tests and
+    `inspect` to prove compatibility with that reader's parsing spec.
+    """
+    tf = _tf()
+    out = []
+    for data in serialized:
+        context, features = tf.io.parse_single_sequence_example(
+            data,
+            context_features={
+                "id": tf.io.FixedLenFeature([], tf.string),
+                "labels": tf.io.VarLenFeature(tf.int64),
+            },
+            sequence_features={
+                "rgb": tf.io.FixedLenSequenceFeature([], dtype=tf.string),
+                "audio": tf.io.FixedLenSequenceFeature([], dtype=tf.string),
+            })
+        decoded = {}
+        for name, width in (("rgb", RGB_BYTES), ("audio", AUDIO_BYTES)):
+            raw = tf.reshape(tf.cast(tf.io.decode_raw(features[name], tf.uint8), tf.float32), [-1, width])
+            decoded[name] = (raw * (4.0 / 255.0) + (4.0 / 512.0) - 2.0).numpy()
+        out.append((context["id"].numpy().decode("utf-8"), tf.sparse.to_dense(context["labels"]).numpy().tolist(),
+                    decoded["rgb"], decoded["audio"]))
+    return out

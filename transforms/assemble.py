@@ -1,0 +1,79 @@
+"""AssembleRecords: per-step features + clip summary -> one serialized SequenceExample per clip."""
+
+from __future__ import annotations
+
+import apache_beam as beam
+import numpy as np
+
+from pipeline import postprocess, records
+from pipeline.errors import failure_record
+from transforms.read import NAMESPACE
+
+
+class _BuildRecord(beam.DoFn):
+    FAILURES = "failures"
+
+    def __init__(self):
+        self._written = beam.metrics.Metrics.counter(NAMESPACE, "records_built")
+        self._steps = beam.metrics.Metrics.counter(NAMESPACE, "steps_built")
+
+    def process(self, element, vocabulary):
+        clip_id, grouped = element
+        metas = list(grouped["meta"])
+        if not metas:
+            return  # the clip failed upstream and already has its failure line
+        meta = metas[0]
+        clip, num_steps = meta["clip"], meta["num_steps"]
+        try:
+            rgb = self._ordered(grouped["rgb"], num_steps, "rgb")
+            audio = self._ordered(grouped["audio"], num_steps, "audio")
+            label_ids = sorted({vocabulary.index(name) for name in clip.labels})
+            start = clip.start or 0.0
+            serialized = records.build_sequence_example(records.ClipFeatures(
+                clip_id=clip_id, labels=label_ids, rgb=rgb, audio=audio,
+                rgb_quantized=postprocess.quantize_rgb(rgb), audio_quantized=postprocess.quantize_audio(audio),
+                label_names=sorted(set(clip.labels)), source=clip.video, start_us=int(round(start * 1e6)),
+                end_us=int(round((start + meta["duration"]) * 1e6)), duration_us=int(round(meta["duration"] * 1e6))))
+        except _Incomplete as e:
+            yield beam.pvalue.TaggedOutput(self.FAILURES, failure_record(
+                clip_id=clip_id, fields=clip.fields, row=clip.row, stage="features", reason="missing_steps",
+                message=str(e)))
+            return
+        self._written.inc()
+        self._steps.inc(num_steps)
+        yield {"split": clip.split, "id": clip_id, "record": serialized, "steps": num_steps,
+               "seconds": float(meta["duration"]), "silent_audio": bool(meta["silent_audio"])}
+
+    @staticmethod
+    def _ordered(items, num_steps: int, name: str) -> np.ndarray:
+        by_step = {}
+        for step, features in items:
+            if step < num_steps:
+                by_step[step] = features
+        if len(by_step) != num_steps:
+            missing = sorted(set(range(num_steps)) - set(by_step))
+            raise _Incomplete(f"{name} features missing for steps {missing[:10]} of {num_steps}")
+        return np.stack([by_step[k] for k in range(num_steps)]).astype(np.float32)
+
+
+class _Incomplete(Exception):
+    pass
+
+
+class AssembleRecords(beam.PTransform):
+    """Joins META, RGB and AUDIO by clip id. Returns (records, failures).
+
+    Each record is a dict: split, id, record (serialized SequenceExample), steps, seconds, silent_audio.
+    """
+
+    def __init__(self, vocabulary):
+        super().__init__()
+        self._vocabulary = vocabulary
+
+    def expand(self, inputs):
+        built = (
+            inputs
+            | "JoinByClip" >> beam.CoGroupByKey()
+            | "BuildRecord" >> beam.ParDo(_BuildRecord(), beam.pvalue.AsSingleton(self._vocabulary)).with_outputs(
+                _BuildRecord.FAILURES, main="records"))
+        return built.records, built[_BuildRecord.FAILURES]

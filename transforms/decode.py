@@ -1,0 +1,128 @@
+"""DecodeClips: ClipRequest -> per-step RGB frames and audio examples, a clip summary, or a failure."""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+import shutil
+import tempfile
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline import media
+from pipeline.annotations import ClipRequest
+from pipeline.errors import ClipError, failure_record
+from transforms.read import NAMESPACE
+
+
+def resolve_video_path(video: str, base_dir: str) -> str:
+    """Relative paths in a CSV are relative to the CSV's own directory (so a dataset folder can move)."""
+    if "://" in video or os.path.isabs(video):
+        return video
+    if "://" in base_dir:
+        return posixpath.join(base_dir, video)
+    return os.path.join(base_dir, video)
+
+
+class DecodeClips(beam.DoFn):
+    """Decodes each clip once, streaming its steps so memory holds one frame, not the whole clip.
+
+    Outputs (tags are constants below):
+      RGB:   ((clip_id, k), float32 [299, 299, 3] frame resized as the Inception graph resizes it)
+      AUDIO: ((clip_id, k), float32 [96, 64] log-mel example starting at k seconds)
+      META:  (clip_id, dict(clip=ClipRequest, num_steps=T, duration=D, silent_audio=bool))
+      FAILURES: failure dicts.
+    """
+
+    RGB = "rgb"
+    AUDIO = "audio"
+    META = "meta"
+    FAILURES = "failures"
+
+    def __init__(self, *, base_dir: str, timeout_s: float = 120.0, fetcher=None):
+        self._base_dir = base_dir
+        self._timeout_s = timeout_s
+        self._fetcher = fetcher
+        self._decoded = beam.metrics.Metrics.counter(NAMESPACE, "clips_decoded")
+        self._silent = beam.metrics.Metrics.counter(NAMESPACE, "clips_without_audio")
+        self._seconds = beam.metrics.Metrics.distribution(NAMESPACE, "clip_seconds")
+        self._resize = None
+
+    def setup(self):
+        from pipeline.models import inception  # pylint: disable=import-outside-toplevel
+
+        self._resize = inception.resize_frame
+        if self._fetcher is not None:
+            self._fetcher.setup()
+
+    def process(self, clip: ClipRequest):
+        stage = "decode"
+        try:
+            with tempfile.TemporaryDirectory(prefix="clip-") as tmp:
+                if clip.source == "youtube":
+                    stage = "fetch"
+                    if self._fetcher is None:
+                        raise ClipError("unsupported_source", "YouTube rows need the fetch stage", stage="fetch")
+                    uri, start, duration = self._fetcher.fetch(clip, tmp)
+                    stage = "decode"
+                else:
+                    uri = self._localize(resolve_video_path(clip.video, self._base_dir), tmp)
+                    start = clip.start or 0.0
+                    duration = (clip.end - start) if clip.end is not None else None
+                yield from self._decode(clip, uri, start=start, duration=duration)
+        except ClipError as e:
+            beam.metrics.Metrics.counter(NAMESPACE, f"failed_{e.reason}").inc()
+            yield beam.pvalue.TaggedOutput(self.FAILURES, failure_record(
+                clip_id=clip.clip_id, fields=clip.fields, row=clip.row, stage=e.stage or stage, reason=e.reason,
+                message=e.message))
+        except Exception as e:  # pylint: disable=broad-except
+            # A bug or an unforeseen input must not kill a run of a million clips: report it loudly.
+            logging.exception("Unexpected error on clip %s", clip.clip_id)
+            beam.metrics.Metrics.counter(NAMESPACE, "failed_internal_error").inc()
+            yield beam.pvalue.TaggedOutput(self.FAILURES, failure_record(
+                clip_id=clip.clip_id, fields=clip.fields, row=clip.row, stage=stage, reason="internal_error",
+                message=f"{type(e).__name__}: {e}"))
+
+    def _localize(self, uri: str, tmp: str) -> str:
+        """ffmpeg reads local files and http(s); other Beam filesystems (gs://) are copied to a temp file."""
+        if "://" not in uri or media.is_remote(uri):
+            return uri
+        if not FileSystems.exists(uri):
+            raise ClipError("missing_file", f"no such file: {uri}", stage="fetch")
+        local = os.path.join(tmp, "input" + os.path.splitext(uri)[1])
+        with FileSystems.open(uri) as src, open(local, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        return local
+
+    def _decode(self, clip: ClipRequest, uri: str, *, start: float, duration: float | None):
+        from pipeline import audio  # pylint: disable=import-outside-toplevel
+
+        info = media.probe(uri, timeout_s=self._timeout_s)
+        decoder = media.ClipDecoder(uri, start=start, duration=duration, has_audio=info.has_audio,
+                                    timeout_s=self._timeout_s)
+        # Hold back the latest step until the next one arrives: the last frames may fall past
+        # T = floor(D), which is known only at the end, and must not cost a model call.
+        pending = None
+        for step in decoder.steps():
+            if pending is not None:
+                yield beam.pvalue.TaggedOutput(self.RGB, pending)
+            pending = ((clip.clip_id, step.step), self._resize(step.frame))
+        summary = decoder.summary
+        if summary.num_steps < 1:
+            raise ClipError("too_short", f"decoded clip lasts {summary.duration:.3f} s; at least 1 s is needed")
+        if pending is not None and pending[0][1] < summary.num_steps:
+            yield beam.pvalue.TaggedOutput(self.RGB, pending)
+        silent = summary.waveform is None
+        waveform = np.zeros(0, np.float32) if silent else summary.waveform
+        examples = audio.examples_per_second(waveform, summary.num_steps)
+        for k in range(summary.num_steps):
+            yield beam.pvalue.TaggedOutput(self.AUDIO, ((clip.clip_id, k), examples[k]))
+        self._decoded.inc()
+        self._seconds.update(int(summary.duration))
+        if silent:
+            self._silent.inc()
+        yield beam.pvalue.TaggedOutput(self.META, (clip.clip_id, {
+            "clip": clip, "num_steps": summary.num_steps, "duration": summary.duration, "silent_audio": silent}))

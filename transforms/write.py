@@ -1,0 +1,185 @@
+"""WriteDataset: sharded records and failure report, vocabulary.csv and, last, stats.json.
+
+Every file is written under a temporary name and renamed when complete. stats.json is
+written after everything else, so its presence marks a finished build; a crashed run
+leaves no file that looks complete.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import uuid
+import zlib
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.tfrecordio import _TFRecordUtil
+
+from transforms.read import NAMESPACE
+
+FAILURES_SPLIT = "\x00failures"  # internal key; cannot clash with a CSV split name
+
+
+def records_path(output_dir: str, split: str, shard: int, num_shards: int) -> str:
+    return FileSystems.join(output_dir, "records", f"{split}-{shard:05d}-of-{num_shards:05d}.tfrecord")
+
+
+def failures_path(output_dir: str, shard: int, num_shards: int) -> str:
+    return FileSystems.join(output_dir, f"failures-{shard:05d}-of-{num_shards:05d}.jsonl")
+
+
+def shard_path(output_dir: str, split: str, shard: int, num_shards: int) -> str:
+    if split == FAILURES_SPLIT:
+        return failures_path(output_dir, shard, num_shards)
+    return records_path(output_dir, split, shard, num_shards)
+
+
+def write_atomically(path: str, data: bytes) -> None:
+    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    with FileSystems.create(tmp) as f:
+        f.write(data)
+    FileSystems.rename([tmp], [path])
+
+
+def _stable_shard(clip_id: str, num_shards: int) -> int:
+    return zlib.crc32(clip_id.encode("utf-8")) % num_shards
+
+
+class _AssignShard(beam.DoFn):
+    def __init__(self, per_shard: int):
+        self._per_shard = per_shard
+
+    def process(self, item, counts):
+        split, clip_id, payload = item
+        num_shards = max(1, math.ceil(counts[split] / self._per_shard))
+        yield (split, _stable_shard(clip_id, num_shards), num_shards), payload
+
+
+class _WriteShard(beam.DoFn):
+    def __init__(self, output_dir: str):
+        self._output_dir = output_dir
+
+    def process(self, element):
+        (split, shard, num_shards), payloads = element
+        path = shard_path(self._output_dir, split, shard, num_shards)
+        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+        count = 0
+        with FileSystems.create(tmp) as f:
+            for payload in payloads:
+                if split == FAILURES_SPLIT:
+                    f.write(payload)
+                else:
+                    _TFRecordUtil.write_record(f, payload)
+                count += 1
+        FileSystems.rename([tmp], [path])
+        yield {"split": split, "shard": shard, "num_shards": num_shards, "path": path, "count": count}
+
+
+class _WriteShards(beam.PTransform):
+    """(split, id, payload) -> files named by split and shard; shard of an id = crc32(id) % N."""
+
+    def __init__(self, output_dir: str, per_shard: int):
+        super().__init__()
+        self._output_dir = output_dir
+        self._per_shard = per_shard
+
+    def expand(self, items):
+        counts = items | "CountPerSplit" >> beam.Map(lambda x: (x[0], 1)) | "SumPerSplit" >> beam.CombinePerKey(sum)
+        return (
+            items
+            | "AssignShard" >> beam.ParDo(_AssignShard(self._per_shard), counts=beam.pvalue.AsDict(counts))
+            | "GroupShard" >> beam.GroupByKey()
+            | "WriteShard" >> beam.ParDo(_WriteShard(self._output_dir)))
+
+
+def _sum_tuples(values):
+    total = [0, 0, 0.0, 0]
+    for value in values:
+        for i, v in enumerate(value):
+            total[i] += v
+    return tuple(total)
+
+
+class _Finalize(beam.DoFn):
+    """Runs once, after all shards exist: fills empty shard slots, vocabulary.csv, then stats.json."""
+
+    def __init__(self, *, output_dir: str, run_info: dict):
+        self._output_dir = output_dir
+        self._run_info = run_info
+
+    def process(self, _, shards, vocabulary, rows_read, record_totals, failure_reasons, failure_stages):
+        written = {(s["split"], s["shard"], s["num_shards"]) for s in shards}
+        layouts = {(s["split"], s["num_shards"]) for s in shards}
+        if not any(split == FAILURES_SPLIT for split, _ in layouts):
+            layouts.add((FAILURES_SPLIT, 1))
+        for split, num_shards in sorted(layouts):
+            for shard in range(num_shards):
+                if (split, shard, num_shards) not in written:
+                    # crc32 left this slot empty: an empty file keeps the -of-N set complete.
+                    write_atomically(shard_path(self._output_dir, split, shard, num_shards), b"")
+        write_atomically(FileSystems.join(self._output_dir, "vocabulary.csv"), vocabulary.to_csv().encode("utf-8"))
+        records, steps, seconds, silent = record_totals
+        failures = sum(failure_reasons.values())
+        rows = sum(rows_read)
+        stats = {
+            "rows_read": rows,
+            "records_written": records,
+            "failures": failures,
+            "failures_by_reason": dict(sorted(failure_reasons.items())),
+            "failures_by_stage": dict(sorted(failure_stages.items())),
+            "all_rows_accounted_for": rows == records + failures,
+            "seconds_of_video": round(seconds, 3),
+            "steps_written": steps,
+            "clips_with_silent_audio": silent,
+            "records_per_split": {split: sum(s["count"] for s in shards if s["split"] == split)
+                                  for split, _ in sorted(layouts) if split != FAILURES_SPLIT},
+            "record_shards": sorted(s["path"] for s in shards if s["split"] != FAILURES_SPLIT),
+            "vocabulary_size": len(vocabulary.names),
+            "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            **self._run_info,
+        }
+        if not stats["all_rows_accounted_for"]:
+            beam.metrics.Metrics.counter(NAMESPACE, "rows_unaccounted").inc(abs(rows - records - failures))
+        write_atomically(FileSystems.join(self._output_dir, "stats.json"),
+                         (json.dumps(stats, indent=2, sort_keys=False) + "\n").encode("utf-8"))
+        yield stats
+
+
+class WriteDataset(beam.PTransform):
+    """Writes the dataset layout pinned in the README. Returns a PCollection holding the stats dict."""
+
+    def __init__(self, *, output_dir: str, records_per_shard: int, failures_per_shard: int, run_info: dict):
+        super().__init__()
+        self._output_dir = output_dir
+        self._records_per_shard = records_per_shard
+        self._failures_per_shard = failures_per_shard
+        self._run_info = run_info
+
+    def expand(self, inputs):
+        records, failures = inputs["records"], inputs["failures"]
+        record_items = records | "RecordItems" >> beam.Map(lambda r: (r["split"], r["id"], r["record"]))
+        failure_items = failures | "FailureItems" >> beam.Map(
+            lambda f: (FAILURES_SPLIT, f["id"] or str(f.get("row")),
+                       (json.dumps(f, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")))
+        record_shards = record_items | "WriteRecords" >> _WriteShards(self._output_dir, self._records_per_shard)
+        failure_shards = failure_items | "WriteFailures" >> _WriteShards(self._output_dir, self._failures_per_shard)
+        shards = (record_shards, failure_shards) | "AllShards" >> beam.Flatten()
+        totals = (
+            records
+            | "RecordTotals" >> beam.Map(lambda r: (1, r["steps"], r["seconds"], int(r["silent_audio"])))
+            | "SumTotals" >> beam.CombineGlobally(_sum_tuples))
+        reasons = failures | "ByReason" >> beam.Map(lambda f: (f["reason"], 1)) | "SumReasons" >> beam.CombinePerKey(sum)
+        stages = failures | "ByStage" >> beam.Map(lambda f: (f["stage"], 1)) | "SumStages" >> beam.CombinePerKey(sum)
+        return (
+            records.pipeline
+            | "FinalizeTrigger" >> beam.Create([None])
+            | "Finalize" >> beam.ParDo(
+                _Finalize(output_dir=self._output_dir, run_info=self._run_info),
+                shards=beam.pvalue.AsList(shards),
+                vocabulary=beam.pvalue.AsSingleton(inputs["vocabulary"]),
+                rows_read=beam.pvalue.AsList(inputs["rows_read"]),
+                record_totals=beam.pvalue.AsSingleton(totals),
+                failure_reasons=beam.pvalue.AsDict(reasons),
+                failure_stages=beam.pvalue.AsDict(stages)))
