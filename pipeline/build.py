@@ -125,6 +125,9 @@ def run(argv: list[str] | None = None) -> dict:
     options = pipeline_options.view_as(BuildOptions)
     # Workers need the main session's imports only through our packages; setup.py ships them.
     pipeline_options.view_as(SetupOptions).save_main_session = False
+    problems = options.validate_build()
+    if problems:
+        raise UsageError("; ".join(problems) + " (see python -m pipeline.build --help)")
     input_format = check_input_csv(options.input_csv)
     config = options.model_config()
     if config.synthetic:

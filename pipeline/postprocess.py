@@ -183,6 +183,7 @@ class RgbPca:
             ModelArtifactError: If a file is missing or unreadable, or an array has the wrong
                 shape or non-finite values; the message names the file and ``--rgb_pca_dir``.
         """
+        path = os.fspath(path)
         arrays = {}
         for file_name in RGB_PCA_FILES:
             file_path = _join(path, file_name)
@@ -275,6 +276,7 @@ class AudioPca:
             ModelArtifactError: If the file is missing, unreadable, lacks a key, or an array has
                 the wrong shape; the message names the file and ``--audio_pca``.
         """
+        path = os.fspath(path)
         data = _read_bytes(path, what="VGGish PCA parameters", hint=_AUDIO_PCA_HINT)
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as npz:
@@ -382,6 +384,7 @@ def write_rgb_pca_dir(path: str, *, mean: np.ndarray, eigenvecs: np.ndarray, eig
         ModelArtifactError: If the arrays do not have the official shapes.
     """
     RgbPca.from_arrays(mean=mean, eigenvecs=eigenvecs, eigenvals=eigenvals)  # Validate first.
+    path = os.fspath(path)
     _gfile().makedirs(path)
     layouts = {
         "mean.npy": _as_float_array(mean).reshape(RGB_FEATURE_SIZE, 1),
@@ -399,6 +402,7 @@ def write_audio_pca_npz(path: str, *, eigen_vectors: np.ndarray, means: np.ndarr
         ModelArtifactError: If the arrays do not have the official shapes.
     """
     AudioPca.from_arrays(eigen_vectors=eigen_vectors, means=means)  # Validate first.
+    path = os.fspath(path)
     buffer = io.BytesIO()
     np.savez(
         buffer,

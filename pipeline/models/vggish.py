@@ -57,16 +57,18 @@ _FLATTENED_SIZE = 6 * 4 * 512  # [6, 4, 512] after four 2x2 pools of [96, 64].
 
 def _variable_shapes() -> dict[str, tuple[int, ...]]:
     shapes: dict[str, tuple[int, ...]] = {}
-    channels = 1
+    width, flattened = 1, False
     for scope, kind, out in _LAYERS:
         if kind == "pool":
             continue
         if kind == "conv":
-            shapes[f"{scope}/weights"] = (3, 3, channels, out)
+            shapes[f"{scope}/weights"] = (3, 3, width, out)
         else:
-            shapes[f"{scope}/weights"] = (_FLATTENED_SIZE if channels == 512 else channels, out)
+            if not flattened:  # The first fc layer sees the flattened [6, 4, 512] feature map.
+                width, flattened = _FLATTENED_SIZE, True
+            shapes[f"{scope}/weights"] = (width, out)
         shapes[f"{scope}/biases"] = (out,)
-        channels = out
+        width = out
     return shapes
 
 
@@ -74,9 +76,9 @@ VGGISH_VARIABLES: dict[str, tuple[int, ...]] = _variable_shapes()
 """Every variable of the released checkpoint and its shape (conv HWIO, fc [in, out])."""
 
 _CHECKPOINT_HINT = (
-    f"Expected the VGGish checkpoint prefix {CHECKPOINT_FILE_NAME} (files {CHECKPOINT_FILE_NAME}.index "
-    f"and {CHECKPOINT_FILE_NAME}.data-00000-of-00001) with variables {', '.join(VGGISH_VARIABLES)}; "
-    f"pass its path with {AUDIO_CHECKPOINT_FLAG}."
+    f"Expected a TF1 checkpoint prefix such as .../{CHECKPOINT_FILE_NAME} (files {CHECKPOINT_FILE_NAME}.index "
+    f"and {CHECKPOINT_FILE_NAME}.data-00000-of-00001) holding the {len(VGGISH_VARIABLES)} vggish/* variables "
+    f"of the released VGGish model; pass it with {AUDIO_CHECKPOINT_FLAG}."
 )
 
 
@@ -230,7 +232,7 @@ class VGGish:
         path = os.fspath(path)
         verify_checkpoint(path)
         reader = _open_checkpoint(path)
-        return cls({name: reader.get_tensor(name).astype(np.float32) for name in VGGISH_VARIABLES}, batch_size=batch_size)
+        return cls({name: reader.get_tensor(name).astype(np.float32, copy=False) for name in VGGISH_VARIABLES}, batch_size=batch_size)
 
     def __call__(self, examples: np.ndarray) -> np.ndarray:
         """Embeds log-mel examples.
@@ -302,9 +304,11 @@ def random_weights(seed: int) -> dict[str, np.ndarray]:
         if name.endswith("/weights"):
             fan_in = int(np.prod(shape[:-1]))
             std = np.float32(np.sqrt(2.0 / fan_in))
-            weights[name] = rng.standard_normal(shape, dtype=np.float32) * std
         else:
-            weights[name] = rng.standard_normal(shape, dtype=np.float32) * np.float32(0.01)
+            std = np.float32(0.01)
+        values = rng.standard_normal(shape, dtype=np.float32)
+        values *= std
+        weights[name] = values
     return weights
 
 
@@ -373,9 +377,11 @@ def synthetic_pca_params(weights: Mapping[str, np.ndarray], *, seed: int) -> tup
     """Fits stand-in postprocessor parameters to a (random) VGGish model.
 
     ``pca_means`` is the mean embedding of ``calibration_examples(seed)``; the eigenvectors are
-    a seeded random orthonormal basis whose rows are rescaled so the projected calibration
-    embeddings have unit standard deviation. That keeps quantized audio bytes spread over the
-    [0, 255] range instead of saturating, so synthetic datasets exercise the real code paths.
+    a seeded random orthonormal basis whose rows are scaled so the projected calibration
+    embeddings have unit RMS spread. That keeps quantized audio bytes spread over [0, 255]
+    instead of saturating, so synthetic datasets exercise the real code paths. All rows share
+    one scale: with only a handful of calibration inputs, per-row spreads in 128 dimensions are
+    too noisy, and dividing by a small one would saturate that component for any new input.
 
     Returns:
         ``(eigen_vectors [128, 128], means [128])`` as float32.
@@ -384,10 +390,9 @@ def synthetic_pca_params(weights: Mapping[str, np.ndarray], *, seed: int) -> tup
     means = embeddings.mean(axis=0)
     rng = np.random.default_rng([seed, 0x706361])
     basis, upper = np.linalg.qr(rng.standard_normal((EMBEDDING_SIZE, EMBEDDING_SIZE)))
-    basis = basis * np.where(np.diag(upper) < 0, -1.0, 1.0)  # Unique sign convention.
-    rows = basis.T
-    spread = ((embeddings - means) @ rows.T).std(axis=0)
-    eigen_vectors = rows / np.maximum(spread, 1e-12)[:, np.newaxis]
+    rows = (basis * np.where(np.diag(upper) < 0, -1.0, 1.0)).T  # Unique sign convention.
+    spread = np.sqrt(np.mean(((embeddings - means) @ rows.T) ** 2))
+    eigen_vectors = rows / max(float(spread), 1e-12)
     return eigen_vectors.astype(np.float32), means.astype(np.float32)
 
 

@@ -1,0 +1,100 @@
+"""End to end: the CLI on the DirectRunner with two worker processes, read back and checked field by field."""
+
+import csv
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+
+from pipeline import build, inspect, records
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, videos, model_cache):
+    d = tmp_path_factory.mktemp("e2e")
+    csv_path = d / "videos.csv"
+    with open(csv_path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["video", "labels", "split"])
+        w.writerow([videos["v10_audio"], "music;bars", "train"])
+        w.writerow([videos["v4_5_silent"], "bars", "train"])
+        w.writerow([videos["v0_5"], "bars", "train"])
+        w.writerow([videos["empty"], "bars", "train"])
+        w.writerow([videos["missing"], "music", "train"])
+    out = d / "out"
+    argv = ["--input_csv", str(csv_path), "--output_dir", str(out), "--models", "synthetic",
+            "--model_cache", model_cache, "--records_per_shard", "1",
+            "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    assert build.main(argv) == 0
+    return {"out": str(out), "argv": argv, "videos": videos}
+
+
+def read_all(out):
+    import tensorflow as tf
+
+    paths = sorted(glob.glob(os.path.join(out, "records", "*.tfrecord")))
+    return paths, list(tf.data.TFRecordDataset(paths).as_numpy_iterator())
+
+
+def test_two_records_with_10_and_4_steps(built):
+    paths, data = read_all(built["out"])
+    assert [os.path.basename(p) for p in paths] == ["train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord"]
+    parsed = {r.clip_id: r for r in map(records.check_record, data)}
+    v = built["videos"]
+    assert sorted(parsed) == sorted([v["v10_audio"], v["v4_5_silent"]])
+    ten, four = parsed[v["v10_audio"]], parsed[v["v4_5_silent"]]
+    assert ten.rgb.shape == (10, 1024) and ten.audio.shape == (10, 128)
+    assert four.rgb.shape == (4, 1024) and four.audio.shape == (4, 128)
+    # vocabulary: sorted names -> bars 0, music 1
+    assert ten.labels == [0, 1] and four.labels == [0]
+    # Features vary over time and between clips (not constant bytes).
+    assert len(np.unique(ten.rgb)) > 20 and not np.array_equal(ten.rgb[0], ten.rgb[5])
+    # The silent clip's audio steps are all the same (digital silence), and not zero bytes.
+    assert (four.audio == four.audio[0]).all() and four.audio.any()
+    # The YouTube-8M reader's parsing spec reads every record.
+    rows = records.yt8m_reader_parse(data)
+    assert sorted(r[1] for r in rows) == [[0], [0, 1]]
+
+
+def test_failures_vocabulary_and_stats(built):
+    out, v = built["out"], built["videos"]
+    (failures_path,) = glob.glob(os.path.join(out, "failures-*.jsonl"))
+    failures = {f["id"]: f for f in map(json.loads, open(failures_path))}
+    assert {k: f["reason"] for k, f in failures.items()} == {
+        v["v0_5"]: "too_short", v["empty"]: "empty_file", v["missing"]: "missing_file"}
+    assert all(f["message"] and f["stage"] == "decode" and f["input"]["video"] for f in failures.values())
+    assert open(os.path.join(out, "vocabulary.csv")).read() == "Index,Name\n0,bars\n1,music\n"
+    stats = json.load(open(os.path.join(out, "stats.json")))
+    assert stats["rows_read"] == 5 and stats["records_written"] == 2 and stats["failures"] == 3
+    assert stats["all_rows_accounted_for"] is True
+    assert stats["steps_written"] == 14 and stats["clips_with_silent_audio"] == 1
+    assert stats["seconds_of_video"] == pytest.approx(14.52, abs=0.05)
+    assert stats["synthetic"] is True and stats["models"]["synthetic"] is True
+    assert stats["failures_by_reason"] == {"empty_file": 1, "missing_file": 1, "too_short": 1}
+
+
+def test_inspect_passes_on_the_output(built, capsys):
+    assert inspect.main([built["out"]]) == 0
+    text = capsys.readouterr().out
+    assert "records: 2" in text and "steps: 14" in text and "OK" in text
+
+
+def test_rerun_refuses_to_mix_unless_overwrite(built):
+    with pytest.raises(build.UsageError, match="--overwrite"):
+        build.run(built["argv"])
+
+
+def test_yt8m_models_fail_fast_naming_files(tmp_path, built):
+    argv = [a for a in built["argv"]]
+    i = argv.index("--models")
+    argv[i + 1] = "yt8m"
+    argv[argv.index("--output_dir") + 1] = str(tmp_path / "never")
+    from pipeline.errors import ModelArtifactError
+
+    with pytest.raises(ModelArtifactError) as e:
+        build.run(argv + ["--model_dir", str(tmp_path / "empty_models")])
+    msg = str(e.value)
+    assert "classify_image_graph_def.pb" in msg and "vggish_model.ckpt" in msg and "--model_dir" in msg
+    assert not (tmp_path / "never").exists()  # failed before any work

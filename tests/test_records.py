@@ -1,0 +1,71 @@
+"""The YouTube-8M record layout: building, the starter code's parsing spec, and checks."""
+
+import numpy as np
+import pytest
+
+from pipeline import postprocess, records
+
+
+def make_clip(steps=3, clip_id="clip-1", labels=(5, 2)):
+    rng = np.random.default_rng(0)
+    rgb = rng.normal(size=(steps, 1024)).astype(np.float32)
+    audio = rng.normal(size=(steps, 128)).astype(np.float32)
+    return records.ClipFeatures(clip_id=clip_id, labels=labels, rgb=rgb, audio=audio,
+                                rgb_quantized=postprocess.quantize_rgb(rgb),
+                                audio_quantized=postprocess.quantize_audio(audio),
+                                label_names=("b", "a"), source="x.mp4", start_us=0, end_us=3_000_000)
+
+
+def test_round_trip_through_the_yt8m_reader_spec():
+    clip = make_clip()
+    data = records.build_sequence_example(clip)
+    ((clip_id, labels, rgb, audio),) = records.yt8m_reader_parse([data])
+    assert clip_id == "clip-1" and labels == [2, 5]
+    assert rgb.shape == (3, 1024) and audio.shape == (3, 128)
+    expected = clip.rgb_quantized.astype(np.float32) * 4 / 255 + 4 / 512 - 2
+    np.testing.assert_allclose(rgb, expected, atol=1e-6)
+    parsed = records.check_record(data)
+    assert {"id", "labels", "mean_rgb", "mean_audio", "start_us", "end_us"} <= set(parsed.context_keys)
+
+
+def test_mean_features_are_means_before_quantization():
+    import tensorflow as tf
+
+    clip = make_clip()
+    ex = tf.train.SequenceExample.FromString(records.build_sequence_example(clip))
+    mean_rgb = np.array(ex.context.feature["mean_rgb"].float_list.value)
+    np.testing.assert_allclose(mean_rgb, clip.rgb.mean(0), rtol=1e-6)
+    assert len(ex.context.feature["mean_audio"].float_list.value) == 128
+
+
+def test_build_refuses_mismatched_steps():
+    clip = make_clip()
+    clip.audio_quantized = clip.audio_quantized[:2]
+    with pytest.raises(ValueError, match="clip-1"):
+        records.build_sequence_example(clip)
+
+
+def _hand_made(rgb_rows, audio_rows, labels=(1,), clip_id=b"bad-1"):
+    import tensorflow as tf
+
+    ex = tf.train.SequenceExample()
+    ex.context.feature["id"].bytes_list.value.append(clip_id)
+    ex.context.feature["labels"].int64_list.value.extend(labels)
+    for row in rgb_rows:
+        ex.feature_lists.feature_list["rgb"].feature.add().bytes_list.value.append(row)
+    for row in audio_rows:
+        ex.feature_lists.feature_list["audio"].feature.add().bytes_list.value.append(row)
+    return ex.SerializeToString()
+
+
+@pytest.mark.parametrize("rgb,audio,labels,problem", [
+    ([b"\0" * 1024] * 2, [b"\0" * 128], (1,), "steps"),
+    ([b"\0" * 1000], [b"\0" * 128], (1,), "1024 bytes"),
+    ([], [], (1,), "0 steps"),
+    ([b"\0" * 1024] * 301, [b"\0" * 128] * 301, (1,), "301 steps"),
+    ([b"\0" * 1024], [b"\0" * 128], (3, 1), "not sorted"),
+])
+def test_check_record_names_the_violation(rgb, audio, labels, problem):
+    with pytest.raises(records.RecordError) as e:
+        records.check_record(_hand_made(rgb, audio, labels))
+    assert e.value.clip_id == "bad-1" and problem in str(e.value)
