@@ -34,8 +34,10 @@ from pipeline.models import registry
 from pipeline.options import BuildOptions
 from transforms.assemble import AssembleRecords
 from transforms.decode import DecodeClips
+from transforms.fetch import ClipFetcher
 from transforms.inference import AudioModelHandler, ExtractFeatures, RgbModelHandler
 from transforms.read import ReadAnnotations
+from transforms.resume import SkipExisting
 from transforms.write import WriteDataset
 
 
@@ -43,13 +45,24 @@ class UsageError(Exception):
     """A problem with the command line or the inputs as a whole; nothing has started."""
 
 
-def build_pipeline(p: beam.Pipeline, options: BuildOptions, *, run_info: dict | None = None):
-    """Wires the whole dataset build onto `p`. Returns the PCollection holding the stats dict."""
+def build_pipeline(p: beam.Pipeline, options: BuildOptions, *, run_info: dict | None = None,
+                   run_tag: str = ""):
+    """Wires the whole dataset build onto `p`. Returns the PCollection holding the stats dict.
+
+    `run_tag` names this run's record shards when earlier records are kept (--skip_existing).
+    """
     config = options.model_config()
     base_dir = _dirname(options.input_csv)
     read = p | "ReadAnnotations" >> ReadAnnotations(options.input_csv)
-    decoded = read["clips"] | "DecodeClips" >> beam.ParDo(
-        DecodeClips(base_dir=base_dir, timeout_s=options.decode_timeout)).with_outputs(
+    clips, skipped = read["clips"], p | "NothingSkipped" >> beam.Create([0])
+    if options.skip_existing:
+        existing = _existing_records(options.output_dir)
+        clips, skipped = clips | "SkipExisting" >> SkipExisting(
+            FileSystems.join(options.output_dir, "records", "*.tfrecord") if existing else None)
+    fetcher = ClipFetcher(config=options.fetch_config(), clips_dir=options.clips_dir,
+                          concurrency=options.fetch_concurrency)
+    decoded = clips | "DecodeClips" >> beam.ParDo(
+        DecodeClips(base_dir=base_dir, timeout_s=options.decode_timeout, fetcher=fetcher)).with_outputs(
         DecodeClips.RGB, DecodeClips.AUDIO, DecodeClips.META, DecodeClips.FAILURES)
     rgb = decoded[DecodeClips.RGB] | "RgbFeatures" >> ExtractFeatures(
         RgbModelHandler(config, batch_size=options.rgb_batch_size))
@@ -60,9 +73,9 @@ def build_pipeline(p: beam.Pipeline, options: BuildOptions, *, run_info: dict | 
         | "AssembleRecords" >> AssembleRecords(read["vocabulary"]))
     failures = (read["failures"], decoded[DecodeClips.FAILURES], assembly_failures) | "AllFailures" >> beam.Flatten()
     return {"records": records, "failures": failures, "vocabulary": read["vocabulary"],
-            "rows_read": read["rows_read"]} | "WriteDataset" >> WriteDataset(
+            "rows_read": read["rows_read"], "skipped_existing": skipped} | "WriteDataset" >> WriteDataset(
         output_dir=options.output_dir, records_per_shard=options.records_per_shard,
-        failures_per_shard=options.failures_per_shard, run_info=run_info or {})
+        failures_per_shard=options.failures_per_shard, run_info=run_info or {}, run_tag=run_tag)
 
 
 def _dirname(path: str) -> str:
@@ -90,27 +103,51 @@ def check_input_csv(path: str) -> str:
 _OUTPUT_PATTERNS = ("records/*", "failures-*", "vocabulary.csv", "stats.json")
 
 
+def _match(output_dir: str, pattern: str) -> list[str]:
+    match = FileSystems.match([FileSystems.join(output_dir, pattern)])[0]
+    return [m.path for m in match.metadata_list]
+
+
 def _existing_outputs(output_dir: str) -> list[str]:
-    found = []
-    for pattern in _OUTPUT_PATTERNS:
-        match = FileSystems.match([FileSystems.join(output_dir, pattern)])[0]
-        found += [m.path for m in match.metadata_list]
-    return found
+    return [path for pattern in _OUTPUT_PATTERNS for path in _match(output_dir, pattern)]
 
 
-def prepare_output_dir(output_dir: str, *, overwrite: bool) -> None:
-    """Refuses to mix two builds in one directory unless --overwrite, which clears the old one first."""
+def _existing_records(output_dir: str) -> list[str]:
+    return _match(output_dir, "records/*.tfrecord")
+
+
+def _delete_stats_first(paths: list[str]) -> None:
+    # stats.json goes first: from then on the directory no longer looks like a finished build.
+    paths = sorted(set(paths), key=lambda path: not path.endswith("stats.json"))
+    if paths:
+        FileSystems.delete(paths)
+
+
+def prepare_output_dir(output_dir: str, *, overwrite: bool, skip_existing: bool = False) -> str:
+    """Refuses to mix two builds in one directory unless told how. Returns this run's shard tag.
+
+    --overwrite clears the old dataset first. --skip_existing keeps its records (their ids are
+    skipped) and replaces the failure report, vocabulary and stats; new shards get a run tag so
+    they never overwrite earlier ones. Leftover temporary files of a crashed run are removed.
+    """
     existing = _existing_outputs(output_dir)
-    if existing and not overwrite:
+    if existing and not (overwrite or skip_existing):
         raise UsageError(f"--output_dir {output_dir} already holds a dataset ({len(existing)} files, e.g. "
-                         f"{existing[0]}); pass --overwrite to replace it or choose another directory")
-    if existing:
-        # stats.json goes first: from here on the directory no longer looks like a finished build.
-        existing.sort(key=lambda path: not path.endswith("stats.json"))
-        FileSystems.delete(existing)
+                         f"{existing[0]}); pass --skip_existing to resume it, --overwrite to replace it, "
+                         "or choose another directory")
+    # (a set: on some filesystems `*` also matches across "/", so the two patterns overlap)
+    leftovers = sorted(set(_match(output_dir, "records/*.tmp-*") + _match(output_dir, "*.tmp-*")))
+    run_tag = ""
+    if overwrite:
+        _delete_stats_first(existing + leftovers)
+    elif skip_existing:
+        _delete_stats_first([p for p in existing if not p.endswith(".tfrecord")] + leftovers)
+        if _existing_records(output_dir):
+            run_tag = "r" + datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
     records_dir = FileSystems.join(output_dir, "records")
     if not FileSystems.exists(records_dir):
         FileSystems.mkdirs(records_dir)
+    return run_tag
 
 
 def _announce_synthetic() -> None:
@@ -133,7 +170,15 @@ def run(argv: list[str] | None = None) -> dict:
     if config.synthetic:
         _announce_synthetic()
     files = registry.resolve(config)  # fails here, before any work, when files are missing
-    prepare_output_dir(options.output_dir, overwrite=options.overwrite)
+    if options.overwrite and options.skip_existing:
+        raise UsageError("--overwrite and --skip_existing contradict each other; pass one")
+    try:
+        fetch_config = options.fetch_config()
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    del fetch_config  # validated here; workers build their own from the options
+    run_tag = prepare_output_dir(options.output_dir, overwrite=options.overwrite,
+                                 skip_existing=options.skip_existing)
     run_info = {
         "input_csv": options.input_csv,
         "input_format": input_format,
@@ -142,7 +187,7 @@ def run(argv: list[str] | None = None) -> dict:
         "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     with beam.Pipeline(options=pipeline_options) as p:
-        build_pipeline(p, options, run_info=run_info)
+        build_pipeline(p, options, run_info=run_info, run_tag=run_tag)
     stats_path = FileSystems.join(options.output_dir, "stats.json")
     with FileSystems.open(stats_path) as f:
         stats = json.loads(f.read().decode("utf-8"))

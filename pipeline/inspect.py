@@ -14,9 +14,12 @@ from __future__ import annotations
 import argparse
 import collections
 import csv
+import dataclasses
 import io
 import json
+import os
 import sys
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -25,90 +28,222 @@ from pipeline import records
 _HIST_EDGES = (1, 2, 5, 10, 30, 60, 120, 240, 300)
 
 
+def _gfile():
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    return tf.io.gfile
+
+
+def path_exists(path: str) -> bool:
+    """tf.io.gfile.exists, but False instead of an error for paths the filesystem rejects (e.g. `gs://x.csv`)."""
+    try:
+        return _gfile().exists(path)
+    except Exception:  # noqa: BLE001 - tf raises assorted errors for unusable names; all mean "not there"
+        return False
+
+
+def path_isdir(path: str) -> bool:
+    try:
+        return _gfile().isdir(path)
+    except Exception:  # noqa: BLE001 - same as path_exists
+        return False
+
+
+def parent_dir(path: str) -> str | None:
+    """The directory holding `path`, or None above a bucket root / filesystem root.
+
+    Plain string handling (not os.path) so gs:// paths keep their scheme; a bare local file
+    name has the current directory as its parent.
+    """
+    path = path.rstrip("/")
+    scheme, sep, rest = path.partition("://")
+    if not sep:
+        scheme, rest = "", path
+    if "/" not in rest:
+        return None if sep or not rest or rest == "." else "."
+    head = rest.rsplit("/", 1)[0]
+    if not head:
+        return None if sep else "/"
+    return f"{scheme}://{head}" if sep else head
+
+
 def expand_paths(spec: str) -> list[str]:
-    """A file, a glob or a dataset directory -> sorted list of record files (local or gs://)."""
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    """A file, a glob or a dataset directory -> sorted list of record files (local or gs://).
 
-    if tf.io.gfile.isdir(spec):
+    A directory is either ours (records under DIR/records/) or a directory of downloaded
+    YouTube-8M shards (train0000.tfrecord ... directly in it).
+    """
+    if "://" not in spec:
+        spec = os.path.expanduser(spec)
+    if path_isdir(spec):
         inner = spec.rstrip("/") + "/records"
-        base = inner if tf.io.gfile.isdir(inner) else spec.rstrip("/")
-        return sorted(tf.io.gfile.glob(base + "/*.tfrecord"))
+        base = inner if path_isdir(inner) else spec.rstrip("/")
+        return sorted(_gfile().glob(base + "/*.tfrecord"))
     if any(ch in spec for ch in "*?["):
-        return sorted(tf.io.gfile.glob(spec))
-    return [spec] if tf.io.gfile.exists(spec) else []
+        return sorted(_gfile().glob(spec))
+    return [spec] if path_exists(spec) else []
 
 
-def _read_vocabulary(paths: list[str]) -> dict[int, str]:
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+def dataset_dir(spec: str, paths: list[str] | None = None) -> str | None:
+    """The dataset directory of a CLI argument: where stats.json, failures and vocabulary.csv live.
 
+    For a directory it is the directory itself; for files or globs it is the directory of the
+    first record file, or its parent when that is our `records/` folder.
+    """
+    if "://" not in spec:
+        spec = os.path.expanduser(spec)
+    if path_isdir(spec):
+        return spec.rstrip("/") or "/"
+    paths = expand_paths(spec) if paths is None else paths
     if not paths:
+        return None
+    parent = parent_dir(paths[0])
+    if parent is not None and parent.rstrip("/").rsplit("/", 1)[-1] == "records":
+        return parent_dir(parent) or parent
+    return parent
+
+
+def parse_vocabulary_csv(text: str) -> dict[int, str]:
+    """Index -> Name from our `Index,Name` file or YouTube-8M's `Index,TrainVideoCount,...,Name,...`.
+
+    Columns are found by header name, so either layout works; rows whose Index is not an integer
+    are skipped rather than failing the whole read.
+    """
+    rows = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    if rows.fieldnames:
+        rows.fieldnames = [name.strip() for name in rows.fieldnames]
+    vocabulary = {}
+    for row in rows:
+        index = (row.get("Index") or "").strip()
+        if index.isdigit():
+            vocabulary[int(index)] = (row.get("Name") or "").strip() or index
+    return vocabulary
+
+
+def read_vocabulary(paths: list[str], directory: str | None = None) -> dict[int, str]:
+    """Label names for `paths`: vocabulary.csv in `directory`, beside the records or one level up."""
+    if not paths and directory is None:
         return {}
-    parent = paths[0].rsplit("/", 1)[0]
-    for candidate in (parent + "/vocabulary.csv", parent.rsplit("/", 1)[0] + "/vocabulary.csv"):
-        if tf.io.gfile.exists(candidate):
-            with tf.io.gfile.GFile(candidate) as f:
-                rows = csv.DictReader(io.StringIO(f.read()))
-                return {int(r["Index"]): r["Name"] for r in rows if r.get("Index", "").strip().isdigit()}
+    candidates = []
+    if directory is not None:
+        candidates.append(directory)
+    if paths:
+        parent = parent_dir(paths[0])
+        candidates += [d for d in (parent, parent_dir(parent) if parent else None) if d is not None]
+    for folder in dict.fromkeys(candidates):
+        candidate = folder.rstrip("/") + "/vocabulary.csv"
+        if path_exists(candidate):
+            with _gfile().GFile(candidate) as f:
+                return parse_vocabulary_csv(f.read())
     return {}
 
 
-class _Moments:
-    """Running per-dimension mean and variance of dequantized features (Welford-free: sums in float64)."""
+_read_vocabulary = read_vocabulary  # the old private name
+
+
+def dequantize(quantized: np.ndarray) -> np.ndarray:
+    """The YouTube-8M reader's dequantization (SPEC §1): bin centres of a truncating 8-bit quantizer."""
+    return quantized.astype(np.float64) * (4.0 / 255.0) + (4.0 / 512.0) - 2.0
+
+
+class Moments:
+    """Per-dimension mean and std of dequantized features over every step added.
+
+    Sums the uint8 values and their squares as exact int64 and dequantizes the moments at the end
+    (dequantization is affine), which is both faster and more accurate than summing floats.
+    """
 
     def __init__(self, width: int):
         self.n = 0
-        self.sum = np.zeros(width)
-        self.sumsq = np.zeros(width)
+        self.sum = np.zeros(width, np.int64)
+        self.sumsq = np.zeros(width, np.int64)
 
     def add(self, quantized: np.ndarray) -> None:
-        x = quantized.astype(np.float64) * (4.0 / 255.0) + (4.0 / 512.0) - 2.0
-        self.n += x.shape[0]
-        self.sum += x.sum(0)
-        self.sumsq += (x * x).sum(0)
+        q = quantized.astype(np.int32)  # squares fit in int32; sums are taken in int64
+        self.n += q.shape[0]
+        self.sum += q.sum(0, dtype=np.int64)
+        self.sumsq += (q * q).sum(0, dtype=np.int64)
+
+    def mean_std(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-dimension mean and population std (ddof=0) of the dequantized values."""
+        scale = 4.0 / 255.0
+        mean_q = self.sum / max(self.n, 1)
+        var_q = np.maximum(self.sumsq / max(self.n, 1) - mean_q * mean_q, 0.0)
+        return mean_q * scale + (4.0 / 512.0) - 2.0, np.sqrt(var_q) * scale
 
     def summary(self) -> dict:
         if self.n == 0:
             return {"steps": 0}
-        mean = self.sum / self.n
-        std = np.sqrt(np.maximum(self.sumsq / self.n - mean * mean, 0))
+        mean, std = self.mean_std()
         return {"steps": self.n, "mean_of_means": float(mean.mean()), "mean_std": float(std.mean()),
                 "min_dim_mean": float(mean.min()), "max_dim_mean": float(mean.max()),
                 "per_dim_mean": mean.round(4).tolist(), "per_dim_std": std.round(4).tolist()}
 
 
-def inspect_records(paths: list[str], *, max_errors: int = 20) -> dict:
-    """Reads every record of `paths`; returns a summary dict with `violations`."""
+_Moments = Moments  # the old private name
+
+
+@dataclasses.dataclass
+class ReadResult:
+    """One item read from a shard: a record that passed SPEC §1, or a problem naming where it was."""
+
+    where: str
+    record: records.ParsedRecord | None = None
+    clip_id: str = "?"
+    problem: str = ""
+
+
+def iter_records(paths: list[str], *, max_records: int | None = None) -> Iterator[ReadResult]:
+    """Reads and checks the records of `paths` in order, stopping after `max_records` items.
+
+    Shared by `inspect` (everything) and `report` (a sample): a corrupt file or a record that
+    breaks the layout becomes a ReadResult with a problem instead of stopping the read.
+    """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
+    count = 0
+    for path in paths:
+        if max_records is not None and count >= max_records:
+            return
+        try:
+            for i, data in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator()):
+                if max_records is not None and count >= max_records:
+                    return
+                count += 1
+                where = f"{path}#{i}"
+                try:
+                    yield ReadResult(where, records.check_record(data))
+                except records.RecordError as e:
+                    yield ReadResult(where, clip_id=e.clip_id, problem=e.problem)
+        except tf.errors.DataLossError as e:
+            yield ReadResult(path, problem=f"corrupt TFRecord file: {e.message}")
+
+
+def inspect_records(paths: list[str], *, max_errors: int = 20) -> dict:
+    """Reads every record of `paths`; returns a summary dict with `violations`."""
     summary = {"files": len(paths), "records": 0, "steps": 0, "violations": []}
     steps_hist = collections.Counter()
     label_counts = collections.Counter()
     seen = {}
-    rgb, audio = _Moments(records.RGB_BYTES), _Moments(records.AUDIO_BYTES)
-    for path in paths:
-        try:
-            for i, data in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator()):
-                where = f"{path}#{i}"
-                try:
-                    rec = records.check_record(data)
-                except records.RecordError as e:
-                    summary["violations"].append({"id": e.clip_id, "where": where, "problem": e.problem})
-                    continue
-                if rec.clip_id in seen:
-                    summary["violations"].append({"id": rec.clip_id, "where": where,
-                                                  "problem": f"duplicate id (also in {seen[rec.clip_id]})"})
-                seen[rec.clip_id] = where
-                summary["records"] += 1
-                steps = rec.rgb.shape[0]
-                summary["steps"] += steps
-                bucket = next(edge for edge in _HIST_EDGES if steps <= edge)
-                steps_hist[bucket] += 1
-                label_counts.update(rec.labels)
-                rgb.add(rec.rgb)
-                audio.add(rec.audio)
-        except tf.errors.DataLossError as e:
-            summary["violations"].append({"id": "?", "where": path, "problem": f"corrupt TFRecord file: {e.message}"})
-    vocabulary = _read_vocabulary(paths)
+    rgb, audio = Moments(records.RGB_BYTES), Moments(records.AUDIO_BYTES)
+    for item in iter_records(paths):
+        rec, where = item.record, item.where
+        if rec is None:
+            summary["violations"].append({"id": item.clip_id, "where": where, "problem": item.problem})
+            continue
+        if rec.clip_id in seen:
+            summary["violations"].append({"id": rec.clip_id, "where": where,
+                                          "problem": f"duplicate id (also in {seen[rec.clip_id]})"})
+        seen[rec.clip_id] = where
+        summary["records"] += 1
+        steps = rec.rgb.shape[0]
+        summary["steps"] += steps
+        bucket = next(edge for edge in _HIST_EDGES if steps <= edge)
+        steps_hist[bucket] += 1
+        label_counts.update(rec.labels)
+        rgb.add(rec.rgb)
+        audio.add(rec.audio)
+    vocabulary = read_vocabulary(paths)
     summary["steps_histogram"] = {f"<={edge}": steps_hist[edge] for edge in _HIST_EDGES if steps_hist[edge]}
     summary["labels"] = {vocabulary.get(label, str(label)): count for label, count in label_counts.most_common()}
     summary["distinct_labels"] = len(label_counts)

@@ -22,12 +22,22 @@ class BuildOptions(PipelineOptions):
         parser.add_argument("--model_dir", default=None,
                             help="Directory (local or gs://) holding the official model files.")
         parser.add_argument("--model_cache", default=None,
-                            help=f"Where downloaded or generated model files are kept "
+                            help=f"Local directory where downloaded, extracted or generated model files are kept "
                                  f"(default {registry.default_model_cache()}).")
-        parser.add_argument("--rgb_graph", default=None, help="Path of classify_image_graph_def.pb.")
+        parser.add_argument("--model_base_url", default=None,
+                            help="Download the official model files from URL/<file name> (a mirror or local server) "
+                                 "instead of their official locations.")
+        parser.add_argument("--no_download", dest="model_download", action="store_false",
+                            help="Never download model files: use --model_dir, the per-file flags or the cache only.")
+        parser.add_argument("--model_download_timeout", type=float, default=10.0,
+                            help="Socket timeout (seconds) of model downloads, so an offline machine fails fast.")
+        parser.add_argument("--rgb_graph", default=None,
+                            help="Path of classify_image_graph_def.pb (or of inception-2015-12-05.tgz).")
         parser.add_argument("--rgb_pca_dir", default=None,
-                            help="Directory with the YouTube-8M PCA: mean.npy, eigenvecs.npy, eigenvals.npy.")
-        parser.add_argument("--audio_checkpoint", default=None, help="Path (prefix) of vggish_model.ckpt.")
+                            help="Directory with the YouTube-8M PCA: mean.npy, eigenvecs.npy, eigenvals.npy "
+                                 "(or the path of yt8m_pca.tgz).")
+        parser.add_argument("--audio_checkpoint", default=None,
+                            help="Path of vggish_model.ckpt: the released single file (V1) or a V2 prefix.")
         parser.add_argument("--audio_pca", default=None, help="Path of vggish_pca_params.npz.")
         parser.add_argument("--synthetic_seed", type=int, default=0, help="Seed of --models synthetic.")
         parser.add_argument("--rgb_batch_size", type=int, default=32, help="Frames per Inception-v3 call.")
@@ -37,6 +47,32 @@ class BuildOptions(PipelineOptions):
         parser.add_argument("--failures_per_shard", type=int, default=100000, help="Lines per failure-report shard.")
         parser.add_argument("--decode_timeout", type=float, default=120.0,
                             help="Seconds ffmpeg may stay silent (and network read timeout) before a clip fails.")
+        parser.add_argument("--skip_existing", action="store_true",
+                            help="Resume: skip clip ids already in --output_dir's records; new records go to new "
+                                 "shard files that never overwrite earlier ones.")
+        # Fetching YouTube ids (Kinetics CSVs) with yt-dlp.
+        parser.add_argument("--video_url_template", default="https://www.youtube.com/watch?v={id}",
+                            help="URL of a YouTube id, {id} substituted; point it at a mirror or a local server.")
+        parser.add_argument("--allow_file_urls", action="store_true",
+                            help="Allow file:// URLs from --video_url_template (only http(s) otherwise).")
+        parser.add_argument("--fetch_max_height", type=int, default=360,
+                            help="Largest video height to fetch (the RGB model sees 299x299: more pixels cost bytes, not accuracy).")
+        parser.add_argument("--fetch_attempts", type=int, default=5, help="Attempts per clip for transient errors.")
+        parser.add_argument("--fetch_max_seconds", type=float, default=300.0,
+                            help="Time budget per clip over all fetch attempts.")
+        parser.add_argument("--fetch_backoff", type=float, default=1.0,
+                            help="Base of the exponential backoff (with jitter) between fetch attempts, seconds.")
+        parser.add_argument("--fetch_timeout", type=float, default=30.0, help="Socket timeout of a fetch, seconds.")
+        parser.add_argument("--fetch_concurrency", type=int, default=4,
+                            help="Clips fetched at once per worker process.")
+        parser.add_argument("--rate_limit", default=None, help="Download rate limit per fetch, e.g. 2M (yt-dlp).")
+        parser.add_argument("--cookies", default=None,
+                            help="Netscape cookies file for yt-dlp (YouTube blocks anonymous bulk fetching "
+                                 "from cloud addresses).")
+        parser.add_argument("--proxy", default=None, help="Proxy URL for yt-dlp.")
+        parser.add_argument("--clips_dir", default=None,
+                            help="Keep trimmed clips as DIR/{label}/{id}.mp4 (test/ when unlabeled); a clip "
+                                 "already there is used instead of fetched again.")
         parser.add_argument("--overwrite", action="store_true",
                             help="Replace an existing dataset in --output_dir instead of refusing to run.")
 
@@ -45,8 +81,18 @@ class BuildOptions(PipelineOptions):
     def validate_build(self) -> list[str]:
         return [f"--{name} is required" for name in ("input_csv", "output_dir") if not getattr(self, name)]
 
+    def fetch_config(self):
+        from pipeline.fetch import FetchConfig  # pylint: disable=import-outside-toplevel
+
+        return FetchConfig(
+            url_template=self.video_url_template, max_height=self.fetch_max_height, max_attempts=self.fetch_attempts,
+            max_seconds=self.fetch_max_seconds, backoff_base=self.fetch_backoff, socket_timeout=self.fetch_timeout,
+            rate_limit=self.rate_limit, cookies_file=self.cookies, proxy=self.proxy,
+            allow_file_urls=self.allow_file_urls)
+
     def model_config(self) -> registry.ModelConfig:
         return registry.ModelConfig(
             mode=self.models, seed=self.synthetic_seed, model_dir=self.model_dir, model_cache=self.model_cache,
             rgb_graph=self.rgb_graph, rgb_pca_dir=self.rgb_pca_dir, audio_checkpoint=self.audio_checkpoint,
-            audio_pca=self.audio_pca)
+            audio_pca=self.audio_pca, model_base_url=self.model_base_url, allow_download=self.model_download,
+            download_timeout=self.model_download_timeout)

@@ -80,6 +80,7 @@ def test_write_dataset_layout(tmp_path):
         stats = {
             "records": p | "Recs" >> beam.Create(recs), "failures": p | "Fails" >> beam.Create(fails),
             "vocabulary": vocab, "rows_read": p | "Rows" >> beam.Create([8]),
+            "skipped_existing": p | "Skipped" >> beam.Create([0]),
         } | WriteDataset(output_dir=out_dir, records_per_shard=2, failures_per_shard=10, run_info={"synthetic": True})
         assert_that(stats | beam.Map(lambda s: (s["records_written"], s["failures"], s["all_rows_accounted_for"])),
                     equal_to([(7, 1, True)]))

@@ -6,7 +6,7 @@ import apache_beam as beam
 import numpy as np
 
 from pipeline import postprocess, records
-from pipeline.errors import failure_record
+from pipeline.errors import ClipError, failure_record
 from transforms.read import NAMESPACE
 
 
@@ -20,9 +20,10 @@ class _BuildRecord(beam.DoFn):
     def process(self, element, vocabulary):
         clip_id, grouped = element
         metas = list(grouped["meta"])
-        if not metas:
-            return  # the clip failed upstream and already has its failure line
-        meta = metas[0]
+        if metas:  # no meta: the clip failed upstream and already has its failure line
+            yield from self._build(clip_id, metas[0], grouped, vocabulary)
+
+    def _build(self, clip_id, meta, grouped, vocabulary):
         clip, num_steps = meta["clip"], meta["num_steps"]
         try:
             rgb = self._ordered(grouped["rgb"], num_steps, "rgb")
@@ -34,15 +35,18 @@ class _BuildRecord(beam.DoFn):
                 rgb_quantized=postprocess.quantize_rgb(rgb), audio_quantized=postprocess.quantize_audio(audio),
                 label_names=sorted(set(clip.labels)), source=clip.video, start_us=int(round(start * 1e6)),
                 end_us=int(round((start + meta["duration"]) * 1e6)), duration_us=int(round(meta["duration"] * 1e6))))
-        except _Incomplete as e:
+        except (_Incomplete, ClipError) as e:  # ClipError: non-finite features cannot be quantized
             yield beam.pvalue.TaggedOutput(self.FAILURES, failure_record(
-                clip_id=clip_id, fields=clip.fields, row=clip.row, stage="features", reason="missing_steps",
-                message=str(e)))
+                clip_id=clip_id, fields=clip.fields, row=clip.row, stage="features",
+                reason=getattr(e, "reason", "missing_steps"), message=str(e)))
             return
         self._written.inc()
         self._steps.inc(num_steps)
+        fetch = meta.get("fetch") or {}
         yield {"split": clip.split, "id": clip_id, "record": serialized, "steps": num_steps,
-               "seconds": float(meta["duration"]), "silent_audio": bool(meta["silent_audio"])}
+               "seconds": float(meta["duration"]), "silent_audio": bool(meta["silent_audio"]),
+               "fetch_bytes": int(fetch.get("bytes", 0)), "fetch_seconds": float(fetch.get("seconds", 0.0)),
+               "fetched": int(fetch.get("method") in ("section", "full"))}
 
     @staticmethod
     def _ordered(items, num_steps: int, name: str) -> np.ndarray:

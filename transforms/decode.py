@@ -33,7 +33,7 @@ class DecodeClips(beam.DoFn):
     Outputs (tags are constants below):
       RGB:   ((clip_id, k), float32 [299, 299, 3] frame resized as the Inception graph resizes it)
       AUDIO: ((clip_id, k), float32 [96, 64] log-mel example starting at k seconds)
-      META:  (clip_id, dict(clip=ClipRequest, num_steps=T, duration=D, silent_audio=bool))
+      META:  (clip_id, dict(clip=ClipRequest, num_steps=T, duration=D, silent_audio=bool, fetch=dict|None))
       FAILURES: failure dicts.
     """
 
@@ -62,17 +62,18 @@ class DecodeClips(beam.DoFn):
         stage = "decode"
         try:
             with tempfile.TemporaryDirectory(prefix="clip-") as tmp:
+                fetch = None
                 if clip.source == "youtube":
                     stage = "fetch"
                     if self._fetcher is None:
-                        raise ClipError("unsupported_source", "YouTube rows need the fetch stage", stage="fetch")
-                    uri, start, duration = self._fetcher.fetch(clip, tmp)
+                        raise ClipError("unsupported_source", "YouTube rows need a fetcher", stage="fetch")
+                    uri, start, duration, fetch = self._fetcher.fetch(clip, tmp)
                     stage = "decode"
                 else:
                     uri = self._localize(resolve_video_path(clip.video, self._base_dir), tmp)
                     start = clip.start or 0.0
                     duration = (clip.end - start) if clip.end is not None else None
-                yield from self._decode(clip, uri, start=start, duration=duration)
+                yield from self._decode(clip, uri, start=start, duration=duration, fetch=fetch)
         except ClipError as e:
             beam.metrics.Metrics.counter(NAMESPACE, f"failed_{e.reason}").inc()
             yield beam.pvalue.TaggedOutput(self.FAILURES, failure_record(
@@ -97,7 +98,7 @@ class DecodeClips(beam.DoFn):
             shutil.copyfileobj(src, dst, 1 << 20)
         return local
 
-    def _decode(self, clip: ClipRequest, uri: str, *, start: float, duration: float | None):
+    def _decode(self, clip: ClipRequest, uri: str, *, start: float, duration: float | None, fetch: dict | None):
         from pipeline import audio  # pylint: disable=import-outside-toplevel
 
         info = media.probe(uri, timeout_s=self._timeout_s)
@@ -125,4 +126,5 @@ class DecodeClips(beam.DoFn):
         if silent:
             self._silent.inc()
         yield beam.pvalue.TaggedOutput(self.META, (clip.clip_id, {
-            "clip": clip, "num_steps": summary.num_steps, "duration": summary.duration, "silent_audio": silent}))
+            "clip": clip, "num_steps": summary.num_steps, "duration": summary.duration, "silent_audio": silent,
+            "fetch": fetch}))

@@ -22,18 +22,20 @@ from transforms.read import NAMESPACE
 FAILURES_SPLIT = "\x00failures"  # internal key; cannot clash with a CSV split name
 
 
-def records_path(output_dir: str, split: str, shard: int, num_shards: int) -> str:
-    return FileSystems.join(output_dir, "records", f"{split}-{shard:05d}-of-{num_shards:05d}.tfrecord")
+def records_path(output_dir: str, split: str, shard: int, num_shards: int, run_tag: str = "") -> str:
+    """`records/{split}[-{run_tag}]-SSSSS-of-NNNNN.tfrecord`; resumed runs add a tag so they never overwrite."""
+    tag = f"-{run_tag}" if run_tag else ""
+    return FileSystems.join(output_dir, "records", f"{split}{tag}-{shard:05d}-of-{num_shards:05d}.tfrecord")
 
 
 def failures_path(output_dir: str, shard: int, num_shards: int) -> str:
     return FileSystems.join(output_dir, f"failures-{shard:05d}-of-{num_shards:05d}.jsonl")
 
 
-def shard_path(output_dir: str, split: str, shard: int, num_shards: int) -> str:
+def shard_path(output_dir: str, split: str, shard: int, num_shards: int, run_tag: str = "") -> str:
     if split == FAILURES_SPLIT:
         return failures_path(output_dir, shard, num_shards)
-    return records_path(output_dir, split, shard, num_shards)
+    return records_path(output_dir, split, shard, num_shards, run_tag)
 
 
 def write_atomically(path: str, data: bytes) -> None:
@@ -58,12 +60,13 @@ class _AssignShard(beam.DoFn):
 
 
 class _WriteShard(beam.DoFn):
-    def __init__(self, output_dir: str):
+    def __init__(self, output_dir: str, run_tag: str):
         self._output_dir = output_dir
+        self._run_tag = run_tag
 
     def process(self, element):
         (split, shard, num_shards), payloads = element
-        path = shard_path(self._output_dir, split, shard, num_shards)
+        path = shard_path(self._output_dir, split, shard, num_shards, self._run_tag)
         tmp = f"{path}.tmp-{uuid.uuid4().hex}"
         count = 0
         with FileSystems.create(tmp) as f:
@@ -80,10 +83,11 @@ class _WriteShard(beam.DoFn):
 class _WriteShards(beam.PTransform):
     """(split, id, payload) -> files named by split and shard; shard of an id = crc32(id) % N."""
 
-    def __init__(self, output_dir: str, per_shard: int):
+    def __init__(self, output_dir: str, per_shard: int, run_tag: str = ""):
         super().__init__()
         self._output_dir = output_dir
         self._per_shard = per_shard
+        self._run_tag = run_tag
 
     def expand(self, items):
         counts = items | "CountPerSplit" >> beam.Map(lambda x: (x[0], 1)) | "SumPerSplit" >> beam.CombinePerKey(sum)
@@ -91,11 +95,19 @@ class _WriteShards(beam.PTransform):
             items
             | "AssignShard" >> beam.ParDo(_AssignShard(self._per_shard), counts=beam.pvalue.AsDict(counts))
             | "GroupShard" >> beam.GroupByKey()
-            | "WriteShard" >> beam.ParDo(_WriteShard(self._output_dir)))
+            | "WriteShard" >> beam.ParDo(_WriteShard(self._output_dir, self._run_tag)))
+
+
+_TOTALS = ("records", "steps", "seconds", "silent", "fetch_bytes", "fetch_seconds", "fetched")
+
+
+def _totals(record: dict) -> tuple:
+    return (1, record["steps"], record["seconds"], int(record["silent_audio"]), record.get("fetch_bytes", 0),
+            record.get("fetch_seconds", 0.0), record.get("fetched", 0))
 
 
 def _sum_tuples(values):
-    total = [0, 0, 0.0, 0]
+    total = [0] * len(_TOTALS)
     for value in values:
         for i, v in enumerate(value):
             total[i] += v
@@ -105,11 +117,12 @@ def _sum_tuples(values):
 class _Finalize(beam.DoFn):
     """Runs once, after all shards exist: fills empty shard slots, vocabulary.csv, then stats.json."""
 
-    def __init__(self, *, output_dir: str, run_info: dict):
+    def __init__(self, *, output_dir: str, run_info: dict, run_tag: str):
         self._output_dir = output_dir
         self._run_info = run_info
+        self._run_tag = run_tag
 
-    def process(self, _, shards, vocabulary, rows_read, record_totals, failure_reasons, failure_stages):
+    def process(self, _, shards, vocabulary, rows_read, record_totals, failure_reasons, failure_stages, existing):
         written = {(s["split"], s["shard"], s["num_shards"]) for s in shards}
         layouts = {(s["split"], s["num_shards"]) for s in shards}
         if not any(split == FAILURES_SPLIT for split, _ in layouts):
@@ -118,18 +131,21 @@ class _Finalize(beam.DoFn):
             for shard in range(num_shards):
                 if (split, shard, num_shards) not in written:
                     # crc32 left this slot empty: an empty file keeps the -of-N set complete.
-                    write_atomically(shard_path(self._output_dir, split, shard, num_shards), b"")
+                    write_atomically(shard_path(self._output_dir, split, shard, num_shards, self._run_tag), b"")
         write_atomically(FileSystems.join(self._output_dir, "vocabulary.csv"), vocabulary.to_csv().encode("utf-8"))
-        records, steps, seconds, silent = record_totals
+        totals = dict(zip(_TOTALS, record_totals))
+        records, steps, seconds, silent = (totals[k] for k in ("records", "steps", "seconds", "silent"))
         failures = sum(failure_reasons.values())
         rows = sum(rows_read)
+        skipped = sum(existing)
         stats = {
             "rows_read": rows,
             "records_written": records,
+            "records_skipped_existing": skipped,
             "failures": failures,
             "failures_by_reason": dict(sorted(failure_reasons.items())),
             "failures_by_stage": dict(sorted(failure_stages.items())),
-            "all_rows_accounted_for": rows == records + failures,
+            "all_rows_accounted_for": rows == records + skipped + failures,
             "seconds_of_video": round(seconds, 3),
             "steps_written": steps,
             "clips_with_silent_audio": silent,
@@ -137,11 +153,13 @@ class _Finalize(beam.DoFn):
                                   for split, _ in sorted(layouts) if split != FAILURES_SPLIT},
             "record_shards": sorted(s["path"] for s in shards if s["split"] != FAILURES_SPLIT),
             "vocabulary_size": len(vocabulary.names),
+            "fetch": {"clips_fetched": totals["fetched"], "bytes_downloaded": totals["fetch_bytes"],
+                      "seconds": round(totals["fetch_seconds"], 3)},
             "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             **self._run_info,
         }
         if not stats["all_rows_accounted_for"]:
-            beam.metrics.Metrics.counter(NAMESPACE, "rows_unaccounted").inc(abs(rows - records - failures))
+            beam.metrics.Metrics.counter(NAMESPACE, "rows_unaccounted").inc(abs(rows - records - skipped - failures))
         write_atomically(FileSystems.join(self._output_dir, "stats.json"),
                          (json.dumps(stats, indent=2, sort_keys=False) + "\n").encode("utf-8"))
         yield stats
@@ -150,8 +168,10 @@ class _Finalize(beam.DoFn):
 class WriteDataset(beam.PTransform):
     """Writes the dataset layout pinned in the README. Returns a PCollection holding the stats dict."""
 
-    def __init__(self, *, output_dir: str, records_per_shard: int, failures_per_shard: int, run_info: dict):
+    def __init__(self, *, output_dir: str, records_per_shard: int, failures_per_shard: int, run_info: dict,
+                 run_tag: str = ""):
         super().__init__()
+        self._run_tag = run_tag
         self._output_dir = output_dir
         self._records_per_shard = records_per_shard
         self._failures_per_shard = failures_per_shard
@@ -163,12 +183,13 @@ class WriteDataset(beam.PTransform):
         failure_items = failures | "FailureItems" >> beam.Map(
             lambda f: (FAILURES_SPLIT, f["id"] or str(f.get("row")),
                        (json.dumps(f, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")))
-        record_shards = record_items | "WriteRecords" >> _WriteShards(self._output_dir, self._records_per_shard)
+        record_shards = record_items | "WriteRecords" >> _WriteShards(
+            self._output_dir, self._records_per_shard, self._run_tag)
         failure_shards = failure_items | "WriteFailures" >> _WriteShards(self._output_dir, self._failures_per_shard)
         shards = (record_shards, failure_shards) | "AllShards" >> beam.Flatten()
         totals = (
             records
-            | "RecordTotals" >> beam.Map(lambda r: (1, r["steps"], r["seconds"], int(r["silent_audio"])))
+            | "RecordTotals" >> beam.Map(_totals)
             | "SumTotals" >> beam.CombineGlobally(_sum_tuples))
         reasons = failures | "ByReason" >> beam.Map(lambda f: (f["reason"], 1)) | "SumReasons" >> beam.CombinePerKey(sum)
         stages = failures | "ByStage" >> beam.Map(lambda f: (f["stage"], 1)) | "SumStages" >> beam.CombinePerKey(sum)
@@ -176,10 +197,11 @@ class WriteDataset(beam.PTransform):
             records.pipeline
             | "FinalizeTrigger" >> beam.Create([None])
             | "Finalize" >> beam.ParDo(
-                _Finalize(output_dir=self._output_dir, run_info=self._run_info),
+                _Finalize(output_dir=self._output_dir, run_info=self._run_info, run_tag=self._run_tag),
                 shards=beam.pvalue.AsList(shards),
                 vocabulary=beam.pvalue.AsSingleton(inputs["vocabulary"]),
                 rows_read=beam.pvalue.AsList(inputs["rows_read"]),
                 record_totals=beam.pvalue.AsSingleton(totals),
                 failure_reasons=beam.pvalue.AsDict(reasons),
-                failure_stages=beam.pvalue.AsDict(stages)))
+                failure_stages=beam.pvalue.AsDict(stages),
+                existing=beam.pvalue.AsList(inputs["skipped_existing"])))

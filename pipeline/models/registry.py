@@ -1,7 +1,8 @@
 """Which feature models a run uses, where their files come from, and loading them.
 
-`--models yt8m` (default) uses the official artifacts of SPEC §5, found through `--model_dir`
-or the per-file flags. `--models synthetic` writes seeded random artifacts in the official
+`--models yt8m` (default) uses the official artifacts of SPEC §5, found through the per-file
+flags, `--model_dir` (extracted or as the released archives), or the model cache, which a
+download from the official locations fills (``pipeline.models.artifacts``). `--models synthetic` writes seeded random artifacts in the official
 layout (the real Inception-v3 and VGGish architectures, random orthonormal PCA) into the
 model cache and loads them through the same code: same compute, meaningless features.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import posixpath
 
 MODES = ("yt8m", "synthetic")
 RGB_GRAPH = "classify_image_graph_def.pb"
@@ -42,6 +42,9 @@ class ModelConfig:
     rgb_pca_dir: str | None = None
     audio_checkpoint: str | None = None
     audio_pca: str | None = None
+    model_base_url: str | None = None
+    allow_download: bool = True
+    download_timeout: float = 10.0
 
     @property
     def synthetic(self) -> bool:
@@ -54,29 +57,25 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ModelFiles:
+    """Paths the featurizers load; ``sources`` says where each official one came from (for stats.json)."""
+
     rgb_graph: str
     rgb_pca_dir: str
     audio_checkpoint: str
     audio_pca: str
     synthetic: bool
+    sources: tuple[tuple[str, str], ...] = ()
 
     def describe(self) -> dict:
-        return {
+        described = {
             "rgb": {"model": "inception-v3 (2015-12-05 graph layout)", "graph": self.rgb_graph,
                     "pca": self.rgb_pca_dir},
             "audio": {"model": "vggish", "checkpoint": self.audio_checkpoint, "pca": self.audio_pca},
             "synthetic": self.synthetic,
         }
-
-
-def _join(base: str, name: str) -> str:
-    return posixpath.join(base, name) if "://" in base else os.path.join(base, name)
-
-
-def _exists(path: str) -> bool:
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
-    return tf.io.gfile.exists(path)
+        if self.sources:
+            described["sources"] = dict(self.sources)
+        return described
 
 
 def synthetic_dir(config: ModelConfig) -> str:
@@ -102,41 +101,32 @@ def ensure_synthetic(config: ModelConfig) -> ModelFiles:
 
 
 def resolve(config: ModelConfig) -> ModelFiles:
-    """Finds every file a run needs, or raises ModelArtifactError naming what is missing and the flags."""
+    """Finds every file a run needs, fetching and checking the official ones as needed.
+
+    Called by ``pipeline.build`` before the pipeline starts, so a missing or malformed file
+    stops the run before any work, and again by each worker process when RunInference loads
+    its shared model; the second call reuses what the first left in ``--model_dir`` or the
+    cache and downloads nothing. See ``pipeline.models.artifacts`` for the search order.
+
+    Raises:
+        ModelArtifactError: Naming every missing or malformed file and the flags that provide it.
+    """
     from pipeline.errors import ModelArtifactError  # pylint: disable=import-outside-toplevel
+    from pipeline.models import artifacts  # pylint: disable=import-outside-toplevel
 
     if config.mode not in MODES:
         raise ModelArtifactError(f"--models {config.mode!r}: choose one of {', '.join(MODES)}")
     if config.synthetic:
         return ensure_synthetic(config)
-    base = config.model_dir
-    wanted = {
-        "rgb_graph": (config.rgb_graph or (base and _join(base, RGB_GRAPH)), "--rgb_graph", RGB_GRAPH),
-        "rgb_pca_dir": (config.rgb_pca_dir or base, "--rgb_pca_dir", "mean.npy, eigenvecs.npy, eigenvals.npy"),
-        "audio_checkpoint": (config.audio_checkpoint or (base and _join(base, AUDIO_CHECKPOINT)),
-                             "--audio_checkpoint", AUDIO_CHECKPOINT),
-        "audio_pca": (config.audio_pca or (base and _join(base, AUDIO_PCA)), "--audio_pca", AUDIO_PCA),
-    }
-    missing = []
-    for key, (path, flag, names) in wanted.items():
-        if not path:
-            missing.append(f"{names} (pass {flag} or --model_dir)")
-            continue
-        probes = [path + ".index"] if key == "audio_checkpoint" else (
-            [_join(path, n) for n in RGB_PCA_FILES] if key == "rgb_pca_dir" else [path])
-        absent = [p for p in probes if not _exists(p)]
-        if absent:
-            missing.append(f"{', '.join(absent)} (pass {flag} or --model_dir)")
-    if missing:
-        raise ModelArtifactError(
-            "--models yt8m needs the official YouTube-8M and VGGish files (SPEC §5); missing: "
-            + "; ".join(missing)
-            + ". Put classify_image_graph_def.pb (from inception-2015-12-05.tgz), mean.npy, eigenvecs.npy, "
-              "eigenvals.npy (from yt8m_pca.tgz), vggish_model.ckpt and vggish_pca_params.npz in one directory "
-              "and pass --model_dir DIR (local or gs://), or run with --models synthetic for an offline smoke run.")
-    return ModelFiles(rgb_graph=wanted["rgb_graph"][0], rgb_pca_dir=wanted["rgb_pca_dir"][0],
-                      audio_checkpoint=wanted["audio_checkpoint"][0], audio_pca=wanted["audio_pca"][0],
-                      synthetic=False)
+    resolved = artifacts.resolve_official(
+        model_dir=config.model_dir,
+        overrides={"rgb_graph": config.rgb_graph, "rgb_pca_dir": config.rgb_pca_dir,
+                   "audio_checkpoint": config.audio_checkpoint, "audio_pca": config.audio_pca},
+        cache_dir=config.cache_dir, base_url=config.model_base_url, allow_download=config.allow_download,
+        timeout_s=config.download_timeout)
+    return ModelFiles(rgb_graph=resolved.paths["rgb_graph"], rgb_pca_dir=resolved.paths["rgb_pca_dir"],
+                      audio_checkpoint=resolved.paths["audio_checkpoint"], audio_pca=resolved.paths["audio_pca"],
+                      synthetic=False, sources=tuple(sorted(resolved.sources.items())))
 
 
 class RgbFeaturizer:

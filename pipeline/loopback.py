@@ -1,0 +1,132 @@
+"""A loopback HTTP file server with Range support, request log and injected faults.
+
+Serves the sample demo (generated "YouTube" videos fetched by yt-dlp) and tests. It binds
+127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import re
+import threading
+import urllib.parse
+
+_RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)$")
+
+
+class LoopbackServer:
+    """`with LoopbackServer(root) as server:` serves files under `root` at `server.url`.
+
+    Attributes:
+      faults: path -> list of HTTP status codes to answer before serving normally (e.g.
+        [429, 429]); a path with status 404 in `missing` is never served.
+      requests: (method, path, range header, bytes sent) per request.
+    """
+
+    def __init__(self, root: str):
+        self.root = os.path.abspath(root)
+        self.faults: dict[str, list[int]] = {}
+        self.requests: list[tuple[str, str, str | None, int]] = []
+        self._lock = threading.Lock()
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    def bytes_sent(self, path_prefix: str = "") -> int:
+        with self._lock:
+            return sum(r[3] for r in self.requests if r[1].startswith(path_prefix))
+
+    def __enter__(self) -> LoopbackServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def _handler(self):
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _record(self, sent: int) -> None:
+                with server._lock:
+                    server.requests.append((self.command, self.path, self.headers.get("Range"), sent))
+
+            def do_HEAD(self):
+                self.do_GET(head=True)
+
+            def do_GET(self, head: bool = False):
+                path = urllib.parse.urlparse(self.path).path
+                with server._lock:
+                    pending = server.faults.get(path)
+                    status = pending.pop(0) if pending else None
+                if status is not None:
+                    body = f"injected {status}".encode()
+                    self.send_response(status)
+                    self.send_header("Content-Type", "text/plain")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    if not head:
+                        self.wfile.write(body)
+                    self._record(0)
+                    return
+                local = os.path.realpath(os.path.join(server.root, path.lstrip("/")))
+                if not local.startswith(server.root + os.sep) or not os.path.isfile(local):
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    self._record(0)
+                    return
+                size = os.path.getsize(local)
+                start, end = 0, size - 1
+                match = _RANGE_RE.match(self.headers.get("Range", "") or "")
+                if match and (match.group(1) or match.group(2)):
+                    if match.group(1):
+                        start = int(match.group(1))
+                        end = int(match.group(2)) if match.group(2) else size - 1
+                    else:
+                        start = max(0, size - int(match.group(2)))
+                    end = min(end, size - 1)
+                    if start >= size:
+                        self.send_response(416)
+                        self.send_header("Content-Range", f"bytes */{size}")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        self._record(0)
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+                else:
+                    self.send_response(200)
+                self.send_header("Content-Type", "video/mp4")
+                self.send_header("Accept-Ranges", "bytes")
+                self.send_header("Content-Length", str(end - start + 1))
+                self.end_headers()
+                sent = 0
+                if not head:
+                    with open(local, "rb") as f:
+                        f.seek(start)
+                        remaining = end - start + 1
+                        try:
+                            while remaining > 0:
+                                chunk = f.read(min(1 << 16, remaining))
+                                if not chunk:
+                                    break
+                                self.wfile.write(chunk)
+                                sent += len(chunk)
+                                remaining -= len(chunk)
+                        except (BrokenPipeError, ConnectionResetError):
+                            pass
+                self._record(sent)
+
+        return Handler
