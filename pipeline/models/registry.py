@@ -2,7 +2,8 @@
 
 `--models yt8m` (default) uses the official artifacts of SPEC §5, found through the per-file
 flags, `--model_dir` (extracted or as the released archives), or the model cache, which a
-download from the official locations fills (``pipeline.models.artifacts``). `--models synthetic` writes seeded random artifacts in the official
+download from the official locations fills (``pipeline.models.artifacts``).
+`--models synthetic` writes seeded random artifacts in the official
 layout (the real Inception-v3 and VGGish architectures, random orthonormal PCA) into the
 model cache and loads them through the same code: same compute, meaningless features.
 """
