@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import sys
+import time
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -36,7 +37,7 @@ from transforms.assemble import AssembleRecords
 from transforms.decode import DecodeClips
 from transforms.fetch import ClipFetcher
 from transforms.inference import AudioModelHandler, ExtractFeatures, RgbModelHandler
-from transforms.read import ReadAnnotations
+from transforms.read import NAMESPACE, ReadAnnotations
 from transforms.resume import SkipExisting
 from transforms.write import WriteDataset
 
@@ -46,7 +47,7 @@ class UsageError(Exception):
 
 
 def build_pipeline(p: beam.Pipeline, options: BuildOptions, *, run_info: dict | None = None,
-                   run_tag: str = ""):
+                   run_tag: str = "", expected_rows: int | None = None):
     """Wires the whole dataset build onto `p`. Returns the PCollection holding the stats dict.
 
     `run_tag` names this run's record shards when earlier records are kept (--skip_existing).
@@ -62,7 +63,8 @@ def build_pipeline(p: beam.Pipeline, options: BuildOptions, *, run_info: dict | 
     fetcher = ClipFetcher(config=options.fetch_config(), clips_dir=options.clips_dir,
                           concurrency=options.fetch_concurrency)
     decoded = clips | "DecodeClips" >> beam.ParDo(
-        DecodeClips(base_dir=base_dir, timeout_s=options.decode_timeout, fetcher=fetcher)).with_outputs(
+        DecodeClips(base_dir=base_dir, timeout_s=options.decode_timeout, fetcher=fetcher,
+                    expected=expected_rows)).with_outputs(
         DecodeClips.RGB, DecodeClips.AUDIO, DecodeClips.META, DecodeClips.FAILURES)
     rgb = decoded[DecodeClips.RGB] | "RgbFeatures" >> ExtractFeatures(
         RgbModelHandler(config, batch_size=options.rgb_batch_size))
@@ -84,20 +86,26 @@ def _dirname(path: str) -> str:
     return os.path.dirname(os.path.abspath(path))
 
 
-def check_input_csv(path: str) -> str:
-    """Fails before any work starts when the CSV is missing or of no known format. Returns the format."""
+def check_input_csv(path: str) -> tuple[str, int]:
+    """Fails before any work starts when the CSV is missing or of no known format.
+
+    Returns (format, number of data rows); the count feeds the progress line's ETA.
+    """
     if not FileSystems.exists(path):
         raise UsageError(f"--input_csv {path}: no such file")
+    fmt, rows = None, 0
     with FileSystems.open(path) as raw:
         text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
         try:
             for fmt, _ in annotations.read_rows(text):
-                return fmt
+                rows += 1
         except annotations.UnknownFormatError as e:
             raise UsageError(f"--input_csv {path}: {e}") from e
         except UnicodeDecodeError as e:
             raise UsageError(f"--input_csv {path}: not UTF-8 text ({e})") from e
-    raise UsageError(f"--input_csv {path}: no data rows")
+    if not rows:
+        raise UsageError(f"--input_csv {path}: no data rows")
+    return fmt, rows
 
 
 _OUTPUT_PATTERNS = ("records/*", "failures-*", "vocabulary.csv", "stats.json")
@@ -165,7 +173,7 @@ def run(argv: list[str] | None = None) -> dict:
     problems = options.validate_build()
     if problems:
         raise UsageError("; ".join(problems) + " (see python -m pipeline.build --help)")
-    input_format = check_input_csv(options.input_csv)
+    input_format, input_rows = check_input_csv(options.input_csv)
     config = options.model_config()
     if config.synthetic:
         _announce_synthetic()
@@ -186,14 +194,33 @@ def run(argv: list[str] | None = None) -> dict:
         "synthetic": files.synthetic,
         "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    with beam.Pipeline(options=pipeline_options) as p:
-        build_pipeline(p, options, run_info=run_info, run_tag=run_tag)
+    started = time.monotonic()
+    p = beam.Pipeline(options=pipeline_options)
+    build_pipeline(p, options, run_info=run_info, run_tag=run_tag, expected_rows=input_rows)
+    result = p.run()
+    result.wait_until_finish()
+    _print_summary(result, time.monotonic() - started)
     stats_path = FileSystems.join(options.output_dir, "stats.json")
     with FileSystems.open(stats_path) as f:
         stats = json.loads(f.read().decode("utf-8"))
     if files.synthetic:
         _announce_synthetic()
     return stats
+
+
+def _print_summary(result, wall_seconds: float) -> None:
+    """The run's Beam counters as a table (fetched, failed by reason, records, steps, ...)."""
+    try:
+        counters = result.metrics().query(beam.metrics.MetricsFilter().with_namespace(NAMESPACE))["counters"]
+    except Exception:  # pylint: disable=broad-except
+        counters = []  # a runner without metrics support: stats.json still has the figures
+    totals: dict[str, int] = {}
+    for counter in counters:
+        name = counter.key.metric.name
+        totals[name] = totals.get(name, 0) + (counter.committed or counter.attempted or 0)
+    lines = [f"{name:<34}{value:>12,}" for name, value in sorted(totals.items())]
+    lines.append(f"{'wall_seconds':<34}{wall_seconds:>12,.1f}")
+    print("\nRun summary (Beam metrics)\n" + "\n".join(lines), file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -98,3 +98,15 @@ def test_yt8m_models_fail_fast_naming_files(tmp_path, built):
     msg = str(e.value)
     assert "classify_image_graph_def.pb" in msg and "vggish_model.ckpt" in msg and "--model_dir" in msg
     assert not (tmp_path / "never").exists()  # failed before any work
+
+
+def test_progress_lines_and_summary_table(tmp_path, videos, model_cache, capfd, monkeypatch):
+    monkeypatch.setenv("VIDEO_FEATURES_PROGRESS_SECONDS", "0")
+    csv_path = tmp_path / "in.csv"
+    csv_path.write_text(f"video,labels\n{videos['v3_30fps']},a\n{videos['empty']},a\n")
+    assert build.main(["--input_csv", str(csv_path), "--output_dir", str(tmp_path / "o"), "--models", "synthetic",
+                       "--model_cache", model_cache]) == 0
+    err = capfd.readouterr().err
+    assert "progress [pid" in err and "clips/s" in err and "ETA" in err
+    summary = err[err.index("Run summary"):]
+    assert "clips_decoded" in summary and "failed_empty_file" in summary and "wall_seconds" in summary

@@ -15,6 +15,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline import media
 from pipeline.annotations import ClipRequest
 from pipeline.errors import ClipError, failure_record
+from transforms.progress import PROGRESS
 from transforms.read import NAMESPACE
 
 
@@ -42,8 +43,9 @@ class DecodeClips(beam.DoFn):
     META = "meta"
     FAILURES = "failures"
 
-    def __init__(self, *, base_dir: str, timeout_s: float = 120.0, fetcher=None):
+    def __init__(self, *, base_dir: str, timeout_s: float = 120.0, fetcher=None, expected: int | None = None):
         self._base_dir = base_dir
+        self._expected = expected
         self._timeout_s = timeout_s
         self._fetcher = fetcher
         self._decoded = beam.metrics.Metrics.counter(NAMESPACE, "clips_decoded")
@@ -75,6 +77,7 @@ class DecodeClips(beam.DoFn):
                     duration = (clip.end - start) if clip.end is not None else None
                 yield from self._decode(clip, uri, start=start, duration=duration, fetch=fetch)
         except ClipError as e:
+            PROGRESS.record(ok=False, total=self._expected)
             beam.metrics.Metrics.counter(NAMESPACE, f"failed_{e.reason}").inc()
             yield beam.pvalue.TaggedOutput(self.FAILURES, failure_record(
                 clip_id=clip.clip_id, fields=clip.fields, row=clip.row, stage=e.stage or stage, reason=e.reason,
@@ -82,6 +85,7 @@ class DecodeClips(beam.DoFn):
         except Exception as e:  # pylint: disable=broad-except
             # A bug or an unforeseen input must not kill a run of a million clips: report it loudly.
             logging.exception("Unexpected error on clip %s", clip.clip_id)
+            PROGRESS.record(ok=False, total=self._expected)
             beam.metrics.Metrics.counter(NAMESPACE, "failed_internal_error").inc()
             yield beam.pvalue.TaggedOutput(self.FAILURES, failure_record(
                 clip_id=clip.clip_id, fields=clip.fields, row=clip.row, stage=stage, reason="internal_error",
@@ -122,6 +126,7 @@ class DecodeClips(beam.DoFn):
         for k in range(summary.num_steps):
             yield beam.pvalue.TaggedOutput(self.AUDIO, ((clip.clip_id, k), examples[k]))
         self._decoded.inc()
+        PROGRESS.record(ok=True, seconds=summary.duration, total=self._expected)
         self._seconds.update(int(summary.duration))
         if silent:
             self._silent.inc()
