@@ -24,6 +24,7 @@ stand-in for tests, and a full-size Inception-v3 with seeded random weights for
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -72,6 +73,90 @@ _LEGACY_PRODUCER_VERSION = 3
 _BATCH_NORM_EPSILON = 0.001
 # Batch size used by verify_graph_def to prove the network is batch-agnostic up to pool_3.
 _PROBE_BATCH = 2
+
+
+# --------------------------------------------------------------------------------------------
+# TensorFlow thread pools (set once per process, before the first op runs).
+
+INTRA_OP_THREADS_ENV = "YT8M_TF_INTRA_OP_THREADS"
+INTER_OP_THREADS_ENV = "YT8M_TF_INTER_OP_THREADS"
+# Frames per graph call inside one batched call (features do not depend on it). Default: the
+# whole batch (--rgb_batch_size). Measured on 2 CPU cores, sub-batches of 4 were no faster
+# (0.8x-1.3x, within noise; benchmarks/run.py reports it), so it stays a knob, e.g. to bound
+# activation memory on a small GPU.
+INCEPTION_CHUNK_ENV = "YT8M_INCEPTION_CHUNK"
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name, "").strip()
+    try:
+        return int(value) if value else None
+    except ValueError:
+        logging.warning("ignoring %s=%r: not an integer", name, value)
+        return None
+
+
+def _beam_workers_sharing_machine() -> int:
+    """Worker processes of a DirectRunner multi_processing run (read from a Beam SDK worker's environment).
+
+    Beam starts each SDK worker with its pipeline options as JSON in PIPELINE_OPTIONS; every
+    worker of a local run shares this machine's cores. 1 outside such a worker.
+    """
+    raw = os.environ.get("PIPELINE_OPTIONS")
+    if not raw:
+        return 1
+    try:
+        options = json.loads(raw)
+    except ValueError:
+        return 1
+    options = options.get("options", options) if isinstance(options, dict) else {}
+    found = {key.split(":")[-2] if key.startswith("beam:option:") else key: value for key, value in options.items()}
+    if found.get("direct_running_mode") != "multi_processing":
+        return 1
+    try:
+        return max(1, int(found.get("direct_num_workers") or 1))
+    except (TypeError, ValueError):
+        return 1
+
+
+def thread_settings() -> tuple[int, int]:
+    """(intra_op, inter_op) threads for this process; 0 keeps TensorFlow's default (all cores).
+
+    YT8M_TF_INTRA_OP_THREADS / YT8M_TF_INTER_OP_THREADS win. Otherwise, in a worker of a local
+    multi-process run of N workers, each worker gets cpu_count // N intra-op threads (so N
+    workers do not oversubscribe the cores) and as many inter-op threads.
+    """
+    intra, inter = _env_int(INTRA_OP_THREADS_ENV), _env_int(INTER_OP_THREADS_ENV)
+    workers = _beam_workers_sharing_machine()
+    share = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0
+    return (share if intra is None else intra), (share if inter is None else inter)
+
+
+def configure_threads() -> tuple[int, int]:
+    """Applies thread_settings() unless TensorFlow has already started; returns what was asked for."""
+    intra, inter = thread_settings()
+    try:
+        # Several worker processes may share one GPU: take memory as needed, not all of it up front.
+        for gpu in tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.set_memory_growth(gpu, True)
+        if intra > 0 and tf.config.threading.get_intra_op_parallelism_threads() != intra:
+            tf.config.threading.set_intra_op_parallelism_threads(intra)
+        if inter > 0 and tf.config.threading.get_inter_op_parallelism_threads() != inter:
+            tf.config.threading.set_inter_op_parallelism_threads(inter)
+    except (RuntimeError, ValueError):  # TensorFlow's context is already initialized: keep its settings.
+        logging.info("TensorFlow already initialized; thread pools and GPU memory settings left as they are")
+    return intra, inter
+
+
+def inference_chunk() -> int:
+    """Frames per Inception-v3 graph call: YT8M_INCEPTION_CHUNK when set, else the whole batch."""
+    value = _env_int(INCEPTION_CHUNK_ENV)
+    return value if value is not None and value > 0 else 1 << 30
+
+
+# Importing this module is the first TensorFlow use of a worker (the decoder's resize_frame and
+# the RGB model both come from here), so the pools are sized before any op runs.
+configure_threads()
 
 
 # --------------------------------------------------------------------------------------------
@@ -419,6 +504,7 @@ class InceptionV3Features:
         )
         self._reference = None
         self._reference_lock = threading.Lock()
+        self._chunk: int | None = None
 
     @classmethod
     def from_graph_def_file(cls, path: str) -> InceptionV3Features:
@@ -446,10 +532,19 @@ class InceptionV3Features:
         if resized.ndim != 4 or resized.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3):
             raise ValueError(f"expected frames resized by resize_frame, [N, {INPUT_SIZE}, {INPUT_SIZE}, 3]; "
                              f"got {list(resized.shape)}")
-        if resized.shape[0] == 0:
+        count = resized.shape[0]
+        if count == 0:
             return np.zeros((0, FEATURE_SIZE), np.float32)
-        pooled = self._batched(tf.constant(resized)).numpy()
-        return pooled.reshape(resized.shape[0], FEATURE_SIZE)
+        if self._chunk is None:
+            self._chunk = inference_chunk()
+        if count <= self._chunk:
+            return self._batched(tf.constant(resized)).numpy().reshape(count, FEATURE_SIZE)
+        out = np.empty((count, FEATURE_SIZE), np.float32)
+        for start in range(0, count, self._chunk):
+            stop = min(count, start + self._chunk)
+            out[start:stop] = self._batched(tf.constant(resized[start:stop])).numpy().reshape(stop - start,
+                                                                                              FEATURE_SIZE)
+        return out
 
     def reference(self, frame: np.ndarray) -> np.ndarray:
         """Features of one frame the way the YouTube-8M starter code computes them.

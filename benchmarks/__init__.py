@@ -1,0 +1,1 @@
+"""Benchmarks of the dataset builder: `python benchmarks/run.py [--quick] [--json OUT]`."""

@@ -1,0 +1,172 @@
+"""Measurements that run in their own process: `python -m benchmarks.children KIND JSON_ARGS`.
+
+Each prints one line `RESULT {json}` last on stdout; benchmarks/run.py parses it. A separate
+process per measurement keeps TensorFlow's thread pools, caches and peak memory independent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+
+def _emit(result: dict) -> None:
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def _maxrss_mib(who: int) -> float:
+    return resource.getrusage(who).ru_maxrss / 1024.0  # Linux reports KiB
+
+
+def model_bound(args: dict) -> dict:
+    """Inception-v3 frames/s and VGGish examples/s at the pipeline's batch sizes (models already loaded)."""
+    import numpy as np  # pylint: disable=import-outside-toplevel
+
+    from pipeline.models import registry  # pylint: disable=import-outside-toplevel
+
+    config = registry.ModelConfig(mode="synthetic", model_cache=args["model_cache"])
+    files = registry.resolve(config)
+    began = time.perf_counter()
+    rgb = registry.RgbFeaturizer(files)
+    audio = registry.AudioFeaturizer(files)
+    rng = np.random.default_rng(0)
+    frames = rng.uniform(0, 255, (args["rgb_batch"], 299, 299, 3)).astype(np.float32)
+    examples = rng.normal(0.0, 1.0, (args["audio_batch"], 96, 64)).astype(np.float32)
+    warm = time.perf_counter()
+    rgb(frames)
+    audio(examples)
+    first_call_s = time.perf_counter() - warm
+    load_s = warm - began
+
+    def timed(fn, batch, min_s, min_calls):
+        calls, start = 0, time.perf_counter()
+        while calls < min_calls or time.perf_counter() - start < min_s:
+            fn(batch)
+            calls += 1
+        return calls * len(batch) / (time.perf_counter() - start)
+
+    rgb_fps = timed(rgb, frames, args["min_seconds"], 2)
+    audio_eps = timed(audio, examples, args["min_seconds"] / 3, 3)
+    return {"rgb_fps": rgb_fps, "audio_eps": audio_eps,
+            "video_seconds_per_s": 1.0 / (1.0 / rgb_fps + 1.0 / audio_eps),
+            "load_s": load_s, "first_call_s": first_call_s}
+
+
+def baseline(args: dict) -> dict:
+    """Reference-style extraction: OpenCV decodes every frame, one frame per second, one frame per model call.
+
+    The way the YouTube-8M starter code's extractor works: RGB only, the frozen graph fed at
+    DecodeJpeg:0 (InceptionV3Features.reference), same synthetic model as the pipeline.
+    """
+    import cv2  # pylint: disable=import-outside-toplevel
+    import numpy as np  # pylint: disable=import-outside-toplevel
+
+    from pipeline.models import inception, registry  # pylint: disable=import-outside-toplevel
+
+    files = registry.resolve(registry.ModelConfig(mode="synthetic", model_cache=args["model_cache"]))
+    model = inception.InceptionV3Features.from_graph_def_file(files.rgb_graph)
+    model.reference(np.zeros((360, 640, 3), np.uint8))  # import + first-call optimization, not timed
+    seconds = frames_decoded = calls = 0
+    decode_s = model_s = 0.0
+    began = time.perf_counter()
+    for path in args["videos"]:
+        cap = cv2.VideoCapture(path)
+        next_second = 0
+        t0 = time.perf_counter()
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            frames_decoded += 1
+            t = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+            if t + 1e-6 < next_second:
+                continue
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            t1 = time.perf_counter()
+            decode_s += t1 - t0
+            model.reference(rgb)
+            calls += 1
+            t0 = time.perf_counter()
+            model_s += t0 - t1
+            next_second = int(t) + 1
+        decode_s += time.perf_counter() - t0
+        seconds += next_second
+        cap.release()
+    wall = time.perf_counter() - began
+    return {"video_seconds": seconds, "wall_s": wall, "video_seconds_per_s": seconds / wall,
+            "frames_decoded": frames_decoded, "model_calls": calls, "decode_s": decode_s, "model_s": model_s}
+
+
+def build(args: dict) -> dict:
+    """Runs pipeline.build.main in this process; wall time and peak RSS of this process and its children."""
+    from pipeline import build as build_module  # pylint: disable=import-outside-toplevel
+
+    profile = args.get("profile")
+    began = time.perf_counter()
+    if profile:
+        import cProfile  # pylint: disable=import-outside-toplevel
+
+        profiler = cProfile.Profile()
+        rc = profiler.runcall(build_module.main, args["argv"])
+        profiler.dump_stats(profile)
+    else:
+        rc = build_module.main(args["argv"])
+    wall = time.perf_counter() - began
+    with open(os.path.join(args["output_dir"], "stats.json"), encoding="utf-8") as f:
+        stats = json.load(f)
+    return {"rc": rc, "wall_s": wall, "seconds_of_video": stats["seconds_of_video"],
+            "steps_written": stats["steps_written"], "records_written": stats["records_written"],
+            "failures": stats["failures"],
+            "maxrss_self_mib": _maxrss_mib(resource.RUSAGE_SELF),
+            "maxrss_children_mib": _maxrss_mib(resource.RUSAGE_CHILDREN)}
+
+
+def fetch(args: dict) -> dict:
+    """A 10-s section through pipeline.fetch.fetch_clip vs whole download + libx264 re-encode."""
+    from benchmarks.media_server import CountingServer  # pylint: disable=import-outside-toplevel
+    from pipeline import fetch as fetch_module  # pylint: disable=import-outside-toplevel
+    from pipeline import media  # pylint: disable=import-outside-toplevel
+
+    with open(args["source"], "rb") as f:
+        data = f.read()
+    start, end = args["start"], args["end"]
+    work = tempfile.mkdtemp(prefix="fetch-bench-")
+    try:
+        with CountingServer(data) as server:
+            config = fetch_module.FetchConfig(url_template=server.base_url + "/videos/{id}.mp4", max_height=720,
+                                              max_attempts=1)
+            began = time.perf_counter()
+            result = fetch_module.fetch_clip(video_id="benchmark01", start=start, end=end,
+                                             work_dir=os.path.join(work, "section"), config=config)
+            section = {"bytes": server.bytes_sent, "seconds": time.perf_counter() - began, "method": result.method,
+                       "requests": server.requests, "file_bytes": os.path.getsize(result.path)}
+            server.reset()
+            began = time.perf_counter()
+            whole = os.path.join(work, "whole.mp4")
+            with urllib.request.urlopen(server.base_url + "/videos/benchmark01.mp4", timeout=60) as r, \
+                    open(whole, "wb") as out:
+                shutil.copyfileobj(r, out, 1 << 20)
+            downloaded = time.perf_counter()
+            cut = os.path.join(work, "cut.mp4")
+            subprocess.run([media.ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+                            "-ss", str(start), "-t", str(end - start), "-i", whole,
+                            "-c:v", "libx264", "-c:a", "aac", cut], check=True)
+            full = {"bytes": server.bytes_sent, "seconds": time.perf_counter() - began,
+                    "download_s": downloaded - began, "reencode_s": time.perf_counter() - downloaded,
+                    "requests": server.requests, "source_bytes": len(data)}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {"section": section, "full": full}
+
+
+KINDS = {"model_bound": model_bound, "baseline": baseline, "build": build, "fetch": fetch}
+
+if __name__ == "__main__":
+    _emit(KINDS[sys.argv[1]](json.loads(sys.argv[2])))

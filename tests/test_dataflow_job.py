@@ -1,0 +1,97 @@
+"""Builds the Dataflow job offline (DataflowRunner --dry_run) and checks its graph; nothing is submitted.
+
+The dry run translates the pipeline to the Dataflow job and the runner API proto and stages
+the package locally (setup.py sdist into a temporary directory), with no credentials and no
+network: --no_auth skips Google auth and --dry_run returns before the job is sent.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import apache_beam as beam
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
+from apache_beam.portability.api import beam_runner_api_pb2
+
+from pipeline.build import build_pipeline
+from pipeline.options import BuildOptions
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+ARGV = [
+    "--runner", "DataflowRunner", "--dry_run=True", "--no_auth",
+    "--project", "placeholder-project", "--region", "us-central1",
+    "--temp_location", "gs://placeholder-bucket/tmp", "--setup_file", str(REPO / "setup.py"),
+    "--input_csv", "gs://placeholder-bucket/in.csv", "--output_dir", "gs://placeholder-bucket/out",
+    "--models", "synthetic",
+]
+
+EXPECTED_STEPS = (
+    "ReadAnnotations",
+    "DecodeClips",
+    "DecodeClips/ParDo(DecodeClips)",
+    "RgbFeatures",
+    "RgbFeatures/RunInference",
+    "RgbFeatures/KeyByClip",
+    "AudioFeatures",
+    "AudioFeatures/RunInference",
+    "AudioFeatures/KeyByClip",
+    "AssembleRecords",
+    "AllFailures",
+    "WriteDataset",
+)
+
+
+@pytest.fixture(scope="module")
+def job():
+    pipeline_options = PipelineOptions(ARGV)
+    # As build.run(): workers get our code from the staged package, not a pickled main session.
+    pipeline_options.view_as(SetupOptions).save_main_session = False
+    p = beam.Pipeline(options=pipeline_options)
+    # build_pipeline directly: build.run() would check that the CSV exists and resolve models first.
+    build_pipeline(p, pipeline_options.view_as(BuildOptions), run_info={"synthetic": True})
+    result = p.run()
+    assert result.state == "DONE"
+    return result.job
+
+
+def _transform_names(job) -> set[str]:
+    return {t.unique_name for t in job.proto_pipeline.components.transforms.values()}
+
+
+def test_job_is_a_batch_job_for_the_project(job):
+    assert job.proto.type_.name == "JOB_TYPE_BATCH"
+    assert job.google_cloud_options.project == "placeholder-project"
+    assert job.google_cloud_options.region == "us-central1"
+    assert job.proto.name.startswith("beamapp-")
+
+
+def test_job_graph_has_the_expected_steps(job):
+    names = _transform_names(job)
+    missing = [step for step in EXPECTED_STEPS if step not in names]
+    assert not missing, f"missing steps {missing}; graph has {sorted(n for n in names if n.count('/') < 2)}"
+    assert any(name.startswith("WriteDataset/") for name in names)
+    assert any(name.startswith("RgbFeatures/RunInference/") for name in names)
+
+
+def test_decode_fans_out_to_both_models_and_the_assembly(job):
+    transforms = job.proto_pipeline.components.transforms
+    by_name = {t.unique_name: t for t in transforms.values()}
+    decode_outputs = set(by_name["DecodeClips/ParDo(DecodeClips)"].outputs.values())
+    consumers = {t.unique_name for t in transforms.values() if not t.subtransforms
+                 and decode_outputs.intersection(t.inputs.values())}
+    assert any(name.startswith("RgbFeatures/") for name in consumers), consumers
+    assert any(name.startswith("AudioFeatures/") for name in consumers), consumers
+    assert any(name.startswith("AssembleRecords/") for name in consumers), consumers
+
+
+def test_package_is_staged_with_setup_py(job):
+    staged = []
+    for environment in job.proto_pipeline.components.environments.values():
+        for dependency in environment.dependencies:
+            if dependency.role_urn == "beam:artifact:role:staging_to:v1":
+                staged.append(beam_runner_api_pb2.ArtifactStagingToRolePayload.FromString(
+                    dependency.role_payload).staged_name)
+    assert "workflow.tar.gz" in staged, staged  # the sdist of setup.py that workers install
+    assert "pickled_main_session" not in staged, staged
