@@ -130,27 +130,30 @@ def build(args: dict) -> dict:
 
 def fetch(args: dict) -> dict:
     """A 10-s section through pipeline.fetch.fetch_clip vs whole download + libx264 re-encode."""
-    from benchmarks.media_server import CountingServer  # pylint: disable=import-outside-toplevel
     from pipeline import fetch as fetch_module  # pylint: disable=import-outside-toplevel
     from pipeline import media  # pylint: disable=import-outside-toplevel
+    from pipeline.loopback import LoopbackServer  # pylint: disable=import-outside-toplevel
 
-    with open(args["source"], "rb") as f:
-        data = f.read()
     start, end = args["start"], args["end"]
     work = tempfile.mkdtemp(prefix="fetch-bench-")
     try:
-        with CountingServer(data) as server:
-            config = fetch_module.FetchConfig(url_template=server.base_url + "/videos/{id}.mp4", max_height=720,
+        served = os.path.join(work, "served")
+        os.makedirs(os.path.join(served, "videos"))
+        shutil.copyfile(args["source"], os.path.join(served, "videos", "benchmark01.mp4"))  # a symlink would
+        # point outside the served root, which the server refuses
+        source_bytes = os.path.getsize(args["source"])
+        with LoopbackServer(served) as server:
+            config = fetch_module.FetchConfig(url_template=server.url + "/videos/{id}.mp4", max_height=720,
                                               max_attempts=1)
             began = time.perf_counter()
             result = fetch_module.fetch_clip(video_id="benchmark01", start=start, end=end,
                                              work_dir=os.path.join(work, "section"), config=config)
-            section = {"bytes": server.bytes_sent, "seconds": time.perf_counter() - began, "method": result.method,
-                       "requests": server.requests, "file_bytes": os.path.getsize(result.path)}
-            server.reset()
+            section = {"bytes": server.bytes_sent(), "seconds": time.perf_counter() - began, "method": result.method,
+                       "requests": len(server.requests), "file_bytes": os.path.getsize(result.path)}
+            server.requests.clear()
             began = time.perf_counter()
             whole = os.path.join(work, "whole.mp4")
-            with urllib.request.urlopen(server.base_url + "/videos/benchmark01.mp4", timeout=60) as r, \
+            with urllib.request.urlopen(server.url + "/videos/benchmark01.mp4", timeout=60) as r, \
                     open(whole, "wb") as out:
                 shutil.copyfileobj(r, out, 1 << 20)
             downloaded = time.perf_counter()
@@ -158,9 +161,9 @@ def fetch(args: dict) -> dict:
             subprocess.run([media.ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
                             "-ss", str(start), "-t", str(end - start), "-i", whole,
                             "-c:v", "libx264", "-c:a", "aac", cut], check=True)
-            full = {"bytes": server.bytes_sent, "seconds": time.perf_counter() - began,
+            full = {"bytes": server.bytes_sent(), "seconds": time.perf_counter() - began,
                     "download_s": downloaded - began, "reencode_s": time.perf_counter() - downloaded,
-                    "requests": server.requests, "source_bytes": len(data)}
+                    "requests": len(server.requests), "source_bytes": source_bytes}
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {"section": section, "full": full}
