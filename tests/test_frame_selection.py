@@ -11,35 +11,11 @@ from __future__ import annotations
 
 import subprocess
 
-import cv2
 import numpy as np
 import pytest
+from extractor_reference import frame_iterator
 
 from pipeline import media
-
-
-def frame_iterator(filename: str, every_ms: float = 1000.0, max_num_frames: int = 300):
-    """The extractor's loop, yielding (index of the frame read, CAP_PROP_POS_MSEC, RGB frame)."""
-    capture = cv2.VideoCapture()
-    assert capture.open(filename), filename
-    last_ts = -99999
-    num_retrieved = 0
-    index = -1
-    try:
-        while num_retrieved < max_num_frames:
-            while capture.get(cv2.CAP_PROP_POS_MSEC) < every_ms + last_ts:
-                if not capture.read()[0]:
-                    return
-                index += 1
-            last_ts = capture.get(cv2.CAP_PROP_POS_MSEC)
-            has_frames, frame = capture.read()
-            if not has_frames:
-                break
-            index += 1
-            yield index, capture.get(cv2.CAP_PROP_POS_MSEC), frame[:, :, ::-1]
-            num_retrieved += 1
-    finally:
-        capture.release()
 
 
 def _ffmpeg(*args: str) -> None:
