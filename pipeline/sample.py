@@ -8,8 +8,8 @@
    yt-dlp as sections, trimmed, featurized, written and inspected. The last id is not
    served, so it ends as a `not_found` failure line. Expected: 4 records of 10 steps.
 2. `videos/`: local files. A 10 s clip with audio, a 4.5 s clip without audio, a 0.5 s clip,
-   a zero-byte file and a missing path. Expected: 2 records (10 and 4 steps) and 3 failure
-   lines (too_short, empty_file, missing_file).
+   a zero-byte file and a missing path. Expected: 3 records (10, 5 and 1 steps) and 2 failure
+   lines (empty_file, missing_file).
 
 Both use `--models synthetic` (the official model files cannot be downloaded here; the run
 says so loudly) on the DirectRunner with two worker processes.
