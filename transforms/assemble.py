@@ -86,6 +86,7 @@ class AssembleRecords(beam.PTransform):
         built = (
             inputs
             | "JoinByClip" >> beam.CoGroupByKey()
-            | "BuildRecord" >> beam.ParDo(_BuildRecord(video_level=self._video_level), beam.pvalue.AsSingleton(self._vocabulary)).with_outputs(
+            | "BuildRecord" >> beam.ParDo(_BuildRecord(video_level=self._video_level),
+                                          beam.pvalue.AsSingleton(self._vocabulary)).with_outputs(
                 _BuildRecord.FAILURES, main="records"))
         return built.records, built[_BuildRecord.FAILURES]
