@@ -167,3 +167,14 @@ def test_file_names_are_not_read_as_protocols(tmp_path, videos):
 def test_classify_ffmpeg_error():
     assert media.classify_ffmpeg_error("HTTP error 404 Not Found\nServer returned 404 Not Found")[0] == "not_found"
     assert media.classify_ffmpeg_error("whatever")[0] == "decode_error"
+
+
+def test_at_most_300_steps_and_audio_for_the_last_one(tmp_path):
+    path = media.generate_test_video(str(tmp_path / "t20.mp4"), seconds=20, size="64x48", rate=25)
+    # every_ms = 33.3 at 25 fps: nearly every frame is a step, so the cap is reached at 12 s.
+    steps, summary = decode(path, frames_per_second=30, declared_duration=20.0)
+    assert summary.num_steps == len(steps) == 300 and steps[-1].index == 300
+    starts = summary.audio_starts()
+    assert len(starts) == 300 and starts[-1] == round(299 / 30 * 16000)
+    # The audio was read at least to the end of the last window (the tone, not padding).
+    assert len(summary.waveform) >= starts[-1] + 15600
