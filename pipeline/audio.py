@@ -224,3 +224,35 @@ def waveform_from_pcm16(raw: bytes) -> np.ndarray:
             stage="decode",
         )
     return np.frombuffer(raw, dtype="<i2").astype(np.float64) / 32768.0
+
+
+EXAMPLE_WINDOW_SAMPLES = (EXAMPLE_WINDOW_FRAMES - 1) * STFT_HOP_SAMPLES + STFT_WINDOW_SAMPLES
+"""Samples one 0.96-s example reads (15,600: 96 frames of 400 samples, 160 apart)."""
+
+
+def examples_at(waveform: np.ndarray, start_samples: list[int] | np.ndarray) -> np.ndarray:
+    """Cuts one 0.96 s log-mel example starting at each given sample (SPEC §2's audio steps).
+
+    Step k's window starts k / F seconds after the first displayed video frame, which need not
+    fall on a whole second of the audio; samples before the waveform's start or past its end are
+    digital silence. With starts ``16000 * k`` this equals ``examples_per_second`` (each log-mel
+    frame depends only on its own 400 samples).
+
+    Args:
+        waveform: 1-D 16 kHz mono samples in [-1, 1].
+        start_samples: First sample of each window (may be negative or past the end).
+
+    Returns:
+        float32 array [len(start_samples), 96, 64].
+    """
+    samples = _as_mono_float(waveform)
+    starts = np.asarray(start_samples, dtype=np.int64).reshape(-1)
+    out = np.empty((starts.shape[0], EXAMPLE_WINDOW_FRAMES, NUM_MEL_BANDS), dtype=np.float32)
+    segment = np.zeros(EXAMPLE_WINDOW_SAMPLES, dtype=np.float64)
+    for k, start in enumerate(starts.tolist()):
+        segment[:] = 0.0
+        lo, hi = max(start, 0), min(start + EXAMPLE_WINDOW_SAMPLES, samples.shape[0])
+        if hi > lo:
+            segment[lo - start : hi - start] = samples[lo:hi]
+        out[k] = log_mel_spectrogram(segment)
+    return out

@@ -64,15 +64,17 @@ def build_pipeline(p: beam.Pipeline, options: BuildOptions, *, run_info: dict | 
                           concurrency=options.fetch_concurrency)
     decoded = clips | "DecodeClips" >> beam.ParDo(
         DecodeClips(base_dir=base_dir, timeout_s=options.decode_timeout, fetcher=fetcher,
-                    expected=expected_rows)).with_outputs(
+                    expected=expected_rows, frames_per_second=options.frames_per_second, audio_mode=options.audio,
+                    max_frame_side=options.max_frame_side, max_frame_pixels=options.max_frame_pixels)).with_outputs(
         DecodeClips.RGB, DecodeClips.AUDIO, DecodeClips.META, DecodeClips.FAILURES)
     rgb = decoded[DecodeClips.RGB] | "RgbFeatures" >> ExtractFeatures(
         RgbModelHandler(config, batch_size=options.rgb_batch_size))
-    audio = decoded[DecodeClips.AUDIO] | "AudioFeatures" >> ExtractFeatures(
-        AudioModelHandler(config, batch_size=options.audio_batch_size))
-    records, assembly_failures = (
-        {"meta": decoded[DecodeClips.META], "rgb": rgb, "audio": audio}
-        | "AssembleRecords" >> AssembleRecords(read["vocabulary"]))
+    joined = {"meta": decoded[DecodeClips.META], "rgb": rgb}
+    if options.audio != "zeros":  # with zeros the audio model is neither built nor loaded
+        joined["audio"] = decoded[DecodeClips.AUDIO] | "AudioFeatures" >> ExtractFeatures(
+            AudioModelHandler(config, batch_size=options.audio_batch_size))
+    records, assembly_failures = joined | "AssembleRecords" >> AssembleRecords(
+        read["vocabulary"], video_level=options.skip_frame_level_features)
     failures = (read["failures"], decoded[DecodeClips.FAILURES], assembly_failures) | "AllFailures" >> beam.Flatten()
     return {"records": records, "failures": failures, "vocabulary": read["vocabulary"],
             "rows_read": read["rows_read"], "skipped_existing": skipped} | "WriteDataset" >> WriteDataset(

@@ -221,7 +221,7 @@ def iter_records(paths: list[str], *, max_records: int | None = None) -> Iterato
 
 def inspect_records(paths: list[str], *, max_errors: int = 20) -> dict:
     """Reads every record of `paths`; returns a summary dict with `violations`."""
-    summary = {"files": len(paths), "records": 0, "steps": 0, "violations": []}
+    summary = {"files": len(paths), "records": 0, "steps": 0, "video_level_records": 0, "violations": []}
     steps_hist = collections.Counter()
     label_counts = collections.Counter()
     seen = {}
@@ -236,6 +236,7 @@ def inspect_records(paths: list[str], *, max_errors: int = 20) -> dict:
                                           "problem": f"duplicate id (also in {seen[rec.clip_id]})"})
         seen[rec.clip_id] = where
         summary["records"] += 1
+        summary["video_level_records"] += int(rec.video_level)  # context only: mean_rgb/mean_audio, no steps
         steps = rec.rgb.shape[0]
         summary["steps"] += steps
         bucket = next(edge for edge in _HIST_EDGES if steps <= edge)
@@ -257,6 +258,8 @@ def inspect_records(paths: list[str], *, max_errors: int = 20) -> dict:
 def _print_text(summary: dict, out) -> None:
     print(f"files: {summary['files']}  records: {summary['records']}  steps: {summary['steps']}", file=out)
     print("steps per record: " + ", ".join(f"{k}: {v}" for k, v in summary["steps_histogram"].items()), file=out)
+    if summary.get("video_level_records"):
+        print(f"video-level records: {summary['video_level_records']} (context only: mean_rgb, mean_audio)", file=out)
     top = list(summary["labels"].items())[:20]
     print(f"labels: {summary['distinct_labels']} distinct; most common: "
           + ", ".join(f"{name} ({count})" for name, count in top), file=out)
@@ -270,7 +273,8 @@ def _print_text(summary: dict, out) -> None:
         for v in summary["violations"]:
             print(f"  record {v['id']!r} at {v['where']}: {v['problem']}", file=out)
     else:
-        print("OK: every record matches the YouTube-8M frame-level layout", file=out)
+        level = "video-level" if summary.get("video_level_records") == summary["records"] else "frame-level"
+        print(f"OK: every record matches the YouTube-8M {level} layout", file=out)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,23 +1,27 @@
 """Decoding clips with the ffmpeg binary that ships in the imageio-ffmpeg wheel.
 
-One ffmpeg process per clip streams, through pipes:
-  * the RGB frames that the timing rule of SPEC §2 needs (step k uses the first decoded
-    frame whose presentation time is >= k s), at native resolution, one at a time;
-  * the clip's first audio stream as 16 kHz mono signed 16-bit PCM.
+One ffmpeg process per clip decodes the video stream once and writes, each to its own pipe:
+  * a `framecrc` line for EVERY decoded frame (stream time base in its `#tb` header): the
+    frames' presentation times, from which SPEC §2's rule is recomputed in Python;
+  * a `framecrc` line for each frame that ffmpeg's `select` filter picked by that rule;
+  * the picked frames' pixels, RGB24 at native resolution (size from the `#dimensions` header);
+  * the first audio stream as 16 kHz mono s16le, padded to start at output time 0.
 
-ffmpeg's `select` filter keeps a small superset of the needed frames (its arithmetic is in
-floating point); the exact choice is made here with integer timestamps read from two
-`showinfo` filters, one before `select` (every decoded frame: gives the clip duration D)
-and one after it (the frames that come through the pipe). Memory is one frame plus the
-clip's audio, whatever the size of the video file.
+Timestamps thus come from a machine-readable muxer, never from ffmpeg's log text (a log line
+lost under load once cost a good clip, issue 9). The `select` filter runs SPEC §2's loop with
+the same double arithmetic as OpenCV's CAP_PROP_POS_MSEC, so only the needed frames are
+converted to RGB; every picked frame is checked against the Python recomputation before it is
+handed on, and a disagreement (never seen; the arithmetic is the same) redoes the clip with
+the choice made in Python over all frames. Memory is one frame plus the clip's audio.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import fractions
+import logging
+import math
 import os
-import queue
 import re
 import subprocess
 import threading
@@ -31,18 +35,20 @@ MAX_STEPS = 300
 AUDIO_SAMPLE_RATE = 16000
 LOCAL_PROTOCOLS = "file,pipe,fd"
 REMOTE_PROTOCOLS = "file,pipe,fd,http,https,tcp,tls,crypto"
+MAX_FRAME_SIDE = 8192
+"""Default cap on a frame's width or height (pixels); larger clips fail `too_large` before decoding."""
+MAX_FRAME_PIXELS = 40_000_000
+"""Default cap on width x height (40 MP): a 16000x16000 frame alone would need ~770 MB as RGB."""
+MAX_START_S = 1e7
+"""Starts beyond this (115 days) are past the end of any video; ffmpeg itself cannot seek there."""
+TRUNCATION_TOLERANCE_S = 2.0
+"""Decoded video may end this much (or 10% of the clip, if more) before the declared end."""
 
-# Keep a frame when an integer second k lies in (prev_t, t], with a little slack on both
-# sides so that floating point never drops a frame the exact rule needs.
-_SELECT_EXPR = "if(isnan(prev_t),1,gt(floor(t+1e-6),prev_t+1e-6))"
-
-_SHOWINFO_RE = re.compile(
-    r"\[Parsed_showinfo_(?P<which>\d+) @ [^\]]+\] n:\s*\d+ pts:\s*(?P<pts>-?\d+)"
-    r".*?duration:\s*(?P<dur>-?\d+)"
-)
-_SHOWINFO_SIZE_RE = re.compile(r"\ss:(?P<w>\d+)x(?P<h>\d+)\s")
-_TIMEBASE_RE = re.compile(r"\[Parsed_showinfo_0 @ [^\]]+\] config in time_base: (?P<num>\d+)/(?P<den>\d+)")
 _STREAM_RE = re.compile(r"^\s*Stream #\d+:\d+.*?: (?P<kind>Video|Audio): (?P<rest>.*)$")
+_SIZE_RE = re.compile(r"(?:^|[ ,])(?P<w>\d{1,6})x(?P<h>\d{1,6})(?=[ ,\[]|$)")
+_DURATION_RE = re.compile(r"^\s*Duration: (?P<h>\d+):(?P<m>\d\d):(?P<s>\d\d(?:\.\d+)?)")
+
+log = logging.getLogger(__name__)
 
 
 def ffmpeg_exe() -> str:
@@ -63,13 +69,19 @@ class ProbeResult:
     has_video: bool
     has_audio: bool
     stderr: str
+    width: int | None = None  # of the first video stream, as coded (None when the header does not say)
+    height: int | None = None
+    duration: float | None = None  # the container's declared duration in seconds (None: not declared)
 
 
 def _protocols(uri: str) -> str:
     return REMOTE_PROTOCOLS if is_remote(uri) else LOCAL_PROTOCOLS
 
 
-def _input_args(uri: str, *, start: float, duration: float | None, timeout_s: float) -> list[str]:
+def _input_args(uri: str, *, start: float, duration: float | None, timeout_s: float,
+                untrusted: bool = False) -> list[str]:
+    """ffmpeg input options for `uri`. `untrusted` marks remote input (confinement, issue 9 item 3)."""
+    del untrusted  # filled in by the network-confinement work
     args = ["-protocol_whitelist", _protocols(uri)]
     if is_remote(uri):
         args += ["-rw_timeout", str(int(timeout_s * 1e6)), "-reconnect", "1", "-reconnect_on_network_error", "1"]
@@ -122,22 +134,49 @@ def check_local_input(path: str) -> None:
         raise ClipError("empty_file", f"file is empty (0 bytes): {path}")
 
 
-def probe(uri: str, *, timeout_s: float = 60.0) -> ProbeResult:
-    """Reads the container header; raises ClipError when there is nothing decodable."""
+def check_frame_size(width: int | None, height: int | None, *, max_side: int = MAX_FRAME_SIDE,
+                     max_pixels: int = MAX_FRAME_PIXELS, what: str = "the video") -> None:
+    """Raises ClipError `too_large` for frames over the caps, so a tiny file cannot claim GBs of memory."""
+    if width is None or height is None:
+        return
+    if max(width, height) > max_side or width * height > max_pixels:
+        raise ClipError("too_large", f"{what} has {width}x{height} frames ({width * height / 1e6:.1f} MP); the caps "
+                                     f"are {max_side} px a side and {max_pixels / 1e6:g} MP (--max_frame_side, "
+                                     "--max_frame_pixels)")
+
+
+def probe(uri: str, *, timeout_s: float = 60.0, untrusted: bool = False, max_frame_side: int = MAX_FRAME_SIDE,
+          max_frame_pixels: int = MAX_FRAME_PIXELS) -> ProbeResult:
+    """Reads the container header; raises ClipError when there is nothing decodable or frames are too large.
+
+    The header is printed once by a process that decodes nothing, so reading it from the text is
+    safe (unlike per-frame log lines); the frame-size cap is applied here, before any decoding.
+    """
     if not is_remote(uri):
         check_local_input(uri)
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", *_input_args(uri, start=0.0, duration=None, timeout_s=timeout_s)]
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin",
+           *_input_args(uri, start=0.0, duration=None, timeout_s=timeout_s, untrusted=untrusted)]
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=timeout_s + 10, check=False)
     except subprocess.TimeoutExpired as e:
         raise ClipError("timeout", f"ffmpeg probe of {uri} took longer than {timeout_s:.0f} s") from e
     stderr = proc.stderr.decode("utf-8", "replace")
     has_video = has_audio = False
+    width = height = None
+    duration = None
     for line in stderr.splitlines():
+        d = _DURATION_RE.match(line)
+        if d and duration is None:
+            duration = int(d.group("h")) * 3600 + int(d.group("m")) * 60 + float(d.group("s"))
+            continue
         m = _STREAM_RE.match(line)
         if not m:
             continue
         if m.group("kind") == "Video" and "attached pic" not in m.group("rest"):
+            if not has_video:
+                size = _SIZE_RE.search(m.group("rest"))
+                if size:
+                    width, height = int(size.group("w")), int(size.group("h"))
             has_video = True
         elif m.group("kind") == "Audio":
             has_audio = True
@@ -146,7 +185,9 @@ def probe(uri: str, *, timeout_s: float = 60.0) -> ProbeResult:
         raise ClipError(reason if reason != "decode_error" else "invalid_video", f"cannot open {uri}: {message}")
     if not has_video:
         raise ClipError("no_video_stream", f"{uri} has no video stream")
-    return ProbeResult(has_video=has_video, has_audio=has_audio, stderr=stderr)
+    check_frame_size(width, height, max_side=max_frame_side, max_pixels=max_frame_pixels, what=uri)
+    return ProbeResult(has_video=has_video, has_audio=has_audio, stderr=stderr, width=width, height=height,
+                       duration=duration)
 
 
 @dataclasses.dataclass
@@ -155,58 +196,155 @@ class DecodedStep:
 
     step: int
     frame: np.ndarray
-    pts_seconds: float
+    pts_seconds: float  # on the clip's output clock (0 = the clip's start)
+    index: int = 0  # index of the frame among the clip's decoded frames (0 = first displayed)
+    msec: float = 0.0  # SPEC §2's time: ms after the first displayed frame
 
 
 @dataclasses.dataclass
 class ClipSummary:
     """Known once a clip's frames are all read."""
 
-    duration: float  # D, measured on the decoded frames
-    num_steps: int  # T = min(300, floor(D))
+    duration: float  # seconds from the first displayed frame to the end of the last decoded one
+    num_steps: int  # T: the number of frames SPEC §2 selects (1..300)
     waveform: np.ndarray | None  # float32 in [-1, 1] at 16 kHz, None when the clip has no audio stream
     frames_decoded: int
+    first_frame_seconds: float = 0.0  # output time of the first displayed frame (audio step 0 starts here)
+    frames_per_second: float = 1.0
+
+    def audio_starts(self) -> list[int]:
+        """Sample index (16 kHz, output clock) where audio step k's 0.96-s window starts (SPEC §2)."""
+        return [int(round((self.first_frame_seconds + k / self.frames_per_second) * AUDIO_SAMPLE_RATE))
+                for k in range(self.num_steps)]
 
 
-class _StderrReader(threading.Thread):
-    """Parses ffmpeg's stderr as it comes so that frame timestamps are known before the frame bytes."""
+class FrameSelector:
+    """SPEC §2 (the extractor's `frame_iterator`) fed one decoded frame time at a time.
 
-    def __init__(self, stream):
+    Uses the same double arithmetic as ffmpeg's `select` expression and OpenCV's
+    CAP_PROP_POS_MSEC: ((pts - pts_0) * time_base) * 1000.
+    """
+
+    def __init__(self, time_base: fractions.Fraction, *, frames_per_second: float = 1.0,
+                 max_steps: int = MAX_STEPS):
+        self.tb = time_base.numerator / time_base.denominator
+        self.every_ms = 1000.0 / frames_per_second
+        self.max_steps = max_steps
+        self.first_pts: int | None = None
+        self.last = 0.0
+        self.emit_next = True
+        self.count = 0
+
+    def msec(self, pts: int) -> float:
+        return (float(pts) - float(self.first_pts)) * self.tb * 1000.0
+
+    def feed(self, pts: int) -> bool:
+        """Returns whether this frame (the next in display order) is a step."""
+        if self.first_pts is None:
+            self.first_pts = pts
+        selected = self.emit_next and self.count < self.max_steps
+        self.emit_next = False
+        self.count += int(selected)
+        pos = self.msec(pts)
+        if pos >= self.last + self.every_ms:
+            self.last = pos
+            self.emit_next = True
+        return selected
+
+
+def select_expression(frames_per_second: float, max_steps: int = MAX_STEPS) -> str:
+    """FrameSelector as an ffmpeg `select` expression (st/ld variables persist across frames).
+
+    0: initialised, 1: first pts, 2: last mark (ms), 3: emit the next frame, 4: steps emitted, 5: this frame.
+    """
+    every = repr(1000.0 / frames_per_second)
+    return (f"if(eq(ld(0),0),st(0,1);st(1,pts);st(2,0);st(3,1));st(5,ld(3)*lt(ld(4),{max_steps}));st(3,0);"
+            f"st(4,ld(4)+ld(5));if(gte((pts-ld(1))*TB*1000,ld(2)+{every}),st(2,(pts-ld(1))*TB*1000);st(3,1));ld(5)")
+
+
+class _FramecrcReader(threading.Thread):
+    """Reads one `framecrc` stream (header `#tb`/`#dimensions`, then one line per frame) into a list."""
+
+    def __init__(self, fd: int):
+        super().__init__(daemon=True)
+        self._fd = fd
+        self.cond = threading.Condition()
+        self.time_base: fractions.Fraction | None = None
+        self.dimensions: tuple[int, int] | None = None
+        self.frames: list[tuple[int, int]] = []  # (pts, duration) in the stream time base
+        self.done = False
+        self.error: str | None = None
+
+    def run(self) -> None:
+        try:
+            with os.fdopen(self._fd, "rb") as f:
+                for raw in f:
+                    line = raw.decode("ascii", "replace").strip()
+                    if line.startswith("#"):
+                        key, _, value = line[1:].partition(":")
+                        with self.cond:
+                            if key.startswith("tb ") and self.time_base is None:
+                                num, den = value.strip().split("/")
+                                self.time_base = fractions.Fraction(int(num), int(den))
+                            elif key.startswith("dimensions ") and self.dimensions is None:
+                                w, h = value.strip().split("x")
+                                self.dimensions = (int(w), int(h))
+                            self.cond.notify_all()
+                        continue
+                    fields = [x.strip() for x in line.split(",")]
+                    if len(fields) < 4:
+                        continue
+                    with self.cond:
+                        self.frames.append((int(fields[2]), max(0, int(fields[3]))))
+                        self.cond.notify_all()
+        except (ValueError, OSError) as e:
+            self.error = f"unreadable frame list from ffmpeg: {e}"
+        finally:
+            with self.cond:
+                self.done = True
+                self.cond.notify_all()
+
+    def wait_for(self, predicate, timeout_s: float) -> bool:
+        with self.cond:
+            return self.cond.wait_for(lambda: predicate() or self.done, timeout=timeout_s) and (predicate() or True)
+
+
+class _TailReader(threading.Thread):
+    """Keeps the last lines of a stream (ffmpeg's stderr: error messages only, never data)."""
+
+    def __init__(self, stream, keep: int = 40):
         super().__init__(daemon=True)
         self._stream = stream
-        self.selected: queue.Queue = queue.Queue()
-        self.time_base: fractions.Fraction | None = None
-        self.last_pts: int | None = None
-        self.last_duration: int = 0
-        self.frames_decoded = 0
-        self.tail: list[str] = []
+        self._keep = keep
+        self.lines: list[str] = []
 
     def run(self) -> None:
         for raw in iter(self._stream.readline, b""):
-            line = raw.decode("utf-8", "replace").rstrip()
-            m = _SHOWINFO_RE.search(line)
-            if m:
-                pts = int(m.group("pts"))
-                if m.group("which") == "0":
-                    self.frames_decoded += 1
-                    self.last_pts = pts
-                    self.last_duration = max(0, int(m.group("dur")))
-                else:
-                    size = _SHOWINFO_SIZE_RE.search(line)
-                    self.selected.put((pts, int(size.group("w")), int(size.group("h"))))
-                continue
-            m = _TIMEBASE_RE.search(line)
-            if m:
-                self.time_base = fractions.Fraction(int(m.group("num")), int(m.group("den")))
-                continue
-            if "Parsed_showinfo" in line:
-                continue  # showinfo's per-frame side-data lines
-            self.tail.append(line)
-            del self.tail[:-40]
-        self.selected.put(None)
+            self.lines.append(raw.decode("utf-8", "replace").rstrip())
+            del self.lines[:-self._keep]
 
-    def stderr_text(self) -> str:
-        return "\n".join(self.tail)
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+class _BytesReader(threading.Thread):
+    """Drains a pipe (the audio) into memory so that ffmpeg never blocks on it."""
+
+    def __init__(self, fd: int):
+        super().__init__(daemon=True)
+        self._fd = fd
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        try:
+            with os.fdopen(self._fd, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 16), b""):
+                    self.chunks.append(chunk)
+                    self.size += len(chunk)
+        finally:
+            self.done.set()
 
 
 def _read_exact(stream, n: int) -> bytes:
@@ -220,33 +358,65 @@ def _read_exact(stream, n: int) -> bytes:
     return b"".join(chunks)
 
 
+class _SelectionMismatch(Exception):
+    pass
+
+
 class ClipDecoder:
     """Decodes one clip: iterate `steps()` for the RGB frames, then read `summary`.
 
     Args:
       uri: a local path or an http(s) URL.
       start: clip start in seconds within the source (0 for the whole video).
-      duration: clip length in seconds (None: to the end); always capped at 300 s.
+      duration: clip length in seconds (None: to the end).
       has_audio: whether to decode the first audio stream (from `probe`).
       timeout_s: network read timeout, and how long ffmpeg may go silent before it is killed.
+      frames_per_second: F of SPEC §2 (the extractor's --frames_per_second).
+      declared_duration: the container's duration (`ProbeResult.duration`); enables the truncation check.
+      max_frame_pixels: the decoder refuses larger frames (a clip that grows mid-stream cannot exhaust memory).
+      untrusted: the input comes from a stranger's URL (passed to `_input_args`).
     """
 
     def __init__(self, uri: str, *, start: float = 0.0, duration: float | None = None, has_audio: bool = True,
-                 timeout_s: float = 60.0):
+                 timeout_s: float = 60.0, frames_per_second: float = 1.0, declared_duration: float | None = None,
+                 max_frame_pixels: int = MAX_FRAME_PIXELS, untrusted: bool = False):
+        start = float(start or 0.0)
+        if not math.isfinite(start) or start < 0:
+            raise ClipError("bad_time", f"clip start {start!r} s is not a finite time >= 0")
+        if start > MAX_START_S:
+            raise ClipError("bad_time", f"clip start {start:g} s is past the end of any video (> {MAX_START_S:g} s)")
+        if duration is not None and not (math.isfinite(float(duration)) and float(duration) > 0):
+            raise ClipError("bad_time", f"clip duration {duration!r} s is not a positive finite time")
+        if not (math.isfinite(frames_per_second) and frames_per_second > 0):
+            raise ValueError(f"frames_per_second must be > 0, got {frames_per_second}")
+        if declared_duration is not None and start > 0 and start >= declared_duration:
+            raise ClipError("bad_time", f"clip start {start:g} s is at or past the end of the video "
+                                        f"({declared_duration:.3f} s)")
         self.uri = uri
-        self.start = max(0.0, float(start or 0.0))
-        limit = float(MAX_STEPS)
-        self.duration = limit if duration is None else min(float(duration), limit)
+        self.start = start
+        self.duration = None if duration is None else float(duration)
         self.has_audio = has_audio
         self.timeout_s = timeout_s
+        self.frames_per_second = float(frames_per_second)
+        self.declared_duration = declared_duration
+        self.max_frame_pixels = max_frame_pixels
+        self.untrusted = untrusted
         self.summary: ClipSummary | None = None
+        self.fallback_used = False
+        self._select_in_ffmpeg = True
 
-    def _command(self, audio_fd: int | None) -> list[str]:
-        vf = f"showinfo=checksum=0,select='{_SELECT_EXPR}',showinfo=checksum=0"
+    def _command(self, *, all_fd: int, sel_fd: int, audio_fd: int | None, select_in_ffmpeg: bool) -> list[str]:
+        expr = select_expression(self.frames_per_second) if select_in_ffmpeg else "1"
+        crc = ["-c:v", "wrapped_avframe", "-enc_time_base:v", "demux", "-fps_mode", "passthrough", "-f", "framecrc"]
         cmd = [
-            ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "info",
-            *_input_args(self.uri, start=self.start, duration=self.duration, timeout_s=self.timeout_s),
-            "-map", "0:v:0", "-vf", vf, "-fps_mode", "passthrough", "-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1",
+            ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error",
+            "-max_pixels", str(int(self.max_frame_pixels)),
+            *_input_args(self.uri, start=self.start, duration=self.duration, timeout_s=self.timeout_s,
+                         untrusted=self.untrusted),
+            "-filter_complex", f"[0:v:0]split=2[all][s];[s]select='{expr}',split=2[selcrc][selpix]",
+            "-map", "[all]", *crc, f"pipe:{all_fd}",
+            "-map", "[selcrc]", *crc, f"pipe:{sel_fd}",
+            "-map", "[selpix]", "-fps_mode", "passthrough", "-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1",
         ]
         if audio_fd is not None:
             cmd += ["-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(AUDIO_SAMPLE_RATE),
@@ -255,40 +425,40 @@ class ClipDecoder:
 
     def steps(self) -> Iterator[DecodedStep]:
         """Yields each step's frame in order; sets `summary` when done. Raises ClipError."""
-        audio_r = audio_w = None
-        if self.has_audio:
-            audio_r, audio_w = os.pipe()
-        cmd = self._command(audio_w)
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                pass_fds=(audio_w,) if audio_w is not None else ())
-        audio_chunks: list[bytes] = []
-        audio_thread = None
-        if audio_w is not None:
-            os.close(audio_w)
-
-            def _drain_audio(fd=audio_r):
-                with os.fdopen(fd, "rb") as f:
-                    for chunk in iter(lambda: f.read(1 << 16), b""):
-                        audio_chunks.append(chunk)
-
-            audio_thread = threading.Thread(target=_drain_audio, daemon=True)
-            audio_thread.start()
-        reader = _StderrReader(proc.stderr)
-        reader.start()
+        done = 0
         try:
-            yield from self._frames(proc, reader)
-            proc.stdout.close()
-            try:
-                rc = proc.wait(timeout=self.timeout_s)
-            except subprocess.TimeoutExpired as e:
-                raise ClipError("timeout", f"ffmpeg did not finish decoding {self.uri}") from e
-            reader.join(timeout=self.timeout_s)
-            if audio_thread is not None:
-                audio_thread.join(timeout=self.timeout_s)
-            if rc != 0:
-                reason, message = classify_ffmpeg_error(reader.stderr_text())
-                raise ClipError(reason, f"ffmpeg exited with {rc} decoding {self.uri}: {message}")
-            self.summary = self._summarize(reader, b"".join(audio_chunks) if self.has_audio else None)
+            for step in self._run(select_in_ffmpeg=self._select_in_ffmpeg, skip=0):
+                done += 1
+                yield step
+        except _SelectionMismatch as e:
+            # Never seen (same arithmetic on both sides), but never silently wrong either: choose in Python.
+            log.warning("ffmpeg's frame choice differs from SPEC §2 on %s (%s); redoing it in Python", self.uri, e)
+            self.fallback_used = True
+            yield from self._run(select_in_ffmpeg=False, skip=done)
+
+    def _run(self, *, select_in_ffmpeg: bool, skip: int) -> Iterator[DecodedStep]:
+        fds = {name: os.pipe() for name in (("all", "sel", "audio") if self.has_audio else ("all", "sel"))}
+        cmd = self._command(all_fd=fds["all"][1], sel_fd=fds["sel"][1],
+                            audio_fd=fds["audio"][1] if self.has_audio else None, select_in_ffmpeg=select_in_ffmpeg)
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    pass_fds=tuple(w for _, w in fds.values()))
+        except BaseException:
+            for r, w in fds.values():
+                os.close(r)
+                os.close(w)
+            raise
+        for _, w in fds.values():
+            os.close(w)
+        all_frames, selected = _FramecrcReader(fds["all"][0]), _FramecrcReader(fds["sel"][0])
+        audio = _BytesReader(fds["audio"][0]) if self.has_audio else None
+        stderr = _TailReader(proc.stderr)
+        for thread in (all_frames, selected, audio, stderr):
+            if thread is not None:
+                thread.start()
+        try:
+            yield from self._pair(proc, all_frames, selected, audio, stderr, select_in_ffmpeg=select_in_ffmpeg,
+                                  skip=skip)
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -298,47 +468,148 @@ class ClipDecoder:
                     stream.close()
                 except OSError:
                     pass
+            for thread in (all_frames, selected, audio, stderr):
+                if thread is not None:
+                    thread.join(timeout=5)
 
-    def _frames(self, proc, reader: _StderrReader) -> Iterator[DecodedStep]:
-        next_step = 0
+    def _pair(self, proc, all_frames: _FramecrcReader, selected: _FramecrcReader, audio: _BytesReader | None,
+              stderr: _TailReader, *, select_in_ffmpeg: bool, skip: int) -> Iterator[DecodedStep]:
+        """Pairs the k-th RGB frame with the k-th selected framecrc line; checks it against SPEC §2."""
+        selector: FrameSelector | None = None
+        cursor = 0  # next frame of all_frames to feed to the selector
+        steps = 0
+        k = 0  # index among the selected (pixel) frames
+        early_stop = False
         while True:
-            try:
-                item = reader.selected.get(timeout=self.timeout_s)
-            except queue.Empty as e:
-                raise ClipError("timeout", f"ffmpeg produced nothing for {self.timeout_s:.0f} s on {self.uri}") from e
-            if item is None:
-                return
-            pts, width, height = item
+            if not selected.wait_for(lambda: len(selected.frames) > k, self.timeout_s):
+                raise ClipError("timeout", f"ffmpeg produced nothing for {self.timeout_s:.0f} s on {self.uri}")
+            with selected.cond:
+                if len(selected.frames) <= k:
+                    break  # ffmpeg is done with the selected frames
+                pts = selected.frames[k][0]
+                dims = selected.dimensions
+                tb = selected.time_base
+            if dims is None or tb is None:
+                raise ClipError("decode_error", f"ffmpeg's frame list for {self.uri} has no #tb/#dimensions header")
+            width, height = dims
             data = _read_exact(proc.stdout, width * height * 3)
             if len(data) < width * height * 3:
-                return  # ffmpeg stopped mid-frame; the exit status says why
-            tb = reader.time_base
-            if tb is None:
-                raise ClipError("decode_error", f"ffmpeg reported no time base for {self.uri}")
-            t = pts * tb
-            # Steps k with k <= t not yet covered take this frame (the first selected frame at or past k).
-            last_covered = int(t // 1) if t >= 0 else -1
-            last_covered = min(last_covered, MAX_STEPS - 1)
-            if last_covered < next_step:
+                break  # ffmpeg stopped mid-frame; its exit status says why
+            k += 1
+            if selector is None:
+                selector = FrameSelector(tb, frames_per_second=self.frames_per_second)
+            # Feed every decoded frame up to this one to the Python rule.
+            chosen = None
+            while chosen is None:
+                if not all_frames.wait_for(lambda: len(all_frames.frames) > cursor, self.timeout_s):
+                    raise ClipError("timeout", f"ffmpeg's frame list stalled for {self.timeout_s:.0f} s on {self.uri}")
+                with all_frames.cond:
+                    if len(all_frames.frames) <= cursor:
+                        raise _SelectionMismatch(f"selected frame pts {pts} is not among the decoded frames")
+                    frame_pts = all_frames.frames[cursor][0]
+                index = cursor
+                cursor += 1
+                is_step = selector.feed(frame_pts)
+                if not select_in_ffmpeg:
+                    if frame_pts != pts:
+                        raise ClipError("decode_error", f"frame lists of {self.uri} disagree at frame {index}")
+                    chosen = (index, is_step)
+                elif is_step:
+                    chosen = (index, True)
+            index, is_step = chosen
+            if not is_step:
                 continue
-            frame = np.frombuffer(data, dtype=np.uint8).reshape(height, width, 3)
-            for k in range(next_step, last_covered + 1):
-                yield DecodedStep(step=k, frame=frame, pts_seconds=float(t))
-            next_step = last_covered + 1
+            if select_in_ffmpeg and all_frames.frames[index][0] != pts:
+                raise _SelectionMismatch(f"step {steps}: ffmpeg chose pts {pts}, SPEC §2 pts "
+                                         f"{all_frames.frames[index][0]}")
+            if steps >= skip:
+                frame = np.frombuffer(data, dtype=np.uint8).reshape(height, width, 3)
+                yield DecodedStep(step=steps, frame=frame, pts_seconds=float(pts * tb), index=index,
+                                  msec=selector.msec(pts))
+            steps += 1
+            if steps >= MAX_STEPS:
+                early_stop = True
+                break
+        if early_stop:
+            self._stop_after_last_step(proc, audio, selector, all_frames)
+        else:
+            try:
+                rc = proc.wait(timeout=self.timeout_s)
+            except subprocess.TimeoutExpired as e:
+                raise ClipError("timeout", f"ffmpeg did not finish decoding {self.uri}") from e
+            all_frames.join(timeout=self.timeout_s)
+            stderr.join(timeout=self.timeout_s)
+            if audio is not None:
+                audio.join(timeout=self.timeout_s)
+            if rc != 0:
+                reason, message = classify_ffmpeg_error(stderr.text())
+                raise ClipError(reason, f"ffmpeg exited with {rc} decoding {self.uri}: {message}")
+            if all_frames.error:
+                raise ClipError("decode_error", f"{self.uri}: {all_frames.error}")
+            if not all_frames.frames or all_frames.time_base is None:
+                self._no_frames()
+            if selector is None:
+                selector = FrameSelector(all_frames.time_base, frames_per_second=self.frames_per_second)
+            # The rest of the decoded frames: SPEC §2 must choose none of them (ffmpeg sent no more).
+            for index in range(cursor, len(all_frames.frames)):
+                if selector.feed(all_frames.frames[index][0]):
+                    if select_in_ffmpeg:
+                        raise _SelectionMismatch(f"SPEC §2 picks frame {index} that ffmpeg did not send")
+                    raise ClipError("decode_error", f"{self.uri}: frame {index} was decoded but not delivered")
+            if steps == 0:
+                self._no_frames()
+            self._check_integrity(all_frames)
+        self.summary = self._summarize(all_frames, steps, audio)
 
-    def _summarize(self, reader: _StderrReader, audio: bytes | None) -> ClipSummary:
-        if reader.frames_decoded == 0 or reader.last_pts is None or reader.time_base is None:
-            raise ClipError("no_frames", f"no video frame could be decoded from {self.uri}")
-        tb = reader.time_base
-        end = (reader.last_pts + reader.last_duration) * tb
-        duration = float(min(end, fractions.Fraction(self.duration)))
-        num_steps = min(MAX_STEPS, int(duration // 1))
+    def _no_frames(self) -> None:
+        if self.start > 0 and (self.declared_duration is None or self.start >= self.declared_duration - 0.5):
+            raise ClipError("bad_time", f"no video frame at or after the clip start {self.start:g} s of {self.uri}"
+                                        + (f" (the video lasts {self.declared_duration:.3f} s)"
+                                           if self.declared_duration is not None else ""))
+        raise ClipError("no_frames", f"no video frame could be decoded from {self.uri}")
+
+    def _stop_after_last_step(self, proc, audio: _BytesReader | None, selector: FrameSelector,
+                              all_frames: _FramecrcReader) -> None:
+        """All 300 steps are out: wait only for the audio the last window needs, then stop ffmpeg."""
+        if audio is not None:
+            first = all_frames.frames[0][0] * all_frames.time_base
+            end_s = float(first) + (MAX_STEPS - 1) / self.frames_per_second + 1.0
+            needed = int(end_s * AUDIO_SAMPLE_RATE) * 2
+            deadline = self.timeout_s
+            while audio.size < needed and not audio.done.wait(timeout=0.05):
+                deadline -= 0.05
+                if deadline <= 0:
+                    raise ClipError("timeout", f"ffmpeg's audio stalled for {self.timeout_s:.0f} s on {self.uri}")
+        proc.kill()
+        proc.wait()
+        if audio is not None:
+            audio.join(timeout=self.timeout_s)
+
+    def _check_integrity(self, all_frames: _FramecrcReader) -> None:
+        """A clip whose video ends well before the container says is truncated, not a short record."""
+        if self.declared_duration is None:
+            return
+        expected = self.declared_duration - self.start
+        if self.duration is not None:
+            expected = min(expected, self.duration)
+        pts, dur = all_frames.frames[-1]
+        decoded_end = float((pts + dur) * all_frames.time_base)
+        if decoded_end < expected - max(TRUNCATION_TOLERANCE_S, 0.1 * expected):
+            raise ClipError("truncated", f"decoded video of {self.uri} ends at {decoded_end:.3f} s but the container "
+                                         f"declares {expected:.3f} s (file cut short or damaged)")
+
+    def _summarize(self, all_frames: _FramecrcReader, steps: int, audio: _BytesReader | None) -> ClipSummary:
+        tb = all_frames.time_base
+        first_pts = all_frames.frames[0][0]
+        last_pts, last_dur = all_frames.frames[-1]
         waveform = None
         if audio is not None:
-            usable = len(audio) - len(audio) % 2
-            waveform = np.frombuffer(audio[:usable], dtype="<i2").astype(np.float32) / 32768.0
-        return ClipSummary(duration=duration, num_steps=num_steps, waveform=waveform,
-                           frames_decoded=reader.frames_decoded)
+            raw = b"".join(audio.chunks)
+            usable = len(raw) - len(raw) % 2
+            waveform = np.frombuffer(raw[:usable], dtype="<i2").astype(np.float32) / 32768.0
+        return ClipSummary(duration=float((last_pts + last_dur - first_pts) * tb), num_steps=steps,
+                           waveform=waveform, frames_decoded=len(all_frames.frames),
+                           first_frame_seconds=float(first_pts * tb), frames_per_second=self.frames_per_second)
 
 
 def generate_test_video(path: str, *, seconds: float, size: str = "320x240", rate: int = 25,

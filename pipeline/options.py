@@ -7,6 +7,31 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipeline.models import registry
 
 
+def _positive_float(text: str) -> float:
+    import argparse  # pylint: disable=import-outside-toplevel
+    import math  # pylint: disable=import-outside-toplevel
+
+    try:
+        value = float(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from e
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number > 0")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    import argparse  # pylint: disable=import-outside-toplevel
+
+    try:
+        value = int(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from e
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+    return value
+
+
 class BuildOptions(PipelineOptions):
     """Flags of `python -m pipeline.build`; every other flag goes to Beam (--runner, ...)."""
 
@@ -75,6 +100,22 @@ class BuildOptions(PipelineOptions):
                                  "already there is used instead of fetched again.")
         parser.add_argument("--overwrite", action="store_true",
                             help="Replace an existing dataset in --output_dir instead of refusing to run.")
+        # Frame selection and outputs (issue 10), and the frame-size cap (issue 9).
+        parser.add_argument("--frames_per_second", type=_positive_float, default=1.0,
+                            help="RGB steps per second, as the YouTube-8M extractor's flag: a step is the frame "
+                                 "after the first one 1000/F ms past the previous mark (SPEC §2); audio step k "
+                                 "starts k/F s after the first frame.")
+        parser.add_argument("--audio", default="vggish", choices=("vggish", "zeros"),
+                            help="vggish: VGGish features (default). zeros: what the extractor's "
+                                 "--insert_zero_audio_features writes (128 zero bytes per step, mean_audio 0); "
+                                 "the audio model is never loaded.")
+        parser.add_argument("--skip_frame_level_features", action="store_true",
+                            help="Video-level output, as the extractor's flag: records with context only "
+                                 "(id, labels, mean_rgb, mean_audio), the YouTube-8M video-level layout.")
+        parser.add_argument("--max_frame_side", type=_positive_int, default=8192,
+                            help="Clips with a wider or taller frame fail `too_large` before decoding.")
+        parser.add_argument("--max_frame_pixels", type=_positive_int, default=40_000_000,
+                            help="Clips whose frames have more pixels fail `too_large` before decoding.")
 
     # --input_csv/--output_dir are checked in validate_build(), not with required=True: Beam parses
     # every PipelineOptions subclass for any pipeline in the process, tests' TestPipelines too.
@@ -95,4 +136,4 @@ class BuildOptions(PipelineOptions):
             mode=self.models, seed=self.synthetic_seed, model_dir=self.model_dir, model_cache=self.model_cache,
             rgb_graph=self.rgb_graph, rgb_pca_dir=self.rgb_pca_dir, audio_checkpoint=self.audio_checkpoint,
             audio_pca=self.audio_pca, model_base_url=self.model_base_url, allow_download=self.model_download,
-            download_timeout=self.model_download_timeout)
+            download_timeout=self.model_download_timeout, with_audio=self.audio != "zeros")

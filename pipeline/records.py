@@ -33,6 +33,8 @@ class ClipFeatures:
     start_us: int | None = None
     end_us: int | None = None
     duration_us: int | None = None
+    video_level: bool = False  # context only (id, labels, mean_rgb, mean_audio): the extractor's
+    # --skip_frame_level_features, the YouTube-8M video-level partition's layout
 
 
 def build_sequence_example(clip: ClipFeatures) -> bytes:
@@ -65,6 +67,10 @@ def build_sequence_example(clip: ClipFeatures) -> bytes:
         return tf.train.FeatureList(feature=[
             feature(bytes_list=tf.train.BytesList(value=[row.tobytes()])) for row in np.asarray(rows, np.uint8)])
 
+    if clip.video_level:
+        # A SequenceExample with only its context serializes to the same bytes as a tf.train.Example
+        # with those features (both are field 1), so the video-level readers parse it either way.
+        return tf.train.SequenceExample(context=tf.train.Features(feature=context)).SerializeToString()
     example = tf.train.SequenceExample(
         context=tf.train.Features(feature=context),
         feature_lists=tf.train.FeatureLists(feature_list={
@@ -81,6 +87,13 @@ class ParsedRecord:
     rgb: np.ndarray  # [T, 1024] uint8
     audio: np.ndarray  # [T, 128] uint8
     context_keys: list[str]
+    mean_rgb: np.ndarray | None = None  # float32 [1024] when present
+    mean_audio: np.ndarray | None = None  # float32 [128] when present
+
+    @property
+    def video_level(self) -> bool:
+        """A context-only record (no feature lists), as --skip_frame_level_features writes."""
+        return self.rgb.shape[0] == 0 and self.audio.shape[0] == 0 and self.mean_rgb is not None
 
 
 def parse_sequence_example(data: bytes) -> ParsedRecord:
@@ -101,8 +114,11 @@ def parse_sequence_example(data: bytes) -> ParsedRecord:
             raise RecordError(clip_id, f"a `{name}` step is not {width} bytes")
         return np.frombuffer(b"".join(values), np.uint8).reshape(len(values), width)
 
+    def floats(name: str) -> np.ndarray | None:
+        return np.asarray(ctx[name].float_list.value, np.float32) if name in ctx else None
+
     return ParsedRecord(clip_id=clip_id, labels=labels, rgb=rows("rgb", RGB_BYTES), audio=rows("audio", AUDIO_BYTES),
-                        context_keys=sorted(ctx.keys()))
+                        context_keys=sorted(ctx.keys()), mean_rgb=floats("mean_rgb"), mean_audio=floats("mean_audio"))
 
 
 class RecordError(ValueError):
@@ -130,6 +146,11 @@ def check_record(data: bytes) -> ParsedRecord:
         raise RecordError(rec.clip_id, "negative label index")
     if list(rec.labels) != sorted(rec.labels):
         raise RecordError(rec.clip_id, "labels are not sorted")
+    if rec.video_level:
+        if rec.mean_rgb.shape != (RGB_BYTES,) or rec.mean_audio is None or rec.mean_audio.shape != (AUDIO_BYTES,):
+            raise RecordError(rec.clip_id, f"video-level record needs mean_rgb ({RGB_BYTES} floats) and mean_audio "
+                                           f"({AUDIO_BYTES} floats)")
+        return rec
     steps = rec.rgb.shape[0]
     if rec.audio.shape[0] != steps:
         raise RecordError(rec.clip_id, f"rgb has {steps} steps but audio has {rec.audio.shape[0]}")

@@ -6,10 +6,11 @@
    (examples/kinetics400_val_sample.csv); stand-in source videos generated with ffmpeg are
    served under those YouTube ids by a loopback HTTP server (Range requests), fetched by
    yt-dlp as sections, trimmed, featurized, written and inspected. The last id is not
-   served, so it ends as a `not_found` failure line. Expected: 4 records of 10 steps.
+   served, so it ends as a `not_found` failure line. Expected: 4 records of 11 steps (a kept
+   10-s section holds 252 frames, so the frame after the 10-s mark exists: SPEC §2 gives 11).
 2. `videos/`: local files. A 10 s clip with audio, a 4.5 s clip without audio, a 0.5 s clip,
-   a zero-byte file and a missing path. Expected: 2 records (10 and 4 steps) and 3 failure
-   lines (too_short, empty_file, missing_file).
+   a zero-byte file and a missing path. Expected: 3 records (10, 5 and 1 steps) and 2 failure
+   lines (empty_file, missing_file).
 
 Both use `--models synthetic` (the official model files cannot be downloaded here; the run
 says so loudly) on the DirectRunner with two worker processes.

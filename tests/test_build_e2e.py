@@ -38,15 +38,17 @@ def read_all(out):
     return paths, list(tf.data.TFRecordDataset(paths).as_numpy_iterator())
 
 
-def test_two_records_with_10_and_4_steps(built):
+def test_three_records_with_10_5_and_1_steps(built):
     paths, data = read_all(built["out"])
-    assert [os.path.basename(p) for p in paths] == ["train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord"]
+    assert [os.path.basename(p) for p in paths] == [f"train-0000{i}-of-00003.tfrecord" for i in range(3)]
     parsed = {r.clip_id: r for r in map(records.check_record, data)}
     v = built["videos"]
-    assert sorted(parsed) == sorted([v["v10_audio"], v["v4_5_silent"]])
+    assert sorted(parsed) == sorted([v["v10_audio"], v["v4_5_silent"], v["v0_5"]])
     ten, four = parsed[v["v10_audio"]], parsed[v["v4_5_silent"]]
+    # SPEC §2 (the extractor's frame_iterator): T = frames selected; 4.5 s -> 5 steps, 0.5 s -> 1 step.
     assert ten.rgb.shape == (10, 1024) and ten.audio.shape == (10, 128)
-    assert four.rgb.shape == (4, 1024) and four.audio.shape == (4, 128)
+    assert four.rgb.shape == (5, 1024) and four.audio.shape == (5, 128)
+    assert parsed[v["v0_5"]].rgb.shape == (1, 1024) and parsed[v["v0_5"]].audio.shape == (1, 128)
     # vocabulary: sorted names -> bars 0, music 1
     assert ten.labels == [0, 1] and four.labels == [0]
     # Features vary over time and between clips (not constant bytes).
@@ -55,7 +57,7 @@ def test_two_records_with_10_and_4_steps(built):
     assert (four.audio == four.audio[0]).all() and four.audio.any()
     # The YouTube-8M reader's parsing spec reads every record.
     rows = records.yt8m_reader_parse(data)
-    assert sorted(r[1] for r in rows) == [[0], [0, 1]]
+    assert sorted(r[1] for r in rows) == [[0], [0], [0, 1]]
 
 
 def test_failures_vocabulary_and_stats(built):
@@ -63,22 +65,22 @@ def test_failures_vocabulary_and_stats(built):
     (failures_path,) = glob.glob(os.path.join(out, "failures-*.jsonl"))
     failures = {f["id"]: f for f in map(json.loads, open(failures_path))}
     assert {k: f["reason"] for k, f in failures.items()} == {
-        v["v0_5"]: "too_short", v["empty"]: "empty_file", v["missing"]: "missing_file"}
+        v["empty"]: "empty_file", v["missing"]: "missing_file"}
     assert all(f["message"] and f["stage"] == "decode" and f["input"]["video"] for f in failures.values())
     assert open(os.path.join(out, "vocabulary.csv")).read() == "Index,Name\n0,bars\n1,music\n"
     stats = json.load(open(os.path.join(out, "stats.json")))
-    assert stats["rows_read"] == 5 and stats["records_written"] == 2 and stats["failures"] == 3
+    assert stats["rows_read"] == 5 and stats["records_written"] == 3 and stats["failures"] == 2
     assert stats["all_rows_accounted_for"] is True
-    assert stats["steps_written"] == 14 and stats["clips_with_silent_audio"] == 1
-    assert stats["seconds_of_video"] == pytest.approx(14.52, abs=0.05)
+    assert stats["steps_written"] == 16 and stats["clips_with_silent_audio"] == 1
+    assert stats["seconds_of_video"] == pytest.approx(15.02, abs=0.1)
     assert stats["synthetic"] is True and stats["models"]["synthetic"] is True
-    assert stats["failures_by_reason"] == {"empty_file": 1, "missing_file": 1, "too_short": 1}
+    assert stats["failures_by_reason"] == {"empty_file": 1, "missing_file": 1}
 
 
 def test_inspect_passes_on_the_output(built, capsys):
     assert inspect.main([built["out"]]) == 0
     text = capsys.readouterr().out
-    assert "records: 2" in text and "steps: 14" in text and "OK" in text
+    assert "records: 3" in text and "steps: 16" in text and "OK" in text
 
 
 def test_rerun_refuses_to_mix_unless_overwrite(built):

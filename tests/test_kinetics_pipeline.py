@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+from extractor_reference import frame_iterator
 
 from pipeline import build, media, records
 from pipeline.loopback import LoopbackServer
@@ -66,8 +67,11 @@ def test_fetch_failures_clips_dir_and_resume(tmp_path, served, model_cache):
     assert build.main(_argv(csv_path, out, server, model_cache, "--clips_dir", str(clips))) == 0
     first = {r.clip_id: r for r in _records(out)}
     assert sorted(first) == [f"{OK_ID}_000005_000015", f"{SHORT_ID}_000025_000035"]
-    assert first[f"{OK_ID}_000005_000015"].rgb.shape == (10, 1024)
-    assert first[f"{SHORT_ID}_000025_000035"].rgb.shape == (5, 1024)
+    # T is what the extractor's frame_iterator gives on the kept clip (SPEC §2): about 10 and 5 steps.
+    for clip_id, label, approx in ((f"{OK_ID}_000005_000015", "abseiling", 10),
+                                   (f"{SHORT_ID}_000025_000035", "air_drumming", 5)):
+        expected = len(list(frame_iterator(str(clips / label / f"{clip_id}.mp4"))))
+        assert first[clip_id].rgb.shape == (expected, 1024) and approx <= expected <= approx + 1
     reasons = {f["id"]: (f["reason"], f["stage"]) for f in _failures(out)}
     assert reasons == {f"{FLAKY_ID}_000002_000006": ("network", "fetch"), f"{GONE_ID}_000001_000011":
                        ("not_found", "fetch"), "bad id": ("invalid_id", "read")}

@@ -47,16 +47,19 @@ def test_decode_clips_outputs_per_step_elements_and_failures(tmp_path, videos):
         out = p | beam.Create(clips) | beam.ParDo(DecodeClips(base_dir=str(tmp_path))).with_outputs(
             DecodeClips.RGB, DecodeClips.AUDIO, DecodeClips.META, DecodeClips.FAILURES)
         assert_that(out[DecodeClips.RGB] | beam.Map(lambda kv: (kv[0], kv[1].shape, str(kv[1].dtype))),
-                    equal_to([(("ok", k), (299, 299, 3), "float32") for k in range(4)]), label="Rgb")
+                    equal_to([(("ok", k), (299, 299, 3), "float32") for k in range(5)]
+                             + [(("short", 0), (299, 299, 3), "float32")]), label="Rgb")
         assert_that(out[DecodeClips.AUDIO] | beam.Map(lambda kv: (kv[0], kv[1].shape)),
-                    equal_to([(("ok", k), (96, 64)) for k in range(4)]), label="Audio")
+                    equal_to([(("ok", k), (96, 64)) for k in range(5)] + [(("short", 0), (96, 64))]), label="Audio")
         # No audio stream: every example is digital silence, log(0.01).
-        assert_that(out[DecodeClips.AUDIO] | beam.Map(lambda kv: bool(np.allclose(kv[1], np.log(0.01)))),
-                    equal_to([True] * 4), label="SilentAudio")
+        assert_that(out[DecodeClips.AUDIO] | beam.Filter(lambda kv: kv[0][0] == "ok")
+                    | beam.Map(lambda kv: bool(np.allclose(kv[1], np.log(0.01)))),
+                    equal_to([True] * 5), label="SilentAudio")
+        # SPEC §2: T is the number of frames selected; 4.5 s -> 5 steps, 0.5 s -> 1 step (no duration rule).
         assert_that(out[DecodeClips.META] | beam.Map(lambda kv: (kv[0], kv[1]["num_steps"], kv[1]["silent_audio"])),
-                    equal_to([("ok", 4, True)]), label="Meta")
+                    equal_to([("ok", 5, True), ("short", 1, False)]), label="Meta")
         assert_that(out[DecodeClips.FAILURES] | beam.Map(lambda f: (f["id"], f["reason"], f["row"])),
-                    equal_to([("short", "too_short", 2), ("gone", "missing_file", 3)]), label="Failures")
+                    equal_to([("gone", "missing_file", 3)]), label="Failures")
 
 
 def _record(clip_id, steps):

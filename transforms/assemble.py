@@ -13,7 +13,8 @@ from transforms.read import NAMESPACE
 class _BuildRecord(beam.DoFn):
     FAILURES = "failures"
 
-    def __init__(self):
+    def __init__(self, *, video_level: bool = False):
+        self._video_level = video_level
         self._written = beam.metrics.Metrics.counter(NAMESPACE, "records_built")
         self._steps = beam.metrics.Metrics.counter(NAMESPACE, "steps_built")
 
@@ -27,14 +28,20 @@ class _BuildRecord(beam.DoFn):
         clip, num_steps = meta["clip"], meta["num_steps"]
         try:
             rgb = self._ordered(grouped["rgb"], num_steps, "rgb")
-            audio = self._ordered(grouped["audio"], num_steps, "audio")
+            if meta.get("audio") == "zeros":  # the extractor's --insert_zero_audio_features: zero bytes, mean 0
+                audio = np.zeros((num_steps, records.AUDIO_BYTES), np.float32)
+                audio_quantized = np.zeros((num_steps, records.AUDIO_BYTES), np.uint8)
+            else:
+                audio = self._ordered(grouped["audio"], num_steps, "audio")
+                audio_quantized = postprocess.quantize_audio(audio)
             label_ids = sorted({vocabulary.index(name) for name in clip.labels})
             start = clip.start or 0.0
             serialized = records.build_sequence_example(records.ClipFeatures(
                 clip_id=clip_id, labels=label_ids, rgb=rgb, audio=audio,
-                rgb_quantized=postprocess.quantize_rgb(rgb), audio_quantized=postprocess.quantize_audio(audio),
+                rgb_quantized=postprocess.quantize_rgb(rgb), audio_quantized=audio_quantized,
                 label_names=sorted(set(clip.labels)), source=clip.video, start_us=int(round(start * 1e6)),
-                end_us=int(round((start + meta["duration"]) * 1e6)), duration_us=int(round(meta["duration"] * 1e6))))
+                end_us=int(round((start + meta["duration"]) * 1e6)), duration_us=int(round(meta["duration"] * 1e6)),
+                video_level=self._video_level))
         except (_Incomplete, ClipError) as e:  # ClipError: non-finite features cannot be quantized
             yield beam.pvalue.TaggedOutput(self.FAILURES, failure_record(
                 clip_id=clip_id, fields=clip.fields, row=clip.row, stage="features",
@@ -70,14 +77,16 @@ class AssembleRecords(beam.PTransform):
     Each record is a dict: split, id, record (serialized SequenceExample), steps, seconds, silent_audio.
     """
 
-    def __init__(self, vocabulary):
+    def __init__(self, vocabulary, *, video_level: bool = False):
         super().__init__()
         self._vocabulary = vocabulary
+        self._video_level = video_level
 
     def expand(self, inputs):
         built = (
             inputs
             | "JoinByClip" >> beam.CoGroupByKey()
-            | "BuildRecord" >> beam.ParDo(_BuildRecord(), beam.pvalue.AsSingleton(self._vocabulary)).with_outputs(
+            | "BuildRecord" >> beam.ParDo(_BuildRecord(video_level=self._video_level),
+                                          beam.pvalue.AsSingleton(self._vocabulary)).with_outputs(
                 _BuildRecord.FAILURES, main="records"))
         return built.records, built[_BuildRecord.FAILURES]

@@ -33,8 +33,10 @@ class DecodeClips(beam.DoFn):
 
     Outputs (tags are constants below):
       RGB:   ((clip_id, k), float32 [299, 299, 3] frame resized as the Inception graph resizes it)
-      AUDIO: ((clip_id, k), float32 [96, 64] log-mel example starting at k seconds)
-      META:  (clip_id, dict(clip=ClipRequest, num_steps=T, duration=D, silent_audio=bool, fetch=dict|None))
+      AUDIO: ((clip_id, k), float32 [96, 64] log-mel example starting k/F s after the first frame);
+             nothing with audio="zeros" (the record gets the extractor's zero audio)
+      META:  (clip_id, dict(clip=ClipRequest, num_steps=T, duration=D, silent_audio=bool, fetch=dict|None,
+             audio="vggish"|"zeros"))
       FAILURES: failure dicts.
     """
 
@@ -43,8 +45,14 @@ class DecodeClips(beam.DoFn):
     META = "meta"
     FAILURES = "failures"
 
-    def __init__(self, *, base_dir: str, timeout_s: float = 120.0, fetcher=None, expected: int | None = None):
+    def __init__(self, *, base_dir: str, timeout_s: float = 120.0, fetcher=None, expected: int | None = None,
+                 frames_per_second: float = 1.0, audio_mode: str = "vggish",
+                 max_frame_side: int = media.MAX_FRAME_SIDE, max_frame_pixels: int = media.MAX_FRAME_PIXELS):
         self._base_dir = base_dir
+        self._frames_per_second = frames_per_second
+        self._audio_mode = audio_mode
+        self._max_frame_side = max_frame_side
+        self._max_frame_pixels = max_frame_pixels
         self._expected = expected
         self._timeout_s = timeout_s
         self._fetcher = fetcher
@@ -105,26 +113,22 @@ class DecodeClips(beam.DoFn):
     def _decode(self, clip: ClipRequest, uri: str, *, start: float, duration: float | None, fetch: dict | None):
         from pipeline import audio  # pylint: disable=import-outside-toplevel
 
-        info = media.probe(uri, timeout_s=self._timeout_s)
-        decoder = media.ClipDecoder(uri, start=start, duration=duration, has_audio=info.has_audio,
-                                    timeout_s=self._timeout_s)
-        # Hold back the latest step until the next one arrives: the last frames may fall past
-        # T = floor(D), which is known only at the end, and must not cost a model call.
-        pending = None
+        info = media.probe(uri, timeout_s=self._timeout_s, max_frame_side=self._max_frame_side,
+                           max_frame_pixels=self._max_frame_pixels)
+        zeros = self._audio_mode == "zeros"
+        decoder = media.ClipDecoder(uri, start=start, duration=duration, has_audio=info.has_audio and not zeros,
+                                    timeout_s=self._timeout_s, frames_per_second=self._frames_per_second,
+                                    declared_duration=info.duration, max_frame_pixels=self._max_frame_pixels)
+        # T is the number of frames SPEC §2 selects, so every step that comes out is part of the record.
         for step in decoder.steps():
-            if pending is not None:
-                yield beam.pvalue.TaggedOutput(self.RGB, pending)
-            pending = ((clip.clip_id, step.step), self._resize(step.frame))
+            yield beam.pvalue.TaggedOutput(self.RGB, ((clip.clip_id, step.step), self._resize(step.frame)))
         summary = decoder.summary
-        if summary.num_steps < 1:
-            raise ClipError("too_short", f"decoded clip lasts {summary.duration:.3f} s; at least 1 s is needed")
-        if pending is not None and pending[0][1] < summary.num_steps:
-            yield beam.pvalue.TaggedOutput(self.RGB, pending)
-        silent = summary.waveform is None
-        waveform = np.zeros(0, np.float32) if silent else summary.waveform
-        examples = audio.examples_per_second(waveform, summary.num_steps)
-        for k in range(summary.num_steps):
-            yield beam.pvalue.TaggedOutput(self.AUDIO, ((clip.clip_id, k), examples[k]))
+        silent = not info.has_audio
+        if not zeros:
+            waveform = np.zeros(0, np.float32) if summary.waveform is None else summary.waveform
+            examples = audio.examples_at(waveform, summary.audio_starts())
+            for k in range(summary.num_steps):
+                yield beam.pvalue.TaggedOutput(self.AUDIO, ((clip.clip_id, k), examples[k]))
         self._decoded.inc()
         PROGRESS.record(ok=True, seconds=summary.duration, total=self._expected)
         self._seconds.update(int(summary.duration))
@@ -132,4 +136,4 @@ class DecodeClips(beam.DoFn):
             self._silent.inc()
         yield beam.pvalue.TaggedOutput(self.META, (clip.clip_id, {
             "clip": clip, "num_steps": summary.num_steps, "duration": summary.duration, "silent_audio": silent,
-            "fetch": fetch}))
+            "fetch": fetch, "audio": self._audio_mode}))

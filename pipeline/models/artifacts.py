@@ -39,7 +39,7 @@ import urllib.error
 import urllib.request
 import uuid
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import IO
 
 from pipeline.errors import ModelArtifactError
@@ -431,7 +431,7 @@ def _from_model_dir(artifact: Artifact, model_dir: str, *, cache_dir: str) -> tu
 
 def resolve_official(*, model_dir: str | None, overrides: Mapping[str, str | None], cache_dir: str,
                      base_url: str | None = None, allow_download: bool = True,
-                     timeout_s: float = DEFAULT_DOWNLOAD_TIMEOUT_S) -> Resolved:
+                     timeout_s: float = DEFAULT_DOWNLOAD_TIMEOUT_S, keys: Collection[str] | None = None) -> Resolved:
     """Finds (and if needed fetches) every official artifact and checks its layout.
 
     Called when the pipeline is built, so that a missing or wrong file stops the run before any
@@ -445,6 +445,7 @@ def resolve_official(*, model_dir: str | None, overrides: Mapping[str, str | Non
         base_url: ``--model_base_url``: fetch ``base_url/<name>`` instead of the official URLs.
         allow_download: False for ``--no_download``.
         timeout_s: Socket timeout of each download.
+        keys: Only these artifacts (``Artifact.key``); None for all. ``--audio zeros`` needs no VGGish file.
 
     Returns:
         The path of each artifact (the PCA as a directory, the checkpoint as a prefix or V1 file)
@@ -463,6 +464,8 @@ def resolve_official(*, model_dir: str | None, overrides: Mapping[str, str | Non
     to_download: list[Artifact] = []
     fetch_dir = download_dir(cache_dir, base_url)
     for artifact in ARTIFACTS:
+        if keys is not None and artifact.key not in keys:
+            continue
         try:
             override = overrides.get(artifact.key)
             if override:

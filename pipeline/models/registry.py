@@ -46,6 +46,7 @@ class ModelConfig:
     model_base_url: str | None = None
     allow_download: bool = True
     download_timeout: float = 10.0
+    with_audio: bool = True  # False with --audio zeros: no VGGish file is looked for, generated or loaded
 
     @property
     def synthetic(self) -> bool:
@@ -93,12 +94,12 @@ def ensure_synthetic(config: ModelConfig) -> ModelFiles:
     if not os.path.exists(os.path.join(rgb_dir, RGB_GRAPH)):
         logging.warning("Generating synthetic Inception-v3 artifacts (seed %d) in %s", config.seed, rgb_dir)
         inception.write_synthetic_rgb_artifacts(rgb_dir, seed=config.seed)
-    if not os.path.exists(os.path.join(audio_dir, AUDIO_PCA)):
+    if config.with_audio and not os.path.exists(os.path.join(audio_dir, AUDIO_PCA)):
         logging.warning("Generating synthetic VGGish artifacts (seed %d) in %s", config.seed, audio_dir)
         vggish.write_synthetic_audio_artifacts(audio_dir, seed=config.seed)
     return ModelFiles(rgb_graph=os.path.join(rgb_dir, RGB_GRAPH), rgb_pca_dir=rgb_dir,
-                      audio_checkpoint=os.path.join(audio_dir, AUDIO_CHECKPOINT),
-                      audio_pca=os.path.join(audio_dir, AUDIO_PCA), synthetic=True)
+                      audio_checkpoint=os.path.join(audio_dir, AUDIO_CHECKPOINT) if config.with_audio else "",
+                      audio_pca=os.path.join(audio_dir, AUDIO_PCA) if config.with_audio else "", synthetic=True)
 
 
 def resolve(config: ModelConfig) -> ModelFiles:
@@ -124,9 +125,11 @@ def resolve(config: ModelConfig) -> ModelFiles:
         overrides={"rgb_graph": config.rgb_graph, "rgb_pca_dir": config.rgb_pca_dir,
                    "audio_checkpoint": config.audio_checkpoint, "audio_pca": config.audio_pca},
         cache_dir=config.cache_dir, base_url=config.model_base_url, allow_download=config.allow_download,
-        timeout_s=config.download_timeout)
+        timeout_s=config.download_timeout,
+        keys=None if config.with_audio else ("rgb_graph", "rgb_pca_dir"))
     return ModelFiles(rgb_graph=resolved.paths["rgb_graph"], rgb_pca_dir=resolved.paths["rgb_pca_dir"],
-                      audio_checkpoint=resolved.paths["audio_checkpoint"], audio_pca=resolved.paths["audio_pca"],
+                      audio_checkpoint=resolved.paths.get("audio_checkpoint", ""),
+                      audio_pca=resolved.paths.get("audio_pca", ""),
                       synthetic=False, sources=tuple(sorted(resolved.sources.items())))
 
 
