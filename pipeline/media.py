@@ -30,7 +30,12 @@ from pipeline.errors import ClipError
 MAX_STEPS = 300
 AUDIO_SAMPLE_RATE = 16000
 LOCAL_PROTOCOLS = "file,pipe,fd"
-REMOTE_PROTOCOLS = "file,pipe,fd,http,https,tcp,tls,crypto"
+# Remote inputs never get "file": a playlist or redirect could otherwise name a local path.
+# "httpproxy" lets tls reach https through a proxy (pipeline.netguard).
+REMOTE_PROTOCOLS = "http,https,tcp,tls,crypto,httpproxy"
+# Demuxers allowed for bytes a stranger chose (remote rows, fetched or gs:// copies): plain
+# containers, none that opens further files by name (hls, concat, image2, ...).
+UNTRUSTED_FORMATS = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,flv,mpegts,mpeg,ogg,asf,wav,mp3,aac"
 
 # Keep a frame when an integer second k lies in (prev_t, t], with a little slack on both
 # sides so that floating point never drops a frame the exact rule needs.
@@ -53,7 +58,8 @@ def ffmpeg_exe() -> str:
 
 
 def is_remote(uri: str) -> bool:
-    return uri.startswith(("http://", "https://"))
+    """Whether ffmpeg would read ``uri`` over the network (http or https, any letter case)."""
+    return uri[:8].lower().startswith(("http://", "https://"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,8 +75,12 @@ def _protocols(uri: str) -> str:
     return REMOTE_PROTOCOLS if is_remote(uri) else LOCAL_PROTOCOLS
 
 
-def _input_args(uri: str, *, start: float, duration: float | None, timeout_s: float) -> list[str]:
+def _input_args(uri: str, *, start: float, duration: float | None, timeout_s: float,
+                untrusted: bool = False) -> list[str]:
+    """ffmpeg input options; ``untrusted`` (a stranger chose the bytes) adds the format whitelist."""
     args = ["-protocol_whitelist", _protocols(uri)]
+    if untrusted or is_remote(uri):
+        args += ["-format_whitelist", UNTRUSTED_FORMATS]
     if is_remote(uri):
         args += ["-rw_timeout", str(int(timeout_s * 1e6)), "-reconnect", "1", "-reconnect_on_network_error", "1"]
     if start > 0:
@@ -122,11 +132,12 @@ def check_local_input(path: str) -> None:
         raise ClipError("empty_file", f"file is empty (0 bytes): {path}")
 
 
-def probe(uri: str, *, timeout_s: float = 60.0) -> ProbeResult:
+def probe(uri: str, *, timeout_s: float = 60.0, untrusted: bool = False) -> ProbeResult:
     """Reads the container header; raises ClipError when there is nothing decodable."""
     if not is_remote(uri):
         check_local_input(uri)
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", *_input_args(uri, start=0.0, duration=None, timeout_s=timeout_s)]
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", *_input_args(uri, start=0.0, duration=None, timeout_s=timeout_s,
+                                                                       untrusted=untrusted)]
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=timeout_s + 10, check=False)
     except subprocess.TimeoutExpired as e:
@@ -232,8 +243,9 @@ class ClipDecoder:
     """
 
     def __init__(self, uri: str, *, start: float = 0.0, duration: float | None = None, has_audio: bool = True,
-                 timeout_s: float = 60.0):
+                 timeout_s: float = 60.0, untrusted: bool = False):
         self.uri = uri
+        self.untrusted = untrusted
         self.start = max(0.0, float(start or 0.0))
         limit = float(MAX_STEPS)
         self.duration = limit if duration is None else min(float(duration), limit)
@@ -245,7 +257,8 @@ class ClipDecoder:
         vf = f"showinfo=checksum=0,select='{_SELECT_EXPR}',showinfo=checksum=0"
         cmd = [
             ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "info",
-            *_input_args(self.uri, start=self.start, duration=self.duration, timeout_s=self.timeout_s),
+            *_input_args(self.uri, start=self.start, duration=self.duration, timeout_s=self.timeout_s,
+                         untrusted=self.untrusted),
             "-map", "0:v:0", "-vf", vf, "-fps_mode", "passthrough", "-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1",
         ]
         if audio_fd is not None:

@@ -44,6 +44,10 @@ class ClipFetcher:
     """Turns a YouTube ClipRequest into a local media file, its start offset and duration."""
 
     def __init__(self, *, config, clips_dir: str | None = None, concurrency: int = 4):
+        if config is None:
+            from pipeline.fetch import FetchConfig  # pylint: disable=import-outside-toplevel
+
+            config = FetchConfig()
         self._config = config
         self._clips_dir = clips_dir
         self._concurrency = max(1, concurrency)
@@ -80,6 +84,20 @@ class ClipFetcher:
             _trim(result.path, trimmed, start=result.start_offset, duration=result.duration)
         _store(trimmed, kept)
         return trimmed, 0.0, None, figures
+
+
+    def download(self, url: str, dest: str) -> int:
+        """Downloads an http(s) video row to `dest` through the guard proxy; returns bytes. Raises ClipError.
+
+        The fetch settings apply: --fetch_max_seconds is the hard deadline, --fetch_timeout the read
+        timeout, --proxy the upstream proxy.
+        """
+        from pipeline.fetch import download_video  # pylint: disable=import-outside-toplevel
+
+        with self._semaphore or _process_semaphore(self._concurrency):
+            size = download_video(url, dest, config=self._config)
+        self._bytes.inc(size)
+        return size
 
 
 def _local_copy(path: str, tmp: str) -> str:
