@@ -313,8 +313,15 @@ class GuardProxy:
             return sock
         raise last or OSError(f"cannot connect to {host}:{port}")
 
-    def _relay(self, client: socket.socket, server: socket.socket) -> None:
-        """Copies bytes both ways until one side closes or the deadline passes."""
+    def _relay(self, client: socket.socket, server: socket.socket, *, rewrite_response: bool = False) -> None:
+        """Copies bytes both ways until one side closes or the deadline passes.
+
+        With ``rewrite_response`` (a forwarded plain-http request) the response head
+        gets ``Connection: close``: the tunnel serves one request, and a client that
+        believed the connection reusable would send its next request (perhaps to
+        another host) into a closed socket.
+        """
+        pending = b"" if rewrite_response else None
         with self._lock:
             self._open.update((client, server))
             self.connections += 1
@@ -339,6 +346,13 @@ class GuardProxy:
                         return
                     if not data:
                         return
+                    if sock is server and pending is not None:
+                        pending += data
+                        if b"\r\n\r\n" not in pending:
+                            if len(pending) > _MAX_HEAD:
+                                return
+                            continue
+                        data, pending = _close_response_head(pending), None
                     try:
                         peers[sock].sendall(data)
                     except OSError:
@@ -397,7 +411,7 @@ class GuardProxy:
                     else:
                         _reply(client, 502, f"cannot connect: {e}")
                     return
-                guard._relay(client, upstream)
+                guard._relay(client, upstream, rewrite_response=method != "CONNECT")
 
         return Handler
 
@@ -476,6 +490,16 @@ def _forward_head(method: str, path: str, headers: list[tuple[str, str]]) -> byt
     lines += [f"{k}: {v}" for k, v in headers if k.lower() not in _HOP_BY_HOP]
     lines.append("Connection: close")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _close_response_head(data: bytes) -> bytes:
+    """``data`` (a response head and maybe body bytes) with ``Connection: close``."""
+    head, rest = data.split(b"\r\n\r\n", 1)
+    lines = head.split(b"\r\n")
+    kept = [lines[0]] + [line for line in lines[1:]
+                         if line.split(b":", 1)[0].strip().lower() not in (b"connection", b"keep-alive",
+                                                                          b"proxy-connection")]
+    return b"\r\n".join([*kept, b"Connection: close"]) + b"\r\n\r\n" + rest
 
 
 def _split_authority(target: str, *, default_port: int) -> tuple[str, int]:
