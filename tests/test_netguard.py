@@ -314,12 +314,14 @@ def test_build_with_hostile_video_rows(hostile, tmp_path, model_cache):
 
 def test_untrusted_local_playlist_is_refused_but_trusted_inputs_are_unchanged(hostile, tmp_path):
     server, _ = hostile
-    playlist = tmp_path / "disguised.mp4"
+    # A gs:// copy keeps the remote name's extension; ".m3u8" makes ffmpeg pick its HLS demuxer.
+    playlist = tmp_path / "input.m3u8"
     playlist.write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10.0,\n{server.secret}\n#EXT-X-ENDLIST\n")
     with pytest.raises(ClipError) as err:
         media.probe(str(playlist), untrusted=True)
-    assert err.value.reason == "invalid_video"
+    assert err.value.reason == "protocol_not_allowed"  # ffmpeg: "Format not on whitelist"
     assert media.probe(server.secret, untrusted=True).has_video
+    assert media.probe(server.secret).has_video
 
 
 def test_ffmpeg_env_drops_no_proxy(monkeypatch):
