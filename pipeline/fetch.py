@@ -366,7 +366,7 @@ def fetch_clip(*, video_id: str, start: float, end: float, work_dir: str, config
     call_dir = tempfile.mkdtemp(prefix=f".fetch-{video_id}-", dir=work_dir)
     try:
         guard.start()
-        ffmpeg = netguard.ffmpeg_wrapper(call_dir, _ffmpeg_exe())
+        ffmpeg = netguard.ffmpeg_for_ytdlp(_ffmpeg_exe())
         cookies = None
         if config.cookies_file:
             cookies = os.path.join(call_dir, "cookies.txt")
@@ -556,7 +556,7 @@ def _attempt(*, url: str, start: float, end: float, out_dir: str, config: FetchC
              ffmpeg: str, cookies_file: str | None, timeout: float) -> _Fetched:
     """Resolves, downloads and checks the clip once; raises _AttemptError on failure.
 
-    ``ffmpeg`` is the wrapper that drops ``no_proxy`` (see :func:`netguard.ffmpeg_wrapper`);
+    ``ffmpeg`` is what yt-dlp runs (see :func:`netguard.ffmpeg_for_ytdlp`);
     the probes here run the real binary with :func:`netguard.ffmpeg_env`.
     """
     net = _Net(guard=guard, allow_file_urls=config.allow_file_urls)

@@ -21,7 +21,7 @@ Refusals and the deadline are recorded on the proxy (:attr:`GuardProxy.refusals`
 client that only saw "403" or "connection reset".
 
 ffmpeg reads ``no_proxy`` from the environment and would connect directly to hosts
-listed there; :func:`ffmpeg_env` and :func:`ffmpeg_wrapper` give it an environment
+listed there; :func:`ffmpeg_env` and :func:`ffmpeg_for_ytdlp` give it an environment
 without it.
 
 With a user proxy (``--proxy http://host:port``) the guard still applies the same
@@ -33,6 +33,7 @@ the guard. SOCKS proxies are not supported behind the guard.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import http.client
@@ -40,9 +41,11 @@ import ipaddress
 import logging
 import os
 import select
+import shutil
 import socket
 import socketserver
 import stat
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -57,7 +60,7 @@ __all__ = [
     "GuardProxy",
     "download",
     "ffmpeg_env",
-    "ffmpeg_wrapper",
+    "ffmpeg_for_ytdlp",
 ]
 
 _LOG = logging.getLogger(__name__)
@@ -79,7 +82,10 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _MAX_HEAD = 64 * 1024
 _CONNECT_TIMEOUT_S = 15.0
-_POLL_S = 0.25
+_POLL_S = 0.25  # how often an idle tunnel looks at the deadline
+_ACCEPT_POLL_S = 0.02  # how long stop() may wait for the accept loop (once per clip)
+# Largest remote video row downloaded (a 300-s clip of 4K video is well under it).
+MAX_DOWNLOAD_BYTES = 8 << 30
 # Socket buffers of a tunnel. They bound the bytes a server sends that the client never
 # reads when it hangs up early (a seek, a finished section); 256 KiB upstream still
 # allows ~25 MB/s at 10 ms round trip (a 360p section needs ~0.1 MB/s).
@@ -235,7 +241,7 @@ class GuardProxy:
         self.closed_at_deadline = 0
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", 0), self._handler_class())
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": _POLL_S},
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": _ACCEPT_POLL_S},
                                         name="guard-proxy", daemon=True)
         self._open: set[socket.socket] = set()
 
@@ -544,25 +550,40 @@ def ffmpeg_env(proxy_url: str | None = None) -> dict[str, str]:
     return env
 
 
-def ffmpeg_wrapper(directory: str, ffmpeg: str) -> str:
-    """Writes ``directory/ffmpeg``: runs ``ffmpeg`` with ``no_proxy`` removed.
+def ffmpeg_for_ytdlp(ffmpeg: str) -> str:
+    """The ffmpeg yt-dlp should run: ``ffmpeg`` itself, or a wrapper when ``no_proxy`` is set.
 
-    yt-dlp runs ffmpeg with a copy of this process's environment; ffmpeg would
+    yt-dlp runs ffmpeg with a copy of this process's environment, and ffmpeg would
     bypass the guard for hosts listed in ``no_proxy`` (on cloud workers often the
-    metadata server itself).
+    metadata server itself). When the variable is set, a wrapper script that unsets it
+    is written once per process into a private temporary directory (removed at exit);
+    one stable path also keeps yt-dlp's per-path version cache to one entry.
     """
-    path = os.path.join(directory, "ffmpeg")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(f"#!/bin/sh\nunset no_proxy NO_PROXY\nexec {_sh_quote(ffmpeg)} \"$@\"\n")
-    os.chmod(path, stat.S_IRWXU)
-    return path
+    if not any(k.lower() == "no_proxy" for k in os.environ):
+        return ffmpeg
+    with _WRAPPERS_LOCK:
+        path = _WRAPPERS.get(ffmpeg)
+        if path is None or not os.path.exists(path):
+            directory = tempfile.mkdtemp(prefix="yt8m-ffmpeg-")
+            atexit.register(shutil.rmtree, directory, True)
+            path = os.path.join(directory, "ffmpeg")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(f"#!/bin/sh\nunset no_proxy NO_PROXY\nexec {_sh_quote(ffmpeg)} \"$@\"\n")
+            os.chmod(path, stat.S_IRWXU)
+            _WRAPPERS[ffmpeg] = path
+        return path
+
+
+_WRAPPERS: dict[str, str] = {}
+_WRAPPERS_LOCK = threading.Lock()
 
 
 def _sh_quote(text: str) -> str:
     return "'" + text.replace("'", "'\"'\"'") + "'"
 
 
-def download(url: str, dest: str, *, guard: GuardProxy, timeout_s: float, max_redirects: int = 5) -> int:
+def download(url: str, dest: str, *, guard: GuardProxy, timeout_s: float, max_redirects: int = 5,
+             max_bytes: int = MAX_DOWNLOAD_BYTES) -> int:
     """Downloads ``url`` to ``dest`` through ``guard``, following http(s) redirects only.
 
     Args:
@@ -571,6 +592,7 @@ def download(url: str, dest: str, *, guard: GuardProxy, timeout_s: float, max_re
         guard: The running guard proxy of this clip (policy and deadline).
         timeout_s: Socket timeout of each read.
         max_redirects: Redirects followed before giving up.
+        max_bytes: Largest body accepted (a hostile server could fill the disk).
 
     Returns:
         Bytes written.
@@ -578,7 +600,7 @@ def download(url: str, dest: str, *, guard: GuardProxy, timeout_s: float, max_re
     Raises:
         DownloadError: ``invalid_url`` (a redirect to a non-http(s) URL),
             ``address_not_allowed``, ``timeout`` (the guard's deadline passed),
-            ``not_found``, ``http_error`` or ``network``.
+            ``not_found``, ``http_error``, ``too_large`` or ``network``.
     """
     proxy = urllib.parse.urlsplit(guard.url)
     for _ in range(max_redirects + 1):
@@ -627,8 +649,10 @@ def download(url: str, dest: str, *, guard: GuardProxy, timeout_s: float, max_re
                         raise _download_failure(guard, url, e) from e
                     if not chunk:
                         break
-                    out.write(chunk)
                     written += len(chunk)
+                    if written > max_bytes:
+                        raise DownloadError("too_large", f"{url}: more than {max_bytes} bytes")
+                    out.write(chunk)
             expected = response.getheader("Content-Length")
             if guard.deadline_hit or guard.expired():
                 raise DownloadError("timeout", f"{url}: clip deadline passed after {written} bytes")

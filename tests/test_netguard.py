@@ -264,6 +264,10 @@ def test_download_video_redirects(hostile, tmp_path):
             fetch.download_video(f"{server.url}/{name}.mp4", dest, config=config)
         assert err.value.reason == reason, (name, err.value)
     assert other.hits == 0
+    policy = netguard.AddressPolicy([server.url])
+    with netguard.GuardProxy(policy) as guard, pytest.raises(netguard.DownloadError) as err:
+        netguard.download(f"{server.url}/{GOOD}.mp4", dest, guard=guard, timeout_s=10, max_bytes=1000)
+    assert err.value.reason == "too_large"
 
 
 def test_guard_proxy_bookkeeping_of_the_deadline(hostile, tmp_path):

@@ -126,7 +126,8 @@ def _trim(src: str, dst: str, *, start: float, duration: float | None) -> None:
     Only needed when the source could not be fetched as a section (a whole file came back).
     """
     cmd = [media.ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-           "-protocol_whitelist", media.LOCAL_PROTOCOLS, "-ss", f"{start:.6f}"]
+           "-protocol_whitelist", media.LOCAL_PROTOCOLS, "-format_whitelist", media.UNTRUSTED_FORMATS,
+           "-ss", f"{start:.6f}"]
     if duration is not None:
         cmd += ["-t", f"{duration:.6f}"]
     cmd += ["-i", "file:" + os.path.abspath(src), "-map", "0:v:0", "-map", "0:a:0?", "-c:v", "libx264",
