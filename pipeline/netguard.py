@@ -83,6 +83,7 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _MAX_HEAD = 64 * 1024
 _CONNECT_TIMEOUT_S = 15.0
 _POLL_S = 0.25  # how often an idle tunnel looks at the deadline
+_SEND_TIMEOUT_S = 60.0  # a tunnel whose reader stops for this long is closed
 _ACCEPT_POLL_S = 0.02  # how long stop() may wait for the accept loop (once per clip)
 # Largest remote video row downloaded (a 300-s clip of 4K video is well under it).
 MAX_DOWNLOAD_BYTES = 8 << 30
@@ -332,8 +333,6 @@ class GuardProxy:
             self._open.update((client, server))
             self.connections += 1
         try:
-            client.setblocking(True)
-            server.setblocking(True)
             peers = {client: server, server: client}
             while True:
                 left = self.remaining()
@@ -359,9 +358,14 @@ class GuardProxy:
                                 return
                             continue
                         data, pending = _close_response_head(pending), None
+                    # A peer that stops reading must not hold the tunnel past the deadline.
+                    left = self.remaining()
+                    peers[sock].settimeout(_SEND_TIMEOUT_S if left is None else max(0.01, min(_SEND_TIMEOUT_S, left)))
                     try:
                         peers[sock].sendall(data)
                     except OSError:
+                        if self.expired():
+                            self._mark_deadline(tunnels=1)
                         return
         finally:
             with self._lock:
