@@ -247,6 +247,11 @@ _ERROR_TABLE: tuple[tuple[str, bool, re.Pattern[str]], ...] = tuple(
         ("not_found", False,
          r"HTTP Error 40[4]\b|HTTP Error 410\b|Server returned 404|\b404 Not Found|does not exist"
          r"|Incomplete YouTube ID"),
+        # A redirect or format URL leading off http(s) (file://, ...): refused by yt-dlp or
+        # by ffmpeg's protocol whitelist. Before "network": it is never worth a retry.
+        ("invalid_url", False,
+         r"Protocol '\w+' not on whitelist|No connection adapters were found for '(?!https?:)"
+         r"|file:// URLs are disabled|Unsupported url scheme|No suitable request handler"),
         ("network", True,
          r"HTTP Error (?:403|408|425|429|5\d\d)\b|Server returned (?:403|429|5XX|5\d\d)"
          r"|Too Many Requests|timed out|\btimeout\b|Connection (?:reset|refused|aborted)"
@@ -418,8 +423,6 @@ def _guard_verdict(guard: netguard.GuardProxy, err: _AttemptError, *, max_second
     if guard.deadline_hit or guard.expired():
         return _AttemptError("timeout", f"--fetch_max_seconds {max_seconds:g} passed: {err.message}",
                              transient=False)
-    if err.reason == "other" and _NON_HTTP_REDIRECT_RE.search(err.message):
-        return _AttemptError("invalid_url", err.message, transient=False)
     return err
 
 
@@ -787,13 +790,6 @@ def _probe(target: str, *, ffmpeg: str, timeout: float, input_args: Sequence[str
 # Input options for files a stranger chose after they were downloaded: local reads
 # only, plain containers (no playlist or concat that names other files).
 _LOCAL_STRANGER_ARGS = ("-protocol_whitelist", "file", "-format_whitelist", netguard.STRANGER_FORMATS)
-
-# yt-dlp's wording when a redirect or a format URL leads to a non-http(s) scheme.
-_NON_HTTP_REDIRECT_RE = re.compile(
-    r"file:// URLs are|Unsupported url scheme|unsupported URL scheme|No suitable request handler|"
-    r"No connection adapters were found for '(?!https?:)|"
-    r"Protocol '\w+' not on whitelist|redirect.*(?:file|ftp|data):", re.IGNORECASE)
-
 
 def _network_protocols(allow_file_urls: bool) -> str:
     return netguard.NETWORK_PROTOCOLS + (",file" if allow_file_urls else "")

@@ -32,6 +32,7 @@ TO_PORT = "redirPort01"
 TO_FILE = "redirFile01"
 TO_META = "redirMeta01"
 FF_TO_PORT = "ffmpegRedir"  # serves yt-dlp, redirects ffmpeg (the section cut) to an unnamed port
+FF_TO_FILE = "ffmpegFile1"  # serves yt-dlp, redirects ffmpeg to file://
 DRIP = "slowDrip001"
 DRIP_RATE = 2048  # bytes per second
 
@@ -89,11 +90,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             body = (f"#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:10\n#EXT-X-MEDIA-SEQUENCE:0\n"
                     f"#EXTINF:10.0,\n{segment}\n#EXT-X-ENDLIST\n").encode()
             self._send(200, body, ctype="application/vnd.apple.mpegurl")
-        elif name == FF_TO_PORT and not self.headers.get("Icy-MetaData"):
+        elif name in (FF_TO_PORT, FF_TO_FILE) and not self.headers.get("Icy-MetaData"):
             self._send(200, self.server.video)
         elif name in (TO_PORT, FF_TO_PORT):
             self._send(302, b"", headers={"Location": f"http://127.0.0.1:{self.server.other_port}/{GOOD}.mp4"})
-        elif name == TO_FILE:
+        elif name in (TO_FILE, FF_TO_FILE):
             self._send(302, b"", headers={"Location": f"file://{secret}"})
         elif name == TO_META:
             self._send(302, b"", headers={"Location": "http://169.254.169.254/computeMetadata/v1/"})
@@ -227,10 +228,11 @@ def test_fetch_redirect_to_the_metadata_server_is_refused_before_connecting(host
     assert "169.254.169.254" in err.value.message
 
 
-def test_fetch_redirect_to_a_file_url_is_invalid_url(hostile, tmp_path):
+@pytest.mark.parametrize("video_id", [TO_FILE, FF_TO_FILE])
+def test_fetch_redirect_to_a_file_url_is_invalid_url(hostile, tmp_path, video_id):
     server, _ = hostile
     with pytest.raises(ClipError) as err:
-        fetch.fetch_clip(video_id=TO_FILE, start=0, end=2, work_dir=str(tmp_path), config=_config(server))
+        fetch.fetch_clip(video_id=video_id, start=0, end=2, work_dir=str(tmp_path), config=_config(server))
     assert err.value.reason == "invalid_url", err.value
 
 
@@ -370,3 +372,12 @@ def test_connect_tunnel_policy(hostile):
                     assert data.endswith(server.video)
         assert [r.reason for r in guard.refusals] == ["address_not_allowed"]
     assert other.hits == 0
+
+
+@pytest.mark.parametrize("message", [
+    "[http @ 0x5] Protocol 'file' not on whitelist 'http,https,tcp,tls,crypto,httpproxy'!",
+    "No connection adapters were found for 'file:///etc/passwd'",
+    "file:// URLs are disabled by default in yt-dlp for security reasons",
+])
+def test_off_http_redirect_messages_are_invalid_url(message):
+    assert fetch.classify_error(message) == ("invalid_url", False)
