@@ -39,6 +39,14 @@ exposes pre-roll before 0); seeking there yields the first frame at or after
 ``start``, and the section's timeline is that frame's, so it can lead the
 requested ``start`` by less than one frame. For a full file it is ``start``.
 
+Every remote byte of a clip (yt-dlp's requests, the ffmpeg it runs, the probes
+here) goes through one :class:`pipeline.netguard.GuardProxy`: destinations are
+checked (link-local never; loopback/private only for the template's own host and
+port) and ``max_seconds`` is a hard deadline that closes slow transfers. What the
+guard saw decides the reason: ``address_not_allowed`` or ``timeout`` rather than
+the client's "HTTP 403" or "connection reset". ffmpeg gets network-only protocols
+and plain-container formats for stranger-supplied inputs.
+
 Failures are :class:`pipeline.errors.ClipError` with ``stage="fetch"`` and a
 stable ``reason`` from :func:`classify_error`. Transient failures (HTTP 429/5xx,
 timeouts, resets, truncated bodies) are retried with exponential backoff and
@@ -119,9 +127,9 @@ class FetchConfig:
         max_height: Largest short side (pixels) worth fetching. The smallest
             format at or below it is preferred, else the smallest above it.
         max_attempts: Attempts per clip, the first included.
-        max_seconds: Time budget per clip over all attempts and backoff sleeps.
-            A running attempt is bounded by ``socket_timeout`` per network read,
-            not interrupted, so a clip can overrun by at most one attempt.
+        max_seconds: Time budget per clip over all attempts and backoff sleeps,
+            and a hard deadline on the clip's network traffic: the guard proxy
+            closes every connection when it passes (reason ``timeout``).
         backoff_base: Base of the exponential backoff (seconds); the sleep
             before attempt ``n + 1`` is uniform in ``[0, backoff_base * 2**(n-1)]``
             (full jitter, so many workers hitting one server spread out).
