@@ -356,8 +356,10 @@ def fetch_clip(*, video_id: str, start: float, end: float, work_dir: str, config
         ClipError: ``invalid_id``/``invalid_segment`` (stage ``read``) for bad
             rows; stage ``fetch`` with a reason from :func:`classify_error`
             (``network`` once transient failures exhaust the budget),
-            ``invalid_url`` for a refused URL scheme, or ``out_of_range`` when
-            the video ends before ``start``.
+            ``invalid_url`` for a refused URL scheme (a redirect to ``file://``
+            included), ``address_not_allowed`` for a destination the guard
+            refused, ``timeout`` when ``max_seconds`` passed, or ``out_of_range``
+            when the video ends before ``start``.
         OSError: ``config.cookies_file`` is unreadable or ``work_dir`` is not
             writable; these affect every clip, so they are not per-clip errors.
     """
