@@ -381,3 +381,18 @@ def test_connect_tunnel_policy(hostile):
 ])
 def test_off_http_redirect_messages_are_invalid_url(message):
     assert fetch.classify_error(message) == ("invalid_url", False)
+
+
+def test_user_proxy_is_chained_after_the_checks(hostile, tmp_path):
+    """--proxy: the guard checks, then connects through the user's proxy (here a second guard) with CONNECT."""
+    server, other = hostile
+    policy = netguard.AddressPolicy([server.url, f"http://127.0.0.1:{other.server_address[1]}"])
+    with netguard.GuardProxy(policy) as user_proxy:
+        with netguard.GuardProxy(netguard.AddressPolicy([server.url]), upstream=user_proxy.url) as guard:
+            dest = str(tmp_path / "v")
+            assert netguard.download(f"{server.url}/{GOOD}.mp4", dest, guard=guard, timeout_s=10) == len(server.video)
+            with pytest.raises(netguard.DownloadError) as err:
+                netguard.download(f"{server.url}/{TO_PORT}.mp4", dest, guard=guard, timeout_s=10)
+            assert err.value.reason == "address_not_allowed"
+        assert user_proxy.connections == 2 and not user_proxy.refusals  # the refused hop never reached it
+    assert other.hits == 0
