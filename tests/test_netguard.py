@@ -396,3 +396,10 @@ def test_user_proxy_is_chained_after_the_checks(hostile, tmp_path):
             assert err.value.reason == "address_not_allowed"
         assert user_proxy.connections == 2 and not user_proxy.refusals  # the refused hop never reached it
     assert other.hits == 0
+
+
+def test_one_list_of_stranger_formats():
+    """media.py (decoder) and netguard (fetcher) must refuse the same demuxers."""
+    assert media.UNTRUSTED_FORMATS == netguard.STRANGER_FORMATS
+    assert not {"hls", "concat", "ffconcat", "image2", "dash"} & set(netguard.STRANGER_FORMATS.split(","))
+    assert "file" not in media.REMOTE_PROTOCOLS.split(",") and "file" not in netguard.NETWORK_PROTOCOLS.split(",")
