@@ -39,6 +39,14 @@ exposes pre-roll before 0); seeking there yields the first frame at or after
 ``start``, and the section's timeline is that frame's, so it can lead the
 requested ``start`` by less than one frame. For a full file it is ``start``.
 
+Every remote byte of a clip (yt-dlp's requests, the ffmpeg it runs, the probes
+here) goes through one :class:`pipeline.netguard.GuardProxy`: destinations are
+checked (link-local never; loopback/private only for the template's own host and
+port) and ``max_seconds`` is a hard deadline that closes slow transfers. What the
+guard saw decides the reason: ``address_not_allowed`` or ``timeout`` rather than
+the client's "HTTP 403" or "connection reset". ffmpeg gets network-only protocols
+and plain-container formats for stranger-supplied inputs.
+
 Failures are :class:`pipeline.errors.ClipError` with ``stage="fetch"`` and a
 stable ``reason`` from :func:`classify_error`. Transient failures (HTTP 429/5xx,
 timeouts, resets, truncated bodies) are retried with exponential backoff and
@@ -70,10 +78,12 @@ from yt_dlp.postprocessor.common import PostProcessor
 from yt_dlp.postprocessor.ffmpeg import FFmpegPostProcessor
 from yt_dlp.utils import download_range_func
 
+from pipeline import netguard
 from pipeline.errors import ClipError
 
 __all__ = [
     "FetchConfig",
+    "download_video",
     "FetchResult",
     "classify_error",
     "fetch_clip",
@@ -117,9 +127,9 @@ class FetchConfig:
         max_height: Largest short side (pixels) worth fetching. The smallest
             format at or below it is preferred, else the smallest above it.
         max_attempts: Attempts per clip, the first included.
-        max_seconds: Time budget per clip over all attempts and backoff sleeps.
-            A running attempt is bounded by ``socket_timeout`` per network read,
-            not interrupted, so a clip can overrun by at most one attempt.
+        max_seconds: Time budget per clip over all attempts and backoff sleeps,
+            and a hard deadline on the clip's network traffic: the guard proxy
+            closes every connection when it passes (reason ``timeout``).
         backoff_base: Base of the exponential backoff (seconds); the sleep
             before attempt ``n + 1`` is uniform in ``[0, backoff_base * 2**(n-1)]``
             (full jitter, so many workers hitting one server spread out).
@@ -131,7 +141,9 @@ class FetchConfig:
         cookies_file: Netscape cookies file for yt-dlp. Each call works on a
             private copy because yt-dlp writes cookies back on close and
             concurrent workers would otherwise race on the file.
-        proxy: Proxy URL for yt-dlp (and the ffmpeg it runs).
+        proxy: User HTTP proxy (``http://[user:pass@]host:port``). The per-clip
+            guard proxy (:mod:`pipeline.netguard`) still checks every destination
+            and the deadline, then connects through this one; SOCKS is refused.
         allow_file_urls: Allow ``file:`` URLs; only http(s) otherwise, so a
             template cannot be turned into a local-file reader by accident.
         extra_ytdlp_options: Extra ``YoutubeDL`` params (e.g. ``extractor_args``,
@@ -167,6 +179,8 @@ class FetchConfig:
             raise ValueError(f"backoff_base must be >= 0, got {self.backoff_base}")
         if not self.socket_timeout > 0:
             raise ValueError(f"socket_timeout must be > 0, got {self.socket_timeout}")
+        if self.proxy is not None:
+            netguard.GuardProxy.check_upstream(self.proxy)
         if self.rate_limit is not None and _parse_rate(self.rate_limit) is None:
             raise ValueError(f"rate_limit must look like '500K' or '2M', got {self.rate_limit!r}")
         reserved = sorted(_RESERVED_YTDLP_OPTIONS.intersection(self.extra_ytdlp_options))
@@ -241,6 +255,11 @@ _ERROR_TABLE: tuple[tuple[str, bool, re.Pattern[str]], ...] = tuple(
         ("not_found", False,
          r"HTTP Error 40[4]\b|HTTP Error 410\b|Server returned 404|\b404 Not Found|does not exist"
          r"|Incomplete YouTube ID"),
+        # A redirect or format URL leading off http(s) (file://, ...): refused by yt-dlp or
+        # by ffmpeg's protocol whitelist. Before "network": it is never worth a retry.
+        ("invalid_url", False,
+         r"Protocol '\w+' not on whitelist|No connection adapters were found for '(?!https?:)"
+         r"|file:// URLs are disabled|Unsupported url scheme|No suitable request handler"),
         ("network", True,
          r"HTTP Error (?:403|408|425|429|5\d\d)\b|Server returned (?:403|429|5XX|5\d\d)"
          r"|Too Many Requests|timed out|\btimeout\b|Connection (?:reset|refused|aborted)"
@@ -337,8 +356,10 @@ def fetch_clip(*, video_id: str, start: float, end: float, work_dir: str, config
         ClipError: ``invalid_id``/``invalid_segment`` (stage ``read``) for bad
             rows; stage ``fetch`` with a reason from :func:`classify_error`
             (``network`` once transient failures exhaust the budget),
-            ``invalid_url`` for a refused URL scheme, or ``out_of_range`` when
-            the video ends before ``start``.
+            ``invalid_url`` for a refused URL scheme (a redirect to ``file://``
+            included), ``address_not_allowed`` for a destination the guard
+            refused, ``timeout`` when ``max_seconds`` passed, or ``out_of_range``
+            when the video ends before ``start``.
         OSError: ``config.cookies_file`` is unreadable or ``work_dir`` is not
             writable; these affect every clip, so they are not per-clip errors.
     """
@@ -348,9 +369,19 @@ def fetch_clip(*, video_id: str, start: float, end: float, work_dir: str, config
     url = config.url_template.replace("{id}", video_id)
     _check_url_scheme(url, allow_file_urls=config.allow_file_urls, error=_invalid_url)
 
+    try:
+        policy = netguard.AddressPolicy([url])
+    except netguard.AddressRefused as e:
+        raise ClipError(e.reason, e.message, stage="fetch") from None
+    # Every remote byte of this clip goes through the guard: address policy, and
+    # --fetch_max_seconds as a hard deadline that closes slow transfers too.
+    guard = netguard.GuardProxy(policy, deadline=began + config.max_seconds, upstream=config.proxy)
+
     os.makedirs(work_dir, exist_ok=True)
     call_dir = tempfile.mkdtemp(prefix=f".fetch-{video_id}-", dir=work_dir)
     try:
+        guard.start()
+        ffmpeg = netguard.ffmpeg_for_ytdlp(_ffmpeg_exe())
         cookies = None
         if config.cookies_file:
             cookies = os.path.join(call_dir, "cookies.txt")
@@ -363,11 +394,12 @@ def fetch_clip(*, video_id: str, start: float, end: float, work_dir: str, config
             remaining = config.max_seconds - (time.monotonic() - began)
             try:
                 fetched = _attempt(
-                    url=url, start=start, end=end, out_dir=attempt_dir, config=config,
+                    url=url, start=start, end=end, out_dir=attempt_dir, config=config, guard=guard, ffmpeg=ffmpeg,
                     cookies_file=cookies, timeout=max(0.1, min(config.socket_timeout, remaining)))
             except _AttemptError as err:
                 shutil.rmtree(attempt_dir, ignore_errors=True)
                 where = f"{video_id} [{start:g}, {end:g}]s, {attempt} attempt(s)"
+                err = _guard_verdict(guard, err, max_seconds=config.max_seconds)
                 if not err.transient:
                     raise ClipError(err.reason, f"{where}: {err.message}", stage="fetch") from None
                 elapsed = time.monotonic() - began
@@ -389,7 +421,46 @@ def fetch_clip(*, video_id: str, start: float, end: float, work_dir: str, config
                 method=fetched.method,
             )
     finally:
+        guard.stop()
         shutil.rmtree(call_dir, ignore_errors=True)
+
+
+def _guard_verdict(guard: netguard.GuardProxy, err: _AttemptError, *, max_seconds: float) -> _AttemptError:
+    """What the guard saw beats the client's error text (a refused address looks like HTTP 403 to yt-dlp)."""
+    refusal = guard.first_refusal()
+    if refusal is not None:
+        return _AttemptError(refusal.reason, f"{refusal.message} (client said: {err.message})", transient=False)
+    if guard.deadline_hit or guard.expired():
+        return _AttemptError("timeout", f"--fetch_max_seconds {max_seconds:g} passed: {err.message}",
+                             transient=False)
+    return err
+
+
+def download_video(url: str, dest: str, *, config: FetchConfig) -> int:
+    """Downloads an http(s) video of a CSV row to ``dest`` through a guard proxy.
+
+    The same confinement as :func:`fetch_clip`: only the row's own host may be
+    loopback/private, link-local never, http(s) redirects only, and
+    ``config.max_seconds`` is a hard deadline.
+
+    Returns:
+        Bytes written.
+
+    Raises:
+        ClipError: stage ``fetch``; reasons ``invalid_url``, ``address_not_allowed``,
+            ``timeout``, ``not_found``, ``http_error`` or ``network``.
+    """
+    if urllib.parse.urlsplit(url).scheme.lower() not in ("http", "https"):
+        raise _invalid_url(f"refusing URL scheme in {url!r}; allowed: http, https")
+    try:
+        policy = netguard.AddressPolicy([url])
+    except netguard.AddressRefused as e:
+        raise ClipError(e.reason, e.message, stage="fetch") from None
+    with netguard.GuardProxy(policy, deadline=time.monotonic() + config.max_seconds, upstream=config.proxy) as guard:
+        try:
+            return netguard.download(url, dest, guard=guard, timeout_s=config.socket_timeout)
+        except netguard.DownloadError as e:
+            raise ClipError(e.reason, e.message, stage="fetch") from None
 
 
 # --------------------------------------------------------------------------
@@ -494,16 +565,20 @@ class _CutPlanner(PostProcessor):
         return [], information
 
 
-def _attempt(*, url: str, start: float, end: float, out_dir: str, config: FetchConfig,
-             cookies_file: str | None, timeout: float) -> _Fetched:
-    """Resolves, downloads and checks the clip once; raises _AttemptError on failure."""
-    ffmpeg = _ffmpeg_exe()
+def _attempt(*, url: str, start: float, end: float, out_dir: str, config: FetchConfig, guard: netguard.GuardProxy,
+             ffmpeg: str, cookies_file: str | None, timeout: float) -> _Fetched:
+    """Resolves, downloads and checks the clip once; raises _AttemptError on failure.
+
+    ``ffmpeg`` is what yt-dlp runs (see :func:`netguard.ffmpeg_for_ytdlp`);
+    the probes here run the real binary with :func:`netguard.ffmpeg_env`.
+    """
+    net = _Net(guard=guard, allow_file_urls=config.allow_file_urls)
     logger = _CapturingLogger()
     counter = _ByteCounter()
     ranges = _SectionRanges(start, end)
     planner = _CutPlanner(start=start, ranges=ranges)
     params = _ytdlp_params(config, out_dir=out_dir, logger=logger, hook=counter, ffmpeg=ffmpeg,
-                           cookies_file=cookies_file, timeout=timeout)
+                           cookies_file=cookies_file, timeout=timeout, proxy=guard.url)
     params["download_ranges"] = ranges
     # FFmpegFD.available() and the section-downloader choice ignore the
     # `ffmpeg_location` param and read this context variable; there is no
@@ -517,7 +592,7 @@ def _attempt(*, url: str, start: float, end: float, out_dir: str, config: FetchC
             except yt_dlp.utils.YoutubeDLError as exc:
                 text = _ytdlp_text(exc, logger)
                 if planner.formats and re.search(r"ffmpeg exited with code", text):
-                    raise _diagnose_ffmpeg_failure(text, planner.formats, ffmpeg=ffmpeg, timeout=timeout) from None
+                    raise _diagnose_ffmpeg_failure(text, planner.formats, net=net, timeout=timeout) from None
                 raise _AttemptError.from_message(text) from None
     finally:
         FFmpegPostProcessor._ffmpeg_location.reset(token)
@@ -526,7 +601,7 @@ def _attempt(*, url: str, start: float, end: float, out_dir: str, config: FetchC
         kind = done.get("_type") if done else None
         raise _AttemptError("not_video", f"{url} resolved to {kind or 'nothing'}, not one video", transient=False)
     path = _downloaded_path(done)
-    media = _probe(path, ffmpeg=ffmpeg, timeout=_PROBE_TIMEOUT_S)
+    media = _probe(path, ffmpeg=_ffmpeg_exe(), timeout=_PROBE_TIMEOUT_S, input_args=_LOCAL_STRANGER_ARGS)
     if not media.ok or not media.has_video:
         raise _AttemptError("not_video", f"downloaded file is not a video: {media.summary()}", transient=False)
     if planner.method == "full":
@@ -537,12 +612,12 @@ def _attempt(*, url: str, start: float, end: float, out_dir: str, config: FetchC
     else:
         offset = max(0.0, -media.start)
         _check_section_length(media=media, offset=offset, start=start, end=end, source_duration=ranges.duration,
-                              formats=planner.formats, ffmpeg=ffmpeg, timeout=timeout)
+                              formats=planner.formats, net=net, timeout=timeout)
     return _Fetched(path=path, start_offset=offset, bytes_downloaded=counter.total, method=planner.method)
 
 
 def _ytdlp_params(config: FetchConfig, *, out_dir: str, logger: _CapturingLogger, hook: Callable[..., None],
-                  ffmpeg: str, cookies_file: str | None, timeout: float) -> dict[str, Any]:
+                  ffmpeg: str, cookies_file: str | None, timeout: float, proxy: str) -> dict[str, Any]:
     """Builds YoutubeDL params: quiet, no internal retries (the loop here owns them)."""
     params: dict[str, Any] = {
         # Short side <= max_height, else the smallest available; h264/aac in
@@ -571,16 +646,23 @@ def _ytdlp_params(config: FetchConfig, *, out_dir: str, logger: _CapturingLogger
         "extractor_retries": 0,
         "socket_timeout": timeout,
         "ffmpeg_location": ffmpeg,
-        # Bounds every network read of the ffmpeg yt-dlp runs for sections.
-        "external_downloader_args": {"ffmpeg_i": ["-rw_timeout", str(int(timeout * 1e6))]},
+        # Bounds every network read of the ffmpeg yt-dlp runs for sections; network
+        # protocols only (no local file from a playlist or redirect), plain containers
+        # (and HLS, whose segments the protocol list keeps on the network).
+        "external_downloader_args": {"ffmpeg_i": [
+            "-rw_timeout", str(int(timeout * 1e6)),
+            "-protocol_whitelist", _network_protocols(config.allow_file_urls),
+            "-format_whitelist", netguard.STRANGER_FORMATS + ",hls"]},
+        # The merger reads the files yt-dlp downloaded: local, plain containers only.
+        "postprocessor_args": {"merger+ffmpeg_i": list(_LOCAL_STRANGER_ARGS)},
+        # All of yt-dlp's traffic and its ffmpeg's goes through the clip's guard proxy.
+        "proxy": proxy,
         "enable_file_urls": config.allow_file_urls,
     }
     if config.rate_limit is not None:
         params["ratelimit"] = _parse_rate(config.rate_limit)
     if cookies_file is not None:
         params["cookiefile"] = cookies_file
-    if config.proxy is not None:
-        params["proxy"] = config.proxy
     return params
 
 
@@ -601,14 +683,13 @@ def _downloaded_path(done: Mapping[str, Any] | None) -> str:
 
 
 def _check_section_length(*, media: _Media, offset: float, start: float, end: float, source_duration: float | None,
-                          formats: Sequence[Mapping[str, Any]], ffmpeg: str, timeout: float) -> None:
+                          formats: Sequence[Mapping[str, Any]], net: _Net, timeout: float) -> None:
     """Detects sections cut short (ffmpeg exits 0 when the server drops mid-body)."""
     have = (media.duration or 0.0) - offset
     if have >= (end - start) - _DURATION_SLACK_S:
         return
     if source_duration is None and formats and formats[0].get("url"):
-        source = _probe(formats[0]["url"], ffmpeg=ffmpeg, timeout=_probe_timeout(timeout),
-                        input_args=_http_input_args(formats[0], timeout))
+        source = net.probe(formats[0], timeout=timeout)
         source_duration = source.duration if source.ok else None
     if source_duration is not None:
         if source_duration <= start:
@@ -619,7 +700,7 @@ def _check_section_length(*, media: _Media, offset: float, start: float, end: fl
     raise _AttemptError("network", f"section truncated: got {have:.2f}s of {end - start:g}s", transient=True)
 
 
-def _diagnose_ffmpeg_failure(text: str, formats: Sequence[Mapping[str, Any]], *, ffmpeg: str,
+def _diagnose_ffmpeg_failure(text: str, formats: Sequence[Mapping[str, Any]], *, net: _Net,
                              timeout: float) -> _AttemptError:
     """Classifies a failed section cut, whose ffmpeg stderr yt-dlp does not capture.
 
@@ -630,8 +711,7 @@ def _diagnose_ffmpeg_failure(text: str, formats: Sequence[Mapping[str, Any]], *,
     for fmt in formats:
         if not fmt.get("url"):
             continue
-        probe = _probe(fmt["url"], ffmpeg=ffmpeg, timeout=_probe_timeout(timeout),
-                       input_args=_http_input_args(fmt, timeout))
+        probe = net.probe(fmt, timeout=timeout)
         if not probe.ok:
             reason, transient = classify_error(probe.stderr_tail)
             if reason == "other":  # Unknown ffmpeg complaint: give it another try.
@@ -681,18 +761,21 @@ class _Media:
         return f"duration={self.duration}, start={self.start}, video={self.has_video}, audio={self.has_audio}"
 
 
-def _probe(target: str, *, ffmpeg: str, timeout: float, input_args: Sequence[str] = ()) -> _Media:
+def _probe(target: str, *, ffmpeg: str, timeout: float, input_args: Sequence[str] = (),
+           env: Mapping[str, str] | None = None) -> _Media:
     """Reads container facts from ``ffmpeg -i`` stderr (reads headers only).
 
     Args:
         target: Local path or URL.
         ffmpeg: ffmpeg executable.
         timeout: Wall-clock limit for the process.
-        input_args: Options placed before ``-i`` (timeouts, headers).
+        input_args: Options placed before ``-i`` (timeouts, headers, whitelists).
+        env: Environment of ffmpeg (the guard proxy for URLs).
     """
     cmd = [ffmpeg, "-hide_banner", "-nostdin", *input_args, "-i", target]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=timeout, check=False)
+        proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=timeout, check=False,
+                              env=None if env is None else dict(env))
     except subprocess.TimeoutExpired:
         return _Media(ok=False, stderr_tail=f"probe timed out after {timeout:g}s")
     stderr = proc.stderr
@@ -712,6 +795,32 @@ def _probe(target: str, *, ffmpeg: str, timeout: float, input_args: Sequence[str
         has_audio="Audio" in kinds,
         stderr_tail=tail,
     )
+
+
+# Input options for files a stranger chose after they were downloaded: local reads
+# only, plain containers (no playlist or concat that names other files).
+_LOCAL_STRANGER_ARGS = ("-protocol_whitelist", "file", "-format_whitelist", netguard.STRANGER_FORMATS)
+
+def _network_protocols(allow_file_urls: bool) -> str:
+    return netguard.NETWORK_PROTOCOLS + (",file" if allow_file_urls else "")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Net:
+    """How the fetcher's own ffmpeg probes reach a format URL: through the clip's guard."""
+
+    guard: netguard.GuardProxy
+    allow_file_urls: bool
+
+    def probe(self, fmt: Mapping[str, Any], *, timeout: float) -> _Media:
+        limit = _probe_timeout(timeout)
+        left = self.guard.remaining()
+        if left is not None:
+            limit = max(0.5, min(limit, left + 1.0))
+        args = [*_http_input_args(fmt, timeout), "-protocol_whitelist", _network_protocols(self.allow_file_urls),
+                "-format_whitelist", netguard.STRANGER_FORMATS + ",hls"]
+        return _probe(fmt["url"], ffmpeg=_ffmpeg_exe(), timeout=limit, input_args=args,
+                      env=netguard.ffmpeg_env(self.guard.url))
 
 
 def _probe_timeout(timeout: float) -> float:

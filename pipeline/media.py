@@ -34,7 +34,12 @@ from pipeline.errors import ClipError
 MAX_STEPS = 300
 AUDIO_SAMPLE_RATE = 16000
 LOCAL_PROTOCOLS = "file,pipe,fd"
-REMOTE_PROTOCOLS = "file,pipe,fd,http,https,tcp,tls,crypto"
+# Remote inputs never get "file": a playlist or redirect could otherwise name a local path.
+# "httpproxy" lets tls reach https through a proxy (pipeline.netguard).
+REMOTE_PROTOCOLS = "http,https,tcp,tls,crypto,httpproxy"
+# Demuxers allowed for bytes a stranger chose (remote rows, fetched or gs:// copies): plain
+# containers, none that opens further files by name (hls, concat, image2, ...).
+UNTRUSTED_FORMATS = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,flv,mpegts,mpeg,ogg,asf,wav,mp3,aac"
 MAX_FRAME_SIDE = 8192
 """Default cap on a frame's width or height (pixels); larger clips fail `too_large` before decoding."""
 MAX_FRAME_PIXELS = 40_000_000
@@ -59,7 +64,8 @@ def ffmpeg_exe() -> str:
 
 
 def is_remote(uri: str) -> bool:
-    return uri.startswith(("http://", "https://"))
+    """Whether ffmpeg would read ``uri`` over the network (http or https, any letter case)."""
+    return uri[:8].lower().startswith(("http://", "https://"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,9 +86,10 @@ def _protocols(uri: str) -> str:
 
 def _input_args(uri: str, *, start: float, duration: float | None, timeout_s: float,
                 untrusted: bool = False) -> list[str]:
-    """ffmpeg input options for `uri`. `untrusted` marks remote input (confinement, issue 9 item 3)."""
-    del untrusted  # filled in by the network-confinement work
+    """ffmpeg input options; ``untrusted`` (a stranger chose the bytes) adds the format whitelist."""
     args = ["-protocol_whitelist", _protocols(uri)]
+    if untrusted or is_remote(uri):
+        args += ["-format_whitelist", UNTRUSTED_FORMATS]
     if is_remote(uri):
         args += ["-rw_timeout", str(int(timeout_s * 1e6)), "-reconnect", "1", "-reconnect_on_network_error", "1"]
     if start > 0:

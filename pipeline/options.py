@@ -84,7 +84,8 @@ class BuildOptions(PipelineOptions):
                             help="Largest video height to fetch (the RGB model sees 299x299: more pixels cost bytes, not accuracy).")
         parser.add_argument("--fetch_attempts", type=int, default=5, help="Attempts per clip for transient errors.")
         parser.add_argument("--fetch_max_seconds", type=float, default=300.0,
-                            help="Time budget per clip over all fetch attempts.")
+                            help="Time budget per clip over all fetch attempts; also a hard wall-clock deadline on "
+                                 "each clip's network traffic (http(s) video rows included).")
         parser.add_argument("--fetch_backoff", type=float, default=1.0,
                             help="Base of the exponential backoff (with jitter) between fetch attempts, seconds.")
         parser.add_argument("--fetch_timeout", type=float, default=30.0, help="Socket timeout of a fetch, seconds.")
@@ -94,7 +95,9 @@ class BuildOptions(PipelineOptions):
         parser.add_argument("--cookies", default=None,
                             help="Netscape cookies file for yt-dlp (YouTube blocks anonymous bulk fetching "
                                  "from cloud addresses).")
-        parser.add_argument("--proxy", default=None, help="Proxy URL for yt-dlp.")
+        parser.add_argument("--proxy", default=None,
+                            help="http://[user:pass@]host:port proxy for every remote connection, after the "
+                                 "per-clip guard's address checks (SOCKS is not supported).")
         parser.add_argument("--clips_dir", default=None,
                             help="Keep trimmed clips as DIR/{label}/{id}.mp4 (test/ when unlabeled); a clip "
                                  "already there is used instead of fetched again.")

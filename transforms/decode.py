@@ -73,6 +73,7 @@ class DecodeClips(beam.DoFn):
         try:
             with tempfile.TemporaryDirectory(prefix="clip-") as tmp:
                 fetch = None
+                untrusted = True  # a stranger chose these bytes: strict ffmpeg whitelists
                 if clip.source == "youtube":
                     stage = "fetch"
                     if self._fetcher is None:
@@ -80,10 +81,12 @@ class DecodeClips(beam.DoFn):
                     uri, start, duration, fetch = self._fetcher.fetch(clip, tmp)
                     stage = "decode"
                 else:
-                    uri = self._localize(resolve_video_path(clip.video, self._base_dir), tmp)
+                    source = resolve_video_path(clip.video, self._base_dir)
+                    uri = self._localize(source, tmp)
+                    untrusted = uri != source
                     start = clip.start or 0.0
                     duration = (clip.end - start) if clip.end is not None else None
-                yield from self._decode(clip, uri, start=start, duration=duration, fetch=fetch)
+                yield from self._decode(clip, uri, start=start, duration=duration, fetch=fetch, untrusted=untrusted)
         except ClipError as e:
             PROGRESS.record(ok=False, total=self._expected)
             beam.metrics.Metrics.counter(NAMESPACE, f"failed_{e.reason}").inc()
@@ -100,9 +103,24 @@ class DecodeClips(beam.DoFn):
                 message=f"{type(e).__name__}: {e}"))
 
     def _localize(self, uri: str, tmp: str) -> str:
-        """ffmpeg reads local files and http(s); other Beam filesystems (gs://) are copied to a temp file."""
-        if "://" not in uri or media.is_remote(uri):
+        """Local paths are read in place; remote inputs are copied to a temp file first.
+
+        http(s) videos are downloaded through the clip's guard proxy (pipeline.netguard:
+        address policy, redirects, hard deadline) so ffmpeg never touches the network for
+        a CSV row; other Beam filesystems (gs://) are copied with FileSystems. Either way
+        the copy is decoded with the strict whitelists of an untrusted input.
+        """
+        if "://" not in uri:
             return uri
+        if media.is_remote(uri):
+            local = os.path.join(tmp, "remote-input")
+            fetcher = self._fetcher
+            if fetcher is None:
+                from transforms.fetch import ClipFetcher  # pylint: disable=import-outside-toplevel
+
+                fetcher = ClipFetcher(config=None)
+            fetcher.download(uri, local)
+            return local
         if not FileSystems.exists(uri):
             raise ClipError("missing_file", f"no such file: {uri}", stage="fetch")
         local = os.path.join(tmp, "input" + os.path.splitext(uri)[1])
@@ -110,15 +128,17 @@ class DecodeClips(beam.DoFn):
             shutil.copyfileobj(src, dst, 1 << 20)
         return local
 
-    def _decode(self, clip: ClipRequest, uri: str, *, start: float, duration: float | None, fetch: dict | None):
+    def _decode(self, clip: ClipRequest, uri: str, *, start: float, duration: float | None, fetch: dict | None,
+                untrusted: bool = False):
         from pipeline import audio  # pylint: disable=import-outside-toplevel
 
         info = media.probe(uri, timeout_s=self._timeout_s, max_frame_side=self._max_frame_side,
-                           max_frame_pixels=self._max_frame_pixels)
+                           max_frame_pixels=self._max_frame_pixels, untrusted=untrusted)
         zeros = self._audio_mode == "zeros"
         decoder = media.ClipDecoder(uri, start=start, duration=duration, has_audio=info.has_audio and not zeros,
                                     timeout_s=self._timeout_s, frames_per_second=self._frames_per_second,
-                                    declared_duration=info.duration, max_frame_pixels=self._max_frame_pixels)
+                                    declared_duration=info.duration, max_frame_pixels=self._max_frame_pixels,
+                                    untrusted=untrusted)
         # T is the number of frames SPEC §2 selects, so every step that comes out is part of the record.
         for step in decoder.steps():
             yield beam.pvalue.TaggedOutput(self.RGB, ((clip.clip_id, step.step), self._resize(step.frame)))

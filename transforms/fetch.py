@@ -44,6 +44,10 @@ class ClipFetcher:
     """Turns a YouTube ClipRequest into a local media file, its start offset and duration."""
 
     def __init__(self, *, config, clips_dir: str | None = None, concurrency: int = 4):
+        if config is None:
+            from pipeline.fetch import FetchConfig  # pylint: disable=import-outside-toplevel
+
+            config = FetchConfig()
         self._config = config
         self._clips_dir = clips_dir
         self._concurrency = max(1, concurrency)
@@ -82,6 +86,20 @@ class ClipFetcher:
         return trimmed, 0.0, None, figures
 
 
+    def download(self, url: str, dest: str) -> int:
+        """Downloads an http(s) video row to `dest` through the guard proxy; returns bytes. Raises ClipError.
+
+        The fetch settings apply: --fetch_max_seconds is the hard deadline, --fetch_timeout the read
+        timeout, --proxy the upstream proxy.
+        """
+        from pipeline.fetch import download_video  # pylint: disable=import-outside-toplevel
+
+        with self._semaphore or _process_semaphore(self._concurrency):
+            size = download_video(url, dest, config=self._config)
+        self._bytes.inc(size)
+        return size
+
+
 def _local_copy(path: str, tmp: str) -> str:
     if "://" not in path:
         return path
@@ -108,7 +126,8 @@ def _trim(src: str, dst: str, *, start: float, duration: float | None) -> None:
     Only needed when the source could not be fetched as a section (a whole file came back).
     """
     cmd = [media.ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-           "-protocol_whitelist", media.LOCAL_PROTOCOLS, "-ss", f"{start:.6f}"]
+           "-protocol_whitelist", media.LOCAL_PROTOCOLS, "-format_whitelist", media.UNTRUSTED_FORMATS,
+           "-ss", f"{start:.6f}"]
     if duration is not None:
         cmd += ["-t", f"{duration:.6f}"]
     cmd += ["-i", "file:" + os.path.abspath(src), "-map", "0:v:0", "-map", "0:a:0?", "-c:v", "libx264",
