@@ -28,7 +28,7 @@ import os
 import re
 import sys
 import tempfile
-from typing import Any, Iterator
+from collections.abc import Iterator
 
 VERBOSE_ENV = "VIDEO_FEATURES_VERBOSE"
 

@@ -72,7 +72,7 @@ def test_quiet_filter_keeps_project_info_and_third_party_warnings(monkeypatch):
     assert quiet.filter(_record("tensorflow", logging.WARNING, "x"))
     # A record a worker process forwarded, as Beam's launcher logs it.
     forwarded = ('severity: WARN timestamp {   seconds: 1 } message: "disk almost full" '
-                 'log_location: "%s/pipeline/fetch.py:12" thread: "7"' % REPO)
+                 f'log_location: "{REPO}/pipeline/fetch.py:12" thread: "7"')
     record = _record("apache_beam.runners.portability.local_job_service", logging.WARNING, "Worker: %s", forwarded)
     assert quiet.filter(record) and record.getMessage() == "[worker] disk almost full"
     startup = ('severity: WARN message: "No semi_persistent_directory found" '

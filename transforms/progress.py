@@ -217,7 +217,14 @@ class RunProgress:
     def _start_bar(self) -> None:
         # pylint: disable=import-outside-toplevel
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self._bar = Progress(
             TextColumn("clips"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[failed]} failed"),
