@@ -293,7 +293,7 @@ def _print_summary(result, wall_seconds: float, *, synthetic: bool = False) -> N
     lines.append(f"{'wall_seconds':<34}{wall_seconds:>12,.1f}")
     if synthetic:
         lines.append("models: SYNTHETIC (seeded random weights): these features mean nothing")
-    print("\nRun summary (Beam metrics)\n" + "\n".join(lines), file=sys.stderr, flush=True)
+    print("Run summary (Beam metrics)\n" + "\n".join(lines), file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
