@@ -16,16 +16,17 @@ ensure_venv() {
   fi
 }
 
-export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
 case "${1:-}" in
   sample)
     ensure_venv
     shift
+    # Quiet by itself (pipeline/logs.py); -v shows everything, TensorFlow's C++ lines included.
     exec "$VENV/bin/python" -m pipeline.sample "$@"
     ;;
   test)
     ensure_venv
     shift
+    export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
     exec "$VENV/bin/python" -m pytest -q "$@"
     ;;
   *)

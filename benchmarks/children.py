@@ -169,7 +169,56 @@ def fetch(args: dict) -> dict:
     return {"section": section, "full": full}
 
 
-KINDS = {"model_bound": model_bound, "baseline": baseline, "build": build, "fetch": fetch}
+def failfast(args: dict) -> dict:
+    """Seconds until a build without usable model files exits 2: offline, and behind a stalled mirror.
+
+    (Timing bounds the tests no longer assert: a loaded machine would flake them.)
+    """
+    import http.server  # pylint: disable=import-outside-toplevel
+    import socket  # pylint: disable=import-outside-toplevel
+    import threading  # pylint: disable=import-outside-toplevel
+
+    from pipeline import build as build_module  # pylint: disable=import-outside-toplevel
+
+    real_getaddrinfo = socket.getaddrinfo
+
+    def offline(host, *a, **kw):  # no DNS but loopback, as on a machine without network
+        if host not in ("127.0.0.1", "localhost"):
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real_getaddrinfo(host, *a, **kw)
+
+    class Stalled(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's naming)
+            time.sleep(10)  # accepts, never answers in time: a firewall that drops packets
+
+        def log_message(self, *a):
+            pass
+
+    work = tempfile.mkdtemp(prefix="failfast-bench-")
+    result = {}
+    try:
+        csv_path = os.path.join(work, "in.csv")
+        with open(csv_path, "w", encoding="utf-8") as f:
+            f.write("video,labels\nclip.mp4,a\n")
+        socket.getaddrinfo = offline
+        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stalled)
+        httpd.daemon_threads = True
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        cases = {"offline": [], "stalled_mirror": ["--model_base_url", f"http://127.0.0.1:{httpd.server_port}",
+                                                   "--model_download_timeout", "0.5"]}
+        for name, extra in cases.items():
+            began = time.perf_counter()
+            rc = build_module.main(["--input_csv", csv_path, "--output_dir", os.path.join(work, name), "--models",
+                                    "yt8m", "--model_cache", os.path.join(work, name + "_cache"), *extra])
+            result[name] = {"rc": rc, "seconds": time.perf_counter() - began}
+        httpd.shutdown()
+    finally:
+        socket.getaddrinfo = real_getaddrinfo
+        shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+KINDS = {"model_bound": model_bound, "baseline": baseline, "build": build, "fetch": fetch, "failfast": failfast}
 
 if __name__ == "__main__":
     _emit(KINDS[sys.argv[1]](json.loads(sys.argv[2])))

@@ -18,6 +18,9 @@ its own child process (benchmarks/children.py). Sections:
   profile   (with --profile) cProfile of an in-process build of 4 clips, time per stage
   fetch     a 10-s section of a 5-minute 720p source over loopback HTTP through
             pipeline.fetch.fetch_clip vs whole download + libx264 re-encode
+  failfast  seconds until a build without model files exits 2, offline (no DNS; includes the
+            process's TensorFlow import) and behind a model mirror that accepts connections
+            but never answers (0.5-s timeout); the bounds tests used to assert
 
 --quick shortens the inputs (printed in the table): 4 clips, a 60-s long video, memory on
 20-s vs 60-s inputs, and a 60-s fetch source.
@@ -39,7 +42,7 @@ if REPO not in sys.path:
 
 from pipeline import media  # noqa: E402  pylint: disable=wrong-import-position
 
-SECTIONS = ("model", "baseline", "pipeline", "memory", "fetch", "profile")
+SECTIONS = ("model", "baseline", "pipeline", "memory", "fetch", "failfast", "profile")
 RGB_BATCH, AUDIO_BATCH = 32, 64  # the pipeline's defaults (--rgb_batch_size / --audio_batch_size)
 
 
@@ -271,6 +274,13 @@ def summarize(results: dict) -> list[tuple[str, str, str]]:
         rb, rt = sec["bytes"] / full["bytes"], sec["seconds"] / full["seconds"]
         rows.append(("  fetch bytes section / whole", f"{rb:.3f}", f"<= 0.20 {_verdict(rb <= 0.20)}"))
         rows.append(("  fetch time section / whole", f"{rt:.3f}", f"<= 0.25 {_verdict(rt <= 0.25)}"))
+    failfast = results.get("failfast")
+    if failfast:
+        for name, bound in (("offline", 15.0), ("stalled_mirror", 4.0)):
+            case = failfast[name]
+            ok = case["rc"] == 2 and case["seconds"] <= bound
+            rows.append((f"build without model files, {name.replace('_', ' ')}: exit {case['rc']} after (s)",
+                         f"{case['seconds']:.1f}", f"<= {bound:.0f} {_verdict(ok)}"))
     prof = results.get("profile")
     if prof:
         rows.append(("profile: in-process build, 4 x 10-s 360p clips (s)", f"{prof['profiled_s']:.1f}", ""))
@@ -322,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
                               "env": {k: v for k, v in os.environ.items() if k.startswith("YT8M_")}}}
     runners = {"model": lambda: run_model(cfg), "baseline": lambda: run_baseline(cfg, inputs),
                "pipeline": lambda: run_pipeline(cfg, inputs), "memory": lambda: run_memory(cfg, inputs),
-               "fetch": lambda: run_fetch(cfg, inputs), "profile": lambda: run_profile(cfg, inputs)}
+               "fetch": lambda: run_fetch(cfg, inputs), "profile": lambda: run_profile(cfg, inputs),
+               "failfast": lambda: _child("failfast", {})}
     for section in sections:
         results[section] = runners[section]()
     results["meta"]["total_s"] = time.perf_counter() - began

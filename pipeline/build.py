@@ -18,25 +18,27 @@ On Dataflow (see README "Dataflow"):
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import difflib
 import io
 import json
-import logging
 import os
 import sys
 import time
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 
-from pipeline import annotations
+from pipeline import annotations, logs
 from pipeline.models import registry
 from pipeline.options import BuildOptions
 from transforms.assemble import AssembleRecords
 from transforms.decode import DecodeClips
 from transforms.fetch import ClipFetcher
 from transforms.inference import AudioModelHandler, ExtractFeatures, RgbModelHandler
+from transforms.progress import RunProgress
 from transforms.read import NAMESPACE, ReadAnnotations
 from transforms.resume import SkipExisting
 from transforms.write import WriteDataset
@@ -162,12 +164,80 @@ def prepare_output_dir(output_dir: str, *, overwrite: bool, skip_existing: bool 
 
 def _announce_synthetic() -> None:
     bar = "!" * 78
-    print(f"\n{bar}\n{registry.SYNTHETIC_WARNING}\n{bar}\n", file=sys.stderr, flush=True)
-    logging.warning(registry.SYNTHETIC_WARNING)
+    print(f"{bar}\n{registry.SYNTHETIC_WARNING}\n{bar}", file=sys.stderr, flush=True)
+
+
+def _known_flags_parser():
+    """The parser Beam itself builds from every PipelineOptions subclass (BuildOptions included)."""
+    from apache_beam.options.pipeline_options import _BeamArgumentParser  # pylint: disable=import-outside-toplevel
+
+    parser = _BeamArgumentParser(allow_abbrev=False)
+    subset = {}
+    for cls in PipelineOptions.__subclasses__():  # as PipelineOptions.get_all_options() does
+        subset.setdefault(str(cls), cls)
+    for cls in subset.values():
+        cls._add_argparse_args(parser)  # pylint: disable=protected-access
+    return parser
+
+
+def check_arguments(argv: list[str]) -> None:
+    """Raises UsageError naming every argument that neither this tool nor Beam knows.
+
+    Beam's PipelineOptions drops unknown arguments with a log line, so a typo (`--model-dir`,
+    `--skip-existing`, a flag that does not exist) would otherwise run a normal build. Hyphenated
+    spellings are not accepted as aliases: every flag here, Beam's included, is spelled with
+    underscores, and one spelling keeps commands copyable between docs, scripts and Dataflow.
+    """
+    parser = _known_flags_parser()
+    _, unknown = parser.parse_known_args(argv)
+    if not unknown:
+        return
+    known = sorted(option for option in parser._option_string_actions if option.startswith("--"))  # pylint: disable=protected-access
+    problems = []
+    for arg in unknown:
+        if not arg.startswith("-"):
+            if not problems or problems[-1].startswith("unexpected"):
+                problems.append(f"unexpected argument {arg!r}")
+            continue  # most likely the value of the unknown flag before it
+        name = arg.split("=", 1)[0]
+        underscored = "--" + name.lstrip("-").replace("-", "_")
+        close = [underscored] if underscored in known else difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        problems.append(f"unknown argument {name}" + (f" (did you mean {close[0]}?)" if close else ""))
+    raise UsageError("; ".join(problems))
+
+
+def is_local_run(pipeline_options: PipelineOptions) -> bool:
+    """True when the run stays on this machine: no --runner, or the DirectRunner asked by name."""
+    runner = pipeline_options.view_as(StandardOptions).runner
+    return runner is None or (isinstance(runner, str) and runner.lower() in ("direct", "directrunner"))
+
+
+def local_runner(pipeline_options: PipelineOptions):
+    """Beam's FnApiRunner, chosen explicitly for local runs.
+
+    Beam 2.77's DirectRunner first tries the Prism runner, which it downloads from GitHub (a DNS
+    failure offline; online a binary fetched and run, with our multi-processing and thread
+    settings possibly ignored), and falls back to this runner after it. The provision info
+    carries every option to the SDK worker processes (PIPELINE_OPTIONS): direct_num_workers for
+    the TensorFlow thread split, the harness log levels.
+    """
+    # pylint: disable=import-outside-toplevel
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+    encoded = JobServiceHandle.encode_pipeline_options(pipeline_options.get_all_options())
+    return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(
+        beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)))
 
 
 def run(argv: list[str] | None = None) -> dict:
     """Parses flags, checks inputs and models, runs the pipeline; returns the stats."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    check_arguments(argv)
+    local = is_local_run(PipelineOptions(argv))
+    if local:
+        argv += logs.harness_log_args(argv)
     pipeline_options = PipelineOptions(argv)
     options = pipeline_options.view_as(BuildOptions)
     # Workers need the main session's imports only through our packages; setup.py ships them.
@@ -179,6 +249,7 @@ def run(argv: list[str] | None = None) -> dict:
     config = options.model_config()
     if config.synthetic:
         _announce_synthetic()
+    logs.import_tensorflow()  # before anything else imports it, so its start-up lines stay quiet
     files = registry.resolve(config)  # fails here, before any work, when files are missing
     if options.overwrite and options.skip_existing:
         raise UsageError("--overwrite and --skip_existing contradict each other; pass one")
@@ -197,20 +268,20 @@ def run(argv: list[str] | None = None) -> dict:
         "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     started = time.monotonic()
-    p = beam.Pipeline(options=pipeline_options)
+    p = beam.Pipeline(runner=local_runner(pipeline_options) if local else None, options=pipeline_options)
     build_pipeline(p, options, run_info=run_info, run_tag=run_tag, expected_rows=input_rows)
-    result = p.run()
-    result.wait_until_finish()
-    _print_summary(result, time.monotonic() - started)
+    # Local worker processes report to this process's display; on other runners they log.
+    with RunProgress(total=input_rows) if local else contextlib.nullcontext():
+        result = p.run()
+        result.wait_until_finish()
+    _print_summary(result, time.monotonic() - started, synthetic=files.synthetic)
     stats_path = FileSystems.join(options.output_dir, "stats.json")
     with FileSystems.open(stats_path) as f:
         stats = json.loads(f.read().decode("utf-8"))
-    if files.synthetic:
-        _announce_synthetic()
     return stats
 
 
-def _print_summary(result, wall_seconds: float) -> None:
+def _print_summary(result, wall_seconds: float, *, synthetic: bool = False) -> None:
     """The run's Beam counters as a table (fetched, failed by reason, records, steps, ...)."""
     try:
         counters = result.metrics().query(beam.metrics.MetricsFilter().with_namespace(NAMESPACE))["counters"]
@@ -222,11 +293,17 @@ def _print_summary(result, wall_seconds: float) -> None:
         totals[name] = totals.get(name, 0) + (counter.committed or counter.attempted or 0)
     lines = [f"{name:<34}{value:>12,}" for name, value in sorted(totals.items())]
     lines.append(f"{'wall_seconds':<34}{wall_seconds:>12,.1f}")
-    print("\nRun summary (Beam metrics)\n" + "\n".join(lines), file=sys.stderr, flush=True)
+    if synthetic:
+        lines.append("models: SYNTHETIC (seeded random weights): these features mean nothing")
+    print("Run summary (Beam metrics)\n" + "\n".join(lines), file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    """The CLI: -v/--verbose, then every flag of BuildOptions and Beam. Returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = any(arg in ("-v", "--verbose") for arg in argv)
+    argv = [arg for arg in argv if arg not in ("-v", "--verbose")]
+    logs.setup(verbose_flag=verbose)
     try:
         stats = run(argv)
     except UsageError as e:
@@ -239,8 +316,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
         raise
-    print(json.dumps({k: stats[k] for k in ("rows_read", "records_written", "failures", "failures_by_reason",
-                                            "steps_written", "seconds_of_video", "synthetic")}, indent=2))
+    print(f"Wrote {stats['records_written']} records ({stats['steps_written']} steps, "
+          f"{stats['seconds_of_video']:.1f} s of video) and {stats['failures']} failure line"
+          f"{'' if stats['failures'] == 1 else 's'} for "
+          f"{stats['rows_read']} rows (all figures: stats.json)")
     if not stats.get("all_rows_accounted_for", False):
         print("error: rows read != records written + failure lines; see stats.json", file=sys.stderr)
         return 1

@@ -19,7 +19,9 @@ says so loudly) on the DirectRunner with two worker processes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import io
 import json
 import os
 import pathlib
@@ -75,11 +77,19 @@ def make_youtube_stand_ins(directory: str, csv_path: pathlib.Path = KINETICS_SAM
 
 
 def _build_and_inspect(argv: list[str], dataset: str) -> int:
+    """Builds, then inspects; the inspection shows in full only with -v or when it finds a problem."""
     code = build.main(argv)
     if code != 0:
         return code
-    print(f"\nInspecting {dataset}:")
-    return inspect.main([dataset])
+    report = io.StringIO()
+    with contextlib.redirect_stdout(report):
+        code = inspect.main([dataset])
+    lines = report.getvalue().splitlines()
+    if code != 0 or "-v" in argv or "--verbose" in argv or len(lines) < 2:
+        print(f"python -m pipeline.inspect {dataset}:\n" + report.getvalue(), end="")
+    else:  # the counts and the verdict; the feature statistics are one command away
+        print(f"python -m pipeline.inspect {dataset}: {lines[0]}; {lines[-1]}")
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:

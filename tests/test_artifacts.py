@@ -292,10 +292,11 @@ def test_a_malformed_or_truncated_download_leaves_nothing_in_the_cache(tmp_path,
 def test_unreachable_network_fails_in_seconds(tmp_path, checks):
     """A server that accepts but never answers (a firewall that drops packets) costs one timeout in all."""
     with _Server(released_objects(), stall=True) as server:
-        started = time.monotonic()
         with pytest.raises(ModelArtifactError, match=r"no answer within 0.5 s"):
             resolve(tmp_path / "cache", base_url=server.url, timeout_s=0.5)
-        assert time.monotonic() - started < 4.0
+        # One timeout in all: the files are asked for at once and none is asked for again after
+        # its timeout (no wall-clock bound here: a loaded machine would flake it).
+        assert server.requests and len(server.requests) == len(set(server.requests)), server.requests
     with contextlib.closing(socket.socket()) as sock:  # a closed port: connection refused
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

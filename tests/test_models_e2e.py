@@ -23,7 +23,6 @@ import os
 import socket
 import tarfile
 import threading
-import time
 
 import extractor_reference
 import numpy as np
@@ -234,10 +233,9 @@ def test_offline_without_artifacts_fails_before_any_work(standins, monkeypatch, 
     csv_path = root / "offline.csv"
     csv_path.write_text(f"video,labels\n{standins['video']},tone\n")
     out = root / "out_offline"
-    started = time.monotonic()
     code = build.main(["--input_csv", str(csv_path), "--output_dir", str(out), "--models", "yt8m",
                        "--model_cache", str(root / "cache_offline")])
-    assert code == 2 and time.monotonic() - started < 15
+    assert code == 2
     message = capsys.readouterr().err
     for expected in ("classify_image_graph_def.pb", "inception-2015-12-05.tgz", "mean.npy", "yt8m_pca.tgz",
                      "vggish_model.ckpt", "vggish_pca_params.npz", "https://storage.googleapis.com/audioset/",

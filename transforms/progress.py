@@ -1,44 +1,238 @@
-"""A progress line on stderr every few seconds while clips are decoded (per worker process)."""
+"""Progress of a build: decode outcomes from every worker process, one display in the launcher.
+
+DecodeClips calls `PROGRESS.record(ok=..., seconds=..., total=...)` once per clip, in whatever
+process the runner put it. Worker processes cannot draw on the launcher's terminal, so a local
+run's launcher opens a :class:`RunProgress`: it makes a private directory, names it in
+VIDEO_FEATURES_PROGRESS_DIR (which the local runner's worker processes inherit, and which the
+in-process modes see directly), and polls it. Each `record` call then appends one short line to
+`<dir>/<pid>.log` with a single `O_APPEND` write, so lines of concurrent threads and processes
+never interleave. The launcher draws one display for the whole run: a rich progress bar when
+stderr is a terminal, a plain line every VIDEO_FEATURES_PROGRESS_SECONDS (default 10) otherwise.
+
+Without a listening launcher (Dataflow workers, tests of the transforms), each process logs its
+own tallies at INFO now and then instead.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
+import shutil
 import sys
+import tempfile
 import threading
 import time
+from typing import TextIO
+
+PROGRESS_DIR_ENV = "VIDEO_FEATURES_PROGRESS_DIR"
+INTERVAL_ENV = "VIDEO_FEATURES_PROGRESS_SECONDS"
+DEFAULT_INTERVAL_S = 10.0
+
+
+def _interval() -> float:
+    try:
+        return max(0.0, float(os.environ.get(INTERVAL_ENV, DEFAULT_INTERVAL_S)))
+    except ValueError:
+        return DEFAULT_INTERVAL_S
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+@dataclasses.dataclass
+class Tally:
+    """Clips decoded and failed so far, and the seconds of video decoded."""
+
+    done: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+
+    @property
+    def finished(self) -> int:
+        return self.done + self.failed
+
+    def add(self, ok: bool, seconds: float) -> None:
+        if ok:
+            self.done += 1
+            self.seconds += seconds
+        else:
+            self.failed += 1
 
 
 class _Progress:
-    """Process-wide tallies; DoFn instances in threads of one worker share it."""
+    """The per-process reporter behind PROGRESS; DoFn instances in threads of one process share it."""
 
     def __init__(self):
         self._lock = threading.Lock()
-        self.started = time.monotonic()
-        self.last_print = self.started
-        self.done = 0
-        self.failed = 0
-        self.seconds = 0.0
+        self._tally = Tally()
+        self._started = time.monotonic()
+        self._last_log = self._started
 
     def record(self, *, ok: bool, seconds: float = 0.0, total: int | None = None) -> None:
-        interval = float(os.environ.get("VIDEO_FEATURES_PROGRESS_SECONDS", "5"))
+        """Counts one clip: decoded (`ok`, with its `seconds` of video) or failed."""
+        directory = os.environ.get(PROGRESS_DIR_ENV)
+        if directory:
+            self._append(directory, ok, seconds)
+        else:
+            self._log(ok, seconds, total)
+
+    @staticmethod
+    def _append(directory: str, ok: bool, seconds: float) -> None:
+        line = f"{'ok' if ok else 'failed'} {max(0.0, seconds):.3f}\n".encode()
+        try:
+            fd = os.open(os.path.join(directory, f"{os.getpid()}.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, line)
+            finally:
+                os.close(fd)
+        except OSError:
+            pass  # the launcher has gone or cleaned up: there is nobody left to show progress to
+
+    def _log(self, ok: bool, seconds: float, total: int | None) -> None:
         with self._lock:
-            if ok:
-                self.done += 1
-                self.seconds += seconds
-            else:
-                self.failed += 1
+            self._tally.add(ok, seconds)
             now = time.monotonic()
-            if now - self.last_print < interval:
+            if now - self._last_log < _interval():
                 return
-            self.last_print = now
-            finished = self.done + self.failed
-            rate = finished / max(now - self.started, 1e-9)
-            line = (f"progress [pid {os.getpid()}]: {self.done} clips decoded, {self.failed} failed, "
-                    f"{self.seconds:.0f} s of video, {rate:.2f} clips/s")
-            if total:
-                left = max(total - finished, 0)
-                line += f", ~{left} left in this run, ETA {left / rate / 60:.1f} min if this worker did all"
-            print(line, file=sys.stderr, flush=True)
+            self._last_log = now
+            tally = self._tally
+        logging.info("progress [pid %d]: %d clips decoded, %d failed, %.0f s of video%s", os.getpid(), tally.done,
+                     tally.failed, tally.seconds, f" (of {total} rows in the run)" if total else "")
 
 
 PROGRESS = _Progress()
+
+
+def read_new_records(directory: str, offsets: dict[str, int], tally: Tally) -> bool:
+    """Adds the complete lines written to `directory` since the last call to `tally`; True if any."""
+    changed = False
+    try:
+        names = sorted(n for n in os.listdir(directory) if n.endswith(".log"))
+    except OSError:
+        return False
+    for name in names:
+        try:
+            with open(os.path.join(directory, name), "rb") as f:
+                f.seek(offsets.get(name, 0))
+                data = f.read()
+        except OSError:
+            continue
+        complete = data[: data.rfind(b"\n") + 1]  # a line being written now is read next time
+        offsets[name] = offsets.get(name, 0) + len(complete)
+        for line in complete.splitlines():
+            kind, _, seconds = line.decode("ascii", "replace").partition(" ")
+            try:
+                tally.add(kind == "ok", float(seconds) if kind == "ok" else 0.0)
+            except ValueError:
+                continue
+            changed = True
+    return changed
+
+
+class RunProgress:
+    """One progress display for a local run, fed by every worker process (a context manager).
+
+    Args:
+        total: Rows of the input CSV, for the bar and the ETA (rows that never reach decoding,
+            such as invalid or already written ones, leave the bar short of it).
+        stream: Where the display goes (stderr).
+        live: Draw a rich progress bar; default: when `stream` is a terminal.
+        interval: Seconds between plain lines; default VIDEO_FEATURES_PROGRESS_SECONDS or 10.
+    """
+
+    def __init__(self, *, total: int | None, stream: TextIO | None = None, live: bool | None = None,
+                 interval: float | None = None):
+        self.total = total
+        self.stream = stream if stream is not None else sys.stderr
+        self.live = self.stream.isatty() if live is None else live
+        self.interval = _interval() if interval is None else interval
+        self.tally = Tally()
+        self._offsets: dict[str, int] = {}
+        self._directory = ""
+        self._previous_env: str | None = None
+        self._started = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._bar = None
+        self._task = None
+        self._printed: tuple[int, int] | None = None
+
+    def __enter__(self) -> RunProgress:
+        self._directory = tempfile.mkdtemp(prefix="video-features-progress-")
+        self._previous_env = os.environ.get(PROGRESS_DIR_ENV)
+        os.environ[PROGRESS_DIR_ENV] = self._directory
+        self._started = time.monotonic()
+        if self.live:
+            self._start_bar()
+        self._thread = threading.Thread(target=self._poll_loop, name="run-progress", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        read_new_records(self._directory, self._offsets, self.tally)
+        if self._bar is not None:
+            self._update_bar()
+            self._bar.stop()
+        elif self.tally.finished and self._printed != (self.tally.done, self.tally.failed):
+            self._print_line()
+        if self._previous_env is None:
+            os.environ.pop(PROGRESS_DIR_ENV, None)
+        else:
+            os.environ[PROGRESS_DIR_ENV] = self._previous_env
+        shutil.rmtree(self._directory, ignore_errors=True)
+
+    def _poll_loop(self) -> None:
+        last_line = time.monotonic()
+        while not self._stop.wait(0.5 if self.interval >= 0.5 else 0.1):
+            read_new_records(self._directory, self._offsets, self.tally)
+            if self._bar is not None:
+                self._update_bar()
+            elif self.tally.finished and self._printed != (self.tally.done, self.tally.failed):
+                now = time.monotonic()
+                if now - last_line >= self.interval:
+                    last_line = now
+                    self._print_line()
+
+    def line(self) -> str:
+        """The plain progress line for the current tallies."""
+        t, elapsed = self.tally, max(time.monotonic() - self._started, 1e-9)
+        of = f"/{self.total}" if self.total else ""
+        text = (f"progress: {t.finished}{of} rows done ({t.done} decoded, {t.failed} failed), "
+                f"{t.seconds:.0f} s of video at {t.seconds / elapsed:.1f} video-s/s, elapsed {_clock(elapsed)}")
+        if self.total and t.finished:
+            left = max(self.total - t.finished, 0)
+            text += f", ETA {_clock(left * elapsed / t.finished)}"
+        return text
+
+    def _print_line(self) -> None:
+        self._printed = (self.tally.done, self.tally.failed)
+        print(self.line(), file=self.stream, flush=True)
+
+    def _start_bar(self) -> None:
+        # pylint: disable=import-outside-toplevel
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._bar = Progress(
+            TextColumn("clips"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[failed]} failed"),
+            TextColumn("{task.fields[video_rate]} video-s/s"), TimeElapsedColumn(), TextColumn("ETA"),
+            TimeRemainingColumn(), console=Console(file=self.stream), transient=False)
+        self._task = self._bar.add_task("clips", total=self.total, failed=0, video_rate="0.0")
+        self._bar.start()
+
+    def _update_bar(self) -> None:
+        t, elapsed = self.tally, max(time.monotonic() - self._started, 1e-9)
+        self._bar.update(self._task, completed=t.finished, failed=t.failed, video_rate=f"{t.seconds / elapsed:.1f}")
