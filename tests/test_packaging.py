@@ -10,7 +10,8 @@ import sys
 REPO = pathlib.Path(__file__).resolve().parent.parent
 # Distribution name -> top-level module it provides.
 _MODULE_OF = {"apache-beam": "apache_beam", "opencv-python-headless": "cv2", "yt-dlp": "yt_dlp",
-              "imageio-ffmpeg": "imageio_ffmpeg", "protobuf": "google.protobuf"}
+              "imageio-ffmpeg": "imageio_ffmpeg", "protobuf": "google.protobuf",
+              "absl-py": "absl"}
 
 
 def _pins() -> dict[str, str]:
