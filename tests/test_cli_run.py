@@ -21,7 +21,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["--audio", "zeros"], "unknown argument --audio (did you mean --audio_pca?)"),
+    (["--frames_per_secnd", "2"], "unknown argument --frames_per_secnd (did you mean --frames_per_second?)"),
     (["--model-dir", "/models"], "unknown argument --model-dir (did you mean --model_dir?)"),
     (["--skip-existing"], "unknown argument --skip-existing (did you mean --skip_existing?)"),
     (["--direct_num_worker=2"], "unknown argument --direct_num_worker (did you mean --direct_num_workers?)"),
