@@ -75,6 +75,11 @@ class BuildOptions(PipelineOptions):
                                  "already there is used instead of fetched again.")
         parser.add_argument("--overwrite", action="store_true",
                             help="Replace an existing dataset in --output_dir instead of refusing to run.")
+        # Output safety (issue 9): the build lock of --output_dir.
+        parser.add_argument("--break_lock", action="store_true",
+                            help="Take over --output_dir's build lock (.build.lock) even when its owner cannot be "
+                                 "checked (another host). Only after making sure no build runs there; a stale lock "
+                                 "of a dead process on this host is taken over without it.")
 
     # --input_csv/--output_dir are checked in validate_build(), not with required=True: Beam parses
     # every PipelineOptions subclass for any pipeline in the process, tests' TestPipelines too.
