@@ -142,7 +142,7 @@ def _delete_stats_first(paths: list[str]) -> None:
     # stats.json goes first: from then on the directory no longer looks like a finished build.
     paths = sorted(set(paths), key=lambda path: not path.endswith("stats.json"))
     if paths:
-        FileSystems.delete(paths)
+        outputs.delete(paths)
 
 
 @dataclasses.dataclass
@@ -196,11 +196,11 @@ def prepare_output_dir(output_dir: str, *, overwrite: bool, skip_existing: bool 
                           keep_labels=tuple(old_vocabulary.names) if old_vocabulary else (),
                           replaces=tuple(_match(output_dir, "failures-*")))
         if leftovers:
-            FileSystems.delete(leftovers)
+            outputs.delete(leftovers)
     elif overwrite:
         _delete_stats_first(existing + leftovers)
     elif leftovers:
-        FileSystems.delete(leftovers)
+        outputs.delete(leftovers)
     return plan
 
 

@@ -84,7 +84,7 @@ def expand_paths(spec: str) -> list[str]:
         inner = spec.rstrip("/") + "/records"
         base = inner if path_isdir(inner) else spec.rstrip("/")
         return sorted(_gfile().glob(escape_glob(base) + "/*.tfrecord"))
-    if any(ch in spec for ch in "*?["):
+    if any(ch in spec for ch in "*?[") and not path_exists(spec):  # a file named with `[` is itself
         return sorted(_gfile().glob(spec))
     return [spec] if path_exists(spec) else []
 

@@ -64,6 +64,19 @@ def list_files(directory: str, pattern: str = "*") -> list[str]:
     return sorted(m.path for m in match.metadata_list if "/" not in m.path[len(prefix):])
 
 
+def delete(paths: list[str]) -> None:
+    """Deletes files by their literal paths (Beam's local delete treats each path as a glob)."""
+    local = [p for p in paths if is_local(p)]
+    remote = [p for p in paths if not is_local(p)]
+    for path in local:
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+    if remote:
+        FileSystems.delete(remote)
+
+
 def check_output_dir(output_dir: str) -> None:
     """Creates `output_dir` (and records/) or says in one line why it cannot be used."""
     try:
@@ -164,7 +177,7 @@ def _read_lock(path: str):
 
 def _remove(path: str) -> None:
     try:
-        FileSystems.delete([path])
+        delete([path])
     except Exception:  # pylint: disable=broad-except
         pass
 

@@ -182,7 +182,9 @@ class _Finalize(beam.DoFn):
             for split, n in layouts for shard in range(n)}
         stale = [path for path in self._replaces if path not in new_paths]
         if stale:
-            FileSystems.delete(stale)
+            from pipeline import outputs  # pylint: disable=import-outside-toplevel
+
+            outputs.delete(stale)
         write_atomically(FileSystems.join(self._output_dir, "stats.json"),
                          (json.dumps(stats, indent=2, sort_keys=False) + "\n").encode("utf-8"))
         yield stats
