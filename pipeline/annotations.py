@@ -222,8 +222,8 @@ class RowParser:
         _check_range(start, end)
         clip_id = values.get("id") or section_id(video, start, end)
         return ClipRequest(clip_id=clip_id, source="file", video=video, start=start, end=end,
-                           labels=_split_labels(values.get("labels", "")), split=_check_split(values.get("split") or "all"),
-                           row=row, fields=fields)
+                           labels=_split_labels(values.get("labels", "")),
+                           split=_check_split(values.get("split") or "all"), row=row, fields=fields)
 
     def _parse_kinetics(self, cells, row, fields):
         self._expect_columns(cells, len(self._columns))

@@ -106,7 +106,8 @@ def check_input_csv(path: str) -> tuple[str, int, set[str]]:
             raise UsageError(f"--input_csv {path}: no such file")
         fmt, rows, labels = None, 0, set()
         with FileSystems.open(path) as raw:
-            for fmt, parsed in annotations.read_rows(annotations.open_text(raw)):
+            for row_format, parsed in annotations.read_rows(annotations.open_text(raw)):
+                fmt = row_format
                 rows += 1
                 if isinstance(parsed, annotations.ClipRequest):
                     labels.update(parsed.labels)

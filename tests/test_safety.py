@@ -286,8 +286,12 @@ def test_resume_after_kill_converges_without_duplicates(tmp_path, hostile, model
                     encoding="utf-8", errors="surrogateescape")
     with open(more, "a") as f:
         f.write(f"{videos['v3_30fps']},zebra,second,train\n")
-    assert build.main(_argv(more, out, model_cache, "--skip_existing")) == 0
+    assert build.main(_argv(more, out, model_cache, "--skip_existing", "--failures_per_shard", "2")) == 0
     assert "stale build lock" in caplog.text
+    # The earlier failure shard (-of-00001) was replaced by the new set, not mixed with it.
+    assert sorted(os.path.basename(p) for p in glob.glob(glob.escape(str(out)) + "/failures-*")) == [
+        f"failures-{i:05d}-of-00003.jsonl" for i in range(3)]
+    assert len(_failures(out)) == 6
     assert sorted(_ids(out)) == ["ok", "second"]
     stats = json.load(open(out / "stats.json"))
     assert stats["records_written"] == 1 and stats["records_skipped_existing"] == 1 and stats["failures"] == 6
@@ -310,6 +314,17 @@ def test_second_build_into_a_directory_in_use_refuses(tmp_path, videos, model_ca
     finally:
         held.release()
     assert not (out / outputs.LOCK_NAME).exists()
+
+
+def test_lock_of_another_host_needs_break_lock(tmp_path):
+    lock = tmp_path / outputs.LOCK_NAME
+    lock.write_text(json.dumps({"host": "some-other-host", "pid": 1, "started_at": "2026-01-01T00:00:00+00:00"}))
+    with pytest.raises(outputs.OutputError, match="another host.*--break_lock"):
+        outputs.BuildLock.acquire(str(tmp_path))
+    taken = outputs.BuildLock.acquire(str(tmp_path), break_lock=True)
+    assert json.loads(lock.read_text())["pid"] == os.getpid()
+    taken.release()
+    assert not lock.exists()
 
 
 def test_output_dir_that_is_a_file_exits_2(tmp_path, videos, model_cache, capsys):
