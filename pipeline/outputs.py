@@ -120,7 +120,12 @@ class BuildLock:
         owner = {"host": socket.gethostname(), "pid": os.getpid(),
                  "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
         for _ in range(3):
-            if _create_exclusive(path, (json.dumps(owner) + "\n").encode("utf-8")):
+            try:
+                created = _create_exclusive(path, (json.dumps(owner) + "\n").encode("utf-8"))
+            except Exception as e:  # pylint: disable=broad-except  (read-only filesystem, no permission)
+                raise OutputError(f"--output_dir {output_dir} is not writable: cannot create the build lock {path} "
+                                  f"({type(e).__name__}: {e})") from e
+            if created:
                 return cls(path, owner)
             held = _read_lock(path)
             if held is None:

@@ -336,6 +336,11 @@ def test_output_dir_that_is_a_file_exits_2(tmp_path, videos, model_cache, capsys
     assert "is a file" in err and "Traceback" not in err
 
 
+def test_unwritable_output_dir_is_a_usage_error():
+    with pytest.raises(outputs.OutputError, match="cannot be used"):
+        outputs.check_output_dir("/proc/no-such-dataset")  # (as root, chmod cannot make a directory read-only)
+
+
 def test_main_exits_nonzero_when_a_row_is_lost(tmp_path, videos, model_cache, monkeypatch, capsys):
     """A plausible bug: the assembler drops a clip without a failure line. main() must not exit 0."""
     csv_path = tmp_path / "in.csv"
