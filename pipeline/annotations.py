@@ -179,7 +179,9 @@ class RowParser:
             names = self.header
         out = {name: value for name, value in zip(names, cells)}
         if len(cells) > len(names):
-            out["_extra"] = cells[len(names):]
+            extra = cells[len(names):]
+            # A hostile row may have 10^5 cells: the failure line keeps the first ones and a count.
+            out["_extra"] = extra if len(extra) <= 20 else extra[:20] + [f"... {len(extra) - 20} more cells"]
         return out
 
     def parse(self, cells: list[str], row: int) -> ClipRequest | RowError:
@@ -307,6 +309,13 @@ def read_rows(lines: Iterable[str]) -> Iterator[tuple[str, ClipRequest | RowErro
             else:
                 parser = RowParser(fmt, cells)
                 continue
+        if any("\x00" in c for c in cells):  # no path, URL or label holds one; subprocess args cannot
+            fields = {k: (v.replace("\x00", "\\x00") if isinstance(v, str) else v)
+                      for k, v in printable(parser.fields(cells)).items()}
+            yield parser.format, RowError(reason="malformed_row", message="row contains a NUL character",
+                                          row=row_number, fields=fields,
+                                          clip_id=_best_effort_id(parser.format, fields))
+            continue
         if _has_undecodable(cells):
             fields = printable(parser.fields(cells))
             yield parser.format, RowError(reason="malformed_row", message="row is not UTF-8 text", row=row_number,

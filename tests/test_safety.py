@@ -62,6 +62,14 @@ def test_undecodable_bytes_fail_their_row_and_stay_printable():
     json.dumps(rows[1].fields, ensure_ascii=False).encode("utf-8")  # the failure line can be written
 
 
+def test_nul_bytes_and_huge_rows_fail_their_row_with_a_bounded_failure_line():
+    raw = b"video,labels\na.mp4,x\nb\x00.mp4,y\nc.mp4,x" + b",1" * 100_000 + b"\nd.mp4,z\n"
+    rows = [r for _, r in A.read_rows(A.open_text(io.BytesIO(raw)))]
+    assert [getattr(r, "reason", "ok") for r in rows] == ["ok", "malformed_row", "malformed_row", "ok"]
+    assert "NUL" in rows[1].message
+    assert len(json.dumps(rows[2].fields)) < 1000 and "found 100002" in rows[2].message
+
+
 @pytest.mark.parametrize("split", ["../../x", "/abs/x", "a/b", "..", ".hidden", "-x", "a\\b", "x" * 101])
 def test_unsafe_split_names_fail_their_row(split):
     (row,) = parse(f"video,labels,split\na.mp4,x,{split}\n")
