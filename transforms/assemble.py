@@ -25,7 +25,7 @@ class _BuildRecord(beam.DoFn):
         self._written = beam.metrics.Metrics.counter(NAMESPACE, "records_built")
         self._steps = beam.metrics.Metrics.counter(NAMESPACE, "steps_built")
 
-    @isolation.isolate("features", lambda element: _describe_joined(element), element_arg=1)
+    @isolation.isolate("features", _describe_joined, element_arg=1)
     def process(self, element, vocabulary):
         clip_id, grouped = element
         metas = list(grouped["meta"])

@@ -60,7 +60,8 @@ def rows_accounted_for(*, rows: int, records: int, skipped: int, failures: int) 
 
 
 def _stable_shard(clip_id: str, num_shards: int) -> int:
-    return zlib.crc32(clip_id.encode("utf-8")) % num_shards
+    # surrogatepass: an id that is not valid UTF-8 text must not stop the write (its bytes are unchanged otherwise)
+    return zlib.crc32(clip_id.encode("utf-8", "surrogatepass")) % num_shards
 
 
 class _AssignShard(beam.DoFn):
