@@ -18,11 +18,16 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import math
 import re
 from collections.abc import Iterable, Iterator
 
 YOUTUBE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{11}$")
+# A split name becomes part of a shard file name: one path component, no dot names, no separators.
+SPLIT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
+# Label indices are int64 in the record (SPEC §1); a larger integer label would fail the whole run there.
+MAX_LABEL = 2**63 - 1
 
 FORMAT_YT8M = "yt8m"
 FORMAT_VIDEOS = "videos"
@@ -119,7 +124,23 @@ class _RowProblem(Exception):
 
 
 def _split_labels(text: str) -> tuple[str, ...]:
-    return tuple(token.strip() for token in text.split(";") if token.strip())
+    labels = tuple(token.strip() for token in text.split(";") if token.strip())
+    for token in labels:
+        if token.isdigit() and int(token) > MAX_LABEL:
+            raise _RowProblem("bad_label", f"integer label {_short(token)} is larger than 2^63-1, the largest "
+                                           "label index a record can hold")
+    return labels
+
+
+def _check_split(split: str) -> str:
+    if not SPLIT_RE.match(split):
+        raise _RowProblem("bad_split", f"split {_short(split)} is not a safe file name part (letters, digits, "
+                                       "'_', '.', '-'; not starting with '.' or '-'; at most 100 characters)")
+    return split
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 def _format_seconds(value: float) -> str:
@@ -158,7 +179,9 @@ class RowParser:
             names = self.header
         out = {name: value for name, value in zip(names, cells)}
         if len(cells) > len(names):
-            out["_extra"] = cells[len(names):]
+            extra = cells[len(names):]
+            # A hostile row may have 10^5 cells: the failure line keeps the first ones and a count.
+            out["_extra"] = extra if len(extra) <= 20 else extra[:20] + [f"... {len(extra) - 20} more cells"]
         return out
 
     def parse(self, cells: list[str], row: int) -> ClipRequest | RowError:
@@ -201,8 +224,8 @@ class RowParser:
         _check_range(start, end)
         clip_id = values.get("id") or section_id(video, start, end)
         return ClipRequest(clip_id=clip_id, source="file", video=video, start=start, end=end,
-                           labels=_split_labels(values.get("labels", "")), split=values.get("split") or "all",
-                           row=row, fields=fields)
+                           labels=_split_labels(values.get("labels", "")),
+                           split=_check_split(values.get("split") or "all"), row=row, fields=fields)
 
     def _parse_kinetics(self, cells, row, fields):
         self._expect_columns(cells, len(self._columns))
@@ -214,7 +237,7 @@ class RowParser:
         end = _parse_seconds(values["end"], "time_end")
         _check_range(start, end)
         label = values.get("label", "")
-        split = values.get("split") or "all"
+        split = _check_split(values.get("split") or "all")
         return ClipRequest(clip_id=section_id(youtube_id, start, end), source="youtube", video=youtube_id,
                            start=start, end=end, labels=(label,) if label else (), split=split, row=row,
                            fields=fields)
@@ -226,27 +249,84 @@ def _best_effort_id(fmt: str, fields: dict) -> str:
     return str(fields.get("id") or fields.get("video") or "")
 
 
+def open_text(raw) -> io.TextIOWrapper:
+    """A binary CSV stream as text. Undecodable bytes survive as surrogates so that only their row fails."""
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
+
+
+def printable(value):
+    """`value` (str, list or dict of them) with undecodable bytes shown as U+FFFD, safe to write as UTF-8 JSON."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    if isinstance(value, list):
+        return [printable(v) for v in value]
+    if isinstance(value, dict):
+        return {printable(k): printable(v) for k, v in value.items()}
+    return value
+
+
+def _has_undecodable(cells: list[str]) -> bool:
+    return any(_SURROGATE_RE.search(c) for c in cells)
+
+
+_SURROGATE_RE = re.compile("[\udc80-\udcff]")
+
+
 def read_rows(lines: Iterable[str]) -> Iterator[tuple[str, ClipRequest | RowError]]:
     """Parses CSV text lines. Yields (format, ClipRequest | RowError) per data row.
 
     Blank lines are skipped (they are not rows). Raises UnknownFormatError when the first
-    line fits no format: that is a usage error for the whole file, not a row failure.
+    line fits no format: that is a usage error for the whole file, not a row failure. Every
+    other problem belongs to one row and becomes its RowError: a field over the csv module's
+    limit (128 KiB), bytes that are not UTF-8 (read through `open_text`), or an unexpected
+    error of the parser itself (`internal_error`), so that one hostile line never stops a run.
     """
     reader = csv.reader(lines)
     parser = None
     row_number = 0
-    for cells in reader:
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            # The reader resynchronizes at the next line; the offending record is one row.
+            row_number = reader.line_num
+            if parser is None:
+                raise UnknownFormatError(f"cannot read the CSV's first line: {e}") from e
+            yield parser.format, RowError(reason="malformed_row", message=f"unreadable CSV row: {e}",
+                                          row=row_number, fields={})
+            continue
         row_number = reader.line_num
         if not cells or all(not c.strip() for c in cells):
             continue
         if parser is None:
+            if _has_undecodable(cells):
+                raise UnknownFormatError(f"the CSV's first line is not UTF-8 text: {printable(cells)!r}")
             fmt = detect_format(cells)
             if fmt == FORMAT_YT8M:
                 parser = RowParser(fmt, None)
             else:
                 parser = RowParser(fmt, cells)
                 continue
-        yield parser.format, parser.parse(cells, row_number)
+        if any("\x00" in c for c in cells):  # no path, URL or label holds one; subprocess args cannot
+            fields = {k: (v.replace("\x00", "\\x00") if isinstance(v, str) else v)
+                      for k, v in printable(parser.fields(cells)).items()}
+            yield parser.format, RowError(reason="malformed_row", message="row contains a NUL character",
+                                          row=row_number, fields=fields,
+                                          clip_id=_best_effort_id(parser.format, fields))
+            continue
+        if _has_undecodable(cells):
+            fields = printable(parser.fields(cells))
+            yield parser.format, RowError(reason="malformed_row", message="row is not UTF-8 text", row=row_number,
+                                          fields=fields, clip_id=_best_effort_id(parser.format, fields))
+            continue
+        try:
+            parsed = parser.parse(cells, row_number)
+        except Exception as e:  # pylint: disable=broad-except
+            parsed = RowError(reason="internal_error", message=f"{type(e).__name__}: {e}", row=row_number,
+                              fields=printable(parser.fields(cells)))
+        yield parser.format, parsed
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,19 +19,21 @@ On Dataflow (see README "Dataflow"):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import difflib
-import io
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 
-from pipeline import annotations, logs
+from pipeline import annotations, logs, outputs
 from pipeline.models import registry
 from pipeline.options import BuildOptions
 from transforms.assemble import AssembleRecords
@@ -49,19 +51,22 @@ class UsageError(Exception):
 
 
 def build_pipeline(p: beam.Pipeline, options: BuildOptions, *, run_info: dict | None = None,
-                   run_tag: str = "", expected_rows: int | None = None):
+                   run_tag: str = "", expected_rows: int | None = None, keep_labels: tuple[str, ...] = (),
+                   replaces: tuple[str, ...] = ()):
     """Wires the whole dataset build onto `p`. Returns the PCollection holding the stats dict.
 
-    `run_tag` names this run's record shards when earlier records are kept (--skip_existing).
+    `run_tag` names this run's record shards when earlier records are kept (--skip_existing);
+    `keep_labels` are the earlier vocabulary's names (their indices must not change);
+    `replaces` are earlier side files (failure shards) removed once this run's are complete.
     """
     config = options.model_config()
     base_dir = _dirname(options.input_csv)
-    read = p | "ReadAnnotations" >> ReadAnnotations(options.input_csv)
+    read = p | "ReadAnnotations" >> ReadAnnotations(options.input_csv, keep_labels=keep_labels)
     clips, skipped = read["clips"], p | "NothingSkipped" >> beam.Create([0])
+    resume_failures = p | "NoResumeFailures" >> beam.Create([])
     if options.skip_existing:
         existing = _existing_records(options.output_dir)
-        clips, skipped = clips | "SkipExisting" >> SkipExisting(
-            FileSystems.join(options.output_dir, "records", "*.tfrecord") if existing else None)
+        clips, skipped, resume_failures = clips | "SkipExisting" >> SkipExisting(existing)
     fetcher = ClipFetcher(config=options.fetch_config(), clips_dir=options.clips_dir,
                           concurrency=options.fetch_concurrency)
     decoded = clips | "DecodeClips" >> beam.ParDo(
@@ -77,11 +82,13 @@ def build_pipeline(p: beam.Pipeline, options: BuildOptions, *, run_info: dict | 
             AudioModelHandler(config, batch_size=options.audio_batch_size))
     records, assembly_failures = joined | "AssembleRecords" >> AssembleRecords(
         read["vocabulary"], video_level=options.skip_frame_level_features)
-    failures = (read["failures"], decoded[DecodeClips.FAILURES], assembly_failures) | "AllFailures" >> beam.Flatten()
+    failures = ((read["failures"], resume_failures, decoded[DecodeClips.FAILURES], assembly_failures)
+                | "AllFailures" >> beam.Flatten())
     return {"records": records, "failures": failures, "vocabulary": read["vocabulary"],
             "rows_read": read["rows_read"], "skipped_existing": skipped} | "WriteDataset" >> WriteDataset(
         output_dir=options.output_dir, records_per_shard=options.records_per_shard,
-        failures_per_shard=options.failures_per_shard, run_info=run_info or {}, run_tag=run_tag)
+        failures_per_shard=options.failures_per_shard, run_info=run_info or {}, run_tag=run_tag,
+        replaces=tuple(replaces))
 
 
 def _dirname(path: str) -> str:
@@ -90,34 +97,41 @@ def _dirname(path: str) -> str:
     return os.path.dirname(os.path.abspath(path))
 
 
-def check_input_csv(path: str) -> tuple[str, int]:
-    """Fails before any work starts when the CSV is missing or of no known format.
+def check_input_csv(path: str) -> tuple[str, int, set[str]]:
+    """Fails before any work starts when the CSV is missing, unreadable or of no known format.
 
-    Returns (format, number of data rows); the count feeds the progress line's ETA.
+    Returns (format, number of data rows, labels of the rows that parse); the count feeds the
+    progress line's ETA, the labels the vocabulary check of --skip_existing. A bad row is not
+    a problem of the run: it becomes a failure line later.
     """
-    if not FileSystems.exists(path):
-        raise UsageError(f"--input_csv {path}: no such file")
-    fmt, rows = None, 0
-    with FileSystems.open(path) as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
-        try:
-            for fmt, _ in annotations.read_rows(text):
+    try:
+        if not FileSystems.exists(path):
+            raise UsageError(f"--input_csv {path}: no such file")
+        fmt, rows, labels = None, 0, set()
+        with FileSystems.open(path) as raw:
+            for row_format, parsed in annotations.read_rows(annotations.open_text(raw)):
+                fmt = row_format
                 rows += 1
-        except annotations.UnknownFormatError as e:
-            raise UsageError(f"--input_csv {path}: {e}") from e
-        except UnicodeDecodeError as e:
-            raise UsageError(f"--input_csv {path}: not UTF-8 text ({e})") from e
+                if isinstance(parsed, annotations.ClipRequest):
+                    labels.update(parsed.labels)
+    except annotations.UnknownFormatError as e:
+        raise UsageError(f"--input_csv {path}: {e}") from e
+    except UsageError:
+        raise
+    except Exception as e:  # pylint: disable=broad-except  (a directory, no permission, an I/O error)
+        raise UsageError(f"--input_csv {path} cannot be read: {type(e).__name__}: {e}") from e
     if not rows:
         raise UsageError(f"--input_csv {path}: no data rows")
-    return fmt, rows
+    return fmt, rows, labels
 
 
 _OUTPUT_PATTERNS = ("records/*", "failures-*", "vocabulary.csv", "stats.json")
 
 
 def _match(output_dir: str, pattern: str) -> list[str]:
-    match = FileSystems.match([FileSystems.join(output_dir, pattern)])[0]
-    return [m.path for m in match.metadata_list]
+    """Files of `output_dir` matching `pattern` (`name` or `records/name`); output_dir is taken literally."""
+    sub, _, name = pattern.rpartition("/")
+    return outputs.list_files(FileSystems.join(output_dir, sub) if sub else output_dir, name)
 
 
 def _existing_outputs(output_dir: str) -> list[str]:
@@ -132,34 +146,74 @@ def _delete_stats_first(paths: list[str]) -> None:
     # stats.json goes first: from then on the directory no longer looks like a finished build.
     paths = sorted(set(paths), key=lambda path: not path.endswith("stats.json"))
     if paths:
-        FileSystems.delete(paths)
+        outputs.delete(paths)
 
 
-def prepare_output_dir(output_dir: str, *, overwrite: bool, skip_existing: bool = False) -> str:
-    """Refuses to mix two builds in one directory unless told how. Returns this run's shard tag.
+@dataclasses.dataclass
+class OutputPlan:
+    """What a run does with its --output_dir, decided before any work.
 
-    --overwrite clears the old dataset first. --skip_existing keeps its records (their ids are
-    skipped) and replaces the failure report, vocabulary and stats; new shards get a run tag so
-    they never overwrite earlier ones. Leftover temporary files of a crashed run are removed.
+    Attributes:
+      run_tag: names this run's record shards when earlier ones are kept.
+      keep_labels: the earlier vocabulary's names (--skip_existing), kept at their indices.
+      replaces: earlier failure shards, removed by the run's last step once its own are complete.
+    """
+
+    run_tag: str = ""
+    keep_labels: tuple[str, ...] = ()
+    replaces: tuple[str, ...] = ()
+
+
+def prepare_output_dir(output_dir: str, *, overwrite: bool, skip_existing: bool = False,
+                       csv_labels: set[str] | None = None) -> OutputPlan:
+    """Refuses to mix two builds in one directory unless told how; checks a resumed dataset first.
+
+    --overwrite clears the old dataset first (stats.json first, so it never looks finished).
+    --skip_existing keeps everything of the finished dataset until its replacement is complete:
+    every existing shard is checked (a corrupt one stops the run, named, before anything is
+    touched), the vocabulary is kept (a CSV whose labels would renumber existing records stops
+    the run), new shards get a unique run tag so they never overwrite earlier ones, and the old
+    failure report, vocabulary and stats are replaced only by the run's last step. Leftover
+    temporary files of a crashed run are removed. Raises UsageError.
     """
     existing = _existing_outputs(output_dir)
     if existing and not (overwrite or skip_existing):
         raise UsageError(f"--output_dir {output_dir} already holds a dataset ({len(existing)} files, e.g. "
                          f"{existing[0]}); pass --skip_existing to resume it, --overwrite to replace it, "
                          "or choose another directory")
-    # (a set: on some filesystems `*` also matches across "/", so the two patterns overlap)
     leftovers = sorted(set(_match(output_dir, "records/*.tmp-*") + _match(output_dir, "*.tmp-*")))
-    run_tag = ""
-    if overwrite:
+    plan = OutputPlan()
+    if skip_existing:
+        records = _existing_records(output_dir)
+        try:
+            outputs.check_existing_shards(records)
+            old_vocabulary = outputs.read_vocabulary(output_dir)
+            if old_vocabulary is None and records:
+                raise outputs.OutputError(
+                    f"--skip_existing: {output_dir} holds records but no vocabulary.csv, so their label indices "
+                    "cannot be kept; rebuild with --overwrite or into a new --output_dir")
+            if old_vocabulary is not None:
+                outputs.resumed_vocabulary(old_vocabulary, csv_labels or set(), output_dir)
+        except outputs.OutputError as e:
+            raise UsageError(str(e)) from e
+        plan = OutputPlan(run_tag=outputs.unique_run_tag(records) if records else "",
+                          keep_labels=tuple(old_vocabulary.names) if old_vocabulary else (),
+                          replaces=tuple(_match(output_dir, "failures-*")))
+        if leftovers:
+            outputs.delete(leftovers)
+    elif overwrite:
         _delete_stats_first(existing + leftovers)
-    elif skip_existing:
-        _delete_stats_first([p for p in existing if not p.endswith(".tfrecord")] + leftovers)
-        if _existing_records(output_dir):
-            run_tag = "r" + datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
-    records_dir = FileSystems.join(output_dir, "records")
-    if not FileSystems.exists(records_dir):
-        FileSystems.mkdirs(records_dir)
-    return run_tag
+    elif leftovers:
+        outputs.delete(leftovers)
+    return plan
+
+
+def write_vocabulary(output_dir: str, labels: set[str], keep_labels: tuple[str, ...]) -> None:
+    """Writes vocabulary.csv before any record exists, so a crashed run's records can be resumed safely."""
+    from transforms.write import write_atomically  # pylint: disable=import-outside-toplevel
+
+    vocabulary = annotations.Vocabulary.from_labels(set(labels) | set(keep_labels))
+    write_atomically(FileSystems.join(output_dir, outputs.VOCABULARY_NAME), vocabulary.to_csv().encode("utf-8"))
 
 
 def _announce_synthetic() -> None:
@@ -245,7 +299,7 @@ def run(argv: list[str] | None = None) -> dict:
     problems = options.validate_build()
     if problems:
         raise UsageError("; ".join(problems) + " (see python -m pipeline.build --help)")
-    input_format, input_rows = check_input_csv(options.input_csv)
+    input_format, input_rows, csv_labels = check_input_csv(options.input_csv)
     config = options.model_config()
     if config.synthetic:
         _announce_synthetic()
@@ -258,8 +312,51 @@ def run(argv: list[str] | None = None) -> dict:
     except ValueError as e:
         raise UsageError(str(e)) from e
     del fetch_config  # validated here; workers build their own from the options
-    run_tag = prepare_output_dir(options.output_dir, overwrite=options.overwrite,
-                                 skip_existing=options.skip_existing)
+    try:
+        outputs.check_output_dir(options.output_dir)
+        lock = outputs.BuildLock.acquire(options.output_dir, break_lock=options.break_lock)
+    except outputs.OutputError as e:
+        raise UsageError(str(e)) from e
+    try:
+        with _private_tempdir():
+            return _run_locked(pipeline_options, options, input_format=input_format, input_rows=input_rows,
+                               csv_labels=csv_labels, files=files, local=local)
+    finally:
+        lock.release()
+
+
+@contextlib.contextmanager
+def _private_tempdir():
+    """Points tempfile (and TMPDIR, for worker processes) at one folder removed when the run ends.
+
+    Beam's job service and stager leave empty folders (`beam-temp*`, `tmp*`,
+    `beam-requirements-cache`) in the system temp directory on every run; this way nothing of
+    a run stays in /tmp, whatever its outcome.
+    """
+    path = tempfile.mkdtemp(prefix="video-features-build-")
+    saved_tempdir, saved_env = tempfile.tempdir, os.environ.get("TMPDIR")
+    tempfile.tempdir = path
+    os.environ["TMPDIR"] = path
+    try:
+        yield path
+    finally:
+        tempfile.tempdir = saved_tempdir
+        if saved_env is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved_env
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _run_locked(pipeline_options, options: BuildOptions, *, input_format: str, input_rows: int,
+                csv_labels: set[str], files, local: bool) -> dict:
+    """The part of `run` that holds the directory's build lock."""
+    plan = prepare_output_dir(options.output_dir, overwrite=options.overwrite,
+                              skip_existing=options.skip_existing, csv_labels=csv_labels)
+    try:
+        write_vocabulary(options.output_dir, csv_labels, plan.keep_labels)
+    except Exception as e:  # pylint: disable=broad-except
+        raise UsageError(f"--output_dir {options.output_dir} cannot be written: {type(e).__name__}: {e}") from e
     run_info = {
         "input_csv": options.input_csv,
         "input_format": input_format,
@@ -269,7 +366,8 @@ def run(argv: list[str] | None = None) -> dict:
     }
     started = time.monotonic()
     p = beam.Pipeline(runner=local_runner(pipeline_options) if local else None, options=pipeline_options)
-    build_pipeline(p, options, run_info=run_info, run_tag=run_tag, expected_rows=input_rows)
+    build_pipeline(p, options, run_info=run_info, run_tag=plan.run_tag, expected_rows=input_rows,
+                   keep_labels=plan.keep_labels, replaces=plan.replaces)
     # Local worker processes report to this process's display; on other runners they log.
     with RunProgress(total=input_rows) if local else contextlib.nullcontext():
         result = p.run()
@@ -321,7 +419,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{'' if stats['failures'] == 1 else 's'} for "
           f"{stats['rows_read']} rows (all figures: stats.json)")
     if not stats.get("all_rows_accounted_for", False):
-        print("error: rows read != records written + failure lines; see stats.json", file=sys.stderr)
+        print("error: rows read != records written + records skipped (existing) + failure lines; some rows are "
+              "unaccounted for; see stats.json", file=sys.stderr)
         return 1
     return 0
 

@@ -50,6 +50,7 @@ import dataclasses
 import hashlib
 import http.client
 import json
+import math
 import os
 import pathlib
 import random
@@ -765,8 +766,16 @@ def _positive_int(text: str) -> int:
 
 def _non_negative_float(text: str) -> float:
     value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    """A socket timeout: 0 would make every read fail at once (non-blocking), so it is refused here."""
+    value = float(text)
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
     return value
 
 
@@ -788,7 +797,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--parallelism", default=4, type=_positive_int, help="concurrent downloads, default 4")
     parser.add_argument("--max_attempts", default=5, type=_positive_int,
                         help="attempts per file on transient errors, default 5")
-    parser.add_argument("--timeout", default=60.0, type=_non_negative_float, help="socket timeout in s, default 60")
+    parser.add_argument("--timeout", default=60.0, type=_positive_float, help="socket timeout in s, default 60")
     parser.add_argument("--backoff_base", default=1.0, type=_non_negative_float,
                         help="first retry delay scale in s (doubles each attempt, jittered), default 1")
     parser.add_argument("--backoff_max", default=60.0, type=_non_negative_float,

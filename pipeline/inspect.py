@@ -67,6 +67,11 @@ def parent_dir(path: str) -> str | None:
     return f"{scheme}://{head}" if sep else head
 
 
+def escape_glob(path: str) -> str:
+    """A directory path as a glob that matches only itself (its `[`, `*`, `?` are literal characters)."""
+    return "".join(f"[{ch}]" if ch in "[]*?" else ch for ch in path)
+
+
 def expand_paths(spec: str) -> list[str]:
     """A file, a glob or a dataset directory -> sorted list of record files (local or gs://).
 
@@ -78,8 +83,8 @@ def expand_paths(spec: str) -> list[str]:
     if path_isdir(spec):
         inner = spec.rstrip("/") + "/records"
         base = inner if path_isdir(inner) else spec.rstrip("/")
-        return sorted(_gfile().glob(base + "/*.tfrecord"))
-    if any(ch in spec for ch in "*?["):
+        return sorted(_gfile().glob(escape_glob(base) + "/*.tfrecord"))
+    if any(ch in spec for ch in "*?[") and not path_exists(spec):  # a file named with `[` is itself
         return sorted(_gfile().glob(spec))
     return [spec] if path_exists(spec) else []
 
@@ -217,6 +222,8 @@ def iter_records(paths: list[str], *, max_records: int | None = None) -> Iterato
                     yield ReadResult(where, clip_id=e.clip_id, problem=e.problem)
         except tf.errors.DataLossError as e:
             yield ReadResult(path, problem=f"corrupt TFRecord file: {e.message}")
+        except tf.errors.OpError as e:  # unreadable (permissions, vanished): named, not a traceback
+            yield ReadResult(path, problem=f"cannot read the file: {e.message}")
 
 
 def inspect_records(paths: list[str], *, max_errors: int = 20) -> dict:

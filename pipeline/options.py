@@ -119,6 +119,11 @@ class BuildOptions(PipelineOptions):
                             help="Clips with a wider or taller frame fail `too_large` before decoding.")
         parser.add_argument("--max_frame_pixels", type=_positive_int, default=40_000_000,
                             help="Clips whose frames have more pixels fail `too_large` before decoding.")
+        # Output safety (issue 9): the build lock of --output_dir.
+        parser.add_argument("--break_lock", action="store_true",
+                            help="Take over --output_dir's build lock (.build.lock) even when its owner cannot be "
+                                 "checked (another host). Only after making sure no build runs there; a stale lock "
+                                 "of a dead process on this host is taken over without it.")
 
     # --input_csv/--output_dir are checked in validate_build(), not with required=True: Beam parses
     # every PipelineOptions subclass for any pipeline in the process, tests' TestPipelines too.

@@ -99,7 +99,7 @@ def _read_text(path: str) -> str:
 def _read_failures(directory: str, stats: dict | None) -> Failures | None:
     """Counts the failure shards line by line; falls back to stats.json's counts when there are none."""
     try:
-        shards = sorted(_gfile().glob(directory.rstrip("/") + "/failures-*.jsonl"))
+        shards = sorted(_gfile().glob(inspect.escape_glob(directory.rstrip("/")) + "/failures-*.jsonl"))
     except Exception:  # noqa: BLE001 - an unreadable folder reads as "no failure shards"
         shards = []
     if shards:
@@ -642,7 +642,8 @@ def write_text(path: str, text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Reads the dataset(s), writes the page; exit status 2 when there is nothing to report on."""
+    """Reads the dataset(s), writes the page; exit status 2 when there is nothing to report on, 1 when a
+    record or shard breaks the layout (corrupt file, bad record, duplicate id), naming where."""
     parser = argparse.ArgumentParser(prog="python -m pipeline.report", description=__doc__.split("\n")[0])
     parser.add_argument("dataset", help="dataset directory, record glob or file (local or gs://)")
     parser.add_argument("--out", help="where to write the page (default: DATASET_DIR/report.html)")
@@ -663,6 +664,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{data.name}: {data.records_read:,} records read from {data.files_read:,} of {len(data.paths):,} "
               f"files{' (sampled)' if data.sampled else ''}")
     print(f"wrote {out}")
+    bad = [v for data in datasets for v in data.violations]
+    if any(data.violations_total for data in datasets):
+        # The page is written (it shows them), but a script must not take a damaged dataset for a good one.
+        print(f"error: {sum(d.violations_total for d in datasets)} record(s) or file(s) break the layout, e.g. "
+              + "; ".join(f"{v['where']}: {v['problem']}" for v in bad[:5]), file=sys.stderr)
+        return 1
     return 0
 
 

@@ -12,7 +12,6 @@ import hashlib
 import io
 import itertools
 import json
-import pathlib
 import random
 import string
 import threading

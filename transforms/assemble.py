@@ -7,7 +7,15 @@ import numpy as np
 
 from pipeline import postprocess, records
 from pipeline.errors import ClipError, failure_record
+from transforms import isolation
 from transforms.read import NAMESPACE
+
+
+def _describe_joined(element):
+    clip_id, grouped = element
+    metas = list(grouped["meta"])
+    clip = metas[0]["clip"] if metas else None
+    return (clip_id, clip.fields, clip.row) if clip is not None else (clip_id, {}, None)
 
 
 class _BuildRecord(beam.DoFn):
@@ -18,6 +26,7 @@ class _BuildRecord(beam.DoFn):
         self._written = beam.metrics.Metrics.counter(NAMESPACE, "records_built")
         self._steps = beam.metrics.Metrics.counter(NAMESPACE, "steps_built")
 
+    @isolation.isolate("features", _describe_joined, element_arg=1)
     def process(self, element, vocabulary):
         clip_id, grouped = element
         metas = list(grouped["meta"])

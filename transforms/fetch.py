@@ -36,8 +36,21 @@ def safe_label(label: str) -> str:
 
 
 def clip_path(clips_dir: str, clip: ClipRequest) -> str:
+    """DIR/{label}/{id}.mp4 with both parts made one safe path component each, confined to `clips_dir`.
+
+    Raises ClipError(`unsafe_path`) when a symlink inside a local `clips_dir` leads out of it: a
+    kept clip is never read from or written to a place the user did not name.
+    """
     folder = safe_label(clip.labels[0]) if clip.labels else "test"
-    return FileSystems.join(clips_dir, folder, f"{clip.clip_id}.mp4")
+    name = safe_label(clip.clip_id)
+    path = FileSystems.join(clips_dir, folder, f"{name}.mp4")
+    if "://" not in clips_dir:
+        root = os.path.realpath(clips_dir)
+        real = os.path.realpath(path)
+        if os.path.commonpath([root, real]) != root:
+            raise ClipError("unsafe_path", f"kept-clip path {path} leads out of --clips_dir {clips_dir} "
+                            f"(to {real}) through a symlink", stage="fetch")
+    return path
 
 
 class ClipFetcher:

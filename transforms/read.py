@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import io
-
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline import annotations
 from pipeline.errors import failure_record
+from transforms import isolation
 
 NAMESPACE = "video_features"
 
@@ -20,15 +19,16 @@ class _ParseCsvFile(beam.DoFn):
     VOCABULARY = "vocabulary"
     ROWS = "rows"
 
-    def __init__(self):
+    def __init__(self, keep_labels: tuple[str, ...] = ()):
+        self._keep_labels = tuple(keep_labels)
         self._rows = beam.metrics.Metrics.counter(NAMESPACE, "rows_read")
         self._bad = beam.metrics.Metrics.counter(NAMESPACE, "rows_malformed")
 
     def process(self, path: str):
-        labels: set[str] = set()
+        labels: set[str] = set(self._keep_labels)
         count = 0
         with FileSystems.open(path) as raw:
-            text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+            text = annotations.open_text(raw)
             for _, parsed in annotations.read_rows(text):
                 count += 1
                 self._rows.inc()
@@ -44,6 +44,13 @@ class _ParseCsvFile(beam.DoFn):
         yield beam.pvalue.TaggedOutput(self.ROWS, count)
 
 
+def _describe_group(element):
+    clip_id, requests = element
+    first = min(requests, key=lambda r: r.row)
+    return clip_id, first.fields, first.row
+
+
+@isolation.isolate("read", _describe_group)
 def _first_wins(element):
     """Keeps the earliest row of each id; later rows with the same id become `duplicate_id` failures."""
     clip_id, requests = element
@@ -56,22 +63,23 @@ def _first_wins(element):
 
 
 class ReadAnnotations(beam.PTransform):
-    """Reads `csv_path` (local or gs://).
+    """Reads `csv_path` (local or gs://); `keep_labels` (a resumed dataset's names) join the vocabulary.
 
     Returns a dict of PCollections: `clips` (unique ClipRequests, reshuffled so the expensive
     stages spread over workers), `failures` (failure dicts), `vocabulary` (one Vocabulary),
     `rows_read` (one int).
     """
 
-    def __init__(self, csv_path: str):
+    def __init__(self, csv_path: str, *, keep_labels: tuple[str, ...] = ()):
         super().__init__()
         self._csv_path = csv_path
+        self._keep_labels = tuple(keep_labels)
 
     def expand(self, pbegin):
         parsed = (
             pbegin
             | "CsvPath" >> beam.Create([self._csv_path])
-            | "ParseCsv" >> beam.ParDo(_ParseCsvFile()).with_outputs(
+            | "ParseCsv" >> beam.ParDo(_ParseCsvFile(self._keep_labels)).with_outputs(
                 _ParseCsvFile.FAILURES, _ParseCsvFile.VOCABULARY, _ParseCsvFile.ROWS, main="clips"))
         unique = (
             parsed.clips

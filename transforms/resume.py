@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import apache_beam as beam
 
+from transforms import isolation
 from transforms.read import NAMESPACE
 
 
@@ -14,6 +15,27 @@ def record_id(serialized: bytes) -> str:
     return example.context.feature["id"].bytes_list.value[0].decode("utf-8")
 
 
+def _ids_of_shard(path: str):
+    """The ids of one existing shard, read by path (never as a glob: the path may hold `[`, `*`, `?`)."""
+    from apache_beam.io.filesystem import CompressionTypes  # pylint: disable=import-outside-toplevel
+    from apache_beam.io.filesystems import FileSystems  # pylint: disable=import-outside-toplevel
+    from apache_beam.io.tfrecordio import _TFRecordUtil  # pylint: disable=import-outside-toplevel
+
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        while True:
+            record = _TFRecordUtil.read_record(f)
+            if record is None:
+                return
+            yield record_id(record), None
+
+
+def _describe_joined(element):
+    clip_id, grouped = element
+    clips = list(grouped["clip"])
+    return (clip_id, clips[0].fields, clips[0].row) if clips else (clip_id, {}, None)
+
+
+@isolation.isolate("resume", _describe_joined)
 def _todo_or_skipped(element):
     clip_id, grouped = element
     clips = list(grouped["clip"])
@@ -27,26 +49,28 @@ def _todo_or_skipped(element):
 
 
 class SkipExisting(beam.PTransform):
-    """Returns (clips still to build, a one-element PCollection with the number skipped).
+    """Returns (clips still to build, a one-element PCollection with the number skipped, failures).
 
     Args:
-      pattern: glob of the record files already written, or None when there are none.
+      paths: the record files already written (checked by the launcher; may be empty).
     """
 
-    def __init__(self, pattern: str | None):
+    def __init__(self, paths: list[str] | None):
         super().__init__()
-        self._pattern = pattern
+        self._paths = sorted(paths or [])
 
     def expand(self, clips):
         p = clips.pipeline
-        if self._pattern:
-            done = (p | "ReadExisting" >> beam.io.ReadFromTFRecord(self._pattern)
-                    | "ExistingIds" >> beam.Map(lambda r: (record_id(r), None)))
+        if self._paths:
+            done = (p | "ExistingShards" >> beam.Create(self._paths)
+                    | "SpreadShards" >> beam.Reshuffle()
+                    | "ExistingIds" >> beam.FlatMap(_ids_of_shard))
         else:
             done = p | "NoExisting" >> beam.Create([])
         split = (
             {"clip": clips | "KeyClips" >> beam.Map(lambda c: (c.clip_id, c)), "done": done}
             | "JoinExisting" >> beam.CoGroupByKey()
-            | "TodoOrSkipped" >> beam.FlatMap(_todo_or_skipped).with_outputs("skipped", main="todo"))
+            | "TodoOrSkipped" >> beam.FlatMap(_todo_or_skipped).with_outputs(
+                "skipped", isolation.FAILURES, main="todo"))
         skipped = split.skipped | "CountSkipped" >> beam.combiners.Count.Globally()
-        return split.todo, skipped
+        return split.todo, skipped, split[isolation.FAILURES]

@@ -45,8 +45,23 @@ def write_atomically(path: str, data: bytes) -> None:
     FileSystems.rename([tmp], [path])
 
 
+def failure_line(failure: dict) -> bytes:
+    """One JSON line of the failure report. Text that cannot be UTF-8 (lone surrogates) is \\u-escaped."""
+    text = json.dumps(failure, sort_keys=True, ensure_ascii=False)
+    try:
+        return (text + "\n").encode("utf-8")
+    except UnicodeEncodeError:
+        return (json.dumps(failure, sort_keys=True, ensure_ascii=True) + "\n").encode("ascii")
+
+
+def rows_accounted_for(*, rows: int, records: int, skipped: int, failures: int) -> bool:
+    """Every input row became exactly one of: a record, a skipped existing record, a failure line."""
+    return rows == records + skipped + failures
+
+
 def _stable_shard(clip_id: str, num_shards: int) -> int:
-    return zlib.crc32(clip_id.encode("utf-8")) % num_shards
+    # surrogatepass: an id that is not valid UTF-8 text must not stop the write (its bytes are unchanged otherwise)
+    return zlib.crc32(clip_id.encode("utf-8", "surrogatepass")) % num_shards
 
 
 class _AssignShard(beam.DoFn):
@@ -117,10 +132,11 @@ def _sum_tuples(values):
 class _Finalize(beam.DoFn):
     """Runs once, after all shards exist: fills empty shard slots, vocabulary.csv, then stats.json."""
 
-    def __init__(self, *, output_dir: str, run_info: dict, run_tag: str):
+    def __init__(self, *, output_dir: str, run_info: dict, run_tag: str, replaces: tuple[str, ...] = ()):
         self._output_dir = output_dir
         self._run_info = run_info
         self._run_tag = run_tag
+        self._replaces = tuple(replaces)
 
     def process(self, _, shards, vocabulary, rows_read, record_totals, failure_reasons, failure_stages, existing):
         written = {(s["split"], s["shard"], s["num_shards"]) for s in shards}
@@ -145,7 +161,8 @@ class _Finalize(beam.DoFn):
             "failures": failures,
             "failures_by_reason": dict(sorted(failure_reasons.items())),
             "failures_by_stage": dict(sorted(failure_stages.items())),
-            "all_rows_accounted_for": rows == records + skipped + failures,
+            "all_rows_accounted_for": rows_accounted_for(rows=rows, records=records, skipped=skipped,
+                                                         failures=failures),
             "seconds_of_video": round(seconds, 3),
             "steps_written": steps,
             "clips_with_silent_audio": silent,
@@ -160,6 +177,15 @@ class _Finalize(beam.DoFn):
         }
         if not stats["all_rows_accounted_for"]:
             beam.metrics.Metrics.counter(NAMESPACE, "rows_unaccounted").inc(abs(rows - records - skipped - failures))
+        # Earlier failure shards this run did not rewrite (another -of-N): only now, with the new set complete.
+        new_paths = {s["path"] for s in shards} | {
+            shard_path(self._output_dir, split, shard, n, self._run_tag)
+            for split, n in layouts for shard in range(n)}
+        stale = [path for path in self._replaces if path not in new_paths]
+        if stale:
+            from pipeline import outputs  # pylint: disable=import-outside-toplevel
+
+            outputs.delete(stale)
         write_atomically(FileSystems.join(self._output_dir, "stats.json"),
                          (json.dumps(stats, indent=2, sort_keys=False) + "\n").encode("utf-8"))
         yield stats
@@ -169,8 +195,9 @@ class WriteDataset(beam.PTransform):
     """Writes the dataset layout pinned in the README. Returns a PCollection holding the stats dict."""
 
     def __init__(self, *, output_dir: str, records_per_shard: int, failures_per_shard: int, run_info: dict,
-                 run_tag: str = ""):
+                 run_tag: str = "", replaces: tuple[str, ...] = ()):
         super().__init__()
+        self._replaces = tuple(replaces)
         self._run_tag = run_tag
         self._output_dir = output_dir
         self._records_per_shard = records_per_shard
@@ -181,8 +208,7 @@ class WriteDataset(beam.PTransform):
         records, failures = inputs["records"], inputs["failures"]
         record_items = records | "RecordItems" >> beam.Map(lambda r: (r["split"], r["id"], r["record"]))
         failure_items = failures | "FailureItems" >> beam.Map(
-            lambda f: (FAILURES_SPLIT, f["id"] or str(f.get("row")),
-                       (json.dumps(f, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")))
+            lambda f: (FAILURES_SPLIT, f["id"] or str(f.get("row")), failure_line(f)))
         record_shards = record_items | "WriteRecords" >> _WriteShards(
             self._output_dir, self._records_per_shard, self._run_tag)
         failure_shards = failure_items | "WriteFailures" >> _WriteShards(self._output_dir, self._failures_per_shard)
@@ -197,7 +223,8 @@ class WriteDataset(beam.PTransform):
             records.pipeline
             | "FinalizeTrigger" >> beam.Create([None])
             | "Finalize" >> beam.ParDo(
-                _Finalize(output_dir=self._output_dir, run_info=self._run_info, run_tag=self._run_tag),
+                _Finalize(output_dir=self._output_dir, run_info=self._run_info, run_tag=self._run_tag,
+                          replaces=self._replaces),
                 shards=beam.pvalue.AsList(shards),
                 vocabulary=beam.pvalue.AsSingleton(inputs["vocabulary"]),
                 rows_read=beam.pvalue.AsList(inputs["rows_read"]),

@@ -1,0 +1,300 @@
+"""The dataset directory as a whole: listing without globs, the build lock, shard checks, kept vocabulary.
+
+Everything here runs in the launching process before any work starts, so a problem of the
+run as a whole (a directory in use, a corrupt shard, a CSV whose labels would renumber the
+records already written) stops it with one clear message instead of damaging the dataset.
+
+Paths are never used as glob patterns: Beam's `FileSystems.match` and `tf.io.gfile.glob` treat
+`[...]`, `*` and `?` as wildcards, so an `--output_dir` containing them would match nothing
+(or something else). Local directories are listed with `os.listdir`; remote ones are matched
+with their literal part escaped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import fnmatch
+import json
+import logging
+import os
+import socket
+import struct
+
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline import annotations
+
+LOCK_NAME = ".build.lock"
+VOCABULARY_NAME = "vocabulary.csv"
+
+
+class OutputError(Exception):
+    """The output directory cannot be used as asked; the message says why and what to do."""
+
+
+def is_local(path: str) -> bool:
+    return "://" not in path
+
+
+def escape_glob(path: str) -> str:
+    """`path` as a glob pattern that matches only itself (`[`, `*`, `?` become one-character classes)."""
+    return "".join(f"[{ch}]" if ch in "[]*?" else ch for ch in path)
+
+
+def join(directory: str, *parts: str) -> str:
+    return FileSystems.join(directory, *parts)
+
+
+def list_files(directory: str, pattern: str = "*") -> list[str]:
+    """Files directly in `directory` whose name matches `pattern` (a glob on the name only), sorted.
+
+    The directory part is taken literally, whatever characters it holds.
+    """
+    if is_local(directory):
+        try:
+            names = os.listdir(directory)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted(os.path.join(directory, n) for n in names
+                      if fnmatch.fnmatchcase(n, pattern) and os.path.isfile(os.path.join(directory, n)))
+    match = FileSystems.match([join(escape_glob(directory.rstrip("/")), pattern)])[0]
+    prefix = directory.rstrip("/") + "/"
+    return sorted(m.path for m in match.metadata_list if "/" not in m.path[len(prefix):])
+
+
+def delete(paths: list[str]) -> None:
+    """Deletes files by their literal paths (Beam's local delete treats each path as a glob)."""
+    local = [p for p in paths if is_local(p)]
+    remote = [p for p in paths if not is_local(p)]
+    for path in local:
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+    if remote:
+        FileSystems.delete(remote)
+
+
+def check_output_dir(output_dir: str) -> None:
+    """Creates `output_dir` (and records/) or says in one line why it cannot be used."""
+    try:
+        if is_local(output_dir):
+            if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+                raise OutputError(f"--output_dir {output_dir} is a file, not a directory")
+            os.makedirs(os.path.join(output_dir, "records"), exist_ok=True)
+            if not os.access(output_dir, os.W_OK | os.X_OK) or \
+                    not os.access(os.path.join(output_dir, "records"), os.W_OK | os.X_OK):
+                raise OutputError(f"--output_dir {output_dir} is not writable")
+        else:
+            records = join(output_dir, "records")
+            if not FileSystems.exists(records):
+                FileSystems.mkdirs(records)
+    except OutputError:
+        raise
+    except Exception as e:  # pylint: disable=broad-except
+        raise OutputError(f"--output_dir {output_dir} cannot be used: {type(e).__name__}: {e}") from e
+
+
+# ----------------------------------------------------------------------------------------------
+# The build lock: one build per directory at a time.
+
+
+@dataclasses.dataclass
+class BuildLock:
+    """`DIR/.build.lock`, holding the owner's host, pid and start time (JSON).
+
+    Taken before anything in the directory is touched and removed when the run ends, whatever
+    the outcome. A lock whose owner is a dead process on this host (a build killed with -9) is
+    stale: it is reported and taken over. A lock of another host cannot be checked; it is
+    taken over only with `break_lock`, after the user made sure no build runs there.
+    """
+
+    path: str
+    owner: dict
+
+    @classmethod
+    def acquire(cls, output_dir: str, *, break_lock: bool = False) -> BuildLock:
+        path = join(output_dir, LOCK_NAME)
+        owner = {"host": socket.gethostname(), "pid": os.getpid(),
+                 "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+        for _ in range(3):
+            try:
+                created = _create_exclusive(path, (json.dumps(owner) + "\n").encode("utf-8"))
+            except Exception as e:  # pylint: disable=broad-except  (read-only filesystem, no permission)
+                raise OutputError(f"--output_dir {output_dir} is not writable: cannot create the build lock {path} "
+                                  f"({type(e).__name__}: {e})") from e
+            if created:
+                return cls(path, owner)
+            held = _read_lock(path)
+            if held is None:
+                continue  # released between our attempt and the read: try again
+            who = (f"pid {held.get('pid')} on host {held.get('host')!r}, started {held.get('started_at')}"
+                   if isinstance(held, dict) else "an unreadable owner")
+            if isinstance(held, dict) and held.get("host") == owner["host"] and not _alive(held.get("pid")):
+                logging.warning("Taking over the stale build lock %s: its owner (%s) is no longer running", path, who)
+            elif break_lock:
+                logging.warning("Breaking the build lock %s held by %s (--break_lock)", path, who)
+            else:
+                where = "this host" if isinstance(held, dict) and held.get("host") == owner["host"] else "another host"
+                raise OutputError(
+                    f"--output_dir {output_dir} is in use by another build ({who}; lock file {path}). Wait for it "
+                    f"to finish; if no build runs there any more (the owner is on {where}), pass --break_lock "
+                    "or delete the lock file")
+            _remove(path)
+        raise OutputError(f"could not take the build lock {path}: it keeps changing hands")
+
+    def release(self) -> None:
+        held = _read_lock(self.path)
+        if held == self.owner:
+            _remove(self.path)
+
+
+def _create_exclusive(path: str, data: bytes) -> bool:
+    if is_local(path):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return True
+    # Object stores have no exclusive create here: check, then write (a narrow race, documented).
+    if FileSystems.exists(path):
+        return False
+    with FileSystems.create(path) as f:
+        f.write(data)
+    return True
+
+
+def _read_lock(path: str):
+    try:
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+            text = f.read().decode("utf-8", "replace")
+    except Exception:  # pylint: disable=broad-except
+        return None if not FileSystems.exists(path) else "?"
+    try:
+        return json.loads(text)
+    except ValueError:
+        return "?"
+
+
+def _remove(path: str) -> None:
+    try:
+        delete([path])
+    except Exception:  # pylint: disable=broad-except
+        pass
+
+
+def _alive(pid) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# ----------------------------------------------------------------------------------------------
+# Existing shards and the kept vocabulary.
+
+
+def check_tfrecord_file(path: str) -> int:
+    """Walks a TFRecord file's framing (lengths and their CRCs) without reading the payloads.
+
+    Returns the number of records; raises OutputError naming the file when it is truncated or
+    its framing is damaged. Cheap: one 12-byte read and one seek per record.
+    """
+    from apache_beam.io.tfrecordio import _TFRecordUtil  # pylint: disable=import-outside-toplevel
+
+    count = 0
+    try:
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+            while True:
+                header = f.read(12)
+                if not header:
+                    return count
+                if len(header) < 12:
+                    raise OutputError(f"existing shard {path} is corrupt: truncated after {count} records")
+                length, length_crc = struct.unpack("<QI", header)
+                if _TFRecordUtil._masked_crc32c(header[:8]) != length_crc:  # pylint: disable=protected-access
+                    raise OutputError(f"existing shard {path} is corrupt: bad length checksum at record {count}")
+                f.seek(length, os.SEEK_CUR)
+                trailer = f.read(4)
+                if len(trailer) < 4:
+                    raise OutputError(f"existing shard {path} is corrupt: record {count} is truncated")
+                count += 1
+    except OutputError:
+        raise
+    except Exception as e:  # pylint: disable=broad-except
+        raise OutputError(f"existing shard {path} cannot be read: {type(e).__name__}: {e}") from e
+
+
+def check_existing_shards(paths: list[str]) -> int:
+    """Checks every shard's framing; returns the total number of records. Raises OutputError."""
+    total = 0
+    for path in paths:
+        total += check_tfrecord_file(path)
+    return total
+
+
+def read_vocabulary(output_dir: str) -> annotations.Vocabulary | None:
+    """The vocabulary.csv of an earlier build, or None when there is none."""
+    path = join(output_dir, VOCABULARY_NAME)
+    if not FileSystems.exists(path):
+        return None
+    import csv  # pylint: disable=import-outside-toplevel
+    import io  # pylint: disable=import-outside-toplevel
+
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        text = f.read().decode("utf-8")
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows or [c.strip() for c in rows[0]] != ["Index", "Name"]:
+        raise OutputError(f"{path} is not an Index,Name vocabulary; cannot keep the label indices of the "
+                          "records already written")
+    try:
+        pairs = sorted((int(r[0]), r[1]) for r in rows[1:] if r)
+    except (ValueError, IndexError) as e:
+        raise OutputError(f"{path} has a malformed row ({e}); cannot keep the label indices of the records "
+                          "already written") from e
+    names = [n for _, n in pairs]
+    vocab = annotations.Vocabulary.from_labels(names)
+    if [vocab.index(n) for n in names] != [i for i, _ in pairs]:
+        raise OutputError(f"{path} does not number its labels as this pipeline does (sorted names, or integer "
+                          "labels as themselves); cannot keep the label indices of the records already written")
+    return vocab
+
+
+def resumed_vocabulary(old: annotations.Vocabulary, csv_labels: set[str], output_dir: str) -> annotations.Vocabulary:
+    """The vocabulary of a resumed build: the old names plus the CSV's, provided no old index changes.
+
+    Raises OutputError (the run refuses) when the CSV brings labels that would renumber the
+    records already written: a name sorting before an old one, or a name among integer labels.
+    """
+    new = annotations.Vocabulary.from_labels(set(old.names) | set(csv_labels))
+    moved = [n for n in old.names if new.index(n) != old.index(n)]
+    if old.integer and not new.integer:
+        moved = list(old.names)
+    if moved:
+        added = sorted(set(csv_labels) - set(old.names))
+        raise OutputError(
+            f"--skip_existing: the CSV's labels differ from {join(output_dir, VOCABULARY_NAME)} in a way that would "
+            f"change the label indices of records already written (new labels {added[:10]}"
+            f"{' ...' if len(added) > 10 else ''} renumber {moved[:5]}{' ...' if len(moved) > 5 else ''}). "
+            "Build into a new --output_dir, or rebuild everything with --overwrite")
+    return new
+
+
+def unique_run_tag(existing: list[str]) -> str:
+    """`r{UTC time}`, made unique among the shard names already present (two resumes in one second)."""
+    base = "r" + datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    names = [p.rsplit("/", 1)[-1] for p in existing]
+    tag, n = base, 0
+    while any(f"-{tag}-" in name for name in names):
+        n += 1
+        tag = f"{base}x{n}"
+    return tag

@@ -1,0 +1,66 @@
+"""Per-element isolation: an unexpected exception for one element becomes its failure line.
+
+On Dataflow a DoFn that raises is retried four times and then fails the whole job, so a bug or
+an unforeseen input in one clip of a million must not escape `process()`. `isolate` wraps a
+per-element generator: whatever it raises becomes an `internal_error` failure line (exception
+type and message, and the stage) on the `failures` output, and the run goes on. Problems of
+the run as a whole (an unwritable output, a lost worker) are not per-element and are left to
+the runner's retries.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+
+import apache_beam as beam
+
+from pipeline import annotations
+from pipeline.errors import failure_record
+
+FAILURES = "failures"
+
+
+def internal_error(*, clip_id: str, fields: dict, row: int | None, stage: str, error: BaseException) -> dict:
+    """The failure line of an unexpected exception; also logged with its traceback and counted."""
+    logging.error("Unexpected error at stage %s on clip %r (row %s)", stage, clip_id, row,
+                  exc_info=(type(error), error, error.__traceback__))
+    from transforms.read import NAMESPACE  # pylint: disable=import-outside-toplevel  (read imports this module)
+
+    beam.metrics.Metrics.counter(NAMESPACE, "failed_internal_error").inc()
+    return failure_record(clip_id=str(clip_id), fields=annotations.printable(fields or {}), row=row, stage=stage,
+                          reason="internal_error", message=f"{type(error).__name__}: {error}")
+
+
+def isolate(stage: str, describe: Callable[[object], tuple[str, dict, int | None]], *, element_arg: int = 0):
+    """Decorates a generator taking an element (positional argument `element_arg`) so it never raises.
+
+    Args:
+      stage: the stage named in the failure line (read, resume, features, write).
+      describe: element -> (clip id, input fields, row) for the failure line; it must not raise
+        (it is itself guarded: a failure to describe gives an empty description).
+      element_arg: 0 for a plain function, 1 for a DoFn's `process(self, element, ...)`.
+    """
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def guarded(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except Exception as e:  # pylint: disable=broad-except  (the point of this wrapper)
+                try:
+                    clip_id, fields, row = describe(args[element_arg])
+                except Exception:  # pylint: disable=broad-except
+                    clip_id, fields, row = "", {}, None
+                yield beam.pvalue.TaggedOutput(FAILURES, internal_error(
+                    clip_id=clip_id, fields=fields, row=row, stage=stage, error=e))
+
+        return guarded
+
+    return wrap
+
+
+def describe_clip(clip) -> tuple[str, dict, int | None]:
+    """A ClipRequest's (id, fields, row)."""
+    return clip.clip_id, clip.fields, clip.row
