@@ -6,8 +6,8 @@
    (examples/kinetics400_val_sample.csv); stand-in source videos generated with ffmpeg are
    served under those YouTube ids by a loopback HTTP server (Range requests), fetched by
    yt-dlp as sections, trimmed, featurized, written and inspected. The last id is not
-   served, so it ends as a `not_found` failure line. Expected: 4 records of 11 steps (a kept
-   10-s section holds 252 frames, so the frame after the 10-s mark exists: SPEC §2 gives 11).
+   served, so it ends as a `not_found` failure line. Expected: 4 records of 10 steps (the clip
+   is [start, end): frames a stream-copied section holds past `end` are not decoded).
 2. `videos/`: local files. A 10 s clip with audio, a 4.5 s clip without audio, a 0.5 s clip,
    a zero-byte file and a missing path. Expected: 3 records (10, 5 and 1 steps) and 2 failure
    lines (empty_file, missing_file).

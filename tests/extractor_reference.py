@@ -10,8 +10,11 @@ import cv2
 import numpy as np
 
 
-def frame_iterator(filename: str, every_ms: float = 1000.0, max_num_frames: int = 300):
-    """The extractor's loop, yielding (index of the frame read, CAP_PROP_POS_MSEC, RGB frame)."""
+def frame_iterator(filename: str, every_ms: float = 1000.0, max_num_frames: int = 300, end_ms: float | None = None):
+    """The extractor's loop, yielding (index of the frame read, CAP_PROP_POS_MSEC, RGB frame).
+
+    `end_ms` (not in the extractor) treats frames at or past it as absent: the file cut at end_ms.
+    """
     capture = cv2.VideoCapture()
     assert capture.open(filename), filename
     last_ts = -99999
@@ -20,18 +23,22 @@ def frame_iterator(filename: str, every_ms: float = 1000.0, max_num_frames: int 
     try:
         while num_retrieved < max_num_frames:
             while capture.get(cv2.CAP_PROP_POS_MSEC) < every_ms + last_ts:
-                if not capture.read()[0]:
+                if not capture.read()[0] or _past(capture, end_ms):
                     return
                 index += 1
             last_ts = capture.get(cv2.CAP_PROP_POS_MSEC)
             has_frames, frame = capture.read()
-            if not has_frames:
+            if not has_frames or _past(capture, end_ms):
                 break
             index += 1
             yield index, capture.get(cv2.CAP_PROP_POS_MSEC), frame[:, :, ::-1]
             num_retrieved += 1
     finally:
         capture.release()
+
+
+def _past(capture, end_ms: float | None) -> bool:
+    return end_ms is not None and capture.get(cv2.CAP_PROP_POS_MSEC) >= end_ms
 
 
 def quantize(features: np.ndarray, min_quantized_value: float = -2.0, max_quantized_value: float = 2.0) -> bytes:

@@ -80,7 +80,10 @@ class ClipFetcher:
         kept = clip_path(self._clips_dir, clip) if self._clips_dir else None
         if kept and FileSystems.exists(kept):
             self._reused.inc()
-            return _local_copy(kept, tmp), 0.0, None, {"bytes": 0, "seconds": 0.0, "attempts": 0, "method": "kept"}
+            # A kept clip starts at `start`; the clip still ends at `end` (a section can hold a frame past it).
+            duration = (clip.end - (clip.start or 0.0)) if clip.end is not None else None
+            return _local_copy(kept, tmp), 0.0, duration, {"bytes": 0, "seconds": 0.0, "attempts": 0,
+                                                          "method": "kept"}
         with self._semaphore or _process_semaphore(self._concurrency):
             result = fetch_clip(video_id=clip.video, start=clip.start or 0.0, end=clip.end, work_dir=tmp,
                                 config=self._config)
@@ -96,7 +99,7 @@ class ClipFetcher:
             trimmed = os.path.join(tmp, f"trimmed-{uuid.uuid4().hex}.mp4")
             _trim(result.path, trimmed, start=result.start_offset, duration=result.duration)
         _store(trimmed, kept)
-        return trimmed, 0.0, None, figures
+        return trimmed, 0.0, result.duration, figures
 
 
     def download(self, url: str, dest: str) -> int:
