@@ -299,6 +299,8 @@ def run(argv: list[str] | None = None) -> dict:
     problems = options.validate_build()
     if problems:
         raise UsageError("; ".join(problems) + " (see python -m pipeline.build --help)")
+    if pipeline_options.get_all_options().get("dry_run"):
+        return _dry_run(pipeline_options, options)
     input_format, input_rows, csv_labels = check_input_csv(options.input_csv)
     config = options.model_config()
     if config.synthetic:
@@ -323,6 +325,38 @@ def run(argv: list[str] | None = None) -> dict:
                                csv_labels=csv_labels, files=files, local=local)
     finally:
         lock.release()
+
+
+@contextlib.contextmanager
+def _runner_validation():
+    """The runner's own option checks (e.g. Dataflow's project id) as a one-line usage error."""
+    try:
+        yield
+    except ValueError as e:
+        if "validations errors" not in str(e):
+            raise
+        raise UsageError(" ".join(str(e).split())) from e
+
+
+DRY_RUN_NOTE = ("dry run: the job was built and translated, not submitted; not checked: --input_csv, "
+                "--output_dir and the model files (no cloud listing is made)")
+
+
+def _dry_run(pipeline_options: PipelineOptions, options: BuildOptions) -> dict:
+    """--dry_run=True: builds and translates the job offline, touching no input, output or model file.
+
+    A dry run is how a Dataflow job is checked before it is sent (tests/test_dataflow_job.py),
+    often on a machine without credentials: listing gs:// there would only hang on retries.
+    """
+    if options.model_config().synthetic:
+        _announce_synthetic()
+    with _private_tempdir():
+        with _runner_validation():
+            p = beam.Pipeline(options=pipeline_options)
+            build_pipeline(p, options, run_info={"dry_run": True})
+            state = p.run().state
+    print(DRY_RUN_NOTE, file=sys.stderr, flush=True)
+    return {"dry_run": True, "state": str(state)}
 
 
 @contextlib.contextmanager
@@ -365,12 +399,14 @@ def _run_locked(pipeline_options, options: BuildOptions, *, input_format: str, i
         "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     started = time.monotonic()
-    p = beam.Pipeline(runner=local_runner(pipeline_options) if local else None, options=pipeline_options)
+    with _runner_validation():
+        p = beam.Pipeline(runner=local_runner(pipeline_options) if local else None, options=pipeline_options)
     build_pipeline(p, options, run_info=run_info, run_tag=plan.run_tag, expected_rows=input_rows,
                    keep_labels=plan.keep_labels, replaces=plan.replaces)
     # Local worker processes report to this process's display; on other runners they log.
     with RunProgress(total=input_rows) if local else contextlib.nullcontext():
-        result = p.run()
+        with _runner_validation():
+            result = p.run()
         result.wait_until_finish()
     _print_summary(result, time.monotonic() - started, synthetic=files.synthetic)
     stats_path = FileSystems.join(options.output_dir, "stats.json")
@@ -414,6 +450,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
         raise
+    if stats.get("dry_run"):
+        return 0
     print(f"Wrote {stats['records_written']} records ({stats['steps_written']} steps, "
           f"{stats['seconds_of_video']:.1f} s of video) and {stats['failures']} failure line"
           f"{'' if stats['failures'] == 1 else 's'} for "

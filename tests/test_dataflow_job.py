@@ -95,3 +95,39 @@ def test_package_is_staged_with_setup_py(job):
                     dependency.role_payload).staged_name)
     assert "workflow.tar.gz" in staged, staged  # the sdist of setup.py that workers install
     assert "pickled_main_session" not in staged, staged
+
+
+def _cli_argv(project: str) -> list[str]:
+    argv = list(ARGV)
+    argv[argv.index("--project") + 1] = project
+    return argv
+
+
+def test_cli_dry_run_builds_the_job_offline_without_touching_gs(monkeypatch, capsys):
+    from apache_beam.io.filesystems import FileSystems
+
+    from pipeline import build
+
+    touched = []
+    for name in ("exists", "open", "match", "create", "mkdirs", "delete", "rename"):
+        original = getattr(FileSystems, name)
+
+        def spy(*args, _original=original, **kwargs):
+            if "gs://placeholder-bucket" in repr(args):
+                touched.append(args)
+                raise AssertionError(f"a dry run touched {args}")
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(FileSystems, name, staticmethod(spy))
+    assert build.main(_cli_argv("placeholder-project")) == 0
+    assert not touched, touched
+    assert build.DRY_RUN_NOTE in capsys.readouterr().err
+
+
+def test_cli_dry_run_reports_the_runners_validation_in_one_line(capsys):
+    from pipeline import build
+
+    assert build.main(_cli_argv("p")) == 2
+    err = capsys.readouterr().err
+    assert "error: Pipeline has validations errors: Invalid Project ID (p)" in err
+    assert "Traceback" not in err
