@@ -210,7 +210,7 @@ def prepare_output_dir(output_dir: str, *, overwrite: bool, skip_existing: bool 
 
 def write_vocabulary(output_dir: str, labels: set[str], keep_labels: tuple[str, ...]) -> None:
     """Writes vocabulary.csv before any record exists, so a crashed run's records can be resumed safely."""
-    from transforms.write import write_atomically  # pylint: disable=import-outside-toplevel
+    from pipeline.fileio import write_atomically  # pylint: disable=import-outside-toplevel
 
     vocabulary = annotations.Vocabulary.from_labels(set(labels) | set(keep_labels))
     write_atomically(FileSystems.join(output_dir, outputs.VOCABULARY_NAME), vocabulary.to_csv().encode("utf-8"))

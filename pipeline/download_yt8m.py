@@ -66,6 +66,8 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import TextIO
 
+from pipeline import fileio
+
 #: Host of the download plans when no ``--base_url`` is given.
 PLAN_HOST = "http://data.yt8m.org"
 #: Host template of the data files; ``{mirror}`` is one of ``MIRRORS``.
@@ -629,24 +631,21 @@ class _Downloader:
         target = self.output_dir / item.final_name
         partial = self.output_dir / (item.final_name + PART_SUFFIX)
         digest = hashlib.md5()
-        try:
-            with _open(self.opener, item.url, timeout=self.timeout) as response, open(partial, "wb") as handle:
-                def sink(chunk: bytes) -> None:
-                    handle.write(chunk)
-                    digest.update(chunk)
-                    self.progress.add_bytes(len(chunk))
+        # Renamed to the final name only when the block completes: readers see no file or the complete one;
+        # an md5 mismatch (or any error) removes the .part, and a rerun overwrites a stale one.
+        with fileio.atomic_write(str(target), temp_path=str(partial)) as handle, \
+                _open(self.opener, item.url, timeout=self.timeout) as response:
+            def sink(chunk: bytes) -> None:
+                handle.write(chunk)
+                digest.update(chunk)
+                self.progress.add_bytes(len(chunk))
 
-                _read_body(response, item.url, sink, stop=self.stop)
-                handle.flush()
-                os.fsync(handle.fileno())
+            _read_body(response, item.url, sink, stop=self.stop)
+            handle.flush()
+            os.fsync(handle.fileno())
             actual = digest.hexdigest()
             if actual != item.md5:
                 raise TransientError("md5_mismatch", f"{item.name}: md5 {actual}, plan says {item.md5}")
-            # Atomic on POSIX and Windows: readers see the old file or the complete new one.
-            os.replace(partial, target)
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
 
 
 def download(*, partition: str | Partition, output_dir: str | os.PathLike[str] = ".",

@@ -23,28 +23,23 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from pipeline import records
+from pipeline import quantization, records
+from pipeline.fileio import escape_glob, gfile
 
 _HIST_EDGES = (1, 2, 5, 10, 30, 60, 120, 240, 300)
-
-
-def _gfile():
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
-    return tf.io.gfile
 
 
 def path_exists(path: str) -> bool:
     """tf.io.gfile.exists, but False instead of an error for paths the filesystem rejects (e.g. `gs://x.csv`)."""
     try:
-        return _gfile().exists(path)
+        return gfile().exists(path)
     except Exception:  # noqa: BLE001 - tf raises assorted errors for unusable names; all mean "not there"
         return False
 
 
 def path_isdir(path: str) -> bool:
     try:
-        return _gfile().isdir(path)
+        return gfile().isdir(path)
     except Exception:  # noqa: BLE001 - same as path_exists
         return False
 
@@ -67,11 +62,6 @@ def parent_dir(path: str) -> str | None:
     return f"{scheme}://{head}" if sep else head
 
 
-def escape_glob(path: str) -> str:
-    """A directory path as a glob that matches only itself (its `[`, `*`, `?` are literal characters)."""
-    return "".join(f"[{ch}]" if ch in "[]*?" else ch for ch in path)
-
-
 def expand_paths(spec: str) -> list[str]:
     """A file, a glob or a dataset directory -> sorted list of record files (local or gs://).
 
@@ -83,9 +73,9 @@ def expand_paths(spec: str) -> list[str]:
     if path_isdir(spec):
         inner = spec.rstrip("/") + "/records"
         base = inner if path_isdir(inner) else spec.rstrip("/")
-        return sorted(_gfile().glob(escape_glob(base) + "/*.tfrecord"))
+        return sorted(gfile().glob(escape_glob(base) + "/*.tfrecord"))
     if any(ch in spec for ch in "*?[") and not path_exists(spec):  # a file named with `[` is itself
-        return sorted(_gfile().glob(spec))
+        return sorted(gfile().glob(spec))
     return [spec] if path_exists(spec) else []
 
 
@@ -138,17 +128,12 @@ def read_vocabulary(paths: list[str], directory: str | None = None) -> dict[int,
     for folder in dict.fromkeys(candidates):
         candidate = folder.rstrip("/") + "/vocabulary.csv"
         if path_exists(candidate):
-            with _gfile().GFile(candidate) as f:
+            with gfile().GFile(candidate) as f:
                 return parse_vocabulary_csv(f.read())
     return {}
 
 
 _read_vocabulary = read_vocabulary  # the old private name
-
-
-def dequantize(quantized: np.ndarray) -> np.ndarray:
-    """The YouTube-8M reader's dequantization (SPEC §1): bin centres of a truncating 8-bit quantizer."""
-    return quantized.astype(np.float64) * (4.0 / 255.0) + (4.0 / 512.0) - 2.0
 
 
 class Moments:
@@ -171,10 +156,9 @@ class Moments:
 
     def mean_std(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-dimension mean and population std (ddof=0) of the dequantized values."""
-        scale = 4.0 / 255.0
         mean_q = self.sum / max(self.n, 1)
         var_q = np.maximum(self.sumsq / max(self.n, 1) - mean_q * mean_q, 0.0)
-        return mean_q * scale + (4.0 / 512.0) - 2.0, np.sqrt(var_q) * scale
+        return quantization.dequantize(mean_q, np.float64), np.sqrt(var_q) * quantization.STEP
 
     def summary(self) -> dict:
         if self.n == 0:

@@ -25,6 +25,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline import annotations
+from pipeline.fileio import delete, escape_glob, is_local
 
 LOCK_NAME = ".build.lock"
 VOCABULARY_NAME = "vocabulary.csv"
@@ -32,15 +33,6 @@ VOCABULARY_NAME = "vocabulary.csv"
 
 class OutputError(Exception):
     """The output directory cannot be used as asked; the message says why and what to do."""
-
-
-def is_local(path: str) -> bool:
-    return "://" not in path
-
-
-def escape_glob(path: str) -> str:
-    """`path` as a glob pattern that matches only itself (`[`, `*`, `?` become one-character classes)."""
-    return "".join(f"[{ch}]" if ch in "[]*?" else ch for ch in path)
 
 
 def join(directory: str, *parts: str) -> str:
@@ -62,19 +54,6 @@ def list_files(directory: str, pattern: str = "*") -> list[str]:
     match = FileSystems.match([join(escape_glob(directory.rstrip("/")), pattern)])[0]
     prefix = directory.rstrip("/") + "/"
     return sorted(m.path for m in match.metadata_list if "/" not in m.path[len(prefix):])
-
-
-def delete(paths: list[str]) -> None:
-    """Deletes files by their literal paths (Beam's local delete treats each path as a glob)."""
-    local = [p for p in paths if is_local(p)]
-    remote = [p for p in paths if not is_local(p)]
-    for path in local:
-        try:
-            os.remove(path)
-        except FileNotFoundError:
-            pass
-    if remote:
-        FileSystems.delete(remote)
 
 
 def check_output_dir(output_dir: str) -> None:

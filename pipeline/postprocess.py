@@ -1,14 +1,12 @@
-"""PCA whitening and 8-bit quantization of RGB and audio features, as YouTube-8M ships them.
+"""PCA whitening of RGB and audio features, as YouTube-8M ships them.
 
 YouTube-8M frame features are not raw network activations: RGB goes through the released PCA
 (2048 -> 1024, whitened) and audio through the VGGish postprocessor PCA (128 -> 128), and
-both are stored as uint8. Consumers dequantize with ``q * 4/255 + 4/512 - 2``, so any
-deviation here (rounding mode, clip range, which eigenvectors) silently shifts every feature a
-downstream model sees. The RGB path rounds half-to-even like the starter code's ``round()``;
-the audio path truncates like the VGGish postprocessor's ``astype(np.uint8)``.
+both are then stored as uint8 (`pipeline.quantization`). Any deviation here (which
+eigenvectors, the whitening epsilon) silently shifts every feature a downstream model sees.
 
-numpy-only apart from a lazy ``tf.io.gfile`` import for file access, so artifacts may live on
-local disk or ``gs://``.
+numpy-only apart from lazy file access through `pipeline.fileio` (tf.io.gfile to read, Beam's
+FileSystems to write atomically), so artifacts may live on local disk or ``gs://``.
 """
 
 from __future__ import annotations
@@ -16,13 +14,12 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
-import posixpath
-import uuid
 from typing import Callable
 
 import numpy as np
 
-from pipeline.errors import ClipError, ModelArtifactError
+from pipeline.errors import ModelArtifactError
+from pipeline.fileio import gfile, join, write_atomically
 
 RGB_FEATURE_SIZE = 2048
 """Inception-v3 pool feature width the RGB PCA expects."""
@@ -35,9 +32,6 @@ RGB_EIGENVALUE_EPSILON = 1e-4
 
 AUDIO_EMBEDDING_SIZE = 128
 """VGGish embedding width (and the audio PCA's input and output width)."""
-
-QUANTIZE_MIN = -2.0
-QUANTIZE_MAX = 2.0
 
 RGB_PCA_FLAG = "--rgb_pca_dir"
 AUDIO_PCA_FLAG = "--audio_pca"
@@ -56,43 +50,18 @@ _AUDIO_PCA_HINT = (
 )
 
 
-def _gfile():
-    """Imports ``tf.io.gfile`` lazily so importing this module does not load TensorFlow."""
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
-    return tf.io.gfile
-
-
-def _join(directory: str, name: str) -> str:
-    """Joins a local or URL-style (gs://) directory and a file name."""
-    return posixpath.join(directory, name) if "://" in directory else os.path.join(directory, name)
-
-
 def _read_bytes(path: str, *, what: str, hint: str) -> bytes:
     """Reads a whole artifact file, turning I/O failures into an actionable ModelArtifactError."""
-    gfile = _gfile()
+    fs = gfile()
     try:
-        if not gfile.exists(path):
+        if not fs.exists(path):
             raise ModelArtifactError(f"{what} not found: {path} does not exist. {hint}")
-        with gfile.GFile(path, "rb") as handle:
+        with fs.GFile(path, "rb") as handle:
             return handle.read()
     except ModelArtifactError:
         raise
     except Exception as err:  # tf.errors.OpError and OSError subclasses vary by filesystem.
         raise ModelArtifactError(f"Could not read {what} at {path}: {err}. {hint}") from err
-
-
-def _write_bytes_atomically(path: str, data: bytes) -> None:
-    """Writes ``data`` to a temporary sibling and renames it into place.
-
-    Readers (and concurrent writers of the same content) therefore never observe a partially
-    written artifact.
-    """
-    gfile = _gfile()
-    temp_path = f"{path}.tmp-{uuid.uuid4().hex}"
-    with gfile.GFile(temp_path, "wb") as handle:
-        handle.write(data)
-    gfile.rename(temp_path, path, overwrite=True)
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
@@ -186,7 +155,7 @@ class RgbPca:
         path = os.fspath(path)
         arrays = {}
         for file_name in RGB_PCA_FILES:
-            file_path = _join(path, file_name)
+            file_path = join(path, file_name)
             data = _read_bytes(file_path, what=f"RGB PCA file {file_name}", hint=_RGB_PCA_HINT)
             try:
                 arrays[file_name[: -len(".npy")]] = np.load(io.BytesIO(data), allow_pickle=False)
@@ -194,7 +163,7 @@ class RgbPca:
                 raise ModelArtifactError(
                     f"RGB PCA file {file_path} is not a valid .npy array ({err}). {_RGB_PCA_HINT}"
                 ) from err
-        return cls._build(arrays, describe=lambda name: f"RGB PCA file {_join(path, name + '.npy')}")
+        return cls._build(arrays, describe=lambda name: f"RGB PCA file {join(path, name + '.npy')}")
 
     @classmethod
     def _build(cls, arrays: dict[str, object], *, describe: Callable[[str], str]) -> RgbPca:
@@ -320,60 +289,6 @@ class AudioPca:
         return ((values - self.means) @ self.eigen_vectors.T).astype(np.float32)
 
 
-def _scaled_for_quantization(x: np.ndarray, *, what: str) -> np.ndarray:
-    """Clips to [-2, 2] and maps to [0, 255] as ``(x + 2) * 255 / 4``.
-
-    The arithmetic runs in float32 unless the input is float64: the starter code quantizes
-    float32 arrays in float32, and the VGGish postprocessor quantizes whatever precision its
-    PCA produced, so we keep the caller's precision instead of silently changing it.
-    """
-    values = np.asarray(x)
-    if values.dtype != np.float64:
-        values = values.astype(np.float32)
-    if not np.all(np.isfinite(values)):
-        raise ClipError(
-            "non_finite_features",
-            f"{what} features contain NaN or infinite values and cannot be quantized; "
-            "check the model artifacts passed to the pipeline.",
-            stage="quantize",
-        )
-    clipped = np.clip(values, QUANTIZE_MIN, QUANTIZE_MAX)
-    return (clipped - QUANTIZE_MIN) * 255.0 / (QUANTIZE_MAX - QUANTIZE_MIN)
-
-
-def quantize_rgb(x: np.ndarray) -> np.ndarray:
-    """Quantizes PCA'd RGB features to uint8, rounding half to even like the starter code.
-
-    Raises:
-        ClipError: ``reason="non_finite_features"`` if any value is NaN or infinite.
-    """
-    return np.rint(_scaled_for_quantization(x, what="RGB")).astype(np.uint8)
-
-
-def quantize_audio(x: np.ndarray) -> np.ndarray:
-    """Quantizes PCA'd audio embeddings to uint8 by truncation, like the VGGish postprocessor.
-
-    Raises:
-        ClipError: ``reason="non_finite_features"`` if any value is NaN or infinite.
-    """
-    return np.trunc(_scaled_for_quantization(x, what="Audio")).astype(np.uint8)
-
-
-def dequantize(q: np.ndarray) -> np.ndarray:
-    """Inverts quantization the way the YouTube-8M reader does: ``q * 4/255 + 4/512 - 2``.
-
-    The ``4/512`` bias re-centres values inside their bucket, which is exactly right for the
-    truncating audio path and within half a bucket for the rounding RGB path.
-
-    Returns:
-        float32 array of the same shape.
-    """
-    span = QUANTIZE_MAX - QUANTIZE_MIN
-    scalar = np.float32(span / 255.0)
-    bias = np.float32(span / 512.0 + QUANTIZE_MIN)
-    return np.asarray(q).astype(np.float32) * scalar + bias
-
-
 def write_rgb_pca_dir(path: str, *, mean: np.ndarray, eigenvecs: np.ndarray, eigenvals: np.ndarray) -> None:
     """Writes an RGB PCA in the ``yt8m_pca.tgz`` layout (mean/eigenvals as [2048, 1]).
 
@@ -385,14 +300,14 @@ def write_rgb_pca_dir(path: str, *, mean: np.ndarray, eigenvecs: np.ndarray, eig
     """
     RgbPca.from_arrays(mean=mean, eigenvecs=eigenvecs, eigenvals=eigenvals)  # Validate first.
     path = os.fspath(path)
-    _gfile().makedirs(path)
+    gfile().makedirs(path)
     layouts = {
         "mean.npy": _as_float_array(mean).reshape(RGB_FEATURE_SIZE, 1),
         "eigenvecs.npy": _as_float_array(eigenvecs),
         "eigenvals.npy": _as_float_array(eigenvals).reshape(RGB_FEATURE_SIZE, 1),
     }
     for file_name, array in layouts.items():
-        _write_bytes_atomically(_join(path, file_name), _npy_bytes(array))
+        write_atomically(join(path, file_name), _npy_bytes(array))
 
 
 def write_audio_pca_npz(path: str, *, eigen_vectors: np.ndarray, means: np.ndarray) -> None:
@@ -411,4 +326,4 @@ def write_audio_pca_npz(path: str, *, eigen_vectors: np.ndarray, means: np.ndarr
             AUDIO_PCA_MEANS_KEY: _as_float_array(means).reshape(AUDIO_EMBEDDING_SIZE),
         },
     )
-    _write_bytes_atomically(path, buffer.getvalue())
+    write_atomically(path, buffer.getvalue())

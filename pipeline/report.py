@@ -9,10 +9,11 @@
 The page shows the figures of stats.json (when the dataset has one) next to plots of the label
 distribution, steps per clip, failures by reason and stage, per-dimension mean and spread of the
 dequantized RGB and audio features, and fetch figures when stats.json carries them. It has no
-scripts, fonts or images from elsewhere: every plot is inline SVG drawn here, so the file can be
-mailed or attached to an issue as it is. Records are read through `pipeline.inspect` (the same
-checks), at most `--max_records` per dataset (0: all), from record files taken in a seeded random
-order so that a sample spans every split; the page says when it is a sample.
+scripts, fonts or images from elsewhere: every plot is inline SVG drawn with matplotlib
+(`pipeline.plots`), so the file can be mailed or attached to an issue as it is. Records are read
+through `pipeline.inspect` (the same checks), at most `--max_records` per dataset (0: all), from
+record files taken in a seeded random order so that a sample spans every split; the page says
+when it is a sample.
 """
 
 from __future__ import annotations
@@ -26,13 +27,10 @@ import json
 import math
 import random
 import sys
-import uuid
 
-import numpy as np
+from pipeline import fileio, inspect, records
+from pipeline.plots import COLORS, hbar_chart, histogram_chart, line_chart
 
-from pipeline import inspect, records
-
-COLORS = ("#1f77b4", "#d95f02")
 MAX_LABEL_BARS = 40
 MAX_FAILURE_EXAMPLES = 20
 _STEP_BIN_WIDTHS = (1, 2, 5, 10, 20, 50)
@@ -85,21 +83,15 @@ class Dataset:
         return bool(self.stats.get("synthetic")) or (isinstance(models, dict) and bool(models.get("synthetic")))
 
 
-def _gfile():
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
-    return tf.io.gfile
-
-
 def _read_text(path: str) -> str:
-    with _gfile().GFile(path) as f:
+    with fileio.gfile().GFile(path) as f:
         return f.read()
 
 
 def _read_failures(directory: str, stats: dict | None) -> Failures | None:
     """Counts the failure shards line by line; falls back to stats.json's counts when there are none."""
     try:
-        shards = sorted(_gfile().glob(inspect.escape_glob(directory.rstrip("/")) + "/failures-*.jsonl"))
+        shards = sorted(fileio.gfile().glob(fileio.escape_glob(directory.rstrip("/")) + "/failures-*.jsonl"))
     except Exception:  # noqa: BLE001 - an unreadable folder reads as "no failure shards"
         shards = []
     if shards:
@@ -179,169 +171,8 @@ def _add_violation(data: Dataset, clip_id: str, where: str, problem: str) -> Non
         data.violations.append({"id": clip_id, "where": where, "problem": problem})
 
 
-# ----------------------------------------------------------------------------------------------
-# SVG drawing. Every data mark carries its numbers as data-* attributes, so the page can be
-# checked (and scraped) without re-deriving values from pixel coordinates.
-
-_FONT = 'font-family="sans-serif" font-size="11"'
-
-
 def _esc(text: object) -> str:
     return html.escape(str(text), quote=True)
-
-
-def _num(value: float) -> str:
-    """Compact coordinate text: two decimals are far below a pixel."""
-    return f"{value:.2f}".rstrip("0").rstrip(".")
-
-
-def _nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
-    """Round-numbered ticks covering [lo, hi] (steps of 1, 2, 2.5 or 5 times a power of ten)."""
-    if not math.isfinite(lo) or not math.isfinite(hi):
-        lo, hi = 0.0, 1.0
-    if hi <= lo:
-        hi = lo + 1.0
-    raw = (hi - lo) / count
-    magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
-    first = math.floor(lo / step + 1e-9)
-    last = math.ceil(hi / step - 1e-9)
-    return [float(f"{i * step:.10g}") for i in range(first, last + 1)]
-
-
-def _tick_text(value: float) -> str:
-    if abs(value) >= 10000:
-        return f"{value:,.0f}"
-    return f"{value:g}"
-
-
-def _legend(names: list[str], colors: tuple[str, ...], x: float, y: float) -> list[str]:
-    parts = []
-    for i, name in enumerate(names):
-        parts.append(f'<rect class="legend" x="{_num(x)}" y="{_num(y + 16 * i - 9)}" width="10" height="10" '
-                     f'fill="{colors[i]}"/>')
-        parts.append(f'<text x="{_num(x + 14)}" y="{_num(y + 16 * i)}" {_FONT}>{_esc(_short(name, 60))}</text>')
-    return parts
-
-
-def _short(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
-
-
-def _svg(plot_id: str, width: float, height: float, body: list[str], title: str) -> str:
-    return (f'<svg id="{_esc(plot_id)}" class="plot" width="{_num(width)}" height="{_num(height)}" '
-            f'viewBox="0 0 {_num(width)} {_num(height)}" role="img" aria-label="{_esc(title)}">'
-            f'<title>{_esc(title)}</title>' + "".join(body) + "</svg>")
-
-
-def hbar_chart(plot_id: str, title: str, items: list[tuple[str, float]], *, color: str = COLORS[0],
-               width: int = 820) -> str:
-    """One horizontal bar per category (label, failure reason): names stay readable at any count."""
-    row = 18
-    label_w = min(300, 14 + 6.3 * max((len(_short(label, 45)) for label, _ in items), default=4))
-    top, right = 8, 70
-    height = top + row * len(items) + 8
-    vmax = max((value for _, value in items), default=0) or 1
-    plot_w = width - label_w - right
-    body = []
-    for i, (label, value) in enumerate(items):
-        y = top + i * row
-        w = plot_w * value / vmax
-        body.append(f'<text x="{_num(label_w - 6)}" y="{_num(y + 12.5)}" text-anchor="end" {_FONT}>'
-                    f'{_esc(_short(label, 45))}</text>')
-        body.append(f'<rect class="bar" data-label="{_esc(label)}" data-value="{value:g}" x="{_num(label_w)}" '
-                    f'y="{_num(y + 2)}" width="{_num(max(w, 0.5))}" height="{row - 4}" fill="{color}">'
-                    f'<title>{_esc(label)}: {value:,g}</title></rect>')
-        body.append(f'<text x="{_num(label_w + w + 4)}" y="{_num(y + 12.5)}" {_FONT}>{value:,g}</text>')
-    body.append(f'<line x1="{_num(label_w)}" x2="{_num(label_w)}" y1="{top}" y2="{_num(height - 8)}" '
-                f'stroke="#444"/>')
-    return _svg(plot_id, width, height, body, title)
-
-
-def histogram_chart(plot_id: str, title: str, bin_labels: list[str], series: list[tuple[str, list[float]]], *,
-                    y_label: str, width: int = 820, height: int = 280) -> str:
-    """Vertical grouped bars, one group per bin and one bar per dataset in it."""
-    left, right, top, bottom = 58, 16, 14 + 16 * len(series), 46
-    plot_w, plot_h = width - left - right, height - top - bottom
-    ticks = _nice_ticks(0, max((v for _, values in series for v in values), default=0) or 1)
-    ymax = ticks[-1]
-    body = _axes(left, top, plot_w, plot_h, ticks, 0, ymax, y_label)
-    group = plot_w / max(len(bin_labels), 1)
-    bar_w = group * 0.84 / max(len(series), 1)
-    for s, (name, values) in enumerate(series):
-        for b, value in enumerate(values):
-            h = plot_h * value / ymax
-            x = left + b * group + group * 0.08 + s * bar_w
-            body.append(f'<rect class="bar" data-series="{s}" data-label="{_esc(bin_labels[b])}" '
-                        f'data-value="{value:g}" x="{_num(x)}" y="{_num(top + plot_h - h)}" width="{_num(bar_w)}" '
-                        f'height="{_num(h)}" fill="{COLORS[s % len(COLORS)]}"><title>{_esc(name)}, '
-                        f'{_esc(bin_labels[b])} steps: {value:,g}</title></rect>')
-    every = max(1, math.ceil(len(bin_labels) / 12))
-    for b in range(0, len(bin_labels), every):
-        x = left + (b + 0.5) * group
-        body.append(f'<text x="{_num(x)}" y="{_num(top + plot_h + 14)}" text-anchor="middle" {_FONT}>'
-                    f'{_esc(bin_labels[b])}</text>')
-    body.append(f'<text x="{_num(left + plot_w / 2)}" y="{height - 8}" text-anchor="middle" {_FONT}>'
-                f'steps (seconds) per clip</text>')
-    body += _legend([name for name, _ in series], COLORS, left + 8, 14)
-    return _svg(plot_id, width, height, body, title)
-
-
-def _axes(left: float, top: float, plot_w: float, plot_h: float, ticks: list[float], lo: float, hi: float,
-          y_label: str) -> list[str]:
-    body = [f'<rect class="frame" x="{_num(left)}" y="{_num(top)}" width="{_num(plot_w)}" height="{_num(plot_h)}" '
-            f'fill="none" stroke="#bbb"/>']
-    for t in ticks:
-        y = top + plot_h - plot_h * (t - lo) / (hi - lo)
-        body.append(f'<line x1="{_num(left)}" x2="{_num(left + plot_w)}" y1="{_num(y)}" y2="{_num(y)}" '
-                    f'stroke="#e4e4e4"/>')
-        body.append(f'<text x="{_num(left - 4)}" y="{_num(y + 4)}" text-anchor="end" {_FONT}>{_tick_text(t)}</text>')
-    body.append(f'<text transform="translate(12 {_num(top + plot_h / 2)}) rotate(-90)" text-anchor="middle" '
-                f'{_FONT}>{_esc(y_label)}</text>')
-    return body
-
-
-def line_chart(plot_id: str, title: str, series: list[tuple[str, np.ndarray, np.ndarray | None]], *, kind: str,
-               y_label: str, width: int = 820, height: int = 300) -> str:
-    """Per-dimension lines, with a translucent mean ± std band when a spread is given.
-
-    `kind` names the plotted quantity ("mean" or "std"); it becomes the class of each line so
-    readers (and tests) can pick the series out.
-    """
-    left, right, top, bottom = 58, 16, 14 + 16 * len(series), 40
-    plot_w, plot_h = width - left - right, height - top - bottom
-    lows = [float(np.min(v - (s if s is not None else 0))) for _, v, s in series if len(v)]
-    highs = [float(np.max(v + (s if s is not None else 0))) for _, v, s in series if len(v)]
-    ticks = _nice_ticks(min(lows, default=0), max(highs, default=1))
-    lo, hi = ticks[0], ticks[-1]
-    body = _axes(left, top, plot_w, plot_h, ticks, lo, hi, y_label)
-    dims = max((len(v) for _, v, _ in series), default=1)
-
-    def xy(values: np.ndarray) -> list[str]:
-        xs = left + plot_w * np.arange(len(values)) / max(dims - 1, 1)
-        ys = top + plot_h - plot_h * (values - lo) / (hi - lo)
-        return [f"{_num(x)},{_num(y)}" for x, y in zip(xs, ys)]
-
-    for i, (name, values, spread) in enumerate(series):
-        color = COLORS[i % len(COLORS)]
-        if spread is not None:
-            outline = xy(values + spread) + xy(values - spread)[::-1]
-            body.append(f'<polygon class="band" data-series="{i}" points="{" ".join(outline)}" fill="{color}" '
-                        f'fill-opacity="0.18" stroke="none"><title>{_esc(name)}: mean ± std</title></polygon>')
-        data = ",".join(f"{v:.6f}" for v in values)
-        spread_attr = f' data-spread="{",".join(f"{v:.6f}" for v in spread)}"' if spread is not None else ""
-        body.append(f'<polyline class="{kind}" data-series="{i}" data-values="{data}"{spread_attr} '
-                    f'points="{" ".join(xy(values))}" fill="none" stroke="{color}" stroke-width="1">'
-                    f'<title>{_esc(name)}</title></polyline>')
-    for t in _nice_ticks(0, dims - 1, 8):
-        if t <= dims - 1:
-            x = left + plot_w * t / max(dims - 1, 1)
-            body.append(f'<text x="{_num(x)}" y="{_num(top + plot_h + 14)}" text-anchor="middle" {_FONT}>'
-                        f'{_tick_text(t)}</text>')
-    body.append(f'<text x="{_num(left + plot_w / 2)}" y="{height - 6}" text-anchor="middle" {_FONT}>'
-                f'feature dimension</text>')
-    body += _legend([name for name, _, _ in series], COLORS, left + 8, 14)
-    return _svg(plot_id, width, height, body, title)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -632,15 +463,6 @@ def render(datasets: list[Dataset]) -> str:
             f"<style>{_CSS}</style></head><body>\n" + "\n".join(part for part in body if part) + "\n</body></html>\n")
 
 
-def write_text(path: str, text: str) -> None:
-    """Writes under a temporary name and renames, so a half-written report never looks finished."""
-    gfile = _gfile()
-    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-    with gfile.GFile(tmp, "w") as f:
-        f.write(text)
-    gfile.rename(tmp, path, overwrite=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Reads the dataset(s), writes the page; exit status 2 when there is nothing to report on, 1 when a
     record or shard breaks the layout (corrupt file, bad record, duplicate id), naming where."""
@@ -659,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         datasets.append(data)
     out = args.out or (datasets[0].directory or ".").rstrip("/") + "/report.html"
-    write_text(out, render(datasets))
+    fileio.write_atomically(out, render(datasets))  # a half-written page never looks finished
     for data in datasets:
         print(f"{data.name}: {data.records_read:,} records read from {data.files_read:,} of {len(data.paths):,} "
               f"files{' (sampled)' if data.sampled else ''}")

@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipeline import audio, build, media, postprocess, records
+from pipeline import audio, build, media, postprocess, quantization, records
 from pipeline.models import artifacts, inception, registry, vggish
 
 SECONDS = 4
@@ -121,7 +121,7 @@ def standins(tmp_path_factory):
     audio_model = vggish.VGGish.from_checkpoint(str(extracted / artifacts.AUDIO_CHECKPOINT))
     expected = {
         "rgb": extractor_rgb,
-        "audio": postprocess.quantize_audio(audio_pca.apply(audio_model(examples))),
+        "audio": quantization.quantize_audio(audio_pca.apply(audio_model(examples))),
     }
     return {"root": root, "video": video, "extracted": str(extracted), "archives": str(archives),
             "served": str(served), "expected": expected, "weights": weights}

@@ -1,9 +1,9 @@
-"""Tests for PCA, quantization and artifact I/O (pipeline/postprocess.py) against the SPEC formulas."""
+"""Tests for PCA and artifact I/O (postprocess.py) and quantization (quantization.py) against the SPEC formulas."""
 
 import numpy as np
 import pytest
 
-from pipeline import postprocess
+from pipeline import postprocess, quantization
 from pipeline.errors import ClipError, ModelArtifactError
 
 
@@ -68,8 +68,8 @@ def test_rgb_pca_and_quantization_are_byte_exact(rgb_arrays):
     assert projected.shape == (6, 1024) and projected.dtype == np.float32
     np.testing.assert_allclose(projected, expected, rtol=1e-6, atol=1e-6)
     assert (expected > 2).any() and (expected < -2).any(), "test data should exercise clipping"
-    np.testing.assert_array_equal(postprocess.quantize_rgb(expected), spec_quantize_rgb(expected))
-    np.testing.assert_array_equal(postprocess.quantize_rgb(projected), spec_quantize_rgb(projected))
+    np.testing.assert_array_equal(quantization.quantize_rgb(expected), spec_quantize_rgb(expected))
+    np.testing.assert_array_equal(quantization.quantize_rgb(projected), spec_quantize_rgb(projected))
 
 
 def test_audio_pca_and_quantization_are_byte_exact(audio_arrays):
@@ -82,7 +82,7 @@ def test_audio_pca_and_quantization_are_byte_exact(audio_arrays):
         assert projected.dtype == np.float32
         np.testing.assert_allclose(projected, expected, rtol=1e-6, atol=1e-6)
     assert (expected > 2).any() and (expected < -2).any(), "test data should exercise clipping"
-    np.testing.assert_array_equal(postprocess.quantize_audio(expected), spec_quantize_audio(expected))
+    np.testing.assert_array_equal(quantization.quantize_audio(expected), spec_quantize_audio(expected))
 
 
 def _float32_exact_halves():
@@ -104,39 +104,43 @@ def test_quantization_at_exact_half_boundaries_and_out_of_range():
     assert any(k % 2 == 0 for k, _ in halves) and any(k % 2 == 1 for k, _ in halves)
     x = np.array([value for _, value in halves] + [0.0], dtype=np.float32)
     k = np.array([k for k, _ in halves] + [127])
-    rgb = postprocess.quantize_rgb(x)
+    rgb = quantization.quantize_rgb(x)
     np.testing.assert_array_equal(rgb, np.where(k % 2 == 0, k, k + 1))  # Half to even.
     np.testing.assert_array_equal(rgb, spec_quantize_rgb(x))
-    np.testing.assert_array_equal(postprocess.quantize_audio(x), k)  # Truncation.
-    np.testing.assert_array_equal(postprocess.quantize_audio(x), spec_quantize_audio(x))
-    assert postprocess.quantize_rgb(np.float32([0.0]))[0] == 128  # 127.5 -> 128 (even).
+    np.testing.assert_array_equal(quantization.quantize_audio(x), k)  # Truncation.
+    np.testing.assert_array_equal(quantization.quantize_audio(x), spec_quantize_audio(x))
+    assert quantization.quantize_rgb(np.float32([0.0]))[0] == 128  # 127.5 -> 128 (even).
 
     outside = np.array([-1e6, -5.0, -2.0000002, -2.0, 2.0, 2.0000002, 7.0, 1e6], dtype=np.float32)
-    np.testing.assert_array_equal(postprocess.quantize_rgb(outside), [0, 0, 0, 0, 255, 255, 255, 255])
-    np.testing.assert_array_equal(postprocess.quantize_audio(outside), [0, 0, 0, 0, 255, 255, 255, 255])
+    np.testing.assert_array_equal(quantization.quantize_rgb(outside), [0, 0, 0, 0, 255, 255, 255, 255])
+    np.testing.assert_array_equal(quantization.quantize_audio(outside), [0, 0, 0, 0, 255, 255, 255, 255])
 
 
 def test_quantization_keeps_float64_precision():
     x = np.array([(k + 0.5) / 63.75 - 2.0 for k in range(255)])
     exact = (x + 2.0) * 255.0 / 4.0 == np.arange(255) + 0.5
     assert exact.sum() > 50
-    np.testing.assert_array_equal(postprocess.quantize_rgb(x), spec_quantize_rgb(x))
-    np.testing.assert_array_equal(postprocess.quantize_audio(x), spec_quantize_audio(x))
+    np.testing.assert_array_equal(quantization.quantize_rgb(x), spec_quantize_rgb(x))
+    np.testing.assert_array_equal(quantization.quantize_audio(x), spec_quantize_audio(x))
 
 
 def test_non_finite_values_are_a_clip_error():
     for bad in (np.nan, np.inf):
         with pytest.raises(ClipError) as info:
-            postprocess.quantize_audio(np.array([0.0, bad], dtype=np.float32))
+            quantization.quantize_audio(np.array([0.0, bad], dtype=np.float32))
         assert info.value.reason == "non_finite_features"
 
 
 def test_dequantize_matches_reader_and_bounds_quantization_error():
-    np.testing.assert_allclose(postprocess.dequantize(np.array([0, 255], np.uint8)), [4 / 512 - 2, 2 + 4 / 512])
-    assert postprocess.dequantize(np.zeros(3, np.uint8)).dtype == np.float32
+    np.testing.assert_allclose(quantization.dequantize(np.array([0, 255], np.uint8)), [4 / 512 - 2, 2 + 4 / 512])
+    assert quantization.dequantize(np.zeros(3, np.uint8)).dtype == np.float32
+    # float64 for statistics (inspect/report dequantize a mean of bytes): the reader's formula, unrounded.
+    q = np.arange(256)
+    np.testing.assert_allclose(quantization.dequantize(q, np.float64), q * 4 / 255 + 4 / 512 - 2, rtol=0, atol=1e-15)
+    assert quantization.dequantize(q + 0.5, np.float64).dtype == np.float64
     x = np.random.default_rng(14).uniform(-2.0, 2.0, 20000).astype(np.float32)
-    rgb_error = np.abs(postprocess.dequantize(postprocess.quantize_rgb(x)) - x)
-    audio_error = np.abs(postprocess.dequantize(postprocess.quantize_audio(x)) - x)
+    rgb_error = np.abs(quantization.dequantize(quantization.quantize_rgb(x)) - x)
+    audio_error = np.abs(quantization.dequantize(quantization.quantize_audio(x)) - x)
     # Rounding: half a bucket plus the reader's 4/512 bias. Truncation: the bias centres the bucket.
     assert rgb_error.max() <= 2 / 255 + 4 / 512 + 1e-5
     assert audio_error.max() <= 4 / 255 - 4 / 512 + 1e-5

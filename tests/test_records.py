@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pipeline import postprocess, records
+from pipeline import quantization, records
 
 
 def make_clip(steps=3, clip_id="clip-1", labels=(5, 2)):
@@ -11,8 +11,8 @@ def make_clip(steps=3, clip_id="clip-1", labels=(5, 2)):
     rgb = rng.normal(size=(steps, 1024)).astype(np.float32)
     audio = rng.normal(size=(steps, 128)).astype(np.float32)
     return records.ClipFeatures(clip_id=clip_id, labels=labels, rgb=rgb, audio=audio,
-                                rgb_quantized=postprocess.quantize_rgb(rgb),
-                                audio_quantized=postprocess.quantize_audio(audio),
+                                rgb_quantized=quantization.quantize_rgb(rgb),
+                                audio_quantized=quantization.quantize_audio(audio),
                                 label_names=("b", "a"), source="x.mp4", start_us=0, end_us=3_000_000)
 
 

@@ -118,22 +118,43 @@ def _page(*argv) -> tuple[str, dict[str, ET.Element]]:
     # Self-contained: no scripts, stylesheets, images or fonts from elsewhere.
     for tag, attrs in checker.tags:
         assert tag not in ("script", "link", "img", "iframe", "object", "embed"), tag
-        for name in ("src", "href", "xlink:href"):
-            assert name not in attrs, (tag, attrs)
-    assert "@import" not in text and "url(" not in text
+        assert "src" not in attrs, (tag, attrs)
+        for name in ("href", "xlink:href"):  # only references inside the page (matplotlib's tick markers)
+            assert attrs.get(name, "#").startswith("#"), (tag, attrs)
+    assert "@import" not in text
     svgs = {}
     for chunk in re.findall(r"<svg\b.*?</svg>", text, flags=re.S):
         # The "render check" without a browser: every plot is well-formed XML with a size and viewBox.
         root = ET.fromstring(chunk)
         assert float(root.get("width")) > 0 and float(root.get("height")) > 0
         assert len(root.get("viewBox").split()) == 4
+        # matplotlib clips marks with clip paths and draws ticks with <use> markers: references inside this
+        # same <svg> only.
+        ids = {e.get("id") for e in root.iter()}
+        refs = re.findall(r"url\(([^)]*)\)", chunk) + re.findall(r"href=\"([^\"]*)\"", chunk)
+        for ref in refs:
+            assert ref.startswith("#") and ref[1:] in ids, ref
         svgs[root.get("id")] = root
     assert len(svgs) == text.count("<svg")
+    assert "url(" not in re.sub(r"<svg\b.*?</svg>", "", text, flags=re.S)  # none in the page's own CSS/HTML
+    ids = [attrs["id"] for _, attrs in checker.tags if "id" in attrs]
+    assert len(ids) == len(set(ids)), "ids must be unique in the page"
     return text, svgs
 
 
+def _marks(svg: ET.Element, kind: str) -> list[ET.Element]:
+    return [e for e in svg.iter() if e.get("class") == kind]
+
+
 def _bars(svg: ET.Element) -> list[ET.Element]:
-    return [e for e in svg.iter("rect") if e.get("class") == "bar"]
+    return _marks(svg, "bar")
+
+
+def _vertices(mark: ET.Element) -> np.ndarray:
+    """The (x, y) vertices of the one path a mark draws, as matplotlib wrote them (absolute M/L commands)."""
+    (path,) = [e for e in mark.iter() if e.tag.endswith("}path")]
+    numbers = [float(v) for v in re.findall(r"-?\d+(?:\.\d+)?(?:e-?\d+)?", path.get("d"))]
+    return np.array(numbers).reshape(-1, 2)
 
 
 def test_our_layout(ours):
@@ -145,6 +166,10 @@ def test_our_layout(ours):
     # One bar per label used, named from vocabulary.csv (escaped in the markup).
     labels = {b.get("data-label"): float(b.get("data-value")) for b in _bars(svgs["plot-labels"])}
     assert labels == {"bars & tone (0)": 2, "music (1)": 3, "speech (2)": 1}
+    # The drawn bars are as long as their values say (not just labelled with them).
+    lengths = {b.get("data-label"): np.ptp(_vertices(b)[:, 0]) for b in _bars(svgs["plot-labels"])}
+    assert lengths["music (1)"] == pytest.approx(3 * lengths["speech (2)"], rel=1e-3)
+    assert lengths["bars & tone (0)"] == pytest.approx(2 * lengths["speech (2)"], rel=1e-3)
     assert "bars &amp; tone (0)" in text
     reasons = {b.get("data-label"): float(b.get("data-value")) for b in _bars(svgs["plot-failures-reason"])}
     assert reasons == {"too_short": 1, "empty_file": 1, "not_found": 1}
@@ -164,8 +189,8 @@ def test_feature_plots_match_numpy(ours):
     _, svgs = _page(ours["dir"])
     rgb, audio = _dequantized(ours["payloads"])
     for name, values in (("rgb", rgb), ("audio", audio)):
-        (mean_line,) = [e for e in svgs[f"plot-{name}-mean"].iter("polyline") if e.get("class") == "mean"]
-        (std_line,) = [e for e in svgs[f"plot-{name}-std"].iter("polyline") if e.get("class") == "std"]
+        (mean_line,) = _marks(svgs[f"plot-{name}-mean"], "mean")
+        (std_line,) = _marks(svgs[f"plot-{name}-std"], "std")
         got_mean = np.array(mean_line.get("data-values").split(","), float)
         got_spread = np.array(mean_line.get("data-spread").split(","), float)
         got_std = np.array(std_line.get("data-values").split(","), float)
@@ -173,7 +198,11 @@ def test_feature_plots_match_numpy(ours):
         np.testing.assert_allclose(got_mean, values.mean(0), atol=2e-6)
         np.testing.assert_allclose(got_std, values.std(0), atol=2e-6)
         np.testing.assert_allclose(got_spread, values.std(0), atol=2e-6)
-        assert len(mean_line.get("points").split()) == values.shape[1]
+        # One vertex per dimension, left to right, at heights that follow the values (SVG y points down).
+        drawn = _vertices(mean_line)
+        assert drawn.shape == (values.shape[1], 2) and np.all(np.diff(drawn[:, 0]) > 0)
+        assert np.corrcoef(drawn[:, 1], got_mean)[0, 1] < -0.9999
+        assert len(_marks(svgs[f"plot-{name}-mean"], "band")) == 1
 
 
 def test_yt8m_layout_with_compare_and_glob(yt8m, ours, tmp_path):
@@ -199,10 +228,10 @@ def test_yt8m_layout_with_compare_and_glob(yt8m, ours, tmp_path):
         assert sum(float(b.get("data-value")) for b in bars if b.get("data-series") == series) == pytest.approx(100)
     yt_rgb, _ = _dequantized(yt8m["payloads"])
     ours_rgb, _ = _dequantized(ours["payloads"])
-    lines = {e.get("data-series"): e for e in svgs["plot-rgb-mean"].iter("polyline")}
+    lines = {e.get("data-series"): e for e in _marks(svgs["plot-rgb-mean"], "mean")}
     np.testing.assert_allclose(np.array(lines["0"].get("data-values").split(","), float), yt_rgb.mean(0), atol=2e-6)
     np.testing.assert_allclose(np.array(lines["1"].get("data-values").split(","), float), ours_rgb.mean(0), atol=2e-6)
-    assert len([e for e in svgs["plot-rgb-mean"].iter("polygon") if e.get("class") == "band"]) == 2
+    assert len(_marks(svgs["plot-rgb-mean"], "band")) == 2
     assert "SYNTHETIC FEATURES" in text  # the compared dataset's warning still shows
     # A glob works too, and the default output goes beside the shards.
     _, svgs = _page(str(tmp_path / "yt" / "train000*.tfrecord"), "--out", str(tmp_path / "glob.html"))
@@ -243,3 +272,16 @@ def test_errors_and_inspect_helpers(tmp_path, ours):
     assert summary["labels"] == {"music": 3, "bars & tone": 2, "speech": 1}
     rgb, _ = _dequantized(ours["payloads"])
     np.testing.assert_allclose(summary["rgb"]["per_dim_std"], rgb.std(0), atol=6e-5)
+
+
+def test_hostile_label_names_are_drawn_as_text(ours, tmp_path):
+    """Names come from strangers' vocabularies: "$...$" is not mathtext, control characters do not break XML."""
+    d = tmp_path / "ds"
+    shutil.copytree(ours["dir"], d)
+    (d / "vocabulary.csv").write_text('Index,Name\n0,"$\\frac{1}{$"\n1,bell\x07 <b>x</b>\n2,speech\n')
+    text, svgs = _page(str(d))
+    labels = {b.get("data-label") for b in _bars(svgs["plot-labels"])}
+    assert labels == {"$\\frac{1}{$ (0)", "bell\ufffd <b>x</b> (1)", "speech (2)"}
+    assert "<b>x</b>" not in text and "&lt;b&gt;x&lt;/b&gt;" in text
+    tick_texts = {"".join(t.itertext()) for t in svgs["plot-labels"].iter() if t.tag.endswith("}text")}
+    assert "$\\frac{1}{$ (0)" in tick_texts

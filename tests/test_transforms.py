@@ -63,13 +63,13 @@ def test_decode_clips_outputs_per_step_elements_and_failures(tmp_path, videos):
 
 
 def _record(clip_id, steps):
-    from pipeline import postprocess
+    from pipeline import quantization
 
     rgb = np.zeros((steps, 1024), np.float32)
     audio = np.zeros((steps, 128), np.float32)
     return records.build_sequence_example(records.ClipFeatures(
-        clip_id=clip_id, labels=[0], rgb=rgb, audio=audio, rgb_quantized=postprocess.quantize_rgb(rgb),
-        audio_quantized=postprocess.quantize_audio(audio)))
+        clip_id=clip_id, labels=[0], rgb=rgb, audio=audio, rgb_quantized=quantization.quantize_rgb(rgb),
+        audio_quantized=quantization.quantize_audio(audio)))
 
 
 def test_write_dataset_layout(tmp_path):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipeline import audio, postprocess
+from pipeline import audio, postprocess, quantization
 from pipeline.errors import ModelArtifactError
 from pipeline.models import vggish
 
@@ -240,7 +240,7 @@ def test_synthetic_outputs_on_calibration_like_inputs_are_spread(synthetic_dir, 
     # `model` holds the same weights as the synthetic checkpoint (checked above).
     pca = postprocess.AudioPca.from_npz(str(synthetic_dir / "vggish_pca_params.npz"))
     examples = np.concatenate([vggish.calibration_examples(seed=99, count=7), audio.examples_per_second(np.zeros(0), 1)])
-    quantized = postprocess.quantize_audio(pca.apply(model(examples)))
+    quantized = quantization.quantize_audio(pca.apply(model(examples)))
     assert len(np.unique(quantized)) > 20
     assert np.mean((quantized == 0) | (quantized == 255)) < 0.3, "bytes should not mostly saturate"
     assert len(np.unique(quantized[-1])) > 20, "silence should not map to a constant byte"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import apache_beam as beam
 import numpy as np
 
-from pipeline import postprocess, records
+from pipeline import quantization, records
 from pipeline.errors import ClipError, failure_record
 from transforms import isolation
 from transforms.read import NAMESPACE
@@ -42,12 +42,12 @@ class _BuildRecord(beam.DoFn):
                 audio_quantized = np.zeros((num_steps, records.AUDIO_BYTES), np.uint8)
             else:
                 audio = self._ordered(grouped["audio"], num_steps, "audio")
-                audio_quantized = postprocess.quantize_audio(audio)
+                audio_quantized = quantization.quantize_audio(audio)
             label_ids = sorted({vocabulary.index(name) for name in clip.labels})
             start = clip.start or 0.0
             serialized = records.build_sequence_example(records.ClipFeatures(
                 clip_id=clip_id, labels=label_ids, rgb=rgb, audio=audio,
-                rgb_quantized=postprocess.quantize_rgb(rgb), audio_quantized=audio_quantized,
+                rgb_quantized=quantization.quantize_rgb(rgb), audio_quantized=audio_quantized,
                 label_names=sorted(set(clip.labels)), source=clip.video, start_us=int(round(start * 1e6)),
                 end_us=int(round((start + meta["duration"]) * 1e6)), duration_us=int(round(meta["duration"] * 1e6)),
                 video_level=self._video_level))

@@ -12,7 +12,7 @@ import uuid
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline import media
+from pipeline import fileio, media
 from pipeline.annotations import ClipRequest
 from pipeline.errors import ClipError
 from transforms.read import NAMESPACE
@@ -127,13 +127,8 @@ def _local_copy(path: str, tmp: str) -> str:
 
 def _store(local: str, dest: str) -> None:
     """Copies under a temporary name, then renames: a kept clip is never half written."""
-    parent = dest.rsplit("/", 1)[0] if "://" in dest else os.path.dirname(dest)
-    if "://" not in dest:
-        os.makedirs(parent, exist_ok=True)
-    tmp_dest = f"{dest}.tmp-{uuid.uuid4().hex}"
-    with open(local, "rb") as src, FileSystems.create(tmp_dest) as dst:
+    with open(local, "rb") as src, fileio.atomic_write(dest) as dst:
         shutil.copyfileobj(src, dst, 1 << 20)
-    FileSystems.rename([tmp_dest], [dest])
 
 
 def _trim(src: str, dst: str, *, start: float, duration: float | None) -> None:

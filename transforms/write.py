@@ -1,6 +1,6 @@
 """WriteDataset: sharded records and failure report, vocabulary.csv and, last, stats.json.
 
-Every file is written under a temporary name and renamed when complete. stats.json is
+Every file is written under a temporary name and renamed when complete (`pipeline.fileio`). stats.json is
 written after everything else, so its presence marks a finished build; a crashed run
 leaves no file that looks complete.
 """
@@ -10,13 +10,13 @@ from __future__ import annotations
 import datetime
 import json
 import math
-import uuid
 import zlib
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.tfrecordio import _TFRecordUtil
 
+from pipeline.fileio import atomic_write, write_atomically
 from transforms.read import NAMESPACE
 
 FAILURES_SPLIT = "\x00failures"  # internal key; cannot clash with a CSV split name
@@ -36,13 +36,6 @@ def shard_path(output_dir: str, split: str, shard: int, num_shards: int, run_tag
     if split == FAILURES_SPLIT:
         return failures_path(output_dir, shard, num_shards)
     return records_path(output_dir, split, shard, num_shards, run_tag)
-
-
-def write_atomically(path: str, data: bytes) -> None:
-    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-    with FileSystems.create(tmp) as f:
-        f.write(data)
-    FileSystems.rename([tmp], [path])
 
 
 def failure_line(failure: dict) -> bytes:
@@ -82,16 +75,14 @@ class _WriteShard(beam.DoFn):
     def process(self, element):
         (split, shard, num_shards), payloads = element
         path = shard_path(self._output_dir, split, shard, num_shards, self._run_tag)
-        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
         count = 0
-        with FileSystems.create(tmp) as f:
+        with atomic_write(path) as f:
             for payload in payloads:
                 if split == FAILURES_SPLIT:
                     f.write(payload)
                 else:
                     _TFRecordUtil.write_record(f, payload)
                 count += 1
-        FileSystems.rename([tmp], [path])
         yield {"split": split, "shard": shard, "num_shards": num_shards, "path": path, "count": count}
 
 

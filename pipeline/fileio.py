@@ -1,0 +1,118 @@
+"""Paths and atomic file writes for local disk and object stores (gs://), in one place.
+
+Every file the package writes for others to read (record and failure shards, stats.json,
+vocabulary.csv, kept clips, PCA files, the report page) goes through `atomic_write`: the bytes
+go to a temporary sibling `NAME.tmp-<uuid>` and are renamed to NAME only once complete, so a
+crashed or killed run never leaves a half-written file that looks finished
+(tensorflow/transform writes its outputs the same way). A build refuses to start while such
+leftovers sit in its output (`pipeline.build`), which is why the temporary name has one fixed
+shape.
+
+Writes go through Beam's `FileSystems`, so every scheme a pipeline can read (local, gs://, and
+whatever Beam registers) can be written too. Beam and TensorFlow are imported lazily: this module
+is cheap to import from the numpy-only modules (`postprocess`) and the CLIs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+import uuid
+from collections.abc import Iterator
+from typing import BinaryIO
+
+TEMP_MARKER = ".tmp-"
+"""What every temporary name holds (`NAME.tmp-<hex>`); `pipeline.build` looks for it in an output."""
+
+
+def is_local(path: str) -> bool:
+    """False for `scheme://...` paths (gs://, s3://, ...), True for local paths."""
+    return "://" not in path
+
+
+def join(directory: str, *names: str) -> str:
+    """Joins a local or URL-style (gs://) directory and names: `/` for URLs, `os.path` rules locally."""
+    return os.path.join(directory, *names) if is_local(directory) else posixpath.join(directory, *names)
+
+
+def escape_glob(path: str) -> str:
+    """`path` as a glob pattern that matches only itself (`[`, `*`, `?` become one-character classes).
+
+    Output directories and dataset folders come from users and may hold these characters; a
+    pattern built on them must still mean that one directory.
+    """
+    return "".join(f"[{ch}]" if ch in "[]*?" else ch for ch in path)
+
+
+def gfile():
+    """`tf.io.gfile`, imported on first use so that importing a caller does not load TensorFlow."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    return tf.io.gfile
+
+
+def temp_name(path: str) -> str:
+    """A fresh temporary sibling of `path` (`path.tmp-<uuid hex>`): unique, so concurrent writers never collide."""
+    return f"{path}{TEMP_MARKER}{uuid.uuid4().hex}"
+
+
+@contextlib.contextmanager
+def atomic_write(path: str, *, temp_path: str | None = None) -> Iterator[BinaryIO]:
+    """Opens a binary write channel whose bytes appear at `path` only when the block completes.
+
+    The data goes to `temp_path` (default: a fresh `temp_name(path)`); a clean exit closes it
+    and renames it to `path` (replacing any file there), an exception deletes it and
+    propagates. A check that raises inside the block (a wrong md5, say) therefore leaves
+    nothing under either name. Local parent folders are created as needed.
+
+    Args:
+        path: the final name, local or gs://.
+        temp_path: a fixed temporary name, for writers whose reruns must overwrite their own
+            leftovers (`download_yt8m`'s `NAME.part`); unique names suit everyone else.
+
+    Raises:
+        Whatever the block raises, and Beam's IOError/BeamIOError when the store refuses the
+        create or rename.
+    """
+    from apache_beam.io.filesystem import CompressionTypes  # pylint: disable=import-outside-toplevel
+    from apache_beam.io.filesystems import FileSystems  # pylint: disable=import-outside-toplevel
+
+    tmp = temp_path or temp_name(path)
+    try:
+        # UNCOMPRESSED: the bytes are written as given whatever the name ends with (.gz, .bz2 ...).
+        with FileSystems.create(tmp, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            yield handle
+        FileSystems.rename([tmp], [path])
+    except BaseException:
+        _discard(tmp)
+        raise
+
+
+def write_atomically(path: str, data: bytes | str) -> None:
+    """Writes a whole file (str as UTF-8) with `atomic_write`: readers see the old file or the new one."""
+    with atomic_write(path) as handle:
+        handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+
+
+def delete(paths: list[str]) -> None:
+    """Deletes files by their literal paths (Beam's local delete treats each path as a glob); missing ones are fine."""
+    from apache_beam.io.filesystems import FileSystems  # pylint: disable=import-outside-toplevel
+
+    local = [p for p in paths if is_local(p)]
+    remote = [p for p in paths if not is_local(p)]
+    for path in local:
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+    if remote:
+        FileSystems.delete(remote)
+
+
+def _discard(tmp: str) -> None:
+    """Best-effort removal of a temporary file after a failed write; the original error matters more."""
+    try:
+        delete([tmp])
+    except Exception:  # noqa: BLE001 - cleanup must not mask the error being raised (a remote tmp may not exist)
+        pass
