@@ -5,11 +5,12 @@ import pathlib
 import setuptools
 
 _HERE = pathlib.Path(__file__).parent
-_REQUIREMENTS = [
-    line.strip()
-    for line in (_HERE / "requirements.txt").read_text().splitlines()
-    if line.strip() and not line.startswith("#")
-]
+
+
+def _pins(name: str) -> list[str]:
+    return [line.strip() for line in (_HERE / name).read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+
 
 setuptools.setup(
     name="video-features-pipeline",
@@ -17,6 +18,6 @@ setuptools.setup(
     description="Apache Beam pipeline that builds YouTube-8M frame-level feature datasets.",
     python_requires=">=3.10",
     packages=setuptools.find_packages(include=["pipeline", "pipeline.*", "transforms", "transforms.*"]),
-    install_requires=_REQUIREMENTS,
-    extras_require={"test": ["pytest==8.4.2"]},
+    install_requires=_pins("requirements.txt"),
+    extras_require={"test": ["pytest==8.4.2"], "report": _pins("requirements-report.txt")},
 )

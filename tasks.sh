@@ -12,7 +12,7 @@ ensure_venv() {
   if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import apache_beam, tensorflow, pipeline" 2>/dev/null; then
     "$PY" -m venv "$VENV"
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet -r requirements.txt -e ".[test]"
+    "$VENV/bin/python" -m pip install --quiet -r requirements.txt -r requirements-report.txt -e ".[test,report]"
   fi
 }
 

@@ -473,6 +473,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max_records", type=int, default=20000,
                         help="records read per dataset, at most (0: all); the page says when it sampled")
     args = parser.parse_args(argv)
+    try:
+        import matplotlib  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+    except ImportError:
+        print('error: pipeline.report draws with matplotlib, the "report" extra: pip install -r '
+              'requirements-report.txt (or pip install ".[report]")', file=sys.stderr)
+        return 2
     datasets = []
     for spec in filter(None, (args.dataset, args.compare)):
         data = load_dataset(spec, max_records=args.max_records or None)

@@ -14,13 +14,18 @@ _MODULE_OF = {"apache-beam": "apache_beam", "opencv-python-headless": "cv2", "yt
               "absl-py": "absl"}
 
 
-def _pins() -> dict[str, str]:
+WORKER_REQUIREMENTS = "requirements.txt"
+REPORT_REQUIREMENTS = "requirements-report.txt"  # the `report` extra: pipeline.report's plots only
+
+
+def _pins(*files: str) -> dict[str, str]:
     pins = {}
-    for line in (REPO / "requirements.txt").read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            name, version = line.split("==")
-            pins[re.sub(r"\[.*\]", "", name).lower()] = version
+    for name in files or (WORKER_REQUIREMENTS,):
+        for line in (REPO / name).read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                dist, version = line.split("==")
+                pins[re.sub(r"\[.*\]", "", dist).lower()] = version
     return pins
 
 
@@ -40,7 +45,7 @@ def test_every_pinned_requirement_is_imported_by_the_code():
             *REPO.glob("tests/*.py")]
     imported = _imported_top_level(code)
     unused = []
-    for name in _pins():
+    for name in _pins(WORKER_REQUIREMENTS, REPORT_REQUIREMENTS):
         module = _MODULE_OF.get(name, name.replace("-", "_"))
         if not any(m == module or m.startswith(module + ".") for m in imported):
             unused.append(name)
@@ -49,7 +54,8 @@ def test_every_pinned_requirement_is_imported_by_the_code():
 
 def test_every_third_party_import_is_pinned():
     code = [*REPO.glob("pipeline/**/*.py"), *REPO.glob("transforms/**/*.py")]
-    pinned_modules = {_MODULE_OF.get(name, name.replace("-", "_")).split(".")[0] for name in _pins()}
+    pinned_modules = {_MODULE_OF.get(name, name.replace("-", "_")).split(".")[0]
+                      for name in _pins(WORKER_REQUIREMENTS, REPORT_REQUIREMENTS)}
     local = {"pipeline", "transforms", "benchmarks", "tests"}
     stdlib = set(sys.stdlib_module_names) | {"__future__"}
     third_party = {m.split(".")[0] for m in _imported_top_level(code)} - stdlib - local
@@ -66,3 +72,22 @@ def test_container_image_matches_the_pinned_beam_and_installs_the_package():
     assert "pip install -r requirements.txt" in dockerfile
     for package in ("pipeline", "transforms"):
         assert f"COPY {package} ./{package}" in dockerfile
+
+
+def test_staged_sdist_installs_on_a_worker(tmp_path):
+    """Dataflow workers pip-install the sdist of setup.py: it must carry the files setup.py reads."""
+    import subprocess
+    import tarfile
+
+    subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(tmp_path / "dist")], cwd=REPO, check=True,
+                   capture_output=True)
+    (sdist,) = (tmp_path / "dist").glob("*.tar.gz")
+    with tarfile.open(sdist) as tar:
+        tar.extractall(tmp_path / "x", filter="data")
+    (root,) = (tmp_path / "x").iterdir()
+    proc = subprocess.run([sys.executable, "setup.py", "--name"], cwd=root, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    requires = subprocess.run([sys.executable, "-c", "import runpy, setuptools; setuptools.setup = "
+                                      "lambda **kw: print(sorted(kw['install_requires'])); runpy.run_path('setup.py')"],
+                                     cwd=root, capture_output=True, text=True, check=True).stdout
+    assert "apache-beam[gcp]==" in requires and "matplotlib" not in requires
