@@ -14,7 +14,7 @@ ENV PIP_NO_CACHE_DIR=1 \
     TF_CPP_MIN_LOG_LEVEL=2
 
 WORKDIR /opt/video-features
-COPY requirements.txt setup.py ./
+COPY requirements.txt requirements-report.txt MANIFEST.in setup.py ./
 RUN pip install -r requirements.txt
 COPY pipeline ./pipeline
 COPY transforms ./transforms

@@ -70,6 +70,8 @@ def test_container_image_matches_the_pinned_beam_and_installs_the_package():
     assert beam_version == _pins()["apache-beam"], "Dockerfile's Beam SDK image differs from requirements.txt"
     assert "FROM apache/beam_python${PYTHON_VERSION}_sdk:${BEAM_VERSION}" in dockerfile
     assert "pip install -r requirements.txt" in dockerfile
+    # setup.py reads both requirement files when the package is installed into the image.
+    assert re.search(r"^COPY .*requirements\.txt .*requirements-report\.txt .*setup\.py", dockerfile, re.M)
     for package in ("pipeline", "transforms"):
         assert f"COPY {package} ./{package}" in dockerfile
 
