@@ -70,14 +70,17 @@ def build_sequence_example(clip: ClipFeatures) -> bytes:
     if clip.video_level:
         # A SequenceExample with only its context serializes to the same bytes as a tf.train.Example
         # with those features (both are field 1), so the video-level readers parse it either way.
-        return tf.train.SequenceExample(context=tf.train.Features(feature=context)).SerializeToString()
+        context_only = tf.train.SequenceExample(context=tf.train.Features(feature=context))
+        return context_only.SerializeToString(deterministic=True)  # cmp-able across runs
     example = tf.train.SequenceExample(
         context=tf.train.Features(feature=context),
         feature_lists=tf.train.FeatureLists(feature_list={
             "rgb": feature_list(clip.rgb_quantized),
             "audio": feature_list(clip.audio_quantized),
         }))
-    return example.SerializeToString()
+    # deterministic: the context map's order would otherwise vary per process, so reruns and
+    # refactors could not be checked byte for byte.
+    return example.SerializeToString(deterministic=True)
 
 
 @dataclasses.dataclass
