@@ -143,9 +143,6 @@ def read_vocabulary(paths: list[str], directory: str | None = None) -> dict[int,
     return {}
 
 
-_read_vocabulary = read_vocabulary  # the old private name
-
-
 def dequantize(quantized: np.ndarray) -> np.ndarray:
     """The YouTube-8M reader's dequantization (SPEC §1): bin centres of a truncating 8-bit quantizer."""
     return quantized.astype(np.float64) * (4.0 / 255.0) + (4.0 / 512.0) - 2.0
@@ -183,9 +180,6 @@ class Moments:
         return {"steps": self.n, "mean_of_means": float(mean.mean()), "mean_std": float(std.mean()),
                 "min_dim_mean": float(mean.min()), "max_dim_mean": float(mean.max()),
                 "per_dim_mean": mean.round(4).tolist(), "per_dim_std": std.round(4).tolist()}
-
-
-_Moments = Moments  # the old private name
 
 
 @dataclasses.dataclass
