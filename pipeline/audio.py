@@ -16,8 +16,6 @@ import functools
 
 import numpy as np
 
-from pipeline.errors import ClipError
-
 SAMPLE_RATE = 16000
 """Sample rate (Hz) the VGGish front end expects; decoders must resample to this."""
 
@@ -200,30 +198,6 @@ def examples_per_second(waveform: np.ndarray, num_steps: int) -> np.ndarray:
     log_mel = log_mel_spectrogram(samples)
     rows = EXAMPLE_HOP_FRAMES * np.arange(num_steps)[:, np.newaxis] + np.arange(EXAMPLE_WINDOW_FRAMES)
     return log_mel[rows].astype(np.float32)
-
-
-def waveform_from_pcm16(raw: bytes) -> np.ndarray:
-    """Converts little-endian signed 16-bit mono PCM (as ffmpeg's ``s16le``) to floats.
-
-    Scaling by 1/32768 matches the reference ``vggish_input.wavfile_to_examples``.
-
-    Args:
-        raw: Raw PCM bytes, two bytes per sample.
-
-    Returns:
-        float64 array of samples in [-1, 1).
-
-    Raises:
-        ClipError: ``reason="audio_decode"`` if the byte count is odd (a truncated stream).
-    """
-    if len(raw) % 2:
-        raise ClipError(
-            "audio_decode",
-            f"16-bit PCM audio has an odd byte count ({len(raw)}); the decoder output was "
-            "truncated. Expected mono s16le at 16 kHz from the audio decoder.",
-            stage="decode",
-        )
-    return np.frombuffer(raw, dtype="<i2").astype(np.float64) / 32768.0
 
 
 EXAMPLE_WINDOW_SAMPLES = (EXAMPLE_WINDOW_FRAMES - 1) * STFT_HOP_SAMPLES + STFT_WINDOW_SAMPLES

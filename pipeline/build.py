@@ -40,8 +40,9 @@ from transforms.assemble import AssembleRecords
 from transforms.decode import DecodeClips
 from transforms.fetch import ClipFetcher
 from transforms.inference import AudioModelHandler, ExtractFeatures, RgbModelHandler
+from transforms.metrics import NAMESPACE
 from transforms.progress import RunProgress
-from transforms.read import NAMESPACE, ReadAnnotations
+from transforms.read import ReadAnnotations
 from transforms.resume import SkipExisting
 from transforms.write import WriteDataset
 
@@ -222,16 +223,15 @@ def _announce_synthetic() -> None:
 
 
 def _known_flags_parser():
-    """The parser Beam itself builds from every PipelineOptions subclass (BuildOptions included)."""
-    from apache_beam.options.pipeline_options import _BeamArgumentParser  # pylint: disable=import-outside-toplevel
+    """The parser Beam itself builds from every PipelineOptions subclass (BuildOptions included).
 
-    parser = _BeamArgumentParser(allow_abbrev=False)
-    subset = {}
-    for cls in PipelineOptions.__subclasses__():  # as PipelineOptions.get_all_options() does
-        subset.setdefault(str(cls), cls)
-    for cls in subset.values():
-        cls._add_argparse_args(parser)  # pylint: disable=protected-access
-    return parser
+    ``PipelineOptions.get_all_options`` builds it and hands it to ``add_extra_args_fn``, the
+    public hook it gives runners for extra flags; keeping it from there reuses Beam's own
+    parser (its flags, its subclass selection, no abbreviations) without its private class.
+    """
+    parsers = []
+    PipelineOptions([]).get_all_options(add_extra_args_fn=parsers.append)
+    return parsers[0]
 
 
 def check_arguments(argv: list[str]) -> None:

@@ -133,7 +133,6 @@ def read_vocabulary(paths: list[str], directory: str | None = None) -> dict[int,
     return {}
 
 
-_read_vocabulary = read_vocabulary  # the old private name
 
 
 class Moments:
@@ -167,9 +166,6 @@ class Moments:
         return {"steps": self.n, "mean_of_means": float(mean.mean()), "mean_std": float(std.mean()),
                 "min_dim_mean": float(mean.min()), "max_dim_mean": float(mean.max()),
                 "per_dim_mean": mean.round(4).tolist(), "per_dim_std": std.round(4).tolist()}
-
-
-_Moments = Moments  # the old private name
 
 
 @dataclasses.dataclass

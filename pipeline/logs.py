@@ -1,6 +1,6 @@
 """Quiet logging for the command-line tools: the project's messages at INFO, everyone else's at WARNING.
 
-Three sources make a local run noisy, and each needs its own switch:
+Four sources make a local run noisy, and each needs its own switch:
 
 * Python loggers of Beam, TensorFlow, absl, gRPC, ... in the launcher process. A handler filter
   lets the project's records through at INFO (they are logged on the root logger or on
@@ -10,6 +10,8 @@ Three sources make a local run noisy, and each needs its own switch:
   `--sdk_harness_log_level_overrides`) and forward records to the launcher, which logs them as
   one long protobuf text line; :func:`harness_log_args` gives the options and the filter here
   turns forwarded records back into one readable line.
+* A few Beam warnings that say nothing about the run (``_BEAM_NOISE``), in either process: the
+  filter drops them by the file that logs them and how their message starts.
 * TensorFlow's C++ start-up lines, written straight to file descriptor 2 in every process that
   imports it. `TF_CPP_MIN_LOG_LEVEL=2` (set before the import, inherited by the workers) drops
   most; the few that absl prints before it reads any setting ("All log messages before
@@ -46,6 +48,13 @@ _WORKER_NOISE_OVERRIDES = {
     "apache_beam.runners.worker.sdk_worker_main": "ERROR",
 }
 
+# Beam warnings, from any process, that say nothing about the run: (file that logs it, message start).
+# RunInference imports the stdlib `resource` module in one block with its torch-only model manager,
+# so without torch it warns at every model load that it cannot measure memory (Beam 2.77).
+_BEAM_NOISE = (
+    ("apache_beam/ml/inference/base.py", "Resource module is not available"),
+)
+
 # What TensorFlow's C++ side prints on import and device discovery whatever TF_CPP_MIN_LOG_LEVEL
 # says, because absl emits it before reading any setting.
 _TF_STARTUP_NOISE = re.compile(
@@ -68,11 +77,21 @@ class _QuietFilter(logging.Filter):
             location = _rewrite_worker_record(record)
             if verbose() or location.startswith(_PROJECT_DIRS):
                 return True
+            if location and _is_beam_noise(location.rpartition(":")[0], str(record.args[0])):
+                return False
             # A worker logs a few lines before it has read its level from the pipeline options.
             return record.levelno >= (logging.ERROR if _WORKER_STARTUP in location else logging.WARNING)
-        if verbose() or record.levelno >= logging.WARNING:
+        if verbose():
             return True
+        if record.levelno >= logging.WARNING:
+            return not _is_beam_noise(record.pathname, record.getMessage())
         return record.name.split(".", 1)[0] in PROJECT_LOGGERS
+
+
+def _is_beam_noise(path: str, message: str) -> bool:
+    """True for a known Beam line that says nothing about the run (see _BEAM_NOISE)."""
+    path = path.replace(os.sep, "/")
+    return any(path.endswith("/" + source) and message.startswith(start) for source, start in _BEAM_NOISE)
 
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

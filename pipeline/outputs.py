@@ -19,12 +19,11 @@ import json
 import logging
 import os
 import socket
-import struct
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline import annotations
+from pipeline import annotations, tfrecord
 from pipeline.fileio import delete, escape_glob, is_local
 
 LOCK_NAME = ".build.lock"
@@ -188,23 +187,21 @@ def check_tfrecord_file(path: str) -> int:
     Returns the number of records; raises OutputError naming the file when it is truncated or
     its framing is damaged. Cheap: one 12-byte read and one seek per record.
     """
-    from apache_beam.io.tfrecordio import _TFRecordUtil  # pylint: disable=import-outside-toplevel
-
     count = 0
     try:
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
             while True:
-                header = f.read(12)
+                header = f.read(tfrecord.HEADER_SIZE)
                 if not header:
                     return count
-                if len(header) < 12:
+                if len(header) < tfrecord.HEADER_SIZE:
                     raise OutputError(f"existing shard {path} is corrupt: truncated after {count} records")
-                length, length_crc = struct.unpack("<QI", header)
-                if _TFRecordUtil._masked_crc32c(header[:8]) != length_crc:  # pylint: disable=protected-access
+                length = tfrecord.read_header(header)
+                if length is None:
                     raise OutputError(f"existing shard {path} is corrupt: bad length checksum at record {count}")
                 f.seek(length, os.SEEK_CUR)
-                trailer = f.read(4)
-                if len(trailer) < 4:
+                trailer = f.read(tfrecord.FOOTER_SIZE)
+                if len(trailer) < tfrecord.FOOTER_SIZE:
                     raise OutputError(f"existing shard {path} is corrupt: record {count} is truncated")
                 count += 1
     except OutputError:

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from pipeline import audio
-from pipeline.errors import ClipError
 
 # Both the module and the reference below compute in float64; they differ only in summation
 # order (matmul vs. per-frame dot), so agreement to 1e-9 on log values is expected.
@@ -133,11 +132,3 @@ def test_silence_and_missing_audio_give_log_offset_everywhere():
     with pytest.raises(ValueError):
         audio.examples_per_second(np.zeros(10), -1)
 
-
-def test_waveform_from_pcm16_scales_by_32768():
-    raw = np.array([-32768, 0, 16384, 32767], dtype="<i2").tobytes()
-    np.testing.assert_array_equal(audio.waveform_from_pcm16(raw), [-1.0, 0.0, 0.5, 32767 / 32768])
-    assert audio.waveform_from_pcm16(b"").shape == (0,)
-    with pytest.raises(ClipError) as info:
-        audio.waveform_from_pcm16(b"\x00\x01\x02")
-    assert info.value.reason == "audio_decode"

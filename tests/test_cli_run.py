@@ -83,6 +83,28 @@ def test_quiet_filter_keeps_project_info_and_third_party_warnings(monkeypatch):
     assert quiet.filter(_record("apache_beam.typehints", logging.INFO, "Converting string literal"))
 
 
+def test_quiet_filter_drops_known_beam_noise_logged_here_or_in_a_worker(monkeypatch):
+    monkeypatch.delenv(logs.VERBOSE_ENV, raising=False)
+    quiet = logs._QuietFilter()  # pylint: disable=protected-access
+    base = "/venv/lib/site-packages/apache_beam/ml/inference/base.py"
+    message = "Resource module is not available for current platform, memory usage cannot be fetched."
+
+    def here(path: str, text: str) -> logging.LogRecord:
+        return logging.LogRecord("root", logging.WARNING, path, 2202, text, None, None)
+
+    def forwarded(path: str, text: str) -> logging.LogRecord:
+        entry = f'severity: WARN message: "{text}" log_location: "{path}:2202" thread: "7"'
+        return _record("apache_beam.runners.portability.local_job_service", logging.WARNING, "Worker: %s", entry)
+
+    for make in (here, forwarded):
+        assert not quiet.filter(make(base, message)), make.__name__
+        # The same file's other warnings, and the same words from elsewhere, still pass.
+        assert quiet.filter(make(base, "Model load failed")), make.__name__
+        assert quiet.filter(make("/venv/other/base.py", message)), make.__name__
+    monkeypatch.setenv(logs.VERBOSE_ENV, "1")
+    assert quiet.filter(here(base, message))
+
+
 def _report_from_another_process(outcomes: list[tuple[bool, float]]) -> None:
     code = textwrap.dedent(f"""
         from transforms.progress import PROGRESS

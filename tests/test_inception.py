@@ -4,10 +4,11 @@ import os
 
 import numpy as np
 import pytest
+import standins
 import tensorflow as tf
 
 from pipeline.errors import ModelArtifactError
-from pipeline.models import inception
+from pipeline.models import inception, synthetic_inception
 
 SIZES = ((240, 320), (360, 640), (50, 70), (299, 299), (481, 271))
 
@@ -26,7 +27,7 @@ def _frames(seed: int) -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def standin_path(tmp_path_factory) -> str:
     path = str(tmp_path_factory.mktemp("standin") / inception.GRAPH_FILE_NAME)
-    inception.write_standin_graph(path, seed=0)
+    standins.write_standin_graph(path, seed=0)
     return path
 
 
@@ -125,39 +126,39 @@ def test_missing_or_garbage_file_names_path_and_flag(tmp_path):
 def test_standin_is_deterministic_per_seed(tmp_path):
     paths = [str(tmp_path / name) for name in ("a.pb", "b.pb", "c.pb")]
     for path, seed in zip(paths, (3, 3, 4)):
-        inception.write_standin_graph(path, seed=seed)
+        standins.write_standin_graph(path, seed=seed)
     data = [open(path, "rb").read() for path in paths]
     assert data[0] == data[1] and data[0] != data[2]
 
 
 def test_synthetic_artifacts_are_reused_and_survive_a_concurrent_writer(tmp_path, monkeypatch):
     """Uses the stand-in graph so the directory logic is fast; the real graph is tested below."""
-    monkeypatch.setattr(inception, "write_synthetic_graph", inception.write_standin_graph)
+    monkeypatch.setattr(synthetic_inception, "write_synthetic_graph", standins.write_standin_graph)
     directory = str(tmp_path / "rgb")
-    original_frames = inception._calibration_frames  # pylint: disable=protected-access
+    original_frames = synthetic_inception._calibration_frames  # pylint: disable=protected-access
     raced = []
 
     def frames_after_another_writer_finished(seed):
         if not raced:  # Another worker publishes the same artifacts while this one computes.
             raced.append(True)
-            inception.write_synthetic_rgb_artifacts(directory, seed=seed)
+            synthetic_inception.write_synthetic_rgb_artifacts(directory, seed=seed)
         return original_frames(seed)
 
-    monkeypatch.setattr(inception, "_calibration_frames", frames_after_another_writer_finished)
-    inception.write_synthetic_rgb_artifacts(directory, seed=11)
+    monkeypatch.setattr(synthetic_inception, "_calibration_frames", frames_after_another_writer_finished)
+    synthetic_inception.write_synthetic_rgb_artifacts(directory, seed=11)
     assert raced
     assert sorted(os.listdir(directory)) == sorted(
         [inception.GRAPH_FILE_NAME, "mean.npy", "eigenvecs.npy", "eigenvals.npy", "synthetic.json"])
     assert os.listdir(tmp_path) == ["rgb"]  # No staging directory left behind.
-    inception.write_synthetic_rgb_artifacts(directory, seed=11)  # Already there: a no-op.
+    synthetic_inception.write_synthetic_rgb_artifacts(directory, seed=11)  # Already there: a no-op.
     with pytest.raises(ModelArtifactError, match="seed 11"):
-        inception.write_synthetic_rgb_artifacts(directory, seed=12)
+        synthetic_inception.write_synthetic_rgb_artifacts(directory, seed=12)
 
 
 @pytest.fixture(scope="module")
 def synthetic_dir(tmp_path_factory) -> str:
     directory = str(tmp_path_factory.mktemp("synthetic") / "rgb")
-    inception.write_synthetic_rgb_artifacts(directory, seed=5)
+    synthetic_inception.write_synthetic_rgb_artifacts(directory, seed=5)
     return directory
 
 
@@ -185,4 +186,4 @@ def test_synthetic_inception_features_and_pca(synthetic_dir):
 def test_synthetic_graph_is_deterministic_for_a_seed(synthetic_dir):
     with open(os.path.join(synthetic_dir, inception.GRAPH_FILE_NAME), "rb") as handle:
         written = handle.read()
-    assert inception.synthetic_graph_def(seed=5).SerializeToString(deterministic=True) == written
+    assert synthetic_inception.synthetic_graph_def(seed=5).SerializeToString(deterministic=True) == written

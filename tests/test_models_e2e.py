@@ -28,6 +28,7 @@ import extractor_reference
 import numpy as np
 import pytest
 import tensorflow as tf
+from standins import write_standin_graph
 
 from pipeline import audio, build, media, postprocess, quantization, records
 from pipeline.models import artifacts, inception, registry, vggish
@@ -71,7 +72,7 @@ def standins(tmp_path_factory):
     extracted = root / "extracted"
     extracted.mkdir()
     graph_path = str(extracted / artifacts.RGB_GRAPH)
-    inception.write_standin_graph(graph_path, seed=3)
+    write_standin_graph(graph_path, seed=3)
     model = inception.InceptionV3Features.from_graph_def_file(graph_path)
     reference = np.stack([model.reference(frame) for frame in frames])
     rows = _unit_rows(2048, seed=4)  # A seeded PCA whose whitened features spread over the bytes.

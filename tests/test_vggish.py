@@ -124,11 +124,8 @@ def test_model_matches_independent_per_layer_computation(model, weights):
 def test_embedding_is_pre_activation_and_empty_batch_works(model):
     embeddings = model(_inputs(21, 4))
     assert (embeddings < 0).any(), "no ReLU after fc2: random weights must give negative outputs"
-    # The raw tf.function on a non-empty batch: the same pre-activation output. (An empty batch is
-    # answered by the wrapper without TensorFlow; whether TensorFlow's own kernels accept one
-    # depends on the CPU and oneDNN, and the pipeline never sends one.)
-    np.testing.assert_allclose(model.tf_function(tf.constant(_inputs(21, 4))).numpy(), embeddings, rtol=1e-5,
-                               atol=1e-5 * np.abs(embeddings).max())
+    # An empty batch is answered by the wrapper without TensorFlow (whether TensorFlow's own kernels
+    # accept one depends on the CPU and oneDNN).
     empty = model(np.zeros((0, 96, 64), np.float32))
     assert empty.shape == (0, 128) and empty.dtype == np.float32
     with pytest.raises(ValueError, match=r"\[N, 96, 64\]"):

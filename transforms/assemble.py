@@ -7,8 +7,7 @@ import numpy as np
 
 from pipeline import quantization, records
 from pipeline.errors import ClipError, failure_record
-from transforms import isolation
-from transforms.read import NAMESPACE
+from transforms import isolation, metrics
 
 
 def _describe_joined(element):
@@ -23,8 +22,8 @@ class _BuildRecord(beam.DoFn):
 
     def __init__(self, *, video_level: bool = False):
         self._video_level = video_level
-        self._written = beam.metrics.Metrics.counter(NAMESPACE, "records_built")
-        self._steps = beam.metrics.Metrics.counter(NAMESPACE, "steps_built")
+        self._written = metrics.counter("records_built")
+        self._steps = metrics.counter("steps_built")
 
     @isolation.isolate("features", _describe_joined, element_arg=1)
     def process(self, element, vocabulary):

@@ -15,8 +15,8 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline import media
 from pipeline.annotations import ClipRequest
 from pipeline.errors import ClipError, failure_record
+from transforms import metrics
 from transforms.progress import PROGRESS
-from transforms.read import NAMESPACE
 
 
 def resolve_video_path(video: str, base_dir: str) -> str:
@@ -56,14 +56,15 @@ class DecodeClips(beam.DoFn):
         self._expected = expected
         self._timeout_s = timeout_s
         self._fetcher = fetcher
-        self._decoded = beam.metrics.Metrics.counter(NAMESPACE, "clips_decoded")
-        self._silent = beam.metrics.Metrics.counter(NAMESPACE, "clips_without_audio")
-        self._seconds = beam.metrics.Metrics.distribution(NAMESPACE, "clip_seconds")
+        self._decoded = metrics.counter("clips_decoded")
+        self._silent = metrics.counter("clips_without_audio")
+        self._seconds = metrics.distribution("clip_seconds")
         self._resize = None
 
     def setup(self):
-        from pipeline.models import inception  # pylint: disable=import-outside-toplevel
+        from pipeline.models import inception, tf_setup  # pylint: disable=import-outside-toplevel
 
+        tf_setup.configure()  # thread pools and GPU memory, before this worker's first op
         self._resize = inception.resize_frame
         if self._fetcher is not None:
             self._fetcher.setup()
@@ -89,7 +90,7 @@ class DecodeClips(beam.DoFn):
                 yield from self._decode(clip, uri, start=start, duration=duration, fetch=fetch, untrusted=untrusted)
         except ClipError as e:
             PROGRESS.record(ok=False, total=self._expected)
-            beam.metrics.Metrics.counter(NAMESPACE, f"failed_{e.reason}").inc()
+            metrics.count_failure(e.reason)
             yield beam.pvalue.TaggedOutput(self.FAILURES, failure_record(
                 clip_id=clip.clip_id, fields=clip.fields, row=clip.row, stage=e.stage or stage, reason=e.reason,
                 message=e.message))
@@ -97,7 +98,7 @@ class DecodeClips(beam.DoFn):
             # A bug or an unforeseen input must not kill a run of a million clips: report it loudly.
             logging.exception("Unexpected error on clip %s", clip.clip_id)
             PROGRESS.record(ok=False, total=self._expected)
-            beam.metrics.Metrics.counter(NAMESPACE, "failed_internal_error").inc()
+            metrics.count_failure("internal_error")
             yield beam.pvalue.TaggedOutput(self.FAILURES, failure_record(
                 clip_id=clip.clip_id, fields=clip.fields, row=clip.row, stage=stage, reason="internal_error",
                 message=f"{type(e).__name__}: {e}"))

@@ -9,13 +9,12 @@ import subprocess
 import threading
 import uuid
 
-import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline import fileio, media
 from pipeline.annotations import ClipRequest
 from pipeline.errors import ClipError
-from transforms.read import NAMESPACE
+from transforms import metrics
 
 _SEMAPHORES: dict[int, threading.BoundedSemaphore] = {}
 _SEMAPHORES_LOCK = threading.Lock()
@@ -65,10 +64,10 @@ class ClipFetcher:
         self._clips_dir = clips_dir
         self._concurrency = max(1, concurrency)
         self._semaphore = None
-        self._bytes = beam.metrics.Metrics.counter(NAMESPACE, "fetch_bytes")
-        self._fetched = beam.metrics.Metrics.counter(NAMESPACE, "clips_fetched")
-        self._reused = beam.metrics.Metrics.counter(NAMESPACE, "clips_reused_from_clips_dir")
-        self._retried = beam.metrics.Metrics.counter(NAMESPACE, "fetch_retries")
+        self._bytes = metrics.counter("fetch_bytes")
+        self._fetched = metrics.counter("clips_fetched")
+        self._reused = metrics.counter("clips_reused_from_clips_dir")
+        self._retried = metrics.counter("fetch_retries")
 
     def setup(self) -> None:
         self._semaphore = _process_semaphore(self._concurrency)

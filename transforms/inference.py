@@ -8,18 +8,9 @@ from typing import Any
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.ml.inference import base as _inference_base
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunInference
 
 from pipeline.models import registry
-
-if getattr(_inference_base, "resource", True) is None:
-    # Beam 2.77 imports the stdlib `resource` module together with its torch-only ModelManager, so
-    # without torch it logs "Resource module is not available" at every model load and reports
-    # no memory use. The module is there on every POSIX system: hand it over.
-    import resource as _resource  # pylint: disable=import-error
-
-    _inference_base.resource = _resource
 
 
 class _FeatureModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):

@@ -18,6 +18,7 @@ import apache_beam as beam
 
 from pipeline import annotations
 from pipeline.errors import failure_record
+from transforms import metrics
 
 FAILURES = "failures"
 
@@ -26,9 +27,7 @@ def internal_error(*, clip_id: str, fields: dict, row: int | None, stage: str, e
     """The failure line of an unexpected exception; also logged with its traceback and counted."""
     logging.error("Unexpected error at stage %s on clip %r (row %s)", stage, clip_id, row,
                   exc_info=(type(error), error, error.__traceback__))
-    from transforms.read import NAMESPACE  # pylint: disable=import-outside-toplevel  (read imports this module)
-
-    beam.metrics.Metrics.counter(NAMESPACE, "failed_internal_error").inc()
+    metrics.count_failure("internal_error")
     return failure_record(clip_id=str(clip_id), fields=annotations.printable(fields or {}), row=row, stage=stage,
                           reason="internal_error", message=f"{type(error).__name__}: {error}")
 
@@ -59,8 +58,3 @@ def isolate(stage: str, describe: Callable[[object], tuple[str, dict, int | None
         return guarded
 
     return wrap
-
-
-def describe_clip(clip) -> tuple[str, dict, int | None]:
-    """A ClipRequest's (id, fields, row)."""
-    return clip.clip_id, clip.fields, clip.row

@@ -7,9 +7,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline import annotations
 from pipeline.errors import failure_record
-from transforms import isolation
-
-NAMESPACE = "video_features"
+from transforms import isolation, metrics
 
 
 class _ParseCsvFile(beam.DoFn):
@@ -21,8 +19,8 @@ class _ParseCsvFile(beam.DoFn):
 
     def __init__(self, keep_labels: tuple[str, ...] = ()):
         self._keep_labels = tuple(keep_labels)
-        self._rows = beam.metrics.Metrics.counter(NAMESPACE, "rows_read")
-        self._bad = beam.metrics.Metrics.counter(NAMESPACE, "rows_malformed")
+        self._rows = metrics.counter("rows_read")
+        self._bad = metrics.counter("rows_malformed")
 
     def process(self, path: str):
         labels: set[str] = set(self._keep_labels)

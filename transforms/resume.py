@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import apache_beam as beam
 
-from transforms import isolation
-from transforms.read import NAMESPACE
+from transforms import isolation, metrics
 
 
 def record_id(serialized: bytes) -> str:
@@ -42,7 +41,7 @@ def _todo_or_skipped(element):
     if not clips:
         return
     if list(grouped["done"]):
-        beam.metrics.Metrics.counter(NAMESPACE, "clips_skipped_existing").inc(len(clips))
+        metrics.counter("clips_skipped_existing").inc(len(clips))
         yield beam.pvalue.TaggedOutput("skipped", clip_id)
         return
     yield from clips

@@ -14,10 +14,10 @@ import zlib
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.io.tfrecordio import _TFRecordUtil
 
+from pipeline import tfrecord
 from pipeline.fileio import atomic_write, write_atomically
-from transforms.read import NAMESPACE
+from transforms import metrics
 
 FAILURES_SPLIT = "\x00failures"  # internal key; cannot clash with a CSV split name
 
@@ -81,7 +81,7 @@ class _WriteShard(beam.DoFn):
                 if split == FAILURES_SPLIT:
                     f.write(payload)
                 else:
-                    _TFRecordUtil.write_record(f, payload)
+                    tfrecord.write_record(f, payload)
                 count += 1
         yield {"split": split, "shard": shard, "num_shards": num_shards, "path": path, "count": count}
 
@@ -167,7 +167,7 @@ class _Finalize(beam.DoFn):
             **self._run_info,
         }
         if not stats["all_rows_accounted_for"]:
-            beam.metrics.Metrics.counter(NAMESPACE, "rows_unaccounted").inc(abs(rows - records - skipped - failures))
+            metrics.counter("rows_unaccounted").inc(abs(rows - records - skipped - failures))
         # Earlier failure shards this run did not rewrite (another -of-N): only now, with the new set complete.
         new_paths = {s["path"] for s in shards} | {
             shard_path(self._output_dir, split, shard, n, self._run_tag)

@@ -86,14 +86,14 @@ def synthetic_dir(config: ModelConfig) -> str:
 
 def ensure_synthetic(config: ModelConfig) -> ModelFiles:
     """Writes the seeded random artifacts once per cache; later calls (and workers) reuse them."""
-    from pipeline.models import inception, vggish  # pylint: disable=import-outside-toplevel
+    from pipeline.models import synthetic_inception, vggish  # pylint: disable=import-outside-toplevel
 
     base = synthetic_dir(config)
     rgb_dir, audio_dir = os.path.join(base, "rgb"), os.path.join(base, "audio")
     os.makedirs(base, exist_ok=True)
     if not os.path.exists(os.path.join(rgb_dir, RGB_GRAPH)):
         logging.warning("Generating synthetic Inception-v3 artifacts (seed %d) in %s", config.seed, rgb_dir)
-        inception.write_synthetic_rgb_artifacts(rgb_dir, seed=config.seed)
+        synthetic_inception.write_synthetic_rgb_artifacts(rgb_dir, seed=config.seed)
     if config.with_audio and not os.path.exists(os.path.join(audio_dir, AUDIO_PCA)):
         logging.warning("Generating synthetic VGGish artifacts (seed %d) in %s", config.seed, audio_dir)
         vggish.write_synthetic_audio_artifacts(audio_dir, seed=config.seed)
@@ -114,8 +114,9 @@ def resolve(config: ModelConfig) -> ModelFiles:
         ModelArtifactError: Naming every missing or malformed file and the flags that provide it.
     """
     from pipeline.errors import ModelArtifactError  # pylint: disable=import-outside-toplevel
-    from pipeline.models import artifacts  # pylint: disable=import-outside-toplevel
+    from pipeline.models import artifacts, tf_setup  # pylint: disable=import-outside-toplevel
 
+    tf_setup.configure()  # checking or writing artifacts may run this process's first TensorFlow op
     if config.mode not in MODES:
         raise ModelArtifactError(f"--models {config.mode!r}: choose one of {', '.join(MODES)}")
     if config.synthetic:

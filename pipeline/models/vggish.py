@@ -25,6 +25,7 @@ import numpy as np
 
 from pipeline import audio, postprocess
 from pipeline.errors import ModelArtifactError
+from pipeline.models import tf_setup
 
 AUDIO_CHECKPOINT_FLAG = "--audio_checkpoint"
 CHECKPOINT_FILE_NAME = "vggish_model.ckpt"
@@ -190,10 +191,10 @@ class VGGish:
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+        tf_setup.configure()  # before this process's first op, if it is the first
         tf = _tf()
         self._batch_size = batch_size
         constants = {name: tf.constant(value) for name, value in weights.items()}
-        self._constants = constants
 
         @tf.function(
             input_signature=[tf.TensorSpec([None, EXAMPLE_FRAMES, EXAMPLE_BANDS], tf.float32)],
@@ -203,11 +204,6 @@ class VGGish:
             return _forward(examples, constants)
 
         self._embed = embed
-
-    @property
-    def tf_function(self) -> Any:
-        """The traced ``tf.function`` mapping float32 [N, 96, 64] to [N, 128]."""
-        return self._embed
 
     @classmethod
     def from_weights(cls, weights: Mapping[str, np.ndarray], *, batch_size: int = 64) -> VGGish:
@@ -425,6 +421,7 @@ def write_synthetic_audio_artifacts(directory: str, *, seed: int) -> None:
         directory: Destination directory, local or gs:// (created if needed).
         seed: Seed for weights, calibration inputs and the PCA basis.
     """
+    tf_setup.configure()  # before this process's first op, if it is the first
     gfile = _tf().io.gfile
     directory = os.fspath(directory)
     weights = random_weights(seed)
