@@ -194,6 +194,13 @@ def _config(server, **kw):
     return fetch.FetchConfig(url_template=server.url + "/v/{id}.mp4", **kw)
 
 
+def _fetch_error(server, tmp_path, video_id) -> ClipError:
+    """The ClipError that fetching [0, 2] s of video_id from the hostile server raises."""
+    with pytest.raises(ClipError) as err:
+        fetch.fetch_clip(video_id=video_id, start=0, end=2, work_dir=str(tmp_path), config=_config(server))
+    return err.value
+
+
 def test_fetch_through_the_guard_still_works(hostile, tmp_path):
     server, _ = hostile
     result = fetch.fetch_clip(video_id=GOOD, start=0, end=2, work_dir=str(tmp_path), config=_config(server))
@@ -204,9 +211,8 @@ def test_fetch_through_the_guard_still_works(hostile, tmp_path):
 @pytest.mark.parametrize("video_id", [HLS_FILE, HLS_PATH])
 def test_fetched_playlist_of_local_paths_reads_no_local_file(hostile, tmp_path, video_id):
     server, _ = hostile
-    with pytest.raises(ClipError) as err:
-        fetch.fetch_clip(video_id=video_id, start=0, end=2, work_dir=str(tmp_path), config=_config(server))
-    assert err.value.reason == "not_video", err.value
+    error = _fetch_error(server, tmp_path, video_id)
+    assert error.reason == "not_video", error
     assert os.listdir(tmp_path) == []
 
 
@@ -214,26 +220,23 @@ def test_fetched_playlist_of_local_paths_reads_no_local_file(hostile, tmp_path, 
 def test_fetch_redirect_to_an_unnamed_loopback_port_is_refused(hostile, tmp_path, video_id):
     """TO_PORT: yt-dlp follows the redirect; FF_TO_PORT: the ffmpeg that cuts the section does."""
     server, other = hostile
-    with pytest.raises(ClipError) as err:
-        fetch.fetch_clip(video_id=video_id, start=0, end=2, work_dir=str(tmp_path), config=_config(server))
-    assert err.value.reason == "address_not_allowed", err.value
+    error = _fetch_error(server, tmp_path, video_id)
+    assert error.reason == "address_not_allowed", error
     assert other.hits == 0
 
 
 def test_fetch_redirect_to_the_metadata_server_is_refused_before_connecting(hostile, tmp_path):
     server, _ = hostile
-    with pytest.raises(ClipError) as err:
-        fetch.fetch_clip(video_id=TO_META, start=0, end=2, work_dir=str(tmp_path), config=_config(server))
-    assert err.value.reason == "address_not_allowed", err.value
-    assert "169.254.169.254" in err.value.message
+    error = _fetch_error(server, tmp_path, TO_META)
+    assert error.reason == "address_not_allowed", error
+    assert "169.254.169.254" in error.message
 
 
 @pytest.mark.parametrize("video_id", [TO_FILE, FF_TO_FILE])
 def test_fetch_redirect_to_a_file_url_is_invalid_url(hostile, tmp_path, video_id):
     server, _ = hostile
-    with pytest.raises(ClipError) as err:
-        fetch.fetch_clip(video_id=video_id, start=0, end=2, work_dir=str(tmp_path), config=_config(server))
-    assert err.value.reason == "invalid_url", err.value
+    error = _fetch_error(server, tmp_path, video_id)
+    assert error.reason == "invalid_url", error
 
 
 def test_fetch_max_seconds_is_a_hard_deadline_against_a_slow_drip(hostile, tmp_path):
@@ -342,9 +345,8 @@ def test_fetch_ignores_no_proxy_in_the_environment(hostile, tmp_path, monkeypatc
     server, other = hostile
     monkeypatch.setenv("no_proxy", "*")
     monkeypatch.setenv("NO_PROXY", "*")
-    with pytest.raises(ClipError) as err:
-        fetch.fetch_clip(video_id=FF_TO_PORT, start=0, end=2, work_dir=str(tmp_path), config=_config(server))
-    assert err.value.reason == "address_not_allowed", err.value
+    error = _fetch_error(server, tmp_path, FF_TO_PORT)
+    assert error.reason == "address_not_allowed", error
     assert other.hits == 0
 
 
