@@ -33,7 +33,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 
-from pipeline import annotations, logs, outputs
+from pipeline import annotations, fileio, logs, outputs
 from pipeline.models import registry
 from pipeline.options import BuildOptions
 from transforms.assemble import AssembleRecords
@@ -211,10 +211,8 @@ def prepare_output_dir(output_dir: str, *, overwrite: bool, skip_existing: bool 
 
 def write_vocabulary(output_dir: str, labels: set[str], keep_labels: tuple[str, ...]) -> None:
     """Writes vocabulary.csv before any record exists, so a crashed run's records can be resumed safely."""
-    from pipeline.fileio import write_atomically  # pylint: disable=import-outside-toplevel
-
     vocabulary = annotations.Vocabulary.from_labels(set(labels) | set(keep_labels))
-    write_atomically(FileSystems.join(output_dir, outputs.VOCABULARY_NAME), vocabulary.to_csv().encode("utf-8"))
+    fileio.write_atomically(FileSystems.join(output_dir, outputs.VOCABULARY_NAME), vocabulary.to_csv().encode("utf-8"))
 
 
 def _announce_synthetic() -> None:

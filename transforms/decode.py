@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import posixpath
 import shutil
@@ -15,7 +14,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline import media
 from pipeline.annotations import ClipRequest
 from pipeline.errors import ClipError, failure_record
-from transforms import metrics
+from transforms import isolation, metrics
 from transforms.progress import PROGRESS
 
 
@@ -96,12 +95,9 @@ class DecodeClips(beam.DoFn):
                 message=e.message))
         except Exception as e:  # pylint: disable=broad-except
             # A bug or an unforeseen input must not kill a run of a million clips: report it loudly.
-            logging.exception("Unexpected error on clip %s", clip.clip_id)
             PROGRESS.record(ok=False, total=self._expected)
-            metrics.count_failure("internal_error")
-            yield beam.pvalue.TaggedOutput(self.FAILURES, failure_record(
-                clip_id=clip.clip_id, fields=clip.fields, row=clip.row, stage=stage, reason="internal_error",
-                message=f"{type(e).__name__}: {e}"))
+            yield beam.pvalue.TaggedOutput(self.FAILURES, isolation.internal_error(
+                clip_id=clip.clip_id, fields=clip.fields, row=clip.row, stage=stage, error=e))
 
     def _localize(self, uri: str, tmp: str) -> str:
         """Local paths are read in place; remote inputs are copied to a temp file first.
