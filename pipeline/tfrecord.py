@@ -17,6 +17,7 @@ FileSystems, so it frames records itself with the functions here. CRC-32C comes 
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from typing import BinaryIO
 
 import google_crc32c
@@ -80,3 +81,33 @@ def read_header(header: bytes) -> int | None:
     """
     length, length_crc = struct.unpack("<QI", header)
     return length if masked_crc32c(header[:8]) == length_crc else None
+
+
+def read_records(handle: BinaryIO) -> Iterator[bytes]:
+    """Yields the payloads of an open TFRecord file, checking both CRCs of every record.
+
+    Args:
+        handle: File opened for reading bytes, uncompressed (any file object Beam's FileSystems gives).
+
+    Yields:
+        Each record's data, in file order.
+
+    Raises:
+        ValueError: A truncated record or a checksum that does not match.
+    """
+    index = 0
+    while True:
+        header = handle.read(HEADER_SIZE)
+        if not header:
+            return
+        length = read_header(header) if len(header) == HEADER_SIZE else None
+        if length is None:
+            raise ValueError(f"TFRecord record {index}: truncated or damaged header")
+        data = handle.read(length)
+        footer = handle.read(FOOTER_SIZE)
+        if len(data) < length or len(footer) < FOOTER_SIZE:
+            raise ValueError(f"TFRecord record {index}: truncated data")
+        if struct.unpack("<I", footer)[0] != masked_crc32c(data):
+            raise ValueError(f"TFRecord record {index}: data checksum does not match")
+        yield data
+        index += 1

@@ -44,3 +44,19 @@ def test_damaged_header_and_truncated_record_are_caught(tmp_path):
             handle.write(framed + data)
         with pytest.raises(OutputError, match=problem):
             outputs.check_tfrecord_file(path)
+
+
+def test_read_records_reads_tensorflows_files_and_refuses_damage(tmp_path):
+    import io
+
+    reference = str(tmp_path / "tf.tfrecord")
+    with tf.io.TFRecordWriter(reference) as writer:
+        for payload in PAYLOADS:
+            writer.write(payload)
+    with open(reference, "rb") as handle:
+        assert list(tfrecord.read_records(handle)) == PAYLOADS
+    framed = tfrecord.frame(b"payload")
+    flipped = framed[:14] + bytes([framed[14] ^ 1]) + framed[15:]  # one data byte changed
+    for data, problem in ((framed[:-2], "truncated"), (flipped, "checksum"), (framed[:5], "header")):
+        with pytest.raises(ValueError, match=problem):
+            list(tfrecord.read_records(io.BytesIO(framed + data)))

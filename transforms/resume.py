@@ -18,13 +18,10 @@ def _ids_of_shard(path: str):
     """The ids of one existing shard, read by path (never as a glob: the path may hold `[`, `*`, `?`)."""
     from apache_beam.io.filesystem import CompressionTypes  # pylint: disable=import-outside-toplevel
     from apache_beam.io.filesystems import FileSystems  # pylint: disable=import-outside-toplevel
-    from apache_beam.io.tfrecordio import _TFRecordUtil  # pylint: disable=import-outside-toplevel
+    from pipeline import tfrecord  # pylint: disable=import-outside-toplevel
 
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        while True:
-            record = _TFRecordUtil.read_record(f)
-            if record is None:
-                return
+        for record in tfrecord.read_records(f):
             yield record_id(record), None
 
 
