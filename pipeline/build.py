@@ -244,7 +244,8 @@ def check_arguments(argv: list[str]) -> None:
     _, unknown = parser.parse_known_args(argv)
     if not unknown:
         return
-    known = sorted(option for option in parser._option_string_actions if option.startswith("--"))  # pylint: disable=protected-access
+    # Every flag here, Beam's included, is spelled --<dest>, so the options' names are the known flags.
+    known = sorted("--" + name for name in PipelineOptions([]).get_all_options())
     problems = []
     for arg in unknown:
         if not arg.startswith("-"):
