@@ -33,6 +33,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from pipeline.errors import ClipError
+
 # The probe, the whitelists and the ffmpeg lookup live in pipeline.probe (shared with the fetcher);
 # they stay importable from here, where callers have always found them.
 from pipeline.probe import (  # noqa: F401  pylint: disable=unused-import
