@@ -248,3 +248,8 @@ def probe(uri: str, *, timeout_s: float = 60.0, untrusted: bool = False, max_fra
     if info.timed_out:
         raise ClipError("timeout", f"ffmpeg probe of {uri} took longer than {timeout_s:.0f} s")
     return check_decodable(info, uri, max_frame_side=max_frame_side, max_frame_pixels=max_frame_pixels)
+
+
+def network_protocols(allow_file: bool = False) -> str:
+    """Protocols for a stranger's URL (yt-dlp's section cuts, the fetcher's probes); ``file`` only if opted in."""
+    return REMOTE_PROTOCOLS + (",file" if allow_file else "")
