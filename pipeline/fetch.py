@@ -26,11 +26,12 @@ How a clip is fetched (one ``YoutubeDL.extract_info(download=True)`` per attempt
    ``start`` at time 0. Matroska/WebM cannot store negative timestamps, so
    ffmpeg would shift the pre-roll to 0 and the position of ``start`` in the
    file would be lost; that is why only MP4-family output is cut.
-4. The result is probed with ``ffmpeg -i`` (stderr parsed; there is no ffprobe,
-   and yt-dlp is kept off every path that wants one) to check it is media with
-   a video stream, to find where ``start`` lies in it
+4. The result is probed with :func:`pipeline.probe.read_header` (``ffmpeg -i``;
+   there is no ffprobe, and yt-dlp is kept off every path that wants one) to
+   check it is media with a video stream, to find where ``start`` lies in it
    (``FetchResult.start_offset``), and to detect sections cut short by a
-   dropped connection, which ffmpeg reports as success.
+   dropped connection, which ffmpeg reports as success. The header travels on
+   as ``FetchResult.probe``.
 
 ``start_offset`` is measured on the timeline ffmpeg's ``-ss`` uses: seconds
 from the container's start time as ``ffmpeg -i`` reports it. For a section it
@@ -49,9 +50,10 @@ and plain-container formats for stranger-supplied inputs.
 
 Failures are :class:`pipeline.errors.ClipError` with ``stage="fetch"`` and a
 stable ``reason`` from :func:`classify_error`. Transient failures (HTTP 429/5xx,
-timeouts, resets, truncated bodies) are retried with exponential backoff and
-full jitter, bounded by ``max_attempts`` and ``max_seconds``; permanent ones are
-raised at once.
+timeouts, resets, truncated bodies) are retried by :func:`pipeline.retry.call`
+(exponential backoff, full jitter), bounded by ``max_attempts`` and
+``max_seconds``; permanent ones are raised at once. The yt-dlp options, logger,
+hooks and error table are in :mod:`pipeline.ytdlp`.
 """
 
 from __future__ import annotations
@@ -374,7 +376,7 @@ def _attempt(*, url: str, start: float, end: float, out_dir: str, config: FetchC
     ``ffmpeg`` is what yt-dlp runs (see :func:`netguard.ffmpeg_for_ytdlp`);
     the probes here run the real binary with :func:`netguard.ffmpeg_env`.
     """
-    net = _Net(guard=guard, allow_file_urls=config.allow_file_urls)
+    net = ytdlp.FormatProbe(guard=guard, allow_file_urls=config.allow_file_urls)
     logger = ytdlp.CapturingLogger()
     counter = ytdlp.ByteCounter()
     ranges = ytdlp.SectionRanges(start, end)
@@ -394,7 +396,7 @@ def _attempt(*, url: str, start: float, end: float, out_dir: str, config: FetchC
             except yt_dlp.utils.YoutubeDLError as exc:
                 text = ytdlp.error_text(exc, logger)
                 if planner.formats and re.search(r"ffmpeg exited with code", text):
-                    raise _diagnose_ffmpeg_failure(text, planner.formats, net=net, timeout=timeout) from None
+                    raise ytdlp.diagnose_ffmpeg_failure(text, planner.formats, net=net, timeout=timeout) from None
                 raise AttemptError.from_message(text) from None
     finally:
         FFmpegPostProcessor._ffmpeg_location.reset(token)
@@ -419,8 +421,8 @@ def _attempt(*, url: str, start: float, end: float, out_dir: str, config: FetchC
 
 
 def _check_section_length(*, media: ProbeResult, offset: float, start: float, end: float,
-                          source_duration: float | None, formats: Sequence[Mapping[str, Any]], net: _Net,
-                          timeout: float) -> None:
+                          source_duration: float | None, formats: Sequence[Mapping[str, Any]],
+                          net: ytdlp.FormatProbe, timeout: float) -> None:
     """Detects sections cut short (ffmpeg exits 0 when the server drops mid-body)."""
     have = (media.duration or 0.0) - offset
     if have >= (end - start) - _DURATION_SLACK_S:
@@ -435,60 +437,6 @@ def _check_section_length(*, media: ProbeResult, offset: float, start: float, en
         if have >= min(end, source_duration) - start - _DURATION_SLACK_S:
             return  # The video ends before `end`; the section is complete.
     raise AttemptError("network", f"section truncated: got {have:.2f}s of {end - start:g}s", transient=True)
-
-
-def _diagnose_ffmpeg_failure(text: str, formats: Sequence[Mapping[str, Any]], *, net: _Net,
-                             timeout: float) -> AttemptError:
-    """Classifies a failed section cut, whose ffmpeg stderr yt-dlp does not capture.
-
-    yt-dlp only says "ffmpeg exited with code N", so each input is probed again
-    with stderr captured: an HTTP error, a timeout or non-media data there names
-    the reason; if every input probes fine, the failure was in transit.
-    """
-    for fmt in formats:
-        if not fmt.get("url"):
-            continue
-        found = net.probe(fmt, timeout=timeout)
-        if not found.ok:
-            reason, transient = classify_error(found.tail)
-            if reason == "other":  # Unknown ffmpeg complaint: give it another try.
-                reason, transient = "network", True
-            return AttemptError(reason, f"{text}; probe: {found.tail}", transient=transient)
-        if not found.has_video and fmt.get("vcodec") != "none":
-            return AttemptError("not_video", f"{text}; probe found no video stream", transient=False)
-    return AttemptError("network", f"{text}; inputs probe fine, treating as a transfer failure", transient=True)
-
-
-def _http_input_args(fmt: Mapping[str, Any], timeout: float) -> list[str]:
-    """ffmpeg input options mirroring what yt-dlp sends for this format."""
-    args = ["-rw_timeout", str(int(timeout * 1e6))]
-    headers = fmt.get("http_headers") or {}
-    if headers and re.match(r"https?://", fmt.get("url", "")):
-        args += ["-headers", "".join(f"{k}: {v}\r\n" for k, v in headers.items())]
-    return args
-
-
-
-@dataclasses.dataclass(frozen=True)
-class _Net:
-    """How the fetcher's own ffmpeg probes reach a format URL: through the clip's guard."""
-
-    guard: netguard.GuardProxy
-    allow_file_urls: bool
-
-    def probe(self, fmt: Mapping[str, Any], *, timeout: float) -> ProbeResult:
-        limit = _probe_timeout(timeout)
-        left = self.guard.remaining()
-        if left is not None:
-            limit = max(0.5, min(limit, left + 1.0))
-        args = [*_http_input_args(fmt, timeout), "-protocol_whitelist", probe.network_protocols(self.allow_file_urls),
-                "-format_whitelist", probe.UNTRUSTED_FORMATS + ",hls"]
-        return probe.read_header(fmt["url"], input_args=args, timeout=limit, env=netguard.ffmpeg_env(self.guard.url))
-
-
-def _probe_timeout(timeout: float) -> float:
-    # A probe makes a couple of requests, each bounded by -rw_timeout.
-    return 4 * timeout + 10.0
 
 
 # --------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 :mod:`pipeline.fetch` runs one ``YoutubeDL.extract_info(download=True)`` per attempt; this module
 holds what that call is made of (see the fetcher's docstring for the section/full decision) and
 :func:`classify_error`, which maps yt-dlp's, YouTube's and ffmpeg's error text to the fetch
-stage's stable reasons and whether another attempt can help.
+stage's stable reasons and whether another attempt can help, and :class:`FormatProbe`, which
+reads a chosen format's header as yt-dlp would reach it (its headers, through the clip's guard)
+to name the reason when the ffmpeg yt-dlp ran fails without one.
 
 yt-dlp's own retries (``retries``, ``fragment_retries``, ``extractor_retries``) stay at 0: they
 retry a request or fragment on the URL already extracted, inside one attempt, and do not reach
@@ -14,11 +16,12 @@ the whole.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import yt_dlp
@@ -26,7 +29,7 @@ from yt_dlp.downloader.external import FFmpegFD
 from yt_dlp.postprocessor.common import PostProcessor
 from yt_dlp.utils import download_range_func
 
-from pipeline import probe
+from pipeline import netguard, probe
 
 if TYPE_CHECKING:
     from pipeline.fetch import FetchConfig
@@ -324,3 +327,62 @@ def _positive(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if number > 0 and math.isfinite(number) else None
+
+
+# --------------------------------------------------------------------------
+# Looking at a chosen format's URL with ffmpeg, as yt-dlp would reach it
+# --------------------------------------------------------------------------
+
+
+def diagnose_ffmpeg_failure(text: str, formats: Sequence[Mapping[str, Any]], *, net: FormatProbe,
+                             timeout: float) -> AttemptError:
+    """Classifies a failed section cut, whose ffmpeg stderr yt-dlp does not capture.
+
+    yt-dlp only says "ffmpeg exited with code N", so each input is probed again
+    with stderr captured: an HTTP error, a timeout or non-media data there names
+    the reason; if every input probes fine, the failure was in transit.
+    """
+    for fmt in formats:
+        if not fmt.get("url"):
+            continue
+        found = net.probe(fmt, timeout=timeout)
+        if not found.ok:
+            reason, transient = classify_error(found.tail)
+            if reason == "other":  # Unknown ffmpeg complaint: give it another try.
+                reason, transient = "network", True
+            return AttemptError(reason, f"{text}; probe: {found.tail}", transient=transient)
+        if not found.has_video and fmt.get("vcodec") != "none":
+            return AttemptError("not_video", f"{text}; probe found no video stream", transient=False)
+    return AttemptError("network", f"{text}; inputs probe fine, treating as a transfer failure", transient=True)
+
+
+def _http_input_args(fmt: Mapping[str, Any], timeout: float) -> list[str]:
+    """ffmpeg input options mirroring what yt-dlp sends for this format."""
+    args = ["-rw_timeout", str(int(timeout * 1e6))]
+    headers = fmt.get("http_headers") or {}
+    if headers and re.match(r"https?://", fmt.get("url", "")):
+        args += ["-headers", "".join(f"{k}: {v}\r\n" for k, v in headers.items())]
+    return args
+
+
+@dataclasses.dataclass(frozen=True)
+class FormatProbe:
+    """How the fetcher's own ffmpeg probes reach a format URL: through the clip's guard."""
+
+    guard: netguard.GuardProxy
+    allow_file_urls: bool
+
+    def probe(self, fmt: Mapping[str, Any], *, timeout: float) -> probe.ProbeResult:
+        """Reads the header at ``fmt["url"]`` with yt-dlp's headers, bounded by the guard's deadline."""
+        limit = _probe_timeout(timeout)
+        left = self.guard.remaining()
+        if left is not None:
+            limit = max(0.5, min(limit, left + 1.0))
+        args = [*_http_input_args(fmt, timeout), "-protocol_whitelist", probe.network_protocols(self.allow_file_urls),
+                "-format_whitelist", probe.UNTRUSTED_FORMATS + ",hls"]
+        return probe.read_header(fmt["url"], input_args=args, timeout=limit, env=netguard.ffmpeg_env(self.guard.url))
+
+
+def _probe_timeout(timeout: float) -> float:
+    # A probe makes a couple of requests, each bounded by -rw_timeout.
+    return 4 * timeout + 10.0
