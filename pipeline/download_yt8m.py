@@ -66,8 +66,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import TextIO
 
-from pipeline import fileio
-from pipeline import retry
+from pipeline import fileio, retry
 
 #: Host of the download plans when no ``--base_url`` is given.
 PLAN_HOST = "http://data.yt8m.org"
