@@ -66,7 +66,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import TextIO
 
-from pipeline import fileio
+from pipeline import fileio, retry
 
 #: Host of the download plans when no ``--base_url`` is given.
 PLAN_HOST = "http://data.yt8m.org"
@@ -266,12 +266,11 @@ def parse_plan(data: bytes) -> dict[str, str]:
 def backoff_delay(attempt: int, *, base: float, cap: float, rng: random.Random | None = None) -> float:
     """Seconds to wait after failed attempt number ``attempt`` (1-based).
 
-    Exponential (``base * 2**(attempt-1)``, capped) with "equal jitter": half the delay
-    is fixed and half random, so parallel workers that failed together (a mirror
-    hiccup) do not retry in lockstep, yet never retry immediately.
+    The project's one policy (:mod:`pipeline.retry`): exponential (``base * 2**(attempt-1)``,
+    capped) with full jitter, so parallel workers that failed together (a mirror hiccup)
+    spread their retries over the whole window.
     """
-    delay = min(cap, base * (2 ** (attempt - 1)))
-    return delay / 2 + (rng or random).uniform(0, delay / 2)
+    return retry.full_jitter(attempt, base=base, cap=cap, rng=rng)
 
 
 def md5_file(path: str | os.PathLike[str]) -> str:
@@ -504,30 +503,27 @@ def _read_body(response: http.client.HTTPResponse, url: str, sink, *, stop: thre
 
 def _with_retries(action, *, max_attempts: int, backoff_base: float, backoff_max: float,
                   stop: threading.Event, rng: random.Random):
-    """Runs ``action(attempt)``, retrying TransientError with backoff.
+    """Runs ``action(attempt)``, retrying TransientError with backoff (:func:`pipeline.retry.call`).
 
-    Returns ``(result, attempts)``; raises the last TransientError (with
-    ``attempts`` set) or the PermanentError at once.
+    A ``Retry-After`` on the error is a floor for the sleep (capped at ``backoff_max``);
+    ``stop`` ends the sleeps and the attempts with Interrupted. Returns ``(result, attempts)``;
+    raises the last TransientError (with ``attempts`` set) or the PermanentError at once.
     """
-    attempt = 1
-    while True:
+    def attempt(number: int):
         if stop.is_set():
             raise Interrupted()
         try:
-            return action(attempt), attempt
-        except TransientError as error:
-            error.attempts = attempt
-            if attempt >= max_attempts:
-                raise
-            delay = backoff_delay(attempt, base=backoff_base, cap=backoff_max, rng=rng)
-            if error.retry_after is not None:
-                delay = max(delay, min(error.retry_after, backoff_max))
-            if stop.wait(delay):
-                raise Interrupted() from None
-            attempt += 1
-        except PermanentError as error:
-            error.attempts = attempt
+            return action(number)
+        except (TransientError, PermanentError) as error:
+            error.attempts = number
             raise
+
+    def sleep(delay: float) -> None:
+        if stop.wait(delay):
+            raise Interrupted()
+
+    return retry.call(attempt, transient=lambda error: isinstance(error, TransientError), max_attempts=max_attempts,
+                      backoff_base=backoff_base, backoff_max=backoff_max, sleep=sleep, rng=rng)
 
 
 def fetch_plan(url: str, *, timeout: float = 60.0, max_attempts: int = 5, backoff_base: float = 1.0,

@@ -26,11 +26,12 @@ How a clip is fetched (one ``YoutubeDL.extract_info(download=True)`` per attempt
    ``start`` at time 0. Matroska/WebM cannot store negative timestamps, so
    ffmpeg would shift the pre-roll to 0 and the position of ``start`` in the
    file would be lost; that is why only MP4-family output is cut.
-4. The result is probed with ``ffmpeg -i`` (stderr parsed; there is no ffprobe,
-   and yt-dlp is kept off every path that wants one) to check it is media with
-   a video stream, to find where ``start`` lies in it
+4. The result is probed with :func:`pipeline.probe.read_header` (``ffmpeg -i``;
+   there is no ffprobe, and yt-dlp is kept off every path that wants one) to
+   check it is media with a video stream, to find where ``start`` lies in it
    (``FetchResult.start_offset``), and to detect sections cut short by a
-   dropped connection, which ffmpeg reports as success.
+   dropped connection, which ffmpeg reports as success. The header travels on
+   as ``FetchResult.probe``.
 
 ``start_offset`` is measured on the timeline ffmpeg's ``-ss`` uses: seconds
 from the container's start time as ``ffmpeg -i`` reports it. For a section it
@@ -49,37 +50,35 @@ and plain-container formats for stranger-supplied inputs.
 
 Failures are :class:`pipeline.errors.ClipError` with ``stage="fetch"`` and a
 stable ``reason`` from :func:`classify_error`. Transient failures (HTTP 429/5xx,
-timeouts, resets, truncated bodies) are retried with exponential backoff and
-full jitter, bounded by ``max_attempts`` and ``max_seconds``; permanent ones are
-raised at once.
+timeouts, resets, truncated bodies) are retried by :func:`pipeline.retry.call`
+(exponential backoff, full jitter), bounded by ``max_attempts`` and
+``max_seconds``; permanent ones are raised at once. The yt-dlp options, logger,
+hooks and error table are in :mod:`pipeline.ytdlp`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import math
 import os
-import random
 import re
 import shutil
-import subprocess
 import tempfile
 import time
 import urllib.parse
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import yt_dlp
-from yt_dlp.downloader.external import FFmpegFD
-from yt_dlp.postprocessor.common import PostProcessor
 from yt_dlp.postprocessor.ffmpeg import FFmpegPostProcessor
-from yt_dlp.utils import download_range_func
 
-from pipeline import netguard
+from pipeline import netguard, probe, retry, ytdlp
 from pipeline.errors import ClipError
+from pipeline.probe import ProbeResult
+
+# The yt-dlp plumbing and its error table live in pipeline.ytdlp; classify_error stays importable here.
+from pipeline.ytdlp import AttemptError, classify_error
 
 __all__ = [
     "FetchConfig",
@@ -94,23 +93,6 @@ _LOG = logging.getLogger(__name__)
 
 _YOUTUBE_ID_RE = re.compile(r"[A-Za-z0-9_-]{11}")
 
-# Containers whose muxer keeps negative timestamps (edit lists), so a
-# stream-copied cut keeps `start` at timestamp 0. See the module docstring.
-_SECTION_CONTAINERS = frozenset({"mp4", "m4v", "mov"})
-
-# yt-dlp options the fetcher relies on; `extra_ytdlp_options` may not set them,
-# because changing them would break file placement, error capture, the retry
-# policy or the section logic.
-_RESERVED_YTDLP_OPTIONS = frozenset({
-    "logger", "quiet", "noprogress", "progress_hooks", "outtmpl", "paths",
-    "download_ranges", "ffmpeg_location", "retries", "fragment_retries",
-    "extractor_retries", "fixup", "cookiefile", "proxy", "ratelimit",
-    "socket_timeout", "enable_file_urls", "external_downloader_args",
-    "merge_output_format", "overwrites", "continuedl", "noplaylist", "extract_flat",
-    "simulate", "skip_download", "ignoreerrors",
-})
-
-# Slack when comparing a stream-copied section's duration with the request:
 # packet boundaries (one video frame, one audio frame) make it differ slightly.
 _DURATION_SLACK_S = 0.5
 
@@ -148,7 +130,7 @@ class FetchConfig:
             template cannot be turned into a local-file reader by accident.
         extra_ytdlp_options: Extra ``YoutubeDL`` params (e.g. ``extractor_args``,
             ``http_headers``, ``format``/``format_sort`` overrides). Options the
-            fetcher depends on are rejected (see ``_RESERVED_YTDLP_OPTIONS``).
+            fetcher depends on are rejected (see ``ytdlp.RESERVED_OPTIONS``).
     """
 
     url_template: str = "https://www.youtube.com/watch?v={id}"
@@ -181,9 +163,9 @@ class FetchConfig:
             raise ValueError(f"socket_timeout must be > 0, got {self.socket_timeout}")
         if self.proxy is not None:
             netguard.GuardProxy.check_upstream(self.proxy)
-        if self.rate_limit is not None and _parse_rate(self.rate_limit) is None:
+        if self.rate_limit is not None and ytdlp.parse_rate(self.rate_limit) is None:
             raise ValueError(f"rate_limit must look like '500K' or '2M', got {self.rate_limit!r}")
-        reserved = sorted(_RESERVED_YTDLP_OPTIONS.intersection(self.extra_ytdlp_options))
+        reserved = sorted(ytdlp.RESERVED_OPTIONS.intersection(self.extra_ytdlp_options))
         if reserved:
             raise ValueError(f"extra_ytdlp_options may not set {reserved}; use the FetchConfig fields")
 
@@ -203,6 +185,10 @@ class FetchResult:
         seconds: Wall time of the whole call, retries and sleeps included.
         attempts: Attempts made, the successful one included.
         method: ``"section"`` (only [start, end] fetched) or ``"full"``.
+        probe: The header of ``path`` as the fetcher read it (local, strict
+            whitelists). A decoder can check it with
+            :func:`pipeline.probe.check_decodable` instead of probing the
+            file again.
     """
 
     path: str
@@ -212,108 +198,7 @@ class FetchResult:
     seconds: float
     attempts: int
     method: str
-
-
-# --------------------------------------------------------------------------
-# Error classification
-# --------------------------------------------------------------------------
-
-# (reason, transient, pattern), first match wins, so the order matters:
-# specific YouTube reasons come before generic "unavailable" (the removal
-# messages also say "unavailable"), "private" comes before "sign in" (the
-# private message says "Sign in if you've been granted access"), and a country
-# block by a rights holder ("blocked it in your country on copyright grounds")
-# is a country block, not a copyright takedown, because the video exists.
-_ERROR_TABLE: tuple[tuple[str, bool, re.Pattern[str]], ...] = tuple(
-    (reason, transient, re.compile(pattern, re.IGNORECASE))
-    for reason, transient, pattern in (
-        ("unavailable_private", False,
-         r"private video|video is private|been made private"),
-        ("unavailable_country_block", False,
-         r"in your country|from your location|geo[- ]?restrict|not available in your region"),
-        ("unavailable_spam", False,
-         r"spam|deceptive practices|scams"),
-        ("unavailable_nudity", False,
-         r"nudity|sexual content"),
-        ("unavailable_harassment", False,
-         r"harassment|bullying"),
-        ("unavailable_harmful", False,
-         r"harmful|dangerous content|violent or graphic|child safety|violent criminal"),
-        ("unavailable_copyright", False,
-         r"copyright"),
-        ("unavailable_terms_of_service", False,
-         r"terms of service"),
-        ("unavailable_guidelines", False,
-         r"community guidelines|hate speech"),
-        ("unavailable_user_removed", False,
-         r"removed by the (?:user|uploader)|account associated with this video has been"
-         r"|closed their (?:youtube )?account|account has been terminated|channel (?:was|has been) removed"),
-        ("unavailable_sign_in", False,
-         r"sign in to confirm|confirm your age|age[- ]restricted|inappropriate for some users"
-         r"|not a bot|members[- ]only|channel'?s members|premium members|requires payment"
-         r"|registered users|login required|account authentication is required"),
-        ("not_found", False,
-         r"HTTP Error 40[4]\b|HTTP Error 410\b|Server returned 404|\b404 Not Found|does not exist"
-         r"|Incomplete YouTube ID"),
-        # A redirect or format URL leading off http(s) (file://, ...): refused by yt-dlp or
-        # by ffmpeg's protocol whitelist. Before "network": it is never worth a retry.
-        ("invalid_url", False,
-         r"Protocol '\w+' not on whitelist|No connection adapters were found for '(?!https?:)"
-         r"|file:// URLs are disabled|Unsupported url scheme|No suitable request handler"),
-        ("network", True,
-         r"HTTP Error (?:403|408|425|429|5\d\d)\b|Server returned (?:403|429|5XX|5\d\d)"
-         r"|Too Many Requests|timed out|\btimeout\b|Connection (?:reset|refused|aborted)"
-         r"|reset by peer|Remote end closed|RemoteDisconnected|IncompleteRead|incomplete read"
-         r"|content too short|Did not get any data blocks|Stream ends prematurely|truncated"
-         r"|Temporary failure in name resolution|Name or service not known|Network is unreachable"
-         r"|No route to host|Broken pipe|EOF occurred in violation|Input/output error"
-         r"|Unable to connect to proxy|Connection to .* failed|The downloaded file is empty"),
-        ("not_video", False,
-         r"Unsupported URL|Invalid data found when processing input|moov atom not found"
-         r"|no video stream|EBML header parsing failed|not a media file"),
-        ("unavailable", False,
-         r"unavailable|not available|no longer available|has been removed|live event will begin"
-         r"|premieres in|DRM protected|this live stream recording"),
-    )
-)
-
-
-def classify_error(message: str) -> tuple[str, bool]:
-    """Maps a yt-dlp/YouTube/ffmpeg error message to ``(reason, transient)``.
-
-    The failure report groups clips by ``reason``, so reasons are stable
-    snake_case words; ``transient`` says whether another attempt can help.
-    Transient failures are all reported as ``network`` once retries run out.
-    HTTP 403 counts as transient: from YouTube it usually means an expired or
-    throttled media URL, which the next attempt's fresh extraction replaces.
-
-    Args:
-        message: Error text (yt-dlp's ``DownloadError`` text, ffmpeg stderr or
-            the fetcher's own message).
-
-    Returns:
-        ``(reason, transient)``; ``("other", False)`` for unknown messages, so
-        unknown failures are reported rather than retried blindly.
-    """
-    for reason, transient, pattern in _ERROR_TABLE:
-        if pattern.search(message):
-            return reason, transient
-    return "other", False
-
-
-class _AttemptError(Exception):
-    """One failed attempt, already classified; never leaves this module."""
-
-    def __init__(self, reason: str, message: str, *, transient: bool):
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-        self.transient = transient
-
-    @classmethod
-    def from_message(cls, message: str) -> _AttemptError:
-        reason, transient = classify_error(message)
-        return cls(reason, message, transient=transient)
+    probe: ProbeResult | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
 # --------------------------------------------------------------------------
@@ -381,35 +266,26 @@ def fetch_clip(*, video_id: str, start: float, end: float, work_dir: str, config
     call_dir = tempfile.mkdtemp(prefix=f".fetch-{video_id}-", dir=work_dir)
     try:
         guard.start()
-        ffmpeg = netguard.ffmpeg_for_ytdlp(_ffmpeg_exe())
+        ffmpeg = netguard.ffmpeg_for_ytdlp(probe.ffmpeg_exe())
         cookies = None
         if config.cookies_file:
             cookies = os.path.join(call_dir, "cookies.txt")
             shutil.copyfile(config.cookies_file, cookies)
-        attempt = 0
-        while True:
-            attempt += 1
-            attempt_dir = os.path.join(call_dir, f"attempt{attempt}")
+        where = f"{video_id} [{start:g}, {end:g}]s"
+
+        def attempt(number: int) -> FetchResult:
+            attempt_dir = os.path.join(call_dir, f"attempt{number}")
             os.mkdir(attempt_dir)
             remaining = config.max_seconds - (time.monotonic() - began)
             try:
                 fetched = _attempt(
                     url=url, start=start, end=end, out_dir=attempt_dir, config=config, guard=guard, ffmpeg=ffmpeg,
                     cookies_file=cookies, timeout=max(0.1, min(config.socket_timeout, remaining)))
-            except _AttemptError as err:
+            except AttemptError as err:
                 shutil.rmtree(attempt_dir, ignore_errors=True)
-                where = f"{video_id} [{start:g}, {end:g}]s, {attempt} attempt(s)"
                 err = _guard_verdict(guard, err, max_seconds=config.max_seconds)
-                if not err.transient:
-                    raise ClipError(err.reason, f"{where}: {err.message}", stage="fetch") from None
-                elapsed = time.monotonic() - began
-                delay = random.uniform(0.0, config.backoff_base * 2 ** min(attempt - 1, 30))
-                if attempt >= config.max_attempts or elapsed + delay >= config.max_seconds:
-                    raise ClipError(
-                        "network", f"{where} in {elapsed:.1f}s, giving up: {err.message}", stage="fetch") from None
-                _LOG.info("%s: transient failure (%s), retrying in %.2fs", where, err.message, delay)
-                time.sleep(delay)
-                continue
+                err.attempts = number
+                raise err from None
             path = _claim(fetched.path, work_dir=work_dir, video_id=video_id, start=start, end=end)
             return FetchResult(
                 path=path,
@@ -417,21 +293,37 @@ def fetch_clip(*, video_id: str, start: float, end: float, work_dir: str, config
                 duration=float(end - start),
                 bytes_downloaded=fetched.bytes_downloaded or os.path.getsize(path),
                 seconds=time.monotonic() - began,
-                attempts=attempt,
+                attempts=number,
                 method=fetched.method,
+                probe=fetched.probe,
             )
+
+        def log_retry(err: BaseException, number: int, delay: float) -> None:
+            _LOG.info("%s, %d attempt(s): transient failure (%s), retrying in %.2fs", where, number, err, delay)
+
+        try:
+            result, _ = retry.call(attempt, transient=lambda err: isinstance(err, AttemptError) and err.transient,
+                                   max_attempts=config.max_attempts, backoff_base=config.backoff_base,
+                                   deadline=began + config.max_seconds, on_retry=log_retry)
+        except AttemptError as err:
+            done = f"{where}, {err.attempts} attempt(s)"
+            if not err.transient:
+                raise ClipError(err.reason, f"{done}: {err.message}", stage="fetch") from None
+            elapsed = time.monotonic() - began
+            raise ClipError("network", f"{done} in {elapsed:.1f}s, giving up: {err.message}", stage="fetch") from None
+        return result
     finally:
         guard.stop()
         shutil.rmtree(call_dir, ignore_errors=True)
 
 
-def _guard_verdict(guard: netguard.GuardProxy, err: _AttemptError, *, max_seconds: float) -> _AttemptError:
+def _guard_verdict(guard: netguard.GuardProxy, err: AttemptError, *, max_seconds: float) -> AttemptError:
     """What the guard saw beats the client's error text (a refused address looks like HTTP 403 to yt-dlp)."""
     refusal = guard.first_refusal()
     if refusal is not None:
-        return _AttemptError(refusal.reason, f"{refusal.message} (client said: {err.message})", transient=False)
+        return AttemptError(refusal.reason, f"{refusal.message} (client said: {err.message})", transient=False)
     if guard.deadline_hit or guard.expired():
-        return _AttemptError("timeout", f"--fetch_max_seconds {max_seconds:g} passed: {err.message}",
+        return AttemptError("timeout", f"--fetch_max_seconds {max_seconds:g} passed: {err.message}",
                              transient=False)
     return err
 
@@ -474,110 +366,22 @@ class _Fetched:
     start_offset: float
     bytes_downloaded: int
     method: str
-
-
-class _CapturingLogger:
-    """yt-dlp logger that prints nothing and keeps the text errors need.
-
-    yt-dlp's error text is the input to :func:`classify_error`; its progress
-    and info chatter is kept only as recent context for debugging.
-    """
-
-    def __init__(self) -> None:
-        self.errors: list[str] = []
-        self.warnings: list[str] = []
-        self.recent: deque[str] = deque(maxlen=30)
-
-    def debug(self, msg: str) -> None:
-        self.recent.append(msg)
-
-    def info(self, msg: str) -> None:
-        self.recent.append(msg)
-
-    def warning(self, msg: str) -> None:
-        self.warnings.append(msg)
-
-    def error(self, msg: str) -> None:
-        if msg.strip():
-            self.errors.append(msg.strip())
-
-
-class _ByteCounter:
-    """Progress hook summing yt-dlp's final byte counts per downloaded file."""
-
-    def __init__(self) -> None:
-        self._by_file: dict[str, int] = {}
-
-    def __call__(self, status: Mapping[str, Any]) -> None:
-        if status.get("status") == "finished":
-            size = status.get("downloaded_bytes") or status.get("total_bytes") or 0
-            self._by_file[str(status.get("filename"))] = int(size)
-
-    @property
-    def total(self) -> int:
-        return sum(self._by_file.values())
-
-
-class _SectionRanges:
-    """``download_ranges`` callable: always asks for [start, end] and notes the duration.
-
-    yt-dlp calls it once per video after format selection, with the video's
-    info dict, which is where the source duration is known.
-    """
-
-    def __init__(self, start: float, end: float):
-        self._ranges = download_range_func(None, [(start, end)])
-        self.duration: float | None = None
-
-    def __call__(self, info: Mapping[str, Any], ydl: yt_dlp.YoutubeDL) -> Any:
-        self.duration = _positive(info.get("duration"))
-        return self._ranges(info, ydl)
-
-
-class _CutPlanner(PostProcessor):
-    """``before_dl`` hook: sees the chosen format(s) and decides section or full.
-
-    Running inside the one ``extract_info(download=True)`` call keeps a single
-    extraction per attempt. When the cut cannot keep ``start`` at timestamp 0
-    (see the module docstring) it drops the section fields, which makes yt-dlp
-    download the whole file with its own downloader.
-    """
-
-    def __init__(self, *, start: float, ranges: _SectionRanges):
-        super().__init__(None)
-        self._start = start
-        self._ranges = ranges
-        self.method: str | None = None
-        self.formats: tuple[dict[str, Any], ...] = ()
-
-    def run(self, information: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
-        self.formats = tuple(dict(f) for f in information.get("requested_formats") or [information])
-        duration = self._ranges.duration
-        if duration is not None and self._start >= duration:
-            raise _AttemptError("out_of_range", f"video is {duration:g}s long, clip starts at {self._start:g}s",
-                                transient=False)
-        if _can_cut(information):
-            self.method = "section"
-        else:
-            self.method = "full"
-            information.pop("section_start", None)
-            information.pop("section_end", None)
-        return [], information
+    probe: ProbeResult
 
 
 def _attempt(*, url: str, start: float, end: float, out_dir: str, config: FetchConfig, guard: netguard.GuardProxy,
              ffmpeg: str, cookies_file: str | None, timeout: float) -> _Fetched:
-    """Resolves, downloads and checks the clip once; raises _AttemptError on failure.
+    """Resolves, downloads and checks the clip once; raises AttemptError on failure.
 
     ``ffmpeg`` is what yt-dlp runs (see :func:`netguard.ffmpeg_for_ytdlp`);
     the probes here run the real binary with :func:`netguard.ffmpeg_env`.
     """
-    net = _Net(guard=guard, allow_file_urls=config.allow_file_urls)
-    logger = _CapturingLogger()
-    counter = _ByteCounter()
-    ranges = _SectionRanges(start, end)
-    planner = _CutPlanner(start=start, ranges=ranges)
-    params = _ytdlp_params(config, out_dir=out_dir, logger=logger, hook=counter, ffmpeg=ffmpeg,
+    net = ytdlp.FormatProbe(guard=guard, allow_file_urls=config.allow_file_urls)
+    logger = ytdlp.CapturingLogger()
+    counter = ytdlp.ByteCounter()
+    ranges = ytdlp.SectionRanges(start, end)
+    planner = ytdlp.CutPlanner(start=start, ranges=ranges)
+    params = ytdlp.build_params(config, out_dir=out_dir, logger=logger, hook=counter, ffmpeg=ffmpeg,
                            cookies_file=cookies_file, timeout=timeout, proxy=guard.url)
     params["download_ranges"] = ranges
     # FFmpegFD.available() and the section-downloader choice ignore the
@@ -590,100 +394,35 @@ def _attempt(*, url: str, start: float, end: float, out_dir: str, config: FetchC
             try:
                 done = ydl.extract_info(url, download=True)
             except yt_dlp.utils.YoutubeDLError as exc:
-                text = _ytdlp_text(exc, logger)
+                text = ytdlp.error_text(exc, logger)
                 if planner.formats and re.search(r"ffmpeg exited with code", text):
-                    raise _diagnose_ffmpeg_failure(text, planner.formats, net=net, timeout=timeout) from None
-                raise _AttemptError.from_message(text) from None
+                    raise ytdlp.diagnose_ffmpeg_failure(text, planner.formats, net=net, timeout=timeout) from None
+                raise AttemptError.from_message(text) from None
     finally:
         FFmpegPostProcessor._ffmpeg_location.reset(token)
 
     if not done or done.get("_type", "video") != "video" or planner.method is None:
         kind = done.get("_type") if done else None
-        raise _AttemptError("not_video", f"{url} resolved to {kind or 'nothing'}, not one video", transient=False)
-    path = _downloaded_path(done)
-    media = _probe(path, ffmpeg=_ffmpeg_exe(), timeout=_PROBE_TIMEOUT_S, input_args=_LOCAL_STRANGER_ARGS)
+        raise AttemptError("not_video", f"{url} resolved to {kind or 'nothing'}, not one video", transient=False)
+    path = ytdlp.downloaded_path(done)
+    media = probe.read_header(path, input_args=probe.STRANGER_FILE_ARGS, timeout=_PROBE_TIMEOUT_S)
     if not media.ok or not media.has_video:
-        raise _AttemptError("not_video", f"downloaded file is not a video: {media.summary()}", transient=False)
+        raise AttemptError("not_video", f"downloaded file is not a video: {media.summary()}", transient=False)
     if planner.method == "full":
         if media.duration is not None and media.duration <= start:
-            raise _AttemptError("out_of_range", f"video is {media.duration:g}s long, clip starts at {start:g}s",
+            raise AttemptError("out_of_range", f"video is {media.duration:g}s long, clip starts at {start:g}s",
                                 transient=False)
         offset = float(start)
     else:
         offset = max(0.0, -media.start)
         _check_section_length(media=media, offset=offset, start=start, end=end, source_duration=ranges.duration,
                               formats=planner.formats, net=net, timeout=timeout)
-    return _Fetched(path=path, start_offset=offset, bytes_downloaded=counter.total, method=planner.method)
+    return _Fetched(path=path, start_offset=offset, bytes_downloaded=counter.total, method=planner.method, probe=media)
 
 
-def _ytdlp_params(config: FetchConfig, *, out_dir: str, logger: _CapturingLogger, hook: Callable[..., None],
-                  ffmpeg: str, cookies_file: str | None, timeout: float, proxy: str) -> dict[str, Any]:
-    """Builds YoutubeDL params: quiet, no internal retries (the loop here owns them)."""
-    params: dict[str, Any] = {
-        # Short side <= max_height, else the smallest available; h264/aac in
-        # MP4 decode everywhere and allow section cuts (see module docstring).
-        "format": "bv+ba/b",
-        "format_sort": [f"res:{config.max_height}", "vcodec:h264", "acodec:aac", "ext:mp4:m4a"],
-        **dict(config.extra_ytdlp_options),
-        "logger": logger,
-        "quiet": True,
-        "no_warnings": False,
-        "noprogress": True,
-        "color": {"stdout": "no_color", "stderr": "no_color"},
-        "progress_hooks": [hook],
-        "paths": {"home": out_dir, "temp": out_dir},
-        "outtmpl": {"default": "clip.%(ext)s"},
-        "merge_output_format": "mp4",
-        "noplaylist": True,
-        # A page that resolves to a playlist is reported, never bulk-downloaded.
-        "extract_flat": "in_playlist",
-        "overwrites": True,
-        "continuedl": False,
-        "updatetime": False,
-        "fixup": "never",
-        "retries": 0,
-        "fragment_retries": 0,
-        "extractor_retries": 0,
-        "socket_timeout": timeout,
-        "ffmpeg_location": ffmpeg,
-        # Bounds every network read of the ffmpeg yt-dlp runs for sections; network
-        # protocols only (no local file from a playlist or redirect), plain containers
-        # (and HLS, whose segments the protocol list keeps on the network).
-        "external_downloader_args": {"ffmpeg_i": [
-            "-rw_timeout", str(int(timeout * 1e6)),
-            "-protocol_whitelist", _network_protocols(config.allow_file_urls),
-            "-format_whitelist", netguard.STRANGER_FORMATS + ",hls"]},
-        # The merger reads the files yt-dlp downloaded: local, plain containers only.
-        "postprocessor_args": {"merger+ffmpeg_i": list(_LOCAL_STRANGER_ARGS)},
-        # All of yt-dlp's traffic and its ffmpeg's goes through the clip's guard proxy.
-        "proxy": proxy,
-        "enable_file_urls": config.allow_file_urls,
-    }
-    if config.rate_limit is not None:
-        params["ratelimit"] = _parse_rate(config.rate_limit)
-    if cookies_file is not None:
-        params["cookiefile"] = cookies_file
-    return params
-
-
-def _can_cut(info: Mapping[str, Any]) -> bool:
-    """Whether yt-dlp can fetch only a section and keep `start` at timestamp 0."""
-    protocol = info.get("protocol")
-    if not protocol or info.get("is_live"):
-        return False
-    return FFmpegFD.supports({**info, "protocol": protocol}) and info.get("ext") in _SECTION_CONTAINERS
-
-
-def _downloaded_path(done: Mapping[str, Any] | None) -> str:
-    downloads = (done or {}).get("requested_downloads") or []
-    path = downloads[0].get("filepath") if downloads else None
-    if not path or not os.path.isfile(path) or os.path.getsize(path) == 0:
-        raise _AttemptError("network", "yt-dlp reported success but the downloaded file is empty", transient=True)
-    return path
-
-
-def _check_section_length(*, media: _Media, offset: float, start: float, end: float, source_duration: float | None,
-                          formats: Sequence[Mapping[str, Any]], net: _Net, timeout: float) -> None:
+def _check_section_length(*, media: ProbeResult, offset: float, start: float, end: float,
+                          source_duration: float | None, formats: Sequence[Mapping[str, Any]],
+                          net: ytdlp.FormatProbe, timeout: float) -> None:
     """Detects sections cut short (ffmpeg exits 0 when the server drops mid-body)."""
     have = (media.duration or 0.0) - offset
     if have >= (end - start) - _DURATION_SLACK_S:
@@ -693,152 +432,16 @@ def _check_section_length(*, media: _Media, offset: float, start: float, end: fl
         source_duration = source.duration if source.ok else None
     if source_duration is not None:
         if source_duration <= start:
-            raise _AttemptError("out_of_range", f"video is {source_duration:g}s long, clip starts at {start:g}s",
+            raise AttemptError("out_of_range", f"video is {source_duration:g}s long, clip starts at {start:g}s",
                                 transient=False)
         if have >= min(end, source_duration) - start - _DURATION_SLACK_S:
             return  # The video ends before `end`; the section is complete.
-    raise _AttemptError("network", f"section truncated: got {have:.2f}s of {end - start:g}s", transient=True)
-
-
-def _diagnose_ffmpeg_failure(text: str, formats: Sequence[Mapping[str, Any]], *, net: _Net,
-                             timeout: float) -> _AttemptError:
-    """Classifies a failed section cut, whose ffmpeg stderr yt-dlp does not capture.
-
-    yt-dlp only says "ffmpeg exited with code N", so each input is probed again
-    with stderr captured: an HTTP error, a timeout or non-media data there names
-    the reason; if every input probes fine, the failure was in transit.
-    """
-    for fmt in formats:
-        if not fmt.get("url"):
-            continue
-        probe = net.probe(fmt, timeout=timeout)
-        if not probe.ok:
-            reason, transient = classify_error(probe.stderr_tail)
-            if reason == "other":  # Unknown ffmpeg complaint: give it another try.
-                reason, transient = "network", True
-            return _AttemptError(reason, f"{text}; probe: {probe.stderr_tail}", transient=transient)
-        if not probe.has_video and fmt.get("vcodec") != "none":
-            return _AttemptError("not_video", f"{text}; probe found no video stream", transient=False)
-    return _AttemptError("network", f"{text}; inputs probe fine, treating as a transfer failure", transient=True)
-
-
-def _http_input_args(fmt: Mapping[str, Any], timeout: float) -> list[str]:
-    """ffmpeg input options mirroring what yt-dlp sends for this format."""
-    args = ["-rw_timeout", str(int(timeout * 1e6))]
-    headers = fmt.get("http_headers") or {}
-    if headers and re.match(r"https?://", fmt.get("url", "")):
-        args += ["-headers", "".join(f"{k}: {v}\r\n" for k, v in headers.items())]
-    return args
-
-
-def _ytdlp_text(exc: BaseException, logger: _CapturingLogger) -> str:
-    text = str(exc).strip() or (logger.errors[-1] if logger.errors else type(exc).__name__)
-    return re.sub(r"^ERROR:\s*", "", text)
-
-
-# --------------------------------------------------------------------------
-# ffmpeg probing (there is no ffprobe)
-# --------------------------------------------------------------------------
-
-_DURATION_RE = re.compile(
-    r"Duration:\s*(?:(?P<h>\d+):(?P<m>\d+):(?P<s>\d+(?:\.\d+)?)|N/A)"
-    r"(?:,\s*start:\s*(?P<start>-?\d+(?:\.\d+)?))?")
-_STREAM_RE = re.compile(r"^\s*Stream #\d+:\d+\S*: (?P<kind>Video|Audio): (?P<rest>.*)$", re.MULTILINE)
-
-
-@dataclasses.dataclass(frozen=True)
-class _Media:
-    ok: bool
-    start: float = 0.0
-    duration: float | None = None
-    has_video: bool = False
-    has_audio: bool = False
-    stderr_tail: str = ""
-
-    def summary(self) -> str:
-        if not self.ok:
-            return self.stderr_tail
-        return f"duration={self.duration}, start={self.start}, video={self.has_video}, audio={self.has_audio}"
-
-
-def _probe(target: str, *, ffmpeg: str, timeout: float, input_args: Sequence[str] = (),
-           env: Mapping[str, str] | None = None) -> _Media:
-    """Reads container facts from ``ffmpeg -i`` stderr (reads headers only).
-
-    Args:
-        target: Local path or URL.
-        ffmpeg: ffmpeg executable.
-        timeout: Wall-clock limit for the process.
-        input_args: Options placed before ``-i`` (timeouts, headers, whitelists).
-        env: Environment of ffmpeg (the guard proxy for URLs).
-    """
-    cmd = [ffmpeg, "-hide_banner", "-nostdin", *input_args, "-i", target]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=timeout, check=False,
-                              env=None if env is None else dict(env))
-    except subprocess.TimeoutExpired:
-        return _Media(ok=False, stderr_tail=f"probe timed out after {timeout:g}s")
-    stderr = proc.stderr
-    tail = " | ".join(line.strip() for line in stderr.strip().splitlines()[-4:])
-    match = _DURATION_RE.search(stderr)
-    if not match:
-        return _Media(ok=False, stderr_tail=tail)
-    duration = None
-    if match.group("h") is not None:
-        duration = int(match.group("h")) * 3600 + int(match.group("m")) * 60 + float(match.group("s"))
-    kinds = [m.group("kind") for m in _STREAM_RE.finditer(stderr) if "(attached pic)" not in m.group("rest")]
-    return _Media(
-        ok=True,
-        start=float(match.group("start") or 0.0),
-        duration=duration,
-        has_video="Video" in kinds,
-        has_audio="Audio" in kinds,
-        stderr_tail=tail,
-    )
-
-
-# Input options for files a stranger chose after they were downloaded: local reads
-# only, plain containers (no playlist or concat that names other files).
-_LOCAL_STRANGER_ARGS = ("-protocol_whitelist", "file", "-format_whitelist", netguard.STRANGER_FORMATS)
-
-def _network_protocols(allow_file_urls: bool) -> str:
-    return netguard.NETWORK_PROTOCOLS + (",file" if allow_file_urls else "")
-
-
-@dataclasses.dataclass(frozen=True)
-class _Net:
-    """How the fetcher's own ffmpeg probes reach a format URL: through the clip's guard."""
-
-    guard: netguard.GuardProxy
-    allow_file_urls: bool
-
-    def probe(self, fmt: Mapping[str, Any], *, timeout: float) -> _Media:
-        limit = _probe_timeout(timeout)
-        left = self.guard.remaining()
-        if left is not None:
-            limit = max(0.5, min(limit, left + 1.0))
-        args = [*_http_input_args(fmt, timeout), "-protocol_whitelist", _network_protocols(self.allow_file_urls),
-                "-format_whitelist", netguard.STRANGER_FORMATS + ",hls"]
-        return _probe(fmt["url"], ffmpeg=_ffmpeg_exe(), timeout=limit, input_args=args,
-                      env=netguard.ffmpeg_env(self.guard.url))
-
-
-def _probe_timeout(timeout: float) -> float:
-    # A probe makes a couple of requests, each bounded by -rw_timeout.
-    return 4 * timeout + 10.0
+    raise AttemptError("network", f"section truncated: got {have:.2f}s of {end - start:g}s", transient=True)
 
 
 # --------------------------------------------------------------------------
 # Small helpers
 # --------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=1)
-def _ffmpeg_exe() -> str:
-    """The imageio-ffmpeg binary: the only ffmpeg the pipeline can rely on."""
-    import imageio_ffmpeg  # Imported late: only fetching needs it.
-
-    return imageio_ffmpeg.get_ffmpeg_exe()
 
 
 def _validate_segment(start: float, end: float) -> None:
@@ -857,19 +460,6 @@ def _check_url_scheme(url: str, *, allow_file_urls: bool, error: Callable[[str],
     allowed = {"http", "https"} | ({"file"} if allow_file_urls else set())
     if scheme not in allowed:
         raise error(f"refusing URL scheme {scheme!r} in {url!r}; allowed: {sorted(allowed)}")
-
-
-def _parse_rate(rate: str) -> int | None:
-    value = yt_dlp.utils.parse_bytes(rate)
-    return int(value) if value and value > 0 else None
-
-
-def _positive(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if number > 0 and math.isfinite(number) else None
 
 
 def _claim(path: str, *, work_dir: str, video_id: str, start: float, end: float) -> str:

@@ -13,6 +13,10 @@ the same double arithmetic as OpenCV's CAP_PROP_POS_MSEC, so only the needed fra
 converted to RGB; every picked frame is checked against the Python recomputation before it is
 handed on, and a disagreement (never seen; the arithmetic is the same) redoes the clip with
 the choice made in Python over all frames. Memory is one frame plus the clip's audio.
+
+The header probe that comes first (`probe`), the whitelists and the ffmpeg lookup are in
+`pipeline.probe`, shared with the fetcher; the synthetic test clips in `pipeline.testvideo`.
+Both stay importable from here.
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ import fractions
 import logging
 import math
 import os
-import re
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -31,170 +34,35 @@ import numpy as np
 
 from pipeline.errors import ClipError
 
+# The probe, the whitelists and the ffmpeg lookup live in pipeline.probe (shared with the fetcher);
+# they stay importable from here, where callers have always found them.
+from pipeline.probe import (  # noqa: F401  pylint: disable=unused-import
+    LOCAL_PROTOCOLS,
+    MAX_FRAME_PIXELS,
+    MAX_FRAME_SIDE,
+    REMOTE_PROTOCOLS,
+    UNTRUSTED_FORMATS,
+    ProbeResult,
+    check_decodable,
+    check_frame_size,
+    check_local_input,
+    classify_ffmpeg_error,
+    ffmpeg_exe,
+    input_options,
+    input_target,
+    is_remote,
+    probe,
+)
+from pipeline.testvideo import generate_test_video  # noqa: F401  pylint: disable=unused-import
+
 MAX_STEPS = 300
 AUDIO_SAMPLE_RATE = 16000
-LOCAL_PROTOCOLS = "file,pipe,fd"
-# Remote inputs never get "file": a playlist or redirect could otherwise name a local path.
-# "httpproxy" lets tls reach https through a proxy (pipeline.netguard).
-REMOTE_PROTOCOLS = "http,https,tcp,tls,crypto,httpproxy"
-# Demuxers allowed for bytes a stranger chose (remote rows, fetched or gs:// copies): plain
-# containers, none that opens further files by name (hls, concat, image2, ...).
-UNTRUSTED_FORMATS = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,flv,mpegts,mpeg,ogg,asf,wav,mp3,aac"
-MAX_FRAME_SIDE = 8192
-"""Default cap on a frame's width or height (pixels); larger clips fail `too_large` before decoding."""
-MAX_FRAME_PIXELS = 40_000_000
-"""Default cap on width x height (40 MP): a 16000x16000 frame alone would need ~770 MB as RGB."""
 MAX_START_S = 1e7
 """Starts beyond this (115 days) are past the end of any video; ffmpeg itself cannot seek there."""
 TRUNCATION_TOLERANCE_S = 2.0
 """Decoded video may end this much (or 10% of the clip, if more) before the declared end."""
 
-_STREAM_RE = re.compile(r"^\s*Stream #\d+:\d+.*?: (?P<kind>Video|Audio): (?P<rest>.*)$")
-_SIZE_RE = re.compile(r"(?:^|[ ,])(?P<w>\d{1,6})x(?P<h>\d{1,6})(?=[ ,\[]|$)")
-_DURATION_RE = re.compile(r"^\s*Duration: (?P<h>\d+):(?P<m>\d\d):(?P<s>\d\d(?:\.\d+)?)")
-
 log = logging.getLogger(__name__)
-
-
-def ffmpeg_exe() -> str:
-    """Path of the ffmpeg binary from the imageio-ffmpeg wheel (same on laptops, CI, Dataflow)."""
-    import imageio_ffmpeg  # pylint: disable=import-outside-toplevel
-
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
-def is_remote(uri: str) -> bool:
-    """Whether ffmpeg would read ``uri`` over the network (http or https, any letter case)."""
-    return uri[:8].lower().startswith(("http://", "https://"))
-
-
-@dataclasses.dataclass(frozen=True)
-class ProbeResult:
-    """What the container says about a media file before decoding it."""
-
-    has_video: bool
-    has_audio: bool
-    stderr: str
-    width: int | None = None  # of the first video stream, as coded (None when the header does not say)
-    height: int | None = None
-    duration: float | None = None  # the container's declared duration in seconds (None: not declared)
-
-
-def _protocols(uri: str) -> str:
-    return REMOTE_PROTOCOLS if is_remote(uri) else LOCAL_PROTOCOLS
-
-
-def _input_args(uri: str, *, start: float, duration: float | None, timeout_s: float,
-                untrusted: bool = False) -> list[str]:
-    """ffmpeg input options; ``untrusted`` (a stranger chose the bytes) adds the format whitelist."""
-    args = ["-protocol_whitelist", _protocols(uri)]
-    if untrusted or is_remote(uri):
-        args += ["-format_whitelist", UNTRUSTED_FORMATS]
-    if is_remote(uri):
-        args += ["-rw_timeout", str(int(timeout_s * 1e6)), "-reconnect", "1", "-reconnect_on_network_error", "1"]
-    if start > 0:
-        args += ["-ss", f"{start:.6f}"]
-    if duration is not None:
-        args += ["-t", f"{duration:.6f}"]
-    return args + ["-i", uri if is_remote(uri) else _file_uri(uri)]
-
-
-def _file_uri(path: str) -> str:
-    # "file:" stops ffmpeg from reading a name such as "http:x.mp4" or "a|b" as a protocol.
-    return "file:" + os.path.abspath(path)
-
-
-def classify_ffmpeg_error(stderr: str) -> tuple[str, str]:
-    """Maps ffmpeg's error text to a stable reason and a short message."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    lowered = stderr.lower()
-    message = "; ".join(lines[-3:])[-500:] if lines else "ffmpeg failed without a message"
-    table = [
-        ("no such file or directory", "missing_file"),
-        ("server returned 404", "not_found"),
-        ("server returned 403", "http_forbidden"),
-        ("server returned 4", "http_error"),
-        ("server returned 5", "http_error"),
-        ("connection timed out", "timeout"),
-        ("operation timed out", "timeout"),
-        ("connection refused", "network"),
-        ("connection reset", "network"),
-        ("not on whitelist", "protocol_not_allowed"),
-        ("invalid data found when processing input", "invalid_video"),
-        ("moov atom not found", "invalid_video"),
-        ("could not find codec parameters", "invalid_video"),
-        ("end of file", "invalid_video"),
-    ]
-    for needle, reason in table:
-        if needle in lowered:
-            return reason, message
-    return "decode_error", message
-
-
-def check_local_input(path: str) -> None:
-    """Fails early and clearly for the two commonest bad inputs: a missing and an empty file."""
-    if not os.path.exists(path):
-        raise ClipError("missing_file", f"no such file: {path}")
-    if os.path.isdir(path):
-        raise ClipError("missing_file", f"is a directory, not a video file: {path}")
-    if os.path.getsize(path) == 0:
-        raise ClipError("empty_file", f"file is empty (0 bytes): {path}")
-
-
-def check_frame_size(width: int | None, height: int | None, *, max_side: int = MAX_FRAME_SIDE,
-                     max_pixels: int = MAX_FRAME_PIXELS, what: str = "the video") -> None:
-    """Raises ClipError `too_large` for frames over the caps, so a tiny file cannot claim GBs of memory."""
-    if width is None or height is None:
-        return
-    if max(width, height) > max_side or width * height > max_pixels:
-        raise ClipError("too_large", f"{what} has {width}x{height} frames ({width * height / 1e6:.1f} MP); the caps "
-                                     f"are {max_side} px a side and {max_pixels / 1e6:g} MP (--max_frame_side, "
-                                     "--max_frame_pixels)")
-
-
-def probe(uri: str, *, timeout_s: float = 60.0, untrusted: bool = False, max_frame_side: int = MAX_FRAME_SIDE,
-          max_frame_pixels: int = MAX_FRAME_PIXELS) -> ProbeResult:
-    """Reads the container header; raises ClipError when there is nothing decodable or frames are too large.
-
-    The header is printed once by a process that decodes nothing, so reading it from the text is
-    safe (unlike per-frame log lines); the frame-size cap is applied here, before any decoding.
-    """
-    if not is_remote(uri):
-        check_local_input(uri)
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin",
-           *_input_args(uri, start=0.0, duration=None, timeout_s=timeout_s, untrusted=untrusted)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=timeout_s + 10, check=False)
-    except subprocess.TimeoutExpired as e:
-        raise ClipError("timeout", f"ffmpeg probe of {uri} took longer than {timeout_s:.0f} s") from e
-    stderr = proc.stderr.decode("utf-8", "replace")
-    has_video = has_audio = False
-    width = height = None
-    duration = None
-    for line in stderr.splitlines():
-        d = _DURATION_RE.match(line)
-        if d and duration is None:
-            duration = int(d.group("h")) * 3600 + int(d.group("m")) * 60 + float(d.group("s"))
-            continue
-        m = _STREAM_RE.match(line)
-        if not m:
-            continue
-        if m.group("kind") == "Video" and "attached pic" not in m.group("rest"):
-            if not has_video:
-                size = _SIZE_RE.search(m.group("rest"))
-                if size:
-                    width, height = int(size.group("w")), int(size.group("h"))
-            has_video = True
-        elif m.group("kind") == "Audio":
-            has_audio = True
-    if "Input #0" not in stderr:
-        reason, message = classify_ffmpeg_error(stderr)
-        raise ClipError(reason if reason != "decode_error" else "invalid_video", f"cannot open {uri}: {message}")
-    if not has_video:
-        raise ClipError("no_video_stream", f"{uri} has no video stream")
-    check_frame_size(width, height, max_side=max_frame_side, max_pixels=max_frame_pixels, what=uri)
-    return ProbeResult(has_video=has_video, has_audio=has_audio, stderr=stderr, width=width, height=height,
-                       duration=duration)
 
 
 @dataclasses.dataclass
@@ -381,7 +249,7 @@ class ClipDecoder:
       frames_per_second: F of SPEC §2 (the extractor's --frames_per_second).
       declared_duration: the container's duration (`ProbeResult.duration`); enables the truncation check.
       max_frame_pixels: the decoder refuses larger frames (a clip that grows mid-stream cannot exhaust memory).
-      untrusted: the input comes from a stranger's URL (passed to `_input_args`).
+      untrusted: a stranger chose the bytes (strict whitelists, `pipeline.probe.input_options`).
     """
 
     def __init__(self, uri: str, *, start: float = 0.0, duration: float | None = None, has_audio: bool = True,
@@ -418,8 +286,9 @@ class ClipDecoder:
         cmd = [
             ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error",
             "-max_pixels", str(int(self.max_frame_pixels)),
-            *_input_args(self.uri, start=self.start, duration=self.duration, timeout_s=self.timeout_s,
-                         untrusted=self.untrusted),
+            *input_options(self.uri, start=self.start, duration=self.duration, timeout_s=self.timeout_s,
+                           untrusted=self.untrusted),
+            "-i", input_target(self.uri),
             "-filter_complex", f"[0:v:0]split=2[all][s];[s]select='{expr}',split=2[selcrc][selpix]",
             "-map", "[all]", *crc, f"pipe:{all_fd}",
             "-map", "[selcrc]", *crc, f"pipe:{sel_fd}",
@@ -618,19 +487,3 @@ class ClipDecoder:
                            waveform=waveform, frames_decoded=len(all_frames.frames),
                            first_frame_seconds=float(first_pts * tb), frames_per_second=self.frames_per_second)
 
-
-def generate_test_video(path: str, *, seconds: float, size: str = "320x240", rate: int = 25,
-                        audio: bool = True, codec: str = "libx264") -> str:
-    """Writes a synthetic clip (testsrc2 pattern, 440 Hz tone) for tests, samples and benchmarks."""
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-           "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration={seconds}"]
-    if audio:
-        cmd += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:duration={seconds}"]
-    cmd += ["-c:v", codec, "-pix_fmt", "yuv420p", "-g", str(rate)]
-    if codec == "libx264":
-        cmd += ["-preset", "veryfast"]
-    if audio:
-        cmd += ["-c:a", "aac", "-b:a", "64k"]
-    cmd += ["-t", str(seconds), path]
-    subprocess.run(cmd, check=True, capture_output=True)
-    return path

@@ -231,12 +231,14 @@ def test_partition_and_urls():
             dl.parse_partition(bad)
 
 
-def test_backoff_grows_with_jitter_and_cap():
+def test_backoff_grows_with_full_jitter_and_cap():
     rng = random.Random(0)
     for attempt in range(1, 8):
-        delay = dl.backoff_delay(attempt, base=1.0, cap=10.0, rng=rng)
+        delays = [dl.backoff_delay(attempt, base=1.0, cap=10.0, rng=rng) for _ in range(50)]
         full = min(10.0, 2 ** (attempt - 1))
-        assert full / 2 <= delay <= full
+        assert all(0 <= d <= full for d in delays)
+        # Full jitter: the whole window is used, the lower half included.
+        assert min(delays) < full / 4 and max(delays) > 3 * full / 4
 
 
 def test_progress_rewrites_in_place_on_a_tty():

@@ -24,7 +24,7 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from pipeline import fetch
+from pipeline import fetch, probe
 from pipeline.errors import ClipError
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
@@ -296,6 +296,11 @@ def test_section_fetch_starts_within_one_frame(server, media, tmp_path):
     assert 0 < result.bytes_downloaded == os.path.getsize(result.path)
     _assert_clip_is_exact(result, media["short"], start, end, SHORT_FPS)
     assert any(r.range and _range_start(r.range) > 0 for r in server.log_for(OK)), "ffmpeg did not seek"
+    # The header the fetcher read travels on: the decoder's own probe would say the same.
+    decoded = probe.probe(result.path, untrusted=True)
+    assert result.probe is not None and probe.check_decodable(result.probe, result.path) is result.probe
+    assert (result.probe.duration, result.probe.width, result.probe.has_audio) == (
+        decoded.duration, decoded.width, decoded.has_audio)
 
 
 def test_section_downloads_a_fraction_of_a_long_source(server, media, tmp_path):
