@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from pipeline import build, media
+from pipeline import build, inspect, media, report
 from pipeline.annotations import ClipRequest
 from pipeline.errors import ClipError
 from pipeline.loopback import LoopbackServer
@@ -150,7 +150,7 @@ def _run_cli_without_tensorflow(argv: list[str]) -> subprocess.CompletedProcess:
                           timeout=600)
 
 
-def test_fetch_only_build_keeps_clips_loads_no_model_and_reuses_kept_clips(tmp_path, served):
+def test_fetch_only_build_keeps_clips_loads_no_model_and_reuses_kept_clips(tmp_path, served, capsys):
     server, _ = served
     csv_path = tmp_path / "k.csv"
     _kinetics_csv(csv_path, [
@@ -176,6 +176,11 @@ def test_fetch_only_build_keeps_clips_loads_no_model_and_reuses_kept_clips(tmp_p
             stats["rows_read"], stats["records_written"]) == ("none", 2, 0, 2, 4, 0)
     assert stats["all_rows_accounted_for"] and stats["models"] is None and not stats["synthetic"]
     assert stats["fetch"]["clips_fetched"] == 2 and stats["fetch"]["bytes_downloaded"] > 0
+    # inspect and report say what such a directory is instead of "no records found".
+    assert inspect.main([str(out)]) == 0
+    assert "a fetch-only build (--features none) has no records: 2 clips kept" in capsys.readouterr().out
+    assert report.main([str(out), "--out", str(tmp_path / "r.html")]) == 0
+    assert "a fetch-only build" in (tmp_path / "r.html").read_text()
 
     # Again (--overwrite replaces the report): kept clips are reused, not fetched again.
     before = len(server.requests)

@@ -60,7 +60,7 @@ def _kept_totals(kept: dict) -> tuple:
 
 
 def _sum_columns(values) -> tuple:
-    return tuple(sum(column) for column in zip(*values)) or (0, 0, 0, 0.0, 0)
+    return tuple(sum(column) for column in zip(*values, strict=True)) or (0, 0, 0, 0.0, 0)
 
 
 def _stable_shard(clip_id: str, num_shards: int) -> int:
@@ -180,7 +180,8 @@ class _Finalize(beam.DoFn):
             **self._run_info,
         }
         if kept is not None:  # a fetch-only build (--features none): kept clips, no records
-            stats.update({"features": "none", "clips_kept": kept_clips - already_kept, "clips_already_kept": already_kept,
+            stats.update({"features": "none", "clips_kept": kept_clips - already_kept,
+                          "clips_already_kept": already_kept,
                           "fetch": {"clips_fetched": kept_fetched, "bytes_downloaded": kept_bytes,
                                     "seconds": round(kept_seconds, 3)}})
         if not stats["all_rows_accounted_for"]:
@@ -229,8 +230,8 @@ class WriteDataset(beam.PTransform):
         stages = failures | "ByStage" >> beam.Map(lambda f: (f["stage"], 1)) | "SumStages" >> beam.CombinePerKey(sum)
         extra = {}
         if inputs.get("kept") is not None:  # fetch-only builds: one dict per clip in --clips_dir
-            extra["kept"] = beam.pvalue.AsSingleton(
-                inputs["kept"] | "KeptTotals" >> beam.Map(_kept_totals) | "SumKept" >> beam.CombineGlobally(_sum_columns))
+            kept_totals = inputs["kept"] | "KeptTotals" >> beam.Map(_kept_totals)
+            extra["kept"] = beam.pvalue.AsSingleton(kept_totals | "SumKept" >> beam.CombineGlobally(_sum_columns))
         return (
             records.pipeline
             | "FinalizeTrigger" >> beam.Create([None])
