@@ -39,6 +39,7 @@ from pipeline.options import BuildOptions
 from transforms.assemble import AssembleRecords
 from transforms.decode import DecodeClips
 from transforms.fetch import ClipFetcher
+from transforms.fetch_stage import FetchClips
 from transforms.inference import AudioModelHandler, ExtractFeatures, RgbModelHandler
 from transforms.metrics import NAMESPACE
 from transforms.progress import RunProgress
@@ -70,7 +71,22 @@ def build_pipeline(p: beam.Pipeline, options: BuildOptions, *, run_info: dict | 
         clips, skipped, resume_failures = clips | "SkipExisting" >> SkipExisting(existing)
     fetcher = ClipFetcher(config=options.fetch_config(), clips_dir=options.clips_dir,
                           concurrency=options.fetch_concurrency)
-    decoded = clips | "DecodeClips" >> beam.ParDo(
+    fetch_only = options.features == "none"
+    fetched = clips | "FetchClips" >> beam.ParDo(FetchClips(
+        fetcher=fetcher, clips_dir=options.clips_dir, base_dir=base_dir, concurrency=options.fetch_concurrency,
+        max_bytes=options.fetch_max_bytes, keep_only=fetch_only, expected=expected_rows)).with_outputs(
+        FetchClips.FAILURES, main="clips")
+    if fetch_only:  # --features none: the kept clips are the output; no decoding, no model
+        failures = ((read["failures"], resume_failures, fetched[FetchClips.FAILURES])
+                    | "AllFailures" >> beam.Flatten())
+        return {"records": p | "NoRecords" >> beam.Create([]), "failures": failures, "vocabulary": read["vocabulary"],
+                "rows_read": read["rows_read"], "skipped_existing": skipped, "kept": fetched.clips} | (
+            "WriteDataset" >> WriteDataset(
+                output_dir=options.output_dir, records_per_shard=options.records_per_shard,
+                failures_per_shard=options.failures_per_shard, run_info=run_info or {}, run_tag=run_tag,
+                replaces=tuple(replaces)))
+    # The fusion break: decoding (and the models) may run on other workers than the fetch.
+    decoded = fetched.clips | "SpreadFetched" >> beam.Reshuffle() | "DecodeClips" >> beam.ParDo(
         DecodeClips(base_dir=base_dir, timeout_s=options.decode_timeout, fetcher=fetcher,
                     expected=expected_rows, frames_per_second=options.frames_per_second, audio_mode=options.audio,
                     max_frame_side=options.max_frame_side, max_frame_pixels=options.max_frame_pixels)).with_outputs(
@@ -83,8 +99,8 @@ def build_pipeline(p: beam.Pipeline, options: BuildOptions, *, run_info: dict | 
             AudioModelHandler(config, batch_size=options.audio_batch_size))
     records, assembly_failures = joined | "AssembleRecords" >> AssembleRecords(
         read["vocabulary"], video_level=options.skip_frame_level_features)
-    failures = ((read["failures"], resume_failures, decoded[DecodeClips.FAILURES], assembly_failures)
-                | "AllFailures" >> beam.Flatten())
+    failures = ((read["failures"], resume_failures, fetched[FetchClips.FAILURES], decoded[DecodeClips.FAILURES],
+                 assembly_failures) | "AllFailures" >> beam.Flatten())
     return {"records": records, "failures": failures, "vocabulary": read["vocabulary"],
             "rows_read": read["rows_read"], "skipped_existing": skipped} | "WriteDataset" >> WriteDataset(
         output_dir=options.output_dir, records_per_shard=options.records_per_shard,
@@ -298,14 +314,23 @@ def run(argv: list[str] | None = None) -> dict:
     problems = options.validate_build()
     if problems:
         raise UsageError("; ".join(problems) + " (see python -m pipeline.build --help)")
+    fetch_only = options.features == "none"
+    if fetch_only and not options.clips_dir:
+        raise UsageError("--features none is a fetch-only build: it keeps every clip in --clips_dir, so pass "
+                         "--clips_dir DIR (local, or gs:// on Dataflow)")
+    if fetch_only and options.skip_existing:
+        raise UsageError("--skip_existing resumes records, which --features none does not write; a fetch-only "
+                         "build reuses the clips already in --clips_dir by itself: rerun it with --overwrite")
     if pipeline_options.get_all_options().get("dry_run"):
         return _dry_run(pipeline_options, options)
     input_format, input_rows, csv_labels = check_input_csv(options.input_csv)
-    config = options.model_config()
-    if config.synthetic:
-        _announce_synthetic()
-    logs.import_tensorflow()  # before anything else imports it, so its start-up lines stay quiet
-    files = registry.resolve(config)  # fails here, before any work, when files are missing
+    files = None  # --features none: no model is resolved or loaded, TensorFlow is never imported
+    if not fetch_only:
+        config = options.model_config()
+        if config.synthetic:
+            _announce_synthetic()
+        logs.import_tensorflow()  # before anything else imports it, so its start-up lines stay quiet
+        files = registry.resolve(config)  # fails here, before any work, when files are missing
     if options.overwrite and options.skip_existing:
         raise UsageError("--overwrite and --skip_existing contradict each other; pass one")
     try:
@@ -347,7 +372,7 @@ def _dry_run(pipeline_options: PipelineOptions, options: BuildOptions) -> dict:
     A dry run is how a Dataflow job is checked before it is sent (tests/test_dataflow_job.py),
     often on a machine without credentials: listing gs:// there would only hang on retries.
     """
-    if options.model_config().synthetic:
+    if options.features != "none" and options.model_config().synthetic:
         _announce_synthetic()
     with _private_tempdir():
         with _runner_validation():
@@ -393,10 +418,12 @@ def _run_locked(pipeline_options, options: BuildOptions, *, input_format: str, i
     run_info = {
         "input_csv": options.input_csv,
         "input_format": input_format,
-        "models": files.describe(),
-        "synthetic": files.synthetic,
+        "models": files.describe() if files else None,
+        "synthetic": bool(files and files.synthetic),
         "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+    if options.features == "none":
+        run_info.update(features="none", clips_dir=options.clips_dir)
     started = time.monotonic()
     with _runner_validation():
         p = beam.Pipeline(runner=local_runner(pipeline_options) if local else None, options=pipeline_options)
@@ -407,7 +434,7 @@ def _run_locked(pipeline_options, options: BuildOptions, *, input_format: str, i
         with _runner_validation():
             result = p.run()
         result.wait_until_finish()
-    _print_summary(result, time.monotonic() - started, synthetic=files.synthetic)
+    _print_summary(result, time.monotonic() - started, synthetic=bool(files and files.synthetic))
     stats_path = FileSystems.join(options.output_dir, "stats.json")
     with FileSystems.open(stats_path) as f:
         stats = json.loads(f.read().decode("utf-8"))
@@ -451,10 +478,15 @@ def main(argv: list[str] | None = None) -> int:
         raise
     if stats.get("dry_run"):
         return 0
-    print(f"Wrote {stats['records_written']} records ({stats['steps_written']} steps, "
-          f"{stats['seconds_of_video']:.1f} s of video) and {stats['failures']} failure line"
-          f"{'' if stats['failures'] == 1 else 's'} for "
-          f"{stats['rows_read']} rows (all figures: stats.json)")
+    if stats.get("features") == "none":
+        print(f"Kept {stats['clips_kept']} clips ({stats['clips_already_kept']} more were already kept) and wrote "
+              f"{stats['failures']} failure line{'' if stats['failures'] == 1 else 's'} for {stats['rows_read']} rows "
+              "(fetch-only build; all figures: stats.json)")
+    else:
+        print(f"Wrote {stats['records_written']} records ({stats['steps_written']} steps, "
+              f"{stats['seconds_of_video']:.1f} s of video) and {stats['failures']} failure line"
+              f"{'' if stats['failures'] == 1 else 's'} for "
+              f"{stats['rows_read']} rows (all figures: stats.json)")
     if not stats.get("all_rows_accounted_for", False):
         print("error: rows read != records written + records skipped (existing) + failure lines; some rows are "
               "unaccounted for; see stats.json", file=sys.stderr)

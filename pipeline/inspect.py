@@ -264,6 +264,19 @@ def _print_text(summary: dict, out) -> None:
         print(f"OK: every record matches the YouTube-8M {level} layout", file=out)
 
 
+def _fetch_only_stats(spec: str) -> dict | None:
+    """stats.json of a fetch-only build (`--features none`: clips kept, no records) at `spec`, else None."""
+    directory = dataset_dir(spec, [])
+    if directory is None or not path_exists(directory.rstrip("/") + "/stats.json"):
+        return None
+    try:
+        with gfile().GFile(directory.rstrip("/") + "/stats.json", "r") as f:
+            stats = json.loads(f.read())
+    except Exception:  # noqa: BLE001 - unreadable or not JSON: not a fetch-only build we can describe
+        return None
+    return stats if isinstance(stats, dict) and stats.get("features") == "none" else None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.inspect", description=__doc__.split("\n")[0])
     parser.add_argument("paths", nargs="+", help="record files, globs or dataset directories (local or gs://)")
@@ -271,6 +284,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     paths = sorted({p for spec in args.paths for p in expand_paths(spec)})
     if not paths:
+        fetch_only = [spec for spec in args.paths if _fetch_only_stats(spec) is not None]
+        if fetch_only and len(fetch_only) == len(args.paths):
+            for spec in fetch_only:
+                stats = _fetch_only_stats(spec)
+                print(f"{spec}: a fetch-only build (--features none) has no records: {stats.get('clips_kept', 0)} "
+                      f"clips kept and {stats.get('clips_already_kept', 0)} already kept in "
+                      f"{stats.get('clips_dir') or '--clips_dir'}, {stats.get('failures', 0)} failures (stats.json)")
+            return 0
         print(f"error: no record files found at {' '.join(args.paths)}", file=sys.stderr)
         return 2
     summary = inspect_records(paths)

@@ -119,6 +119,15 @@ class BuildOptions(PipelineOptions):
                             help="Clips with a wider or taller frame fail `too_large` before decoding.")
         parser.add_argument("--max_frame_pixels", type=_positive_int, default=40_000_000,
                             help="Clips whose frames have more pixels fail `too_large` before decoding.")
+        # fetch stage / fetch-only (issue 12)
+        parser.add_argument("--features", default="all", choices=("all", "none"),
+                            help="all: build the feature records (default). none: a fetch-only build, the Kinetics "
+                                 "crawler's job: fetch and trim every row into --clips_dir label folders (required), "
+                                 "write the failure report and stats.json, no records; no model is resolved or "
+                                 "loaded.")
+        parser.add_argument("--fetch_max_bytes", type=_positive_int, default=64 << 20,
+                            help="Largest fetched clip carried from the fetch stage to the decoder in one element "
+                                 "(without --clips_dir); a larger one fails `too_large`.")
         # Output safety (issue 9): the build lock of --output_dir.
         parser.add_argument("--break_lock", action="store_true",
                             help="Take over --output_dir's build lock (.build.lock) even when its owner cannot be "

@@ -264,6 +264,11 @@ def _warnings(datasets: list[Dataset]) -> list[str]:
             out.append(f'<div class="warning synthetic"><strong>SYNTHETIC FEATURES:</strong> {who} was built with '
                        "<code>--models synthetic</code> (seeded random weights). Its features mean nothing; "
                        "use it only to test the plumbing.</div>")
+        if data.stats is not None and data.stats.get("features") == "none":
+            out.append(f'<div class="note">{who}: a fetch-only build (<code>--features none</code>): no records; '
+                       f"{_fmt(data.stats.get('clips_kept', 0))} clips kept and "
+                       f"{_fmt(data.stats.get('clips_already_kept', 0))} already kept in "
+                       f"{_esc(str(data.stats.get('clips_dir') or '--clips_dir'))}.</div>")
         if data.stats is not None and data.stats.get("all_rows_accounted_for") is False:
             out.append(f'<div class="warning">{who}: rows read ≠ records written + failures in stats.json.</div>')
         if data.violations_total:

@@ -29,6 +29,8 @@ ARGV = [
 
 EXPECTED_STEPS = (
     "ReadAnnotations",
+    "FetchClips",
+    "SpreadFetched",
     "DecodeClips",
     "DecodeClips/ParDo(DecodeClips)",
     "RgbFeatures",
@@ -131,3 +133,33 @@ def test_cli_dry_run_reports_the_runners_validation_in_one_line(capsys):
     err = capsys.readouterr().err
     assert "error: Pipeline has validations errors: Invalid Project ID (p)" in err
     assert "Traceback" not in err
+
+
+def _producer_of(transforms, pcoll_id: str) -> str:
+    return next(t.unique_name for t in transforms.values() if not t.subtransforms and pcoll_id in t.outputs.values())
+
+
+def test_fetch_is_its_own_stage_before_a_fusion_break(job):
+    """FetchClips -> Reshuffle (SpreadFetched) -> DecodeClips: decoding may run on another worker than the fetch."""
+    transforms = job.proto_pipeline.components.transforms
+    by_name = {t.unique_name: t for t in transforms.values()}
+    (decode_input,) = by_name["DecodeClips/ParDo(DecodeClips)"].inputs.values()
+    assert _producer_of(transforms, decode_input).startswith("SpreadFetched/")
+    (spread_input,) = by_name["SpreadFetched"].inputs.values()
+    assert _producer_of(transforms, spread_input) == "FetchClips/ParDo(FetchClips)"
+
+
+def test_fetch_only_job_has_no_decode_and_no_model(capsys):
+    from pipeline import build
+
+    argv = _cli_argv("placeholder-project") + ["--features", "none", "--clips_dir", "gs://placeholder-bucket/clips"]
+    pipeline_options = PipelineOptions(argv)
+    p = beam.Pipeline(options=pipeline_options)
+    build_pipeline(p, pipeline_options.view_as(BuildOptions), run_info={})
+    result = p.run()
+    names = _transform_names(result.job)
+    assert "FetchClips" in names and "WriteDataset" in names
+    assert not [n for n in names if n.split("/")[0] in ("DecodeClips", "RgbFeatures", "AudioFeatures",
+                                                        "AssembleRecords")]
+    assert build.main(argv) == 0  # the CLI's dry run of the same job
+    assert "SYNTHETIC" not in capsys.readouterr().err  # no model is even described

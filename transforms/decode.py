@@ -15,6 +15,7 @@ from pipeline import media
 from pipeline.annotations import ClipRequest
 from pipeline.errors import ClipError, failure_record
 from transforms import isolation, metrics
+from transforms.fetch_stage import FetchedClip
 from transforms.progress import PROGRESS
 
 
@@ -68,13 +69,18 @@ class DecodeClips(beam.DoFn):
         if self._fetcher is not None:
             self._fetcher.setup()
 
-    def process(self, clip: ClipRequest):
+    def process(self, element: FetchedClip | ClipRequest):
+        """`element`: a FetchedClip from FetchClips, or a ClipRequest (YouTube rows then fetched here)."""
+        clip = element.clip if isinstance(element, FetchedClip) else element
         stage = "decode"
         try:
             with tempfile.TemporaryDirectory(prefix="clip-") as tmp:
                 fetch = None
                 untrusted = True  # a stranger chose these bytes: strict ffmpeg whitelists
-                if clip.source == "youtube":
+                if isinstance(element, FetchedClip) and element.fetched:
+                    uri = self._fetched_media(element, tmp)
+                    start, duration, fetch = element.start, element.duration, element.fetch
+                elif clip.source == "youtube":
                     stage = "fetch"
                     if self._fetcher is None:
                         raise ClipError("unsupported_source", "YouTube rows need a fetcher", stage="fetch")
@@ -98,6 +104,21 @@ class DecodeClips(beam.DoFn):
             PROGRESS.record(ok=False, total=self._expected)
             yield beam.pvalue.TaggedOutput(self.FAILURES, isolation.internal_error(
                 clip_id=clip.clip_id, fields=clip.fields, row=clip.row, stage=stage, error=e))
+
+    @staticmethod
+    def _fetched_media(element: FetchedClip, tmp: str) -> str:
+        """The fetched clip as a local file: its bytes written to `tmp`, or the kept clip (read in place when local)."""
+        if element.data is not None:
+            local = os.path.join(tmp, "fetched" + element.suffix)
+            with open(local, "wb") as f:
+                f.write(element.data)
+            return local
+        if "://" not in element.path:
+            return element.path
+        local = os.path.join(tmp, "kept.mp4")
+        with FileSystems.open(element.path) as src, open(local, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        return local
 
     def _localize(self, uri: str, tmp: str) -> str:
         """Local paths are read in place; remote inputs are copied to a temp file first.

@@ -1,4 +1,4 @@
-"""Fetching YouTube rows inside DecodeClips: bounded concurrency per worker, kept clips, metrics."""
+"""Fetching one YouTube row: bounded concurrency per worker, kept clips, metrics (used by FetchClips)."""
 
 from __future__ import annotations
 
@@ -72,13 +72,18 @@ class ClipFetcher:
     def setup(self) -> None:
         self._semaphore = _process_semaphore(self._concurrency)
 
-    def fetch(self, clip: ClipRequest, tmp: str) -> tuple[str, float, float | None, dict]:
-        """Returns (local path, start offset, duration or None, fetch figures). Raises ClipError."""
+    def fetch(self, clip: ClipRequest, tmp: str, *, count: bool = True) -> tuple[str, float, float | None, dict]:
+        """Returns (local path, start offset, duration or None, fetch figures). Raises ClipError.
+
+        With `count=False` no metric is touched (Beam metrics only count in the thread running the
+        bundle, so the FetchClips stage fetches in its pool and calls `count_figures` itself).
+        """
         from pipeline.fetch import fetch_clip  # pylint: disable=import-outside-toplevel
 
         kept = clip_path(self._clips_dir, clip) if self._clips_dir else None
         if kept and FileSystems.exists(kept):
-            self._reused.inc()
+            if count:
+                self._reused.inc()
             # A kept clip starts at `start`; the clip still ends at `end` (a section can hold a frame past it).
             duration = (clip.end - (clip.start or 0.0)) if clip.end is not None else None
             return _local_copy(kept, tmp), 0.0, duration, {"bytes": 0, "seconds": 0.0, "attempts": 0,
@@ -86,11 +91,10 @@ class ClipFetcher:
         with self._semaphore or _process_semaphore(self._concurrency):
             result = fetch_clip(video_id=clip.video, start=clip.start or 0.0, end=clip.end, work_dir=tmp,
                                 config=self._config)
-        self._fetched.inc()
-        self._bytes.inc(result.bytes_downloaded)
-        self._retried.inc(max(0, result.attempts - 1))
         figures = {"bytes": result.bytes_downloaded, "seconds": result.seconds, "attempts": result.attempts,
                    "method": result.method}
+        if count:
+            self.count_figures(figures)
         if not kept:
             return result.path, result.start_offset, result.duration, figures
         trimmed = result.path
@@ -100,6 +104,14 @@ class ClipFetcher:
         _store(trimmed, kept)
         return trimmed, 0.0, result.duration, figures
 
+    def count_figures(self, figures: dict) -> None:
+        """Counts one clip's fetch figures (from `fetch`) in the run's metrics; call it in the bundle's thread."""
+        if figures.get("method") == "kept":
+            self._reused.inc()
+            return
+        self._fetched.inc()
+        self._bytes.inc(figures.get("bytes", 0))
+        self._retried.inc(max(0, figures.get("attempts", 1) - 1))
 
     def download(self, url: str, dest: str) -> int:
         """Downloads an http(s) video row to `dest` through the guard proxy; returns bytes. Raises ClipError.

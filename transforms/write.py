@@ -47,9 +47,20 @@ def failure_line(failure: dict) -> bytes:
         return (json.dumps(failure, sort_keys=True, ensure_ascii=True) + "\n").encode("ascii")
 
 
-def rows_accounted_for(*, rows: int, records: int, skipped: int, failures: int) -> bool:
-    """Every input row became exactly one of: a record, a skipped existing record, a failure line."""
-    return rows == records + skipped + failures
+def rows_accounted_for(*, rows: int, records: int, skipped: int, failures: int, kept: int = 0) -> bool:
+    """Every input row became exactly one of: a record, a skipped existing record, a failure line
+    (or, in a fetch-only build, a kept clip: `kept` counts new and already-kept ones)."""
+    return rows == records + skipped + failures + kept
+
+
+def _kept_totals(kept: dict) -> tuple:
+    """(clips, already kept, bytes, seconds, fetched) of one kept clip of a fetch-only build."""
+    fetch = kept.get("fetch") or {}
+    return 1, int(kept["reused"]), fetch.get("bytes", 0), fetch.get("seconds", 0.0), int(not kept["reused"])
+
+
+def _sum_columns(values) -> tuple:
+    return tuple(sum(column) for column in zip(*values, strict=True)) or (0, 0, 0, 0.0, 0)
 
 
 def _stable_shard(clip_id: str, num_shards: int) -> int:
@@ -129,7 +140,8 @@ class _Finalize(beam.DoFn):
         self._run_tag = run_tag
         self._replaces = tuple(replaces)
 
-    def process(self, _, shards, vocabulary, rows_read, record_totals, failure_reasons, failure_stages, existing):
+    def process(self, _, shards, vocabulary, rows_read, record_totals, failure_reasons, failure_stages, existing,
+                kept=None):
         written = {(s["split"], s["shard"], s["num_shards"]) for s in shards}
         layouts = {(s["split"], s["num_shards"]) for s in shards}
         if not any(split == FAILURES_SPLIT for split, _ in layouts):
@@ -145,6 +157,7 @@ class _Finalize(beam.DoFn):
         failures = sum(failure_reasons.values())
         rows = sum(rows_read)
         skipped = sum(existing)
+        kept_clips, already_kept, kept_bytes, kept_seconds, kept_fetched = kept or (0, 0, 0, 0.0, 0)
         stats = {
             "rows_read": rows,
             "records_written": records,
@@ -153,7 +166,7 @@ class _Finalize(beam.DoFn):
             "failures_by_reason": dict(sorted(failure_reasons.items())),
             "failures_by_stage": dict(sorted(failure_stages.items())),
             "all_rows_accounted_for": rows_accounted_for(rows=rows, records=records, skipped=skipped,
-                                                         failures=failures),
+                                                         failures=failures, kept=kept_clips),
             "seconds_of_video": round(seconds, 3),
             "steps_written": steps,
             "clips_with_silent_audio": silent,
@@ -166,8 +179,13 @@ class _Finalize(beam.DoFn):
             "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             **self._run_info,
         }
+        if kept is not None:  # a fetch-only build (--features none): kept clips, no records
+            stats.update({"features": "none", "clips_kept": kept_clips - already_kept,
+                          "clips_already_kept": already_kept,
+                          "fetch": {"clips_fetched": kept_fetched, "bytes_downloaded": kept_bytes,
+                                    "seconds": round(kept_seconds, 3)}})
         if not stats["all_rows_accounted_for"]:
-            metrics.counter("rows_unaccounted").inc(abs(rows - records - skipped - failures))
+            metrics.counter("rows_unaccounted").inc(abs(rows - records - skipped - failures - kept_clips))
         # Earlier failure shards this run did not rewrite (another -of-N): only now, with the new set complete.
         new_paths = {s["path"] for s in shards} | {
             shard_path(self._output_dir, split, shard, n, self._run_tag)
@@ -210,6 +228,10 @@ class WriteDataset(beam.PTransform):
             | "SumTotals" >> beam.CombineGlobally(_sum_tuples))
         reasons = failures | "ByReason" >> beam.Map(lambda f: (f["reason"], 1)) | "SumReasons" >> beam.CombinePerKey(sum)
         stages = failures | "ByStage" >> beam.Map(lambda f: (f["stage"], 1)) | "SumStages" >> beam.CombinePerKey(sum)
+        extra = {}
+        if inputs.get("kept") is not None:  # fetch-only builds: one dict per clip in --clips_dir
+            kept_totals = inputs["kept"] | "KeptTotals" >> beam.Map(_kept_totals)
+            extra["kept"] = beam.pvalue.AsSingleton(kept_totals | "SumKept" >> beam.CombineGlobally(_sum_columns))
         return (
             records.pipeline
             | "FinalizeTrigger" >> beam.Create([None])
@@ -222,4 +244,4 @@ class WriteDataset(beam.PTransform):
                 record_totals=beam.pvalue.AsSingleton(totals),
                 failure_reasons=beam.pvalue.AsDict(reasons),
                 failure_stages=beam.pvalue.AsDict(stages),
-                existing=beam.pvalue.AsList(inputs["skipped_existing"])))
+                existing=beam.pvalue.AsList(inputs["skipped_existing"]), **extra))

@@ -1,0 +1,254 @@
+"""FetchClips: the fetch stage, I/O-bound, apart from decoding and inference (issue 12).
+
+Fetching waits on the network; decoding and the models use the CPU (or GPU). Fused in one
+step, every network wait idles the processor. FetchClips runs the fetches of a bundle in its
+own thread pool, so `--fetch_concurrency` clips are in flight per worker process whatever
+threads the runner gives the step, and hands each clip on as soon as it is fetched. A fusion
+break (`Reshuffle`) follows it in `pipeline.build`, so decoding may run on another machine:
+what crosses that break must be readable there, never a path in this worker's temp directory.
+
+What a fetched clip becomes (`FetchedClip`):
+
+- without `--clips_dir`: the fetched section's bytes, in the element (a 10-s Kinetics section
+  at 360p is a few MB; more than `--fetch_max_bytes` fails `too_large`, stage fetch);
+- with `--clips_dir`: the kept clip's path (`DIR/{label}/{id}.mp4`, a shared location such as
+  gs:// on Dataflow), which the decoder reads as it reads a gs:// row.
+
+Rows that are not YouTube ids (local files, gs:// paths, http(s) URLs) pass through unchanged
+(`FetchedClip` with neither bytes nor path) and the decoder reads them as before: an http(s)
+row names a whole video of any length, which has no place in a bounded element.
+
+With `keep_only=True` (`--features none`, the fetch-only build) the stage is the last one:
+every row, a videos CSV's local files included, ends as a kept clip in `--clips_dir` (one dict
+per clip on the main output, for stats.json) or a failure line.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import logging
+import os
+import shutil
+import tempfile
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.utils.windowed_value import WindowedValue
+
+from pipeline import media
+from pipeline.annotations import ClipRequest
+from pipeline.errors import ClipError, failure_record
+from transforms import isolation, metrics
+from transforms.fetch import ClipFetcher, _store, _trim, clip_path
+from transforms.progress import PROGRESS
+
+DEFAULT_MAX_BYTES = 64 << 20
+"""Default bound of a fetched clip carried in an element (`--fetch_max_bytes`)."""
+
+_KEPT_FIGURES = {"bytes": 0, "seconds": 0.0, "attempts": 0, "method": "kept"}
+
+
+@dataclasses.dataclass(frozen=True)
+class FetchedClip:
+    """What crosses the fusion break between FetchClips and DecodeClips.
+
+    Attributes:
+      clip: the row.
+      data: the fetched media file's bytes (YouTube rows without --clips_dir), else None.
+      path: the kept clip (--clips_dir, local or gs://), else None.
+      suffix: file name extension of the fetched media (`.mp4`, `.webm`), for the decoder's temp file.
+      start: seconds from the beginning of the media to the clip's start (the decoder seeks there).
+      duration: seconds of the clip, or None for the rest of the media.
+      fetch: fetch figures (bytes, seconds, attempts, method), None for rows not fetched here.
+    """
+
+    clip: ClipRequest
+    data: bytes | None = None
+    path: str | None = None
+    suffix: str = ".mp4"
+    start: float = 0.0
+    duration: float | None = None
+    fetch: dict | None = None
+
+    @property
+    def fetched(self) -> bool:
+        """True when this stage fetched (or found kept) the media; False for rows passed through."""
+        return self.data is not None or self.path is not None
+
+
+def section_duration(clip: ClipRequest) -> float | None:
+    """end - start of the row's section, or None when it runs to the end of the video."""
+    return (clip.end - (clip.start or 0.0)) if clip.end is not None else None
+
+
+class FetchClips(beam.DoFn):
+    """ClipRequest -> FetchedClip (main output) or a failure dict (FAILURES), fetching in a thread pool.
+
+    Each bundle's YouTube rows are submitted to a pool of `concurrency` threads (and the process-wide
+    semaphore of ClipFetcher bounds all instances of one process together); finished ones are emitted
+    from later `process` calls, the rest in `finish_bundle`, with their own window and timestamp. At
+    most `concurrency` clips of a bundle wait in memory at once. Metrics and the progress line are
+    updated in the bundle's thread, once per row: a failure here is the row's only progress record;
+    a fetched clip is recorded by the decoder, or here when `keep_only`.
+    """
+
+    FAILURES = "failures"
+
+    def __init__(self, *, fetcher: ClipFetcher, clips_dir: str | None = None, base_dir: str = ".",
+                 concurrency: int = 4, max_bytes: int = DEFAULT_MAX_BYTES, keep_only: bool = False,
+                 expected: int | None = None):
+        if keep_only and not clips_dir:
+            raise ValueError("keep_only needs clips_dir")
+        self._fetcher = fetcher
+        self._clips_dir = clips_dir
+        self._base_dir = base_dir
+        self._concurrency = max(1, concurrency)
+        self._max_bytes = max_bytes
+        self._keep_only = keep_only
+        self._expected = expected
+        self._pool = None
+        self._pending: list = []
+        self._kept = metrics.counter("clips_kept")
+        self._element_bytes = metrics.distribution("fetched_clip_bytes")
+
+    def setup(self):
+        self._fetcher.setup()
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=self._concurrency, thread_name_prefix="fetch")
+
+    def teardown(self):
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def start_bundle(self):
+        self._pending = []
+
+    def process(self, clip: ClipRequest, window=beam.DoFn.WindowParam, timestamp=beam.DoFn.TimestampParam):
+        if not self._keep_only and clip.source != "youtube":
+            yield FetchedClip(clip=clip)  # the decoder reads files, gs:// and http(s) rows as before
+            return
+        if self._pool is None:  # a runner that skipped setup()
+            self.setup()
+        self._pending.append((self._pool.submit(self._work, clip), clip, window, timestamp))
+        if len(self._pending) >= self._concurrency:
+            concurrent.futures.wait([item[0] for item in self._pending],
+                                    return_when=concurrent.futures.FIRST_COMPLETED)
+        yield from self._emit(wait=False)
+
+    def finish_bundle(self):
+        yield from self._emit(wait=True)
+
+    def _emit(self, *, wait: bool):
+        pending, self._pending = self._pending, []
+        for item in pending:
+            future, clip, window, timestamp = item
+            if not (wait or future.done()):
+                self._pending.append(item)
+                continue
+            for output in self._outputs(clip, future.result()):
+                if isinstance(output, beam.pvalue.TaggedOutput):
+                    yield beam.pvalue.TaggedOutput(output.tag, WindowedValue(output.value, timestamp, [window]))
+                else:
+                    yield WindowedValue(output, timestamp, [window])
+
+    def _outputs(self, clip: ClipRequest, outcome: tuple):
+        """The outputs of one finished fetch, with its metrics and progress (in the bundle's thread)."""
+        kind, value = outcome
+        if kind == "ok":
+            figures = value["fetch"] if self._keep_only else value.fetch
+            if figures:
+                self._fetcher.count_figures(figures)
+            if self._keep_only:
+                self._kept.inc()
+                PROGRESS.record(ok=True, total=self._expected)
+            elif value.data is not None:
+                self._element_bytes.update(len(value.data))
+            yield value
+            return
+        PROGRESS.record(ok=False, total=self._expected)
+        if kind == "clip_error":
+            metrics.count_failure(value.reason)
+            yield beam.pvalue.TaggedOutput(self.FAILURES, failure_record(
+                clip_id=clip.clip_id, fields=clip.fields, row=clip.row, stage=value.stage or "fetch",
+                reason=value.reason, message=value.message))
+        else:
+            yield beam.pvalue.TaggedOutput(self.FAILURES, isolation.internal_error(
+                clip_id=clip.clip_id, fields=clip.fields, row=clip.row, stage="fetch", error=value))
+
+    def _work(self, clip: ClipRequest) -> tuple:
+        """Runs in a pool thread; never raises: ("ok", result), ("clip_error", ClipError), ("error", exc)."""
+        try:
+            with tempfile.TemporaryDirectory(prefix="fetch-") as tmp:
+                if self._keep_only:
+                    return "ok", self._keep(clip, tmp)
+                return "ok", self._fetch(clip, tmp)
+        except ClipError as e:
+            return "clip_error", e
+        except Exception as e:  # pylint: disable=broad-except  (becomes an internal_error line)
+            return "error", e
+
+    def _fetch(self, clip: ClipRequest, tmp: str) -> FetchedClip:
+        if self._clips_dir:
+            kept = clip_path(self._clips_dir, clip)
+            if FileSystems.exists(kept):
+                return FetchedClip(clip=clip, path=kept, duration=section_duration(clip), fetch=dict(_KEPT_FIGURES))
+            _, _, duration, figures = self._fetcher.fetch(clip, tmp, count=False)
+            return FetchedClip(clip=clip, path=kept, duration=duration, fetch=figures)
+        path, start, duration, figures = self._fetcher.fetch(clip, tmp, count=False)
+        size = os.path.getsize(path)
+        if size > self._max_bytes:
+            raise ClipError("too_large", f"the fetched media is {size:,} bytes, over --fetch_max_bytes "
+                            f"{self._max_bytes:,} (a clip travels to the decoder in one element); pass "
+                            "--clips_dir to keep clips in a shared location instead, or raise the bound",
+                            stage="fetch")
+        with open(path, "rb") as f:
+            data = f.read()
+        return FetchedClip(clip=clip, data=data, suffix=os.path.splitext(path)[1] or ".mp4", start=start,
+                           duration=duration, fetch=figures)
+
+    def _keep(self, clip: ClipRequest, tmp: str) -> dict:
+        """Fetch-only: the row's clip into --clips_dir; returns the kept-clip dict of stats.json."""
+        kept = clip_path(self._clips_dir, clip)
+        figures = dict(_KEPT_FIGURES)
+        if not FileSystems.exists(kept):
+            if clip.source == "youtube":
+                _, _, _, figures = self._fetcher.fetch(clip, tmp, count=False)
+            else:
+                figures = keep_video_row(clip, kept, tmp, base_dir=self._base_dir, fetcher=self._fetcher)
+        return {"id": clip.clip_id, "path": kept, "reused": figures["method"] == "kept", "fetch": figures}
+
+
+def keep_video_row(clip: ClipRequest, kept: str, tmp: str, *, base_dir: str, fetcher: ClipFetcher) -> dict:
+    """A videos-CSV row (local file, gs:// or http(s)) into the kept clip `kept`. Raises ClipError.
+
+    A row with a section ([start, end) given) is cut and re-encoded (libx264, as a whole-file YouTube
+    fetch is, so the clip starts at `start` within one frame); a row without one is copied byte for
+    byte when it is an .mp4 and re-encoded to one otherwise (kept clips are `{id}.mp4`). Returns the
+    fetch figures (`method`: `trim` or `copy`).
+    """
+    from transforms.decode import resolve_video_path  # pylint: disable=import-outside-toplevel
+
+    source = resolve_video_path(clip.video, base_dir)
+    figures = {"bytes": 0, "seconds": 0.0, "attempts": 1}
+    ext = os.path.splitext(source.split("?", 1)[0])[1].lower()
+    if media.is_remote(source):
+        local = os.path.join(tmp, "remote-input" + ext)
+        figures["bytes"] = fetcher.download(source, local)
+    elif "://" in source:
+        if not FileSystems.exists(source):
+            raise ClipError("missing_file", f"no such file: {source}", stage="fetch")
+        local = os.path.join(tmp, "input" + ext)
+        with FileSystems.open(source) as src, open(local, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    else:
+        local = source
+        if not os.path.isfile(local):
+            raise ClipError("missing_file", f"no such file: {source}", stage="fetch")
+    if clip.start is None and clip.end is None and ext == ".mp4":
+        _store(local, kept)
+        return {**figures, "method": "copy"}
+    trimmed = os.path.join(tmp, "trimmed.mp4")
+    _trim(local, trimmed, start=clip.start or 0.0, duration=section_duration(clip))
+    _store(trimmed, kept)
+    logging.debug("kept %s as %s", source, kept)
+    return {**figures, "method": "trim"}
