@@ -51,6 +51,8 @@ import time
 import urllib.parse
 from collections.abc import Iterable
 
+from pipeline import downloads
+
 __all__ = [
     "NETWORK_PROTOCOLS",
     "STRANGER_FORMATS",
@@ -590,6 +592,10 @@ def download(url: str, dest: str, *, guard: GuardProxy, timeout_s: float, max_re
              max_bytes: int = MAX_DOWNLOAD_BYTES) -> int:
     """Downloads ``url`` to ``dest`` through ``guard``, following http(s) redirects only.
 
+    The transfer itself is `pipeline.downloads`'; this adds the guard's policy: every hop
+    goes through the guard proxy, and a failure is explained by what the guard saw (a refused
+    destination, the clip's deadline) before what the client saw.
+
     Args:
         url: http(s) URL.
         dest: Local file to write.
@@ -606,75 +612,51 @@ def download(url: str, dest: str, *, guard: GuardProxy, timeout_s: float, max_re
             ``address_not_allowed``, ``timeout`` (the guard's deadline passed),
             ``not_found``, ``http_error``, ``too_large`` or ``network``.
     """
-    proxy = urllib.parse.urlsplit(guard.url)
-    for _ in range(max_redirects + 1):
-        parts = urllib.parse.urlsplit(url)
-        scheme = parts.scheme.lower()
-        if scheme not in _DEFAULT_PORTS or not parts.hostname:
-            raise DownloadError("invalid_url", f"refusing non-http(s) URL {url!r}")
+
+    def check_url(hop: str) -> None:
+        parts = urllib.parse.urlsplit(hop)
+        if parts.scheme.lower() not in _DEFAULT_PORTS or not parts.hostname:
+            raise DownloadError("invalid_url", f"refusing non-http(s) URL {hop!r}")
+
+    def hop_timeout() -> float:
         left = guard.remaining()
-        read_timeout = timeout_s if left is None else max(0.01, min(timeout_s, left))
-        conn: http.client.HTTPConnection
-        path = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
-        if scheme == "https":
-            conn = http.client.HTTPSConnection(proxy.hostname, proxy.port, timeout=read_timeout)
-            conn.set_tunnel(parts.hostname, parts.port or 443)
-            target = path
-        else:
-            conn = http.client.HTTPConnection(proxy.hostname, proxy.port, timeout=read_timeout)
-            target = urllib.parse.urlunsplit(("http", parts.netloc, parts.path or "/", parts.query, ""))
-        try:
-            try:
-                conn.request("GET", target, headers={"User-Agent": "yt8m-pipeline", "Accept-Encoding": "identity"})
-                response = conn.getresponse()
-            except OSError as e:
-                raise _download_failure(guard, url, e) from e
-            if response.status in (301, 302, 303, 307, 308):
-                location = response.getheader("Location")
-                if not location:
-                    raise DownloadError("http_error", f"redirect without Location from {url}")
-                url = urllib.parse.urljoin(url, location)
-                continue
-            if response.status == 403 and guard.first_refusal():
-                refusal = guard.first_refusal()
-                raise DownloadError(refusal.reason, refusal.message)
-            if response.status == 404 or response.status == 410:
-                raise DownloadError("not_found", f"{url}: HTTP {response.status}")
-            if response.status == 504 and guard.deadline_hit:
-                raise DownloadError("timeout", f"{url}: clip deadline passed")
-            if response.status >= 400:
-                raise DownloadError("http_error", f"{url}: HTTP {response.status}")
-            written = 0
-            with open(dest, "wb") as out:
-                while True:
-                    try:
-                        chunk = response.read(1 << 16)
-                    except (OSError, http.client.HTTPException) as e:
-                        raise _download_failure(guard, url, e) from e
-                    if not chunk:
-                        break
-                    written += len(chunk)
-                    if written > max_bytes:
-                        raise DownloadError("too_large", f"{url}: more than {max_bytes} bytes")
-                    out.write(chunk)
-            expected = response.getheader("Content-Length")
-            if guard.deadline_hit or guard.expired():
-                raise DownloadError("timeout", f"{url}: clip deadline passed after {written} bytes")
-            if expected is not None and expected.isdigit() and int(expected) != written:
-                raise DownloadError("network", f"{url}: truncated body ({written} of {expected} bytes)")
-            return written
-        finally:
-            conn.close()
-    raise DownloadError("http_error", f"more than {max_redirects} redirects from {url}")
+        return timeout_s if left is None else max(0.01, min(timeout_s, left))
+
+    try:
+        with downloads.open_url(url, timeout=hop_timeout, headers={"User-Agent": "yt8m-pipeline"}, proxy=guard.url,
+                                max_redirects=max_redirects, check_url=check_url) as response, \
+                open(dest, "wb") as out:
+            written = downloads.read_body(response, out.write, url=response.geturl(), max_bytes=max_bytes)
+    except downloads.TransferError as error:
+        raise _download_failure(guard, error) from None
+    if guard.deadline_hit or guard.expired():
+        raise DownloadError("timeout", f"{url}: clip deadline passed after {written} bytes")
+    return written
 
 
-def _download_failure(guard: GuardProxy, url: str, error: BaseException) -> DownloadError:
+def _download_failure(guard: GuardProxy, error: downloads.TransferError) -> DownloadError:
+    """The reason of a failed download: the guard's refusal or deadline first, then the client's error."""
+    url = error.url
     refusal = guard.first_refusal()
+    if error.kind == "status":
+        if error.status == 403 and refusal:
+            return DownloadError(refusal.reason, refusal.message)
+        if error.status in (404, 410):
+            return DownloadError("not_found", f"{url}: HTTP {error.status}")
+        if error.status == 504 and guard.deadline_hit:
+            return DownloadError("timeout", f"{url}: clip deadline passed")
+        return DownloadError("http_error", f"{url}: HTTP {error.status}")
+    if error.kind in ("redirect", "too_large"):
+        return DownloadError("http_error" if error.kind == "redirect" else "too_large", error.message)
+    if error.kind == "truncated":
+        if guard.deadline_hit or guard.expired():
+            return DownloadError("timeout", f"{url}: clip deadline passed after {error.received} bytes")
+        return DownloadError("network", f"{url}: truncated body ({error.received} of {error.expected} bytes)")
     if refusal is not None:
         return DownloadError(refusal.reason, refusal.message)
     if guard.deadline_hit or guard.expired():
         return DownloadError("timeout", f"{url}: clip deadline passed")
-    if isinstance(error, socket.timeout):
+    if error.kind == "timeout" or isinstance(error.cause, TimeoutError):
         return DownloadError("timeout", f"{url}: no data for the read timeout")
-    return DownloadError("network", f"{url}: {type(error).__name__}: {error}")
-
+    cause = error.cause if isinstance(error.cause, BaseException) else OSError(error.cause)
+    return DownloadError("network", f"{url}: {type(cause).__name__}: {cause}")
