@@ -18,7 +18,6 @@ import os
 import posixpath
 import shutil
 import tarfile
-import tempfile
 import zlib
 from collections.abc import Callable, Iterator
 from typing import IO
@@ -304,18 +303,14 @@ def _publish(artifact: Artifact, directory: str, *, source: str, produce: Callab
     with _locked(directory, artifact.key):
         if present(artifact, final):
             return final
-        staging = tempfile.mkdtemp(dir=directory, prefix=f".{artifact.key}.tmp-")
-        try:
+        with fileio.staging_dir(directory) as staging:
             produce(staging)
             try:
                 _check(artifact, target(artifact, staging))
             except ModelArtifactError as error:
                 raise ModelArtifactError(f"{artifact.describe()} from {source} failed the layout check: {error}") \
                     from error
-            for name in artifact.files:
-                os.replace(os.path.join(staging, name), os.path.join(directory, name))
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            fileio.publish_files(staging, directory, artifact.files)
     return final
 
 
