@@ -114,7 +114,6 @@ def backoff_delay(attempt: int, *, base: float, cap: float, rng: random.Random |
     return delay / 2 + (rng or random).uniform(0, delay / 2)
 
 
-
 def _with_retries(action, *, max_attempts: int, backoff_base: float, backoff_max: float,
                   stop: threading.Event, rng: random.Random):
     """Runs ``action(attempt)``, retrying TransientError with backoff.
@@ -228,8 +227,7 @@ def _open(url: str, *, timeout: float):
         if error.kind == "timeout":
             raise TransientError("timeout", f"timed out waiting for {url}") from None
         # DNS hiccups and refused connections are usually brief on big mirrors.
-        detail = error.cause if error.kind == "connect" else error.message[len(f"{error.url}: "):]
-        raise TransientError("connection_error", f"{url}: {detail}") from None
+        raise TransientError("connection_error", f"{url}: {error.cause}") from None
 
 
 _BODY_REASONS = {"timeout": "timeout", "incomplete": "truncated", "truncated": "truncated",
