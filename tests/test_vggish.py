@@ -7,10 +7,9 @@ import threading
 
 import numpy as np
 import pytest
-import references
 import tensorflow as tf
 
-from pipeline import postprocess, quantization
+from pipeline import audio, postprocess, quantization
 from pipeline.errors import ModelArtifactError
 from pipeline.models import vggish
 
@@ -237,7 +236,7 @@ def test_synthetic_artifacts_equal_an_independent_generation_from_the_seed(synth
 def test_synthetic_outputs_on_calibration_like_inputs_are_spread(synthetic_dir, model):
     # `model` holds the same weights as the synthetic checkpoint (checked above).
     pca = postprocess.AudioPca.from_npz(str(synthetic_dir / "vggish_pca_params.npz"))
-    examples = np.concatenate([vggish.calibration_examples(seed=99, count=7), references.examples_per_second(np.zeros(0), 1)])
+    examples = np.concatenate([vggish.calibration_examples(seed=99, count=7), audio.examples_at(np.zeros(0), [0])])
     quantized = quantization.quantize_audio(pca.apply(model(examples)))
     assert len(np.unique(quantized)) > 20
     assert np.mean((quantized == 0) | (quantized == 255)) < 0.3, "bytes should not mostly saturate"
