@@ -226,6 +226,9 @@ def test_model_dir_is_authoritative_and_the_error_names_files_and_flags(tmp_path
                      "vggish_model.ckpt", "vggish_pca_params.npz", "--model_dir", "--rgb_graph", "--rgb_pca_dir",
                      "--audio_checkpoint", "--audio_pca", "--models synthetic"):
         assert expected in message
+    empty = str(tmp_path / "empty")
+    assert (f"neither {os.path.join(empty, 'classify_image_graph_def.pb')} or "
+            f"{os.path.join(empty, 'inception-2015-12-05.tgz')} exists (--model_dir is given") in message
     with pytest.raises(ModelArtifactError, match=r"does not exist or is incomplete \(given with --audio_pca\)"):
         resolve(tmp_path / "cache", model_dir=None, overrides={"audio_pca": str(tmp_path / "nope.npz")},
                 allow_download=False)

@@ -131,25 +131,21 @@ def resolve_official(*, model_dir: str | None, overrides: Mapping[str, str | Non
             continue
         try:
             override = overrides.get(artifact.key)
-            if override:
-                found = _from_user_path(artifact, override, cache_dir=cache_dir)
-                if found is None:
-                    problems.append(f"{artifact.describe()}: {override} does not exist or is incomplete "
-                                    f"(given with {artifact.flag})")
-                    continue
-                paths[artifact.key], sources[artifact.key] = found
-                if found[0] == found[1]:
-                    unchecked.append(artifact)
-            elif model_dir:
-                found = _from_model_dir(artifact, model_dir, cache_dir=cache_dir)
-                if found is None:
+            if override or model_dir:
+                if override:
+                    found = _from_user_path(artifact, override, cache_dir=cache_dir)
+                    missing = f"{override} does not exist or is incomplete (given with {artifact.flag})"
+                else:
+                    found = _from_model_dir(artifact, model_dir, cache_dir=cache_dir)
                     where = f"{target(artifact, model_dir)}" + (
                         f" or {fileio.join(model_dir, artifact.archive)}" if artifact.archive else "")
-                    problems.append(f"{artifact.describe()}: neither {where} exists (--model_dir is given, so "
-                                    f"nothing is downloaded; or pass {artifact.flag})")
+                    missing = (f"neither {where} exists (--model_dir is given, so nothing is downloaded; "
+                               f"or pass {artifact.flag})")
+                if found is None:
+                    problems.append(f"{artifact.describe()}: {missing}")
                     continue
                 paths[artifact.key], sources[artifact.key] = found
-                if found[0] == found[1]:
+                if found[0] == found[1]:  # the user's own file: checked below (the cache's were on the way in)
                     unchecked.append(artifact)
             elif present(artifact, target(artifact, fetch_dir)):
                 paths[artifact.key] = target(artifact, fetch_dir)
