@@ -176,7 +176,7 @@ def run_profile(cfg, inputs: Inputs) -> dict:
         "VGGish graph calls": ("vggish.py", "__call__"),
         "resize_frame (decoder)": ("inception.py", "resize_frame"),
         "ffmpeg frame reads (ClipDecoder._frames)": ("media.py", "_frames"),
-        "log-mel examples": ("audio.py", "examples_per_second"),
+        "log-mel examples": ("audio.py", "examples_at"),
         "probe (ffmpeg -i)": ("media.py", "probe"),
         "model load (load_model)": ("inference.py", "load_model"),
     }

@@ -158,48 +158,6 @@ def log_mel_spectrogram(waveform: np.ndarray) -> np.ndarray:
     return out
 
 
-def samples_needed(num_steps: int) -> int:
-    """Waveform length (samples) that covers the example windows of ``num_steps`` steps."""
-    if num_steps <= 0:
-        return 0
-    last_frame = EXAMPLE_HOP_FRAMES * (num_steps - 1) + EXAMPLE_WINDOW_FRAMES - 1
-    return last_frame * STFT_HOP_SAMPLES + STFT_WINDOW_SAMPLES
-
-
-def examples_per_second(waveform: np.ndarray, num_steps: int) -> np.ndarray:
-    """Cuts one 0.96 s log-mel example per output second, aligned with the video steps.
-
-    Example ``k`` holds log-mel frames ``100*k .. 100*k+95``, i.e. the window that starts at
-    ``k`` seconds, so audio step ``k`` lines up with video step ``k``. The waveform is
-    zero-padded at the end (digital silence) when it is too short, and samples beyond the last
-    window are ignored, so the result always has exactly ``num_steps`` examples. Pass an empty
-    waveform for a clip without an audio stream.
-
-    Args:
-        waveform: 1-D 16 kHz mono samples in [-1, 1].
-        num_steps: Number of output steps (seconds) the record has.
-
-    Returns:
-        float32 array [num_steps, 96, 64].
-
-    Raises:
-        ValueError: If the waveform is not 1-D or ``num_steps`` is negative.
-    """
-    samples = _as_mono_float(waveform)
-    if num_steps < 0:
-        raise ValueError(f"num_steps must be >= 0, got {num_steps}.")
-    if num_steps == 0:
-        return np.zeros((0, EXAMPLE_WINDOW_FRAMES, NUM_MEL_BANDS), dtype=np.float32)
-    needed = samples_needed(num_steps)
-    if samples.shape[0] >= needed:
-        samples = samples[:needed]
-    else:
-        samples = np.concatenate([samples, np.zeros(needed - samples.shape[0], dtype=np.float64)])
-    log_mel = log_mel_spectrogram(samples)
-    rows = EXAMPLE_HOP_FRAMES * np.arange(num_steps)[:, np.newaxis] + np.arange(EXAMPLE_WINDOW_FRAMES)
-    return log_mel[rows].astype(np.float32)
-
-
 EXAMPLE_WINDOW_SAMPLES = (EXAMPLE_WINDOW_FRAMES - 1) * STFT_HOP_SAMPLES + STFT_WINDOW_SAMPLES
 """Samples one 0.96-s example reads (15,600: 96 frames of 400 samples, 160 apart)."""
 
@@ -209,8 +167,8 @@ def examples_at(waveform: np.ndarray, start_samples: list[int] | np.ndarray) -> 
 
     Step k's window starts k / F seconds after the first displayed video frame, which need not
     fall on a whole second of the audio; samples before the waveform's start or past its end are
-    digital silence. With starts ``16000 * k`` this equals ``examples_per_second`` (each log-mel
-    frame depends only on its own 400 samples).
+    digital silence. With starts ``16000 * k`` this equals the tests' one-window-per-second reference
+    (`tests/references.py`; each log-mel frame depends only on its own 400 samples).
 
     Args:
         waveform: 1-D 16 kHz mono samples in [-1, 1].

@@ -18,8 +18,9 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
+import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
 TEMP_MARKER = ".tmp-"
@@ -93,6 +94,41 @@ def write_atomically(path: str, data: bytes | str) -> None:
     """Writes a whole file (str as UTF-8) with `atomic_write`: readers see the old file or the new one."""
     with atomic_write(path) as handle:
         handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+
+
+@contextlib.contextmanager
+def staging_dir(directory: str) -> Iterator[str]:
+    """A private folder inside `directory` for files that are published together, later.
+
+    For outputs a library writes by name (a TensorFlow checkpoint) or that must all be checked
+    before any is visible (an archive's members): write them into the staging folder, then
+    `publish_files`. The folder (`directory/.staging.tmp-<hex>`, so `pipeline.build`'s leftover
+    check knows its shape) is removed on exit with whatever was not published.
+    """
+    staging = temp_name(join(directory, ".staging"))
+    if is_local(staging):
+        os.makedirs(staging)
+    else:
+        gfile().makedirs(staging)
+    try:
+        yield staging
+    finally:
+        if is_local(staging):
+            shutil.rmtree(staging, ignore_errors=True)
+        elif gfile().exists(staging):
+            gfile().rmtree(staging)
+
+
+def publish_files(staging: str, directory: str, names: Iterable[str]) -> None:
+    """Renames `staging/NAME` to `directory/NAME` for each name, one at a time and in order.
+
+    Each rename replaces what was there, as `atomic_write`'s does; the order is the caller's
+    commit order: with the marker file last, a reader that finds the marker finds the set.
+    """
+    from apache_beam.io.filesystems import FileSystems  # pylint: disable=import-outside-toplevel
+
+    for name in names:
+        FileSystems.rename([join(staging, name)], [join(directory, name)])
 
 
 def delete(paths: list[str]) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -62,12 +62,6 @@ def _read_bytes(path: str, *, what: str, hint: str) -> bytes:
         raise
     except Exception as err:  # tf.errors.OpError and OSError subclasses vary by filesystem.
         raise ModelArtifactError(f"Could not read {what} at {path}: {err}. {hint}") from err
-
-
-def _npy_bytes(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
 
 
 def _as_float_array(value: np.ndarray) -> np.ndarray:
@@ -287,27 +281,6 @@ class AudioPca:
         """
         values = _check_features(embeddings, width=AUDIO_EMBEDDING_SIZE, what="VGGish embeddings")
         return ((values - self.means) @ self.eigen_vectors.T).astype(np.float32)
-
-
-def write_rgb_pca_dir(path: str, *, mean: np.ndarray, eigenvecs: np.ndarray, eigenvals: np.ndarray) -> None:
-    """Writes an RGB PCA in the ``yt8m_pca.tgz`` layout (mean/eigenvals as [2048, 1]).
-
-    Used by stand-in and synthetic artifacts so they load through exactly the same
-    ``RgbPca.from_dir`` path as the real files. Each file is written atomically.
-
-    Raises:
-        ModelArtifactError: If the arrays do not have the official shapes.
-    """
-    RgbPca.from_arrays(mean=mean, eigenvecs=eigenvecs, eigenvals=eigenvals)  # Validate first.
-    path = os.fspath(path)
-    gfile().makedirs(path)
-    layouts = {
-        "mean.npy": _as_float_array(mean).reshape(RGB_FEATURE_SIZE, 1),
-        "eigenvecs.npy": _as_float_array(eigenvecs),
-        "eigenvals.npy": _as_float_array(eigenvals).reshape(RGB_FEATURE_SIZE, 1),
-    }
-    for file_name, array in layouts.items():
-        write_atomically(join(path, file_name), _npy_bytes(array))
 
 
 def write_audio_pca_npz(path: str, *, eigen_vectors: np.ndarray, means: np.ndarray) -> None:

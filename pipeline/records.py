@@ -160,32 +160,3 @@ def check_record(data: bytes) -> ParsedRecord:
     if not 1 <= steps <= MAX_STEPS:
         raise RecordError(rec.clip_id, f"{steps} steps; must be 1..{MAX_STEPS}")
     return rec
-
-
-def yt8m_reader_parse(serialized: Sequence[bytes]):
-    """Parses records exactly as the YouTube-8M starter code's frame-level reader does.
-
-    Returns (ids, labels as a dense [N, max] tensor padded with -1, rgb list, audio list) where
-    rgb/audio are float features dequantized by the reader's formula. Used by tests and
-    `inspect` to prove compatibility with that reader's parsing spec.
-    """
-    tf = _tf()
-    out = []
-    for data in serialized:
-        context, features = tf.io.parse_single_sequence_example(
-            data,
-            context_features={
-                "id": tf.io.FixedLenFeature([], tf.string),
-                "labels": tf.io.VarLenFeature(tf.int64),
-            },
-            sequence_features={
-                "rgb": tf.io.FixedLenSequenceFeature([], dtype=tf.string),
-                "audio": tf.io.FixedLenSequenceFeature([], dtype=tf.string),
-            })
-        decoded = {}
-        for name, width in (("rgb", RGB_BYTES), ("audio", AUDIO_BYTES)):
-            raw = tf.reshape(tf.cast(tf.io.decode_raw(features[name], tf.uint8), tf.float32), [-1, width])
-            decoded[name] = (raw * (4.0 / 255.0) + (4.0 / 512.0) - 2.0).numpy()
-        out.append((context["id"].numpy().decode("utf-8"), tf.sparse.to_dense(context["labels"]).numpy().tolist(),
-                    decoded["rgb"], decoded["audio"]))
-    return out

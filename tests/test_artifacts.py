@@ -18,8 +18,9 @@ import time
 
 import pytest
 
+from pipeline import fileio
 from pipeline.errors import ModelArtifactError
-from pipeline.models import artifacts
+from pipeline.models import artifact_store, artifacts
 
 OFFICIAL = {
     "classify_image_graph_def.pb": b"graph",
@@ -66,7 +67,7 @@ def checks(monkeypatch):
             if os.path.isfile(file_path) and b"bad" in open(file_path, "rb").read():
                 raise ModelArtifactError(f"{file_path} is bad")
 
-    monkeypatch.setattr(artifacts, "_check", check)
+    monkeypatch.setattr(artifact_store, "_check", check)  # what publishing and verify_once call
     return calls
 
 
@@ -225,6 +226,9 @@ def test_model_dir_is_authoritative_and_the_error_names_files_and_flags(tmp_path
                      "vggish_model.ckpt", "vggish_pca_params.npz", "--model_dir", "--rgb_graph", "--rgb_pca_dir",
                      "--audio_checkpoint", "--audio_pca", "--models synthetic"):
         assert expected in message
+    empty = str(tmp_path / "empty")
+    assert (f"neither {os.path.join(empty, 'classify_image_graph_def.pb')} or "
+            f"{os.path.join(empty, 'inception-2015-12-05.tgz')} exists (--model_dir is given") in message
     with pytest.raises(ModelArtifactError, match=r"does not exist or is incomplete \(given with --audio_pca\)"):
         resolve(tmp_path / "cache", model_dir=None, overrides={"audio_pca": str(tmp_path / "nope.npz")},
                 allow_download=False)
@@ -284,9 +288,9 @@ def test_a_malformed_or_truncated_download_leaves_nothing_in_the_cache(tmp_path,
     assert "vggish_pca_params.npz" not in os.listdir(cache)
     assert [name for name in os.listdir(cache) if name.startswith(".") and name != ".locks"] == []
     with _Server({"vggish_pca_params.npz": b"npz"}, lie_length=True) as server:
-        with pytest.raises(artifacts._DownloadError, match="truncated"):  # pylint: disable=protected-access
+        with pytest.raises(artifacts.DownloadError, match="truncated"):
             artifacts.download(server.url + "/vggish_pca_params.npz", str(tmp_path / "x.npz"), timeout_s=2)
-    assert not (tmp_path / "x.npz").exists() and not [n for n in os.listdir(tmp_path) if ".part-" in n]
+    assert not (tmp_path / "x.npz").exists() and not [n for n in os.listdir(tmp_path) if fileio.TEMP_MARKER in n]
 
 
 def test_unreachable_network_fails_in_seconds(tmp_path, checks):

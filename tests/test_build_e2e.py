@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+import references
 
 from pipeline import build, inspect, records
 
@@ -56,7 +57,7 @@ def test_three_records_with_10_5_and_1_steps(built):
     # The silent clip's audio steps are all the same (digital silence), and not zero bytes.
     assert (four.audio == four.audio[0]).all() and four.audio.any()
     # The YouTube-8M reader's parsing spec reads every record.
-    rows = records.yt8m_reader_parse(data)
+    rows = references.yt8m_reader_parse(data)
     assert sorted(r[1] for r in rows) == [[0], [0], [0, 1]]
 
 

@@ -75,3 +75,23 @@ def test_path_helpers(tmp_path):
     (tmp_path / "ab").mkdir()
     for name in ("a[b]", "a*", "a?", "[x]*?"):
         assert glob.glob(fileio.escape_glob(str(tmp_path / name))) == [str(tmp_path / name)], name
+
+
+def test_staged_files_appear_only_when_published_and_the_staging_folder_goes(tmp_path):
+    directory = str(tmp_path / "out")
+    os.makedirs(directory)
+    (tmp_path / "out" / "a").write_text("old")
+    with fileio.staging_dir(directory) as staging:
+        assert os.path.dirname(staging) == directory and fileio.TEMP_MARKER in os.path.basename(staging)
+        for name in ("a", "b", "marker"):
+            with open(os.path.join(staging, name), "w", encoding="utf-8") as f:
+                f.write(name)
+        assert (tmp_path / "out" / "a").read_text() == "old"
+        fileio.publish_files(staging, directory, ["a", "b", "marker"])
+    assert sorted(os.listdir(directory)) == ["a", "b", "marker"]
+    assert [(tmp_path / "out" / n).read_text() for n in ("a", "b", "marker")] == ["a", "b", "marker"]
+    with pytest.raises(ValueError), fileio.staging_dir(directory) as staging:
+        with open(os.path.join(staging, "c"), "w", encoding="utf-8") as f:
+            f.write("c")
+        raise ValueError("check failed")
+    assert sorted(os.listdir(directory)) == ["a", "b", "marker"]

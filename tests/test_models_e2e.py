@@ -17,8 +17,8 @@ import csv
 import functools
 import glob
 import hashlib
-import json
 import http.server
+import json
 import os
 import socket
 import tarfile
@@ -27,10 +27,11 @@ import threading
 import extractor_reference
 import numpy as np
 import pytest
+import references
 import tensorflow as tf
 from standins import write_standin_graph
 
-from pipeline import audio, build, media, postprocess, quantization, records
+from pipeline import build, media, postprocess, quantization, records
 from pipeline.models import artifacts, inception, registry, vggish
 
 SECONDS = 4
@@ -79,11 +80,11 @@ def standins(tmp_path_factory):
     variance = (((reference - reference.mean(axis=0)) @ rows.T) ** 2).mean(axis=0)
     order = np.argsort(-variance, kind="stable")
     eigenvals = np.maximum(variance[order] * 4.0, 1e-6)  # Spread of about +-0.5: no clipping.
-    postprocess.write_rgb_pca_dir(str(extracted), mean=reference.mean(axis=0).astype(np.float32),
+    references.write_rgb_pca_dir(str(extracted), mean=reference.mean(axis=0).astype(np.float32),
                                   eigenvecs=rows[order].astype(np.float32), eigenvals=eigenvals.astype(np.float32))
     weights = vggish.random_weights(seed=5)
     vggish.write_checkpoint(str(extracted / artifacts.AUDIO_CHECKPOINT), weights)
-    embedder = vggish.VGGish.from_weights(weights)
+    embedder = vggish.VGGish.from_checkpoint(str(extracted / artifacts.AUDIO_CHECKPOINT))
     calibration = embedder(vggish.calibration_examples(5))
     eigen_vectors = _unit_rows(128, seed=6)
     spread = np.sqrt(np.mean(((calibration - calibration.mean(axis=0)) @ eigen_vectors.T) ** 2))
@@ -118,7 +119,7 @@ def standins(tmp_path_factory):
             extractor_reference.apply_pca(feature, str(extracted)).astype(np.float32)), np.uint8)
         for feature in reference])
     audio_pca = postprocess.AudioPca.from_npz(str(extracted / artifacts.AUDIO_PCA))
-    examples = audio.examples_per_second(waveform, len(frames))
+    examples = references.examples_per_second(waveform, len(frames))
     audio_model = vggish.VGGish.from_checkpoint(str(extracted / artifacts.AUDIO_CHECKPOINT))
     expected = {
         "rgb": extractor_rgb,

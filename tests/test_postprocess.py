@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
+import references
 
 from pipeline import postprocess, quantization
 from pipeline.errors import ClipError, ModelArtifactError
-
 
 # ---------------------------------------------------------------------------------------------
 # Plain numpy versions of the SPEC formulas, written independently of the module.
@@ -148,7 +148,7 @@ def test_dequantize_matches_reader_and_bounds_quantization_error():
 
 
 def test_rgb_pca_dir_round_trip_uses_official_layout(tmp_path, rgb_arrays):
-    postprocess.write_rgb_pca_dir(str(tmp_path), **rgb_arrays)
+    references.write_rgb_pca_dir(str(tmp_path), **rgb_arrays)
     assert np.load(tmp_path / "mean.npy").shape == (2048, 1)
     assert np.load(tmp_path / "eigenvals.npy").shape == (2048, 1)
     assert np.load(tmp_path / "eigenvecs.npy").shape == (2048, 2048)
@@ -159,7 +159,7 @@ def test_rgb_pca_dir_round_trip_uses_official_layout(tmp_path, rgb_arrays):
 
 
 def test_rgb_pca_dir_errors_name_file_shape_and_flag(tmp_path, rgb_arrays):
-    postprocess.write_rgb_pca_dir(str(tmp_path), **rgb_arrays)
+    references.write_rgb_pca_dir(str(tmp_path), **rgb_arrays)
     np.save(tmp_path / "eigenvecs.npy", rgb_arrays["eigenvecs"][:, :1024])
     with pytest.raises(ModelArtifactError) as info:
         postprocess.RgbPca.from_dir(str(tmp_path))

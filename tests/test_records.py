@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import references
 
 from pipeline import quantization, records
 
@@ -19,7 +20,7 @@ def make_clip(steps=3, clip_id="clip-1", labels=(5, 2)):
 def test_round_trip_through_the_yt8m_reader_spec():
     clip = make_clip()
     data = records.build_sequence_example(clip)
-    ((clip_id, labels, rgb, audio),) = records.yt8m_reader_parse([data])
+    ((clip_id, labels, rgb, audio),) = references.yt8m_reader_parse([data])
     assert clip_id == "clip-1" and labels == [2, 5]
     assert rgb.shape == (3, 1024) and audio.shape == (3, 128)
     expected = clip.rgb_quantized.astype(np.float32) * 4 / 255 + 4 / 512 - 2

@@ -165,7 +165,7 @@ def test_non_checkpoints_get_a_clear_message(tmp_path):
             vggish.verify_checkpoint(path)
         assert path in str(info.value) and "--audio_checkpoint" in str(info.value)
     with pytest.raises(ModelArtifactError, match="vggish/conv1/weights"):
-        vggish.VGGish.from_weights({})
+        vggish.write_checkpoint(str(tmp_path / "empty.ckpt"), {})
 
 
 def _digest(weights):
@@ -236,7 +236,7 @@ def test_synthetic_artifacts_equal_an_independent_generation_from_the_seed(synth
 def test_synthetic_outputs_on_calibration_like_inputs_are_spread(synthetic_dir, model):
     # `model` holds the same weights as the synthetic checkpoint (checked above).
     pca = postprocess.AudioPca.from_npz(str(synthetic_dir / "vggish_pca_params.npz"))
-    examples = np.concatenate([vggish.calibration_examples(seed=99, count=7), audio.examples_per_second(np.zeros(0), 1)])
+    examples = np.concatenate([vggish.calibration_examples(seed=99, count=7), audio.examples_at(np.zeros(0), [0])])
     quantized = quantization.quantize_audio(pca.apply(model(examples)))
     assert len(np.unique(quantized)) > 20
     assert np.mean((quantized == 0) | (quantized == 255)) < 0.3, "bytes should not mostly saturate"

@@ -17,13 +17,11 @@ official layout, so they load through the same code path as the real ones.
 from __future__ import annotations
 
 import os
-import posixpath
-import uuid
 from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from pipeline import audio, postprocess
+from pipeline import audio, fileio, postprocess
 from pipeline.errors import ModelArtifactError
 from pipeline.models import tf_setup
 
@@ -87,10 +85,6 @@ def _tf():
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
     return tf
-
-
-def _join(directory: str, name: str) -> str:
-    return posixpath.join(directory, name) if "://" in directory else os.path.join(directory, name)
 
 
 def _layout_problems(shapes: Mapping[str, tuple[int, ...]], dtypes: Mapping[str, str] | None = None) -> list[str]:
@@ -176,13 +170,13 @@ def _forward(examples: Any, constants: Mapping[str, Any]) -> Any:
 class VGGish:
     """A ready-to-run VGGish embedder (TensorFlow eager + one traced ``tf.function``).
 
-    Build it with ``from_checkpoint`` (real or synthetic artifact) or ``from_weights``.
+    Build it with ``from_checkpoint`` (real or synthetic artifact).
     Instances are meant to be created once per worker and reused; calls are thread-compatible
     but not re-entrant-optimised.
     """
 
     def __init__(self, weights: Mapping[str, np.ndarray], *, batch_size: int = 64):
-        """Prefer ``from_checkpoint``/``from_weights``; this assumes already validated weights.
+        """Prefer ``from_checkpoint``; this assumes already validated weights.
 
         Args:
             weights: Validated float32 arrays keyed by VGGISH_VARIABLES names.
@@ -206,15 +200,6 @@ class VGGish:
         self._embed = embed
 
     @classmethod
-    def from_weights(cls, weights: Mapping[str, np.ndarray], *, batch_size: int = 64) -> VGGish:
-        """Builds the model from in-memory arrays (e.g. ``random_weights``).
-
-        Raises:
-            ModelArtifactError: If a variable is missing or has the wrong shape.
-        """
-        return cls(_checked_weights(weights), batch_size=batch_size)
-
-    @classmethod
     def from_checkpoint(cls, path: str, *, batch_size: int = 64) -> VGGish:
         """Loads the released (or a synthetic) ``vggish_model.ckpt`` by variable name.
 
@@ -234,7 +219,7 @@ class VGGish:
         """Embeds log-mel examples.
 
         Args:
-            examples: [N, 96, 64] log-mel patches (``audio.examples_per_second``); N may be 0.
+            examples: [N, 96, 64] log-mel patches (``audio.examples_at``); N may be 0.
 
         Returns:
             float32 [N, 128] pre-activation embeddings.
@@ -427,13 +412,8 @@ def write_synthetic_audio_artifacts(directory: str, *, seed: int) -> None:
     weights = random_weights(seed)
     eigen_vectors, means = synthetic_pca_params(weights, seed=seed)
     gfile.makedirs(directory)
-    temp_dir = _join(directory, f".tmp-vggish-{uuid.uuid4().hex}")
-    gfile.makedirs(temp_dir)
-    try:
-        write_checkpoint(_join(temp_dir, CHECKPOINT_FILE_NAME), weights)
-        postprocess.write_audio_pca_npz(_join(temp_dir, PCA_PARAMS_FILE_NAME), eigen_vectors=eigen_vectors, means=means)
-        for name in list(_artifact_files(temp_dir)):
-            gfile.rename(_join(temp_dir, name), _join(directory, name), overwrite=True)
-    finally:
-        if gfile.exists(temp_dir):
-            gfile.rmtree(temp_dir)
+    with fileio.staging_dir(directory) as temp_dir:
+        write_checkpoint(fileio.join(temp_dir, CHECKPOINT_FILE_NAME), weights)
+        postprocess.write_audio_pca_npz(fileio.join(temp_dir, PCA_PARAMS_FILE_NAME), eigen_vectors=eigen_vectors,
+                                        means=means)
+        fileio.publish_files(temp_dir, directory, list(_artifact_files(temp_dir)))
