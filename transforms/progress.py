@@ -25,6 +25,8 @@ import threading
 import time
 from typing import TextIO
 
+from pipeline.progress_line import format_clock
+
 PROGRESS_DIR_ENV = "VIDEO_FEATURES_PROGRESS_DIR"
 INTERVAL_ENV = "VIDEO_FEATURES_PROGRESS_SECONDS"
 DEFAULT_INTERVAL_S = 10.0
@@ -35,11 +37,6 @@ def _interval() -> float:
         return max(0.0, float(os.environ.get(INTERVAL_ENV, DEFAULT_INTERVAL_S)))
     except ValueError:
         return DEFAULT_INTERVAL_S
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 @dataclasses.dataclass
@@ -204,10 +201,10 @@ class RunProgress:
         t, elapsed = self.tally, max(time.monotonic() - self._started, 1e-9)
         of = f"/{self.total}" if self.total else ""
         text = (f"progress: {t.finished}{of} rows done ({t.done} decoded, {t.failed} failed), "
-                f"{t.seconds:.0f} s of video at {t.seconds / elapsed:.1f} video-s/s, elapsed {_clock(elapsed)}")
+                f"{t.seconds:.0f} s of video at {t.seconds / elapsed:.1f} video-s/s, elapsed {format_clock(elapsed)}")
         if self.total and t.finished:
             left = max(self.total - t.finished, 0)
-            text += f", ETA {_clock(left * elapsed / t.finished)}"
+            text += f", ETA {format_clock(left * elapsed / t.finished)}"
         return text
 
     def _print_line(self) -> None:
