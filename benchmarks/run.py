@@ -21,6 +21,12 @@ its own child process (benchmarks/children.py). Sections:
   failfast  seconds until a build without model files exits 2, offline (no DNS; includes the
             process's TensorFlow import) and behind a model mirror that accepts connections
             but never answers (0.5-s timeout); the bounds tests used to assert
+  dataset   the dataset-scale case of issue 12 (benchmarks/dataset.py): --dataset_clips (default 40;
+            4 with --quick) 10-s 640x360 30-fps clips through a starter-extractor-style run
+            (OpenCV frame_iterator, one Inception-v3 call per frame, no audio), the model bound
+            over the same steps (no decoding), and `python -m pipeline.build` with --audio zeros
+            and VGGish, 1 and 2 workers (--dataset_runs); process times, start-up, ratios and
+            verdicts against the issue's targets
 
 --quick shortens the inputs (printed in the table): 4 clips, a 60-s long video, memory on
 20-s vs 60-s inputs, and a 60-s fetch source.
@@ -40,9 +46,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
+from benchmarks import dataset  # noqa: E402  pylint: disable=wrong-import-position
 from pipeline import media  # noqa: E402  pylint: disable=wrong-import-position
 
-SECTIONS = ("model", "baseline", "pipeline", "memory", "fetch", "failfast", "profile")
+SECTIONS = ("model", "baseline", "pipeline", "memory", "fetch", "failfast", "profile", "dataset")
 RGB_BATCH, AUDIO_BATCH = 32, 64  # the pipeline's defaults (--rgb_batch_size / --audio_batch_size)
 
 
@@ -55,7 +62,7 @@ def _child(kind: str, args: dict, *, env: dict | None = None, timeout: float = 3
     child_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     child_env["PYTHONPATH"] = REPO + (os.pathsep + child_env["PYTHONPATH"] if child_env.get("PYTHONPATH") else "")
     child_env.update(env or {})
-    began = time.perf_counter()
+    spawn_epoch, began = time.time(), time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "benchmarks.children", kind, json.dumps(args)], cwd=REPO,
                           env=child_env, capture_output=True, text=True, timeout=timeout, check=False)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
@@ -63,6 +70,7 @@ def _child(kind: str, args: dict, *, env: dict | None = None, timeout: float = 3
         raise RuntimeError(f"benchmark child {kind} failed (rc {proc.returncode}):\n{proc.stderr[-4000:]}")
     result = json.loads(lines[-1][len("RESULT "):])
     result["process_wall_s"] = time.perf_counter() - began
+    result["spawn_epoch"] = spawn_epoch  # time.time() just before the child started
     return result
 
 
@@ -286,6 +294,8 @@ def summarize(results: dict) -> list[tuple[str, str, str]]:
         rows.append(("profile: in-process build, 4 x 10-s 360p clips (s)", f"{prof['profiled_s']:.1f}", ""))
         for label, item in prof["breakdown"].items():
             rows.append((f"  {label}", f"{item['seconds']:.1f} s", f"{100 * item['share']:.0f}% (cumulative)"))
+    if results.get("dataset"):
+        rows.extend(dataset.summarize(results["dataset"]))
     return rows
 
 
@@ -310,9 +320,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", choices=SECTIONS, default=None, help="Run only these sections.")
     parser.add_argument("--profile", action="store_true", help="Also run the cProfile section.")
     parser.add_argument("--workers", default="1,2", help="Worker counts of the pipeline section.")
+    parser.add_argument("--dataset_clips", type=int, default=None,
+                        help="Clips of the dataset section (default 40; 4 with --quick).")
+    parser.add_argument("--dataset_runs", default=",".join(dataset.RUNS),
+                        help="Builds of the dataset section: zeros_wN / vggish_wN (N workers; 1 = the default "
+                             "in_memory runner, more = multi_processing).")
     cfg = parser.parse_args(argv)
     cfg.model_cache = cfg.model_cache or os.path.join(cfg.work_dir, "models")
     cfg.workers = [int(w) for w in cfg.workers.split(",")]
+    cfg.dataset_clips = cfg.dataset_clips or (4 if cfg.quick else 40)
+    cfg.dataset_runs = [name.strip() for name in cfg.dataset_runs.split(",") if name.strip()]
+    for name in cfg.dataset_runs:
+        try:
+            dataset.parse_run_name(name)
+        except ValueError as e:
+            parser.error(str(e))
     sections = cfg.only or [s for s in SECTIONS if s != "profile" or cfg.profile]
     began = time.perf_counter()
     os.makedirs(cfg.work_dir, exist_ok=True)
@@ -333,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     runners = {"model": lambda: run_model(cfg), "baseline": lambda: run_baseline(cfg, inputs),
                "pipeline": lambda: run_pipeline(cfg, inputs), "memory": lambda: run_memory(cfg, inputs),
                "fetch": lambda: run_fetch(cfg, inputs), "profile": lambda: run_profile(cfg, inputs),
-               "failfast": lambda: _child("failfast", {})}
+               "failfast": lambda: _child("failfast", {}),
+               "dataset": lambda: dataset.run_dataset(cfg, _child, cfg.model_cache, RGB_BATCH, AUDIO_BATCH)}
     for section in sections:
         results[section] = runners[section]()
     results["meta"]["total_s"] = time.perf_counter() - began
