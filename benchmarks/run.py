@@ -38,6 +38,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -62,7 +63,7 @@ def _child(kind: str, args: dict, *, env: dict | None = None, timeout: float = 3
     child_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     child_env["PYTHONPATH"] = REPO + (os.pathsep + child_env["PYTHONPATH"] if child_env.get("PYTHONPATH") else "")
     child_env.update(env or {})
-    spawn_epoch, began = time.time(), time.perf_counter()
+    spawn_epoch, began, usage = time.time(), time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run([sys.executable, "-m", "benchmarks.children", kind, json.dumps(args)], cwd=REPO,
                           env=child_env, capture_output=True, text=True, timeout=timeout, check=False)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
@@ -71,6 +72,8 @@ def _child(kind: str, args: dict, *, env: dict | None = None, timeout: float = 3
     result = json.loads(lines[-1][len("RESULT "):])
     result["process_wall_s"] = time.perf_counter() - began
     result["spawn_epoch"] = spawn_epoch  # time.time() just before the child started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # children run one at a time: the delta is this one's
+    result["process_cpu_s"] = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
     return result
 
 
@@ -169,32 +172,13 @@ def run_memory(cfg, inputs: Inputs) -> dict:
 
 def run_profile(cfg, inputs: Inputs) -> dict:
     """cProfile of an in-process (in_memory) build of 4 clips: where the time of one worker goes."""
-    import pstats  # pylint: disable=import-outside-toplevel
-
     clips = [inputs.video(f"clip360_{i:02d}", seconds=10, size="640x360") for i in range(4)]
     prof = os.path.join(cfg.work_dir, "build.prof")
     args = _build_args(cfg.work_dir, cfg.model_cache, inputs.csv("profile", clips), "profile", "in_memory", 1)
     args["profile"] = prof
     _log("profile: in-process build of 4 x 10-s 360p clips under cProfile")
     result = _child("build", args)
-    stats = pstats.Stats(prof)
-    total = max(stat[3] for stat in stats.stats.values())  # cumulative time of the outermost call
-    wanted = {
-        "Inception-v3 graph calls": ("inception.py", "__call__"),
-        "VGGish graph calls": ("vggish.py", "__call__"),
-        "resize_frame (decoder)": ("inception.py", "resize_frame"),
-        "ffmpeg frame reads (ClipDecoder._frames)": ("media.py", "_frames"),
-        "log-mel examples": ("audio.py", "examples_per_second"),
-        "probe (ffmpeg -i)": ("media.py", "probe"),
-        "model load (load_model)": ("inference.py", "load_model"),
-    }
-    shares = {}
-    for label, (file_end, func) in wanted.items():
-        cumulative = sum(stat[3] for (path, _, name), stat in stats.stats.items()
-                         if path.endswith(file_end) and name == func)
-        shares[label] = {"seconds": cumulative, "share": cumulative / total if total else 0.0}
-    result["breakdown"] = shares
-    result["profiled_s"] = total
+    result.update(dataset.profile_breakdown(prof))
     return result
 
 
@@ -240,7 +224,8 @@ def summarize(results: dict) -> list[tuple[str, str, str]]:
         for workers in (1, 2):
             s = pipe.get(f"startup_w{workers}")
             if s:
-                rows.append((f"pipeline start-up, {workers} worker(s) (s)", f"{s['wall_s']:.1f}", pipe["inputs"]["startup"]))
+                rows.append((f"pipeline start-up, {workers} worker(s) (s)", f"{s['wall_s']:.1f}",
+                             pipe["inputs"]["startup"]))
         for name in ("clips", "long"):
             for workers in (1, 2):
                 r = pipe.get(f"{name}_w{workers}")
@@ -293,7 +278,8 @@ def summarize(results: dict) -> list[tuple[str, str, str]]:
     if prof:
         rows.append(("profile: in-process build, 4 x 10-s 360p clips (s)", f"{prof['profiled_s']:.1f}", ""))
         for label, item in prof["breakdown"].items():
-            rows.append((f"  {label}", f"{item['seconds']:.1f} s", f"{100 * item['share']:.0f}% (cumulative)"))
+            rows.append((f"  {label}", f"{item['seconds']:.1f} s",
+                         f"{100 * item['share']:.0f}% (cumulative), {item['calls']} calls"))
     if results.get("dataset"):
         rows.extend(dataset.summarize(results["dataset"]))
     return rows
@@ -318,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="Inputs, outputs and the synthetic model cache (kept across runs).")
     parser.add_argument("--model_cache", default=None, help="Synthetic model cache (default WORK_DIR/models).")
     parser.add_argument("--only", nargs="*", choices=SECTIONS, default=None, help="Run only these sections.")
-    parser.add_argument("--profile", action="store_true", help="Also run the cProfile section.")
+    parser.add_argument("--profile", action="store_true",
+                        help="Also run the cProfile section (and, with the dataset section, a cProfile of its build).")
     parser.add_argument("--workers", default="1,2", help="Worker counts of the pipeline section.")
     parser.add_argument("--dataset_clips", type=int, default=None,
                         help="Clips of the dataset section (default 40; 4 with --quick).")
