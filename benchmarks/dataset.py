@@ -124,6 +124,7 @@ def timed_build(argv: list[str], *, repo: str, log_path: str, timeout: float = 7
         _, status, usage = os.wait4(proc.pid, 0)
     finally:
         timer.cancel()
+        proc.stdout.close()
     process_s = time.perf_counter() - began
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0 or found["wall_seconds"] is None:
@@ -269,10 +270,12 @@ def summarize(data: dict) -> list[tuple[str, str, str]]:
         run = data[name]
         audio, workers = parse_run_name(name)
         decoded = run["first_decoded_s"]
+        differs = run.get("steps_written", ext["frames"]) != ext["frames"]
         rows.append((f"  pipeline --audio {audio}, {workers} worker(s): process / wall_seconds (s)",
                      f"{run['process_s']:.1f} / {run['wall_seconds']:.1f}",
                      f"start-up: first clip decoded {'?' if decoded is None else f'{decoded:.1f}'} s, outside the "
-                     f"pipeline {run['outside_pipeline_s']:.1f} s; CPU {run['cpu_s']:.0f} s"))
+                     f"pipeline {run['outside_pipeline_s']:.1f} s; CPU {run['cpu_s']:.0f} s"
+                     + (f"; STEPS {run['steps_written']} != the extractor's {ext['frames']}" if differs else "")))
     ext_s = ext["process_s"]
     zeros1, vggish1 = data.get("zeros_w1"), data.get("vggish_w1")
     if zeros1:
