@@ -218,7 +218,145 @@ def failfast(args: dict) -> dict:
     return result
 
 
-KINDS = {"model_bound": model_bound, "baseline": baseline, "build": build, "fetch": fetch, "failfast": failfast}
+def _extractor_reference():
+    """tests/extractor_reference.py (the starter extractor's frame_iterator and quantize), loaded by path.
+
+    By path rather than ``import tests...``: another installed distribution may own a top-level
+    ``tests`` package, and the benchmark must run the very loop the tests compare against.
+    """
+    import importlib.util  # pylint: disable=import-outside-toplevel
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests",
+                        "extractor_reference.py")
+    spec = importlib.util.spec_from_file_location("extractor_reference", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def extractor(args: dict) -> dict:
+    """The YouTube-8M starter extractor's way (extract_tfrecords_main.py), timed from this process's start.
+
+    One process; OpenCV's frame_iterator (one frame per second, as tests/extractor_reference.py
+    re-implements it); one Inception-v3 call per frame on the decoded uint8 frame at the graph's
+    DecodeJpeg:0 (``InceptionV3Features.reference``); the extractor's PCA (its parameters loaded
+    once, as its FeatureExtractor does) and Python-loop quantize per frame; zero audio bytes per
+    frame (its default --insert_zero_audio_features), no audio decoding or model; one
+    SequenceExample per video written to one TFRecord file. Times are epoch seconds (time.time())
+    so the parent can measure from the moment it started this process.
+    """
+    marks = {"child_start": time.time()}
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    from pipeline.models import inception, registry  # pylint: disable=import-outside-toplevel
+
+    ref = _extractor_reference()
+    marks["imported"] = time.time()
+    files = registry.resolve(registry.ModelConfig(mode="synthetic", model_cache=args["model_cache"],
+                                                  with_audio=False))
+    model = inception.InceptionV3Features.from_graph_def_file(files.rgb_graph)
+    pca_mean = np.load(os.path.join(files.rgb_pca_dir, "mean.npy"))[:, 0]
+    pca_eigenvals = np.load(os.path.join(files.rgb_pca_dir, "eigenvals.npy"))[:1024, 0]
+    pca_eigenvecs = np.load(os.path.join(files.rgb_pca_dir, "eigenvecs.npy")).T[:, :1024]
+    marks["model_loaded"] = time.time()
+    zero_audio = bytes(128)
+    decode_s = infer_s = post_s = write_s = 0.0
+    frames = clips = 0
+    os.makedirs(os.path.dirname(args["output"]), exist_ok=True)
+    with tf.io.TFRecordWriter(args["output"]) as writer:
+        for video, labels in args["videos"]:
+            rgb_bytes = []
+            t0 = time.perf_counter()
+            for _, _, frame in ref.frame_iterator(video, every_ms=1000.0, max_num_frames=300):
+                t1 = time.perf_counter()
+                features = model.reference(frame)  # one graph call per frame, fed at DecodeJpeg:0
+                t2 = time.perf_counter()
+                feats = (features - pca_mean).reshape((1, 2048)).dot(pca_eigenvecs).reshape((1024,))
+                feats = (feats / np.sqrt(pca_eigenvals + 1e-4)).astype(np.float32)
+                rgb_bytes.append(ref.quantize(feats))
+                t3 = time.perf_counter()
+                if "first_features" not in marks:
+                    marks["first_features"] = time.time()
+                decode_s += t1 - t0
+                infer_s += t2 - t1
+                post_s += t3 - t2
+                frames += 1
+                t0 = time.perf_counter()
+            decode_s += time.perf_counter() - t0  # the read that ends the loop
+            t4 = time.perf_counter()
+            example = tf.train.SequenceExample(
+                context=tf.train.Features(feature={
+                    "id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[video.encode()])),
+                    "labels": tf.train.Feature(int64_list=tf.train.Int64List(value=labels))}),
+                feature_lists=tf.train.FeatureLists(feature_list={
+                    "rgb": tf.train.FeatureList(feature=[
+                        tf.train.Feature(bytes_list=tf.train.BytesList(value=[b])) for b in rgb_bytes]),
+                    "audio": tf.train.FeatureList(feature=[
+                        tf.train.Feature(bytes_list=tf.train.BytesList(value=[zero_audio])) for _ in rgb_bytes])}))
+            writer.write(example.SerializeToString())
+            write_s += time.perf_counter() - t4
+            clips += 1
+            if "first_clip" not in marks:
+                marks["first_clip"] = time.time()
+    marks["end"] = time.time()
+    return {"marks": marks, "clips": clips, "frames": frames, "decode_s": decode_s, "infer_s": infer_s,
+            "pca_quantize_s": post_s, "write_s": write_s, "loop_s": marks["end"] - marks["model_loaded"]}
+
+
+def dataset_model_bound(args: dict) -> dict:
+    """Both models over a dataset's steps with no decoding, at the pipeline's batch sizes.
+
+    Inception-v3 (the batched path plus PCA, as the pipeline's RgbFeaturizer runs it) on
+    ``steps`` pre-resized float32 299x299 frames in batches of ``rgb_batch``, and VGGish plus
+    PCA on ``steps`` log-mel examples in batches of ``audio_batch``: the time a perfect
+    pipeline would spend in the models. Model load and the first call of each (graph
+    optimization) are timed apart and not in the bound. Also says which GPUs TensorFlow sees.
+    """
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    from pipeline.models import registry  # pylint: disable=import-outside-toplevel
+
+    files = registry.resolve(registry.ModelConfig(mode="synthetic", model_cache=args["model_cache"]))
+    gpus = [device.name for device in tf.config.list_physical_devices("GPU")]
+    steps, rgb_batch, audio_batch = args["steps"], args["rgb_batch"], args["audio_batch"]
+    t0 = time.perf_counter()
+    rgb = registry.RgbFeaturizer(files)
+    t1 = time.perf_counter()
+    audio = registry.AudioFeaturizer(files)
+    t2 = time.perf_counter()
+    rng = np.random.default_rng(0)
+    frames = rng.uniform(0, 255, (rgb_batch, 299, 299, 3)).astype(np.float32)
+    examples = rng.normal(0.0, 1.0, (audio_batch, 96, 64)).astype(np.float32)
+    t3 = time.perf_counter()
+    rgb(frames)
+    t4 = time.perf_counter()
+    audio(examples)
+    t5 = time.perf_counter()
+
+    def over_steps(fn, batch):
+        began = time.perf_counter()
+        for start in range(0, steps, len(batch)):
+            fn(batch[:min(len(batch), steps - start)])
+        return time.perf_counter() - began
+
+    rgb_s = over_steps(rgb, frames)
+    audio_s = over_steps(audio, examples)
+    result = {"steps": steps, "gpus": gpus, "rgb_load_s": t1 - t0, "audio_load_s": t2 - t1,
+              "rgb_first_call_s": t4 - t3, "audio_first_call_s": t5 - t4, "rgb_s": rgb_s, "audio_s": audio_s,
+              "rgb_fps": steps / rgb_s, "audio_eps": steps / audio_s, "combined_s": rgb_s + audio_s}
+    if gpus:  # batch 1 vs the pipeline's batches matters on an accelerator (issue 12 item 5)
+        count = min(steps, 100)
+        began = time.perf_counter()
+        for _ in range(count):
+            rgb(frames[:1])
+        result["rgb_fps_batch1"] = count / (time.perf_counter() - began)
+    return result
+
+
+KINDS = {"model_bound": model_bound, "baseline": baseline, "build": build, "fetch": fetch, "failfast": failfast,
+         "extractor": extractor, "dataset_model_bound": dataset_model_bound}
 
 if __name__ == "__main__":
     _emit(KINDS[sys.argv[1]](json.loads(sys.argv[2])))

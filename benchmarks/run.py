@@ -21,6 +21,12 @@ its own child process (benchmarks/children.py). Sections:
   failfast  seconds until a build without model files exits 2, offline (no DNS; includes the
             process's TensorFlow import) and behind a model mirror that accepts connections
             but never answers (0.5-s timeout); the bounds tests used to assert
+  dataset   the dataset-scale case of issue 12 (benchmarks/dataset.py): --dataset_clips (default 40;
+            4 with --quick) 10-s 640x360 30-fps clips through a starter-extractor-style run
+            (OpenCV frame_iterator, one Inception-v3 call per frame, no audio), the model bound
+            over the same steps (no decoding), and `python -m pipeline.build` with --audio zeros
+            and VGGish, 1 and 2 workers (--dataset_runs); process times, start-up, ratios and
+            verdicts against the issue's targets
 
 --quick shortens the inputs (printed in the table): 4 clips, a 60-s long video, memory on
 20-s vs 60-s inputs, and a 60-s fetch source.
@@ -32,6 +38,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -40,9 +47,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
+from benchmarks import dataset  # noqa: E402  pylint: disable=wrong-import-position
 from pipeline import media  # noqa: E402  pylint: disable=wrong-import-position
 
-SECTIONS = ("model", "baseline", "pipeline", "memory", "fetch", "failfast", "profile")
+SECTIONS = ("model", "baseline", "pipeline", "memory", "fetch", "failfast", "profile", "dataset")
 RGB_BATCH, AUDIO_BATCH = 32, 64  # the pipeline's defaults (--rgb_batch_size / --audio_batch_size)
 
 
@@ -55,7 +63,7 @@ def _child(kind: str, args: dict, *, env: dict | None = None, timeout: float = 3
     child_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     child_env["PYTHONPATH"] = REPO + (os.pathsep + child_env["PYTHONPATH"] if child_env.get("PYTHONPATH") else "")
     child_env.update(env or {})
-    began = time.perf_counter()
+    spawn_epoch, began, usage = time.time(), time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run([sys.executable, "-m", "benchmarks.children", kind, json.dumps(args)], cwd=REPO,
                           env=child_env, capture_output=True, text=True, timeout=timeout, check=False)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
@@ -63,6 +71,9 @@ def _child(kind: str, args: dict, *, env: dict | None = None, timeout: float = 3
         raise RuntimeError(f"benchmark child {kind} failed (rc {proc.returncode}):\n{proc.stderr[-4000:]}")
     result = json.loads(lines[-1][len("RESULT "):])
     result["process_wall_s"] = time.perf_counter() - began
+    result["spawn_epoch"] = spawn_epoch  # time.time() just before the child started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # children run one at a time: the delta is this one's
+    result["process_cpu_s"] = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
     return result
 
 
@@ -161,32 +172,13 @@ def run_memory(cfg, inputs: Inputs) -> dict:
 
 def run_profile(cfg, inputs: Inputs) -> dict:
     """cProfile of an in-process (in_memory) build of 4 clips: where the time of one worker goes."""
-    import pstats  # pylint: disable=import-outside-toplevel
-
     clips = [inputs.video(f"clip360_{i:02d}", seconds=10, size="640x360") for i in range(4)]
     prof = os.path.join(cfg.work_dir, "build.prof")
     args = _build_args(cfg.work_dir, cfg.model_cache, inputs.csv("profile", clips), "profile", "in_memory", 1)
     args["profile"] = prof
     _log("profile: in-process build of 4 x 10-s 360p clips under cProfile")
     result = _child("build", args)
-    stats = pstats.Stats(prof)
-    total = max(stat[3] for stat in stats.stats.values())  # cumulative time of the outermost call
-    wanted = {
-        "Inception-v3 graph calls": ("inception.py", "__call__"),
-        "VGGish graph calls": ("vggish.py", "__call__"),
-        "resize_frame (decoder)": ("inception.py", "resize_frame"),
-        "ffmpeg frame reads (ClipDecoder._frames)": ("media.py", "_frames"),
-        "log-mel examples": ("audio.py", "examples_at"),
-        "probe (ffmpeg -i)": ("media.py", "probe"),
-        "model load (load_model)": ("inference.py", "load_model"),
-    }
-    shares = {}
-    for label, (file_end, func) in wanted.items():
-        cumulative = sum(stat[3] for (path, _, name), stat in stats.stats.items()
-                         if path.endswith(file_end) and name == func)
-        shares[label] = {"seconds": cumulative, "share": cumulative / total if total else 0.0}
-    result["breakdown"] = shares
-    result["profiled_s"] = total
+    result.update(dataset.profile_breakdown(prof))
     return result
 
 
@@ -232,7 +224,8 @@ def summarize(results: dict) -> list[tuple[str, str, str]]:
         for workers in (1, 2):
             s = pipe.get(f"startup_w{workers}")
             if s:
-                rows.append((f"pipeline start-up, {workers} worker(s) (s)", f"{s['wall_s']:.1f}", pipe["inputs"]["startup"]))
+                rows.append((f"pipeline start-up, {workers} worker(s) (s)", f"{s['wall_s']:.1f}",
+                             pipe["inputs"]["startup"]))
         for name in ("clips", "long"):
             for workers in (1, 2):
                 r = pipe.get(f"{name}_w{workers}")
@@ -285,7 +278,10 @@ def summarize(results: dict) -> list[tuple[str, str, str]]:
     if prof:
         rows.append(("profile: in-process build, 4 x 10-s 360p clips (s)", f"{prof['profiled_s']:.1f}", ""))
         for label, item in prof["breakdown"].items():
-            rows.append((f"  {label}", f"{item['seconds']:.1f} s", f"{100 * item['share']:.0f}% (cumulative)"))
+            rows.append((f"  {label}", f"{item['seconds']:.1f} s",
+                         f"{100 * item['share']:.0f}% (cumulative), {item['calls']} calls"))
+    if results.get("dataset"):
+        rows.extend(dataset.summarize(results["dataset"]))
     return rows
 
 
@@ -308,11 +304,24 @@ def main(argv: list[str] | None = None) -> int:
                         help="Inputs, outputs and the synthetic model cache (kept across runs).")
     parser.add_argument("--model_cache", default=None, help="Synthetic model cache (default WORK_DIR/models).")
     parser.add_argument("--only", nargs="*", choices=SECTIONS, default=None, help="Run only these sections.")
-    parser.add_argument("--profile", action="store_true", help="Also run the cProfile section.")
+    parser.add_argument("--profile", action="store_true",
+                        help="Also run the cProfile section (and, with the dataset section, a cProfile of its build).")
     parser.add_argument("--workers", default="1,2", help="Worker counts of the pipeline section.")
+    parser.add_argument("--dataset_clips", type=int, default=None,
+                        help="Clips of the dataset section (default 40; 4 with --quick).")
+    parser.add_argument("--dataset_runs", default=",".join(dataset.RUNS),
+                        help="Builds of the dataset section: zeros_wN / vggish_wN (N workers; 1 = the default "
+                             "in_memory runner, more = multi_processing).")
     cfg = parser.parse_args(argv)
     cfg.model_cache = cfg.model_cache or os.path.join(cfg.work_dir, "models")
     cfg.workers = [int(w) for w in cfg.workers.split(",")]
+    cfg.dataset_clips = cfg.dataset_clips or (4 if cfg.quick else 40)
+    cfg.dataset_runs = [name.strip() for name in cfg.dataset_runs.split(",") if name.strip()]
+    for name in cfg.dataset_runs:
+        try:
+            dataset.parse_run_name(name)
+        except ValueError as e:
+            parser.error(str(e))
     sections = cfg.only or [s for s in SECTIONS if s != "profile" or cfg.profile]
     began = time.perf_counter()
     os.makedirs(cfg.work_dir, exist_ok=True)
@@ -333,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     runners = {"model": lambda: run_model(cfg), "baseline": lambda: run_baseline(cfg, inputs),
                "pipeline": lambda: run_pipeline(cfg, inputs), "memory": lambda: run_memory(cfg, inputs),
                "fetch": lambda: run_fetch(cfg, inputs), "profile": lambda: run_profile(cfg, inputs),
-               "failfast": lambda: _child("failfast", {})}
+               "failfast": lambda: _child("failfast", {}),
+               "dataset": lambda: dataset.run_dataset(cfg, _child, cfg.model_cache, RGB_BATCH, AUDIO_BATCH)}
     for section in sections:
         results[section] = runners[section]()
     results["meta"]["total_s"] = time.perf_counter() - began
