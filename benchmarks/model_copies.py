@@ -6,7 +6,8 @@
 Runs ``python -m pipeline.build`` on the DirectRunner with ``--direct_running_mode=multi_processing
 --direct_num_workers=N`` and ``--models synthetic`` over a few generated clips, once per
 ``--model_copies`` mode, and prints per mode: how many times each model was loaded and in how
-many processes (the "Loading rgb model in process P" lines the workers log), the peak of the
+many processes, with how many intra-op TensorFlow threads (the "Loading rgb model in process P
+(TensorFlow threads: T intra-op ..." lines the workers log), the peak of the
 run's process tree memory (sum of RSS, and of PSS, which counts pages shared between processes
 once; sampled from /proc every --interval seconds) and the wall time. The synthetic model files
 are generated into the model cache first, so no run pays for that. Linux only (/proc).
@@ -23,7 +24,7 @@ import sys
 import threading
 import time
 
-_LOAD = re.compile(r"Loading (rgb|audio) model in process (\d+)")
+_LOAD = re.compile(r"Loading (rgb|audio) model in process (\d+) \(TensorFlow threads: (\d+) intra-op")
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -155,9 +156,10 @@ def measure(mode: str, csv_path: str, args: argparse.Namespace, env: dict) -> di
         records = json.load(handle)["records_written"]
     return {
         "model_copies": mode,
-        "rgb_loads": sum(1 for name, _ in loads if name == "rgb"),
-        "audio_loads": sum(1 for name, _ in loads if name == "audio"),
-        "processes_holding_models": len({pid for _, pid in loads}),
+        "rgb_loads": sum(1 for name, _, _ in loads if name == "rgb"),
+        "audio_loads": sum(1 for name, _, _ in loads if name == "audio"),
+        "processes_holding_models": len({pid for _, pid, _ in loads}),
+        "intra_op_threads": sorted({int(threads) for _, _, threads in loads}),
         "peak_rss_mib": round(sampler.peak_rss / 2**20, 1),
         "peak_pss_mib": round(sampler.peak_pss / 2**20, 1),
         "peak_processes": sampler.peak_processes,
@@ -188,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     csv_path = _prepare(args, env)
     print(f"{args.clips} clips of {args.seconds:g} s at {args.size}, {args.workers} worker processes, "
           f"{os.cpu_count()} cores", flush=True)
-    header = (f"{'--model_copies':<15}{'rgb loads':>10}{'audio loads':>12}{'procs w/ model':>15}"
+    header = (f"{'--model_copies':<15}{'rgb loads':>10}{'audio loads':>12}{'procs w/ model':>15}{'TF threads':>11}"
               f"{'peak RSS MiB':>14}{'peak PSS MiB':>14}{'wall s':>8}")
     print(header, flush=True)
     results = []
@@ -196,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         result = measure(mode.strip(), csv_path, args, env)
         results.append(result)
         print(f"{result['model_copies']:<15}{result['rgb_loads']:>10}{result['audio_loads']:>12}"
-              f"{result['processes_holding_models']:>15}{result['peak_rss_mib']:>14,.1f}"
+              f"{result['processes_holding_models']:>15}{','.join(map(str, result['intra_op_threads'])):>11}"
+              f"{result['peak_rss_mib']:>14,.1f}"
               f"{result['peak_pss_mib']:>14,.1f}{result['wall_s']:>8.1f}", flush=True)
         print("    peak RSS MiB per process: " + ", ".join(
             f"{what} {mib:,.0f}" for what, mib in result["peak_rss_mib_by_process"]), flush=True)

@@ -132,8 +132,9 @@ class BuildOptions(PipelineOptions):
                                  "through RunInference (default 1; on a GPU machine: one per GPU). per_process: "
                                  "every SDK worker process loads its own copy (no sharing).")
         parser.add_argument("--tf_intra_op_threads", type=_positive_int, default=None,
-                            help="TensorFlow intra-op threads of a model copy's process (default: the machine's "
-                                 "cores // copies on the machine; env YT8M_TF_INTRA_OP_THREADS).")
+                            help="TensorFlow intra-op threads of a process holding models (default: the machine's "
+                                 "cores, divided by the worker processes with --model_copies per_process; env "
+                                 "YT8M_TF_INTRA_OP_THREADS).")
         parser.add_argument("--tf_inter_op_threads", type=_positive_int, default=None,
                             help="TensorFlow inter-op threads of a model copy's process (default: as intra-op; "
                                  "env YT8M_TF_INTER_OP_THREADS).")

@@ -1,4 +1,4 @@
-"""TensorFlow process settings: nothing at import, once per process, a model copy's share of the cores."""
+"""TensorFlow process settings: nothing at import, once per process, a model process's share of the cores."""
 
 import os
 import subprocess
@@ -14,19 +14,24 @@ def test_threads_are_the_cores_divided_by_the_copies_on_the_machine(monkeypatch)
     for name in (tf_setup.INTRA_OP_THREADS_ENV, tf_setup.INTER_OP_THREADS_ENV, "PIPELINE_OPTIONS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(tf_setup, "machine_cores", lambda: 8)
-    assert tf_setup.thread_settings() == (8, 8)  # one copy per machine: every core, whatever the runner
+    assert tf_setup.thread_settings() == (8, 8)  # one model process per machine: every core, whatever the runner
+    assert tf_setup.thread_settings(processes=3) == (2, 2)
     assert tf_setup.ModelSharing().threads() == (8, 8)
-    assert tf_setup.ModelSharing(copies=2).threads() == (4, 4)
-    assert tf_setup.ModelSharing(copies=3).threads() == (2, 2)
-    assert tf_setup.ModelSharing(copies=16).threads() == (1, 1)
+    # Shared copies live in one process (Beam 2.77) and share its pools: still every core for that process.
+    assert tf_setup.ModelSharing(copies=2).threads() == (8, 8)
     # No sharing: every SDK process holds a copy (one per core on Dataflow, or as many as the runner runs).
     assert tf_setup.ModelSharing(copies=0).threads() == (1, 1)
     assert tf_setup.ModelSharing(copies=0, processes=2).threads() == (4, 4)
+    assert tf_setup.ModelSharing(copies=0, processes=16).threads() == (1, 1)
+    # One process on the machine (an in-process local run): it holds its own copy, nothing to share.
+    assert not tf_setup.ModelSharing(copies=1, processes=1).shared
+    assert tf_setup.ModelSharing(copies=2, processes=1).threads() == (8, 8)
+    assert tf_setup.ModelSharing(copies=1, processes=2).shared
     # Flags win over the environment, which wins over the derived value.
     monkeypatch.setenv(tf_setup.INTRA_OP_THREADS_ENV, "3")
     monkeypatch.setenv(tf_setup.INTER_OP_THREADS_ENV, "three")  # not an integer: ignored
-    assert tf_setup.ModelSharing(copies=2).threads() == (3, 4)
-    assert tf_setup.ModelSharing(copies=2, intra_op_threads=5, inter_op_threads=1).threads() == (5, 1)
+    assert tf_setup.ModelSharing(copies=0, processes=2).threads() == (3, 4)
+    assert tf_setup.ModelSharing(copies=0, processes=2, intra_op_threads=5, inter_op_threads=1).threads() == (5, 1)
 
 
 def test_importing_the_models_changes_nothing_and_configure_applies_once():

@@ -30,11 +30,11 @@ class _FeatureModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
     name = ""
 
     def __init__(self, config: registry.ModelConfig, *, batch_size: int,
-                 sharing: tf_setup.ModelSharing = tf_setup.ModelSharing()):
+                 sharing: tf_setup.ModelSharing | None = None):
         super().__init__()
         self._config = config
         self._batch_size = batch_size
-        self._sharing = sharing
+        self._sharing = sharing or tf_setup.ModelSharing()  # default: one copy per machine
 
     @property
     def sharing(self) -> tf_setup.ModelSharing:

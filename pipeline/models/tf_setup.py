@@ -7,12 +7,16 @@ import: every place that is about to run the first op of a process calls :func:`
 the model constructors, the synthetic artifact writers); the first call applies the settings and
 later calls return what it asked for. Decoding runs no TensorFlow at all.
 
-How many threads: a model copy's process gets ``cores // copies`` intra-op and inter-op threads,
-where ``copies`` is how many copies of a model run side by side on the machine. By default
-RunInference keeps ONE copy of each model per machine (shared by all its SDK worker processes),
-so that copy gets every core, on any runner. Flags (``--tf_intra_op_threads``,
-``--tf_inter_op_threads``) win over the environment variables (YT8M_TF_INTRA_OP_THREADS,
-YT8M_TF_INTER_OP_THREADS), which win over the derived value.
+How many threads: a process that holds models gets ``cores // P`` intra-op and inter-op
+threads, where P is how many processes hold a copy of a model side by side on the machine, on
+every runner (nothing here asks which runner it is). By default RunInference keeps ONE copy of
+each model per machine, shared by all its SDK worker processes, so P = 1 and that copy gets every
+core. With ``--model_copies N`` Beam 2.77 hosts the N shared copies in the one process that
+loads them first (measured: ``benchmarks/model_copies.py``), where they share one pool of
+``cores`` threads, i.e. cores // N each when all are busy; so P is still 1. Without sharing
+(``--model_copies per_process``) every SDK process holds a copy: P is their number.
+Flags (``--tf_intra_op_threads``, ``--tf_inter_op_threads``) win over the environment variables
+(YT8M_TF_INTRA_OP_THREADS, YT8M_TF_INTER_OP_THREADS), which win over the derived value.
 """
 
 from __future__ import annotations
@@ -65,8 +69,9 @@ class ModelSharing:
         copies: Copies of each model per machine, shared by all SDK worker processes of the
             machine through RunInference (``share_model_across_processes``, ``model_copies``);
             0: no sharing, every SDK worker process loads its own copy (Beam's default).
-        processes: SDK worker processes per machine, used when ``copies`` is 0; None means one
-            per core (Dataflow's default for Python).
+        processes: SDK worker processes per machine; None means one per core (Dataflow's
+            default for Python). With 1 (an in-process local run) nothing is shared: the
+            process loads its own copy, without RunInference's proxy and its files.
         intra_op_threads: --tf_intra_op_threads (None: derived).
         inter_op_threads: --tf_inter_op_threads (None: derived).
     """
@@ -78,36 +83,37 @@ class ModelSharing:
 
     @property
     def shared(self) -> bool:
-        return self.copies > 0
+        """Whether RunInference shares the copies across processes (not when a machine runs one process)."""
+        return self.copies > 0 and self.processes != 1
 
-    def copies_on_machine(self, cores: int) -> int:
-        """Model copies that run side by side on a machine with ``cores`` cores."""
+    def model_processes(self, cores: int) -> int:
+        """Processes of a machine with ``cores`` cores that hold model copies, each with its own thread pools."""
         if self.shared:
-            return self.copies
-        return max(1, self.processes or cores)
+            return 1  # every shared copy lives in the process that loaded it first (Beam 2.77)
+        return max(1, self.processes or cores)  # one copy in every process
 
     def threads(self) -> tuple[int, int]:
-        """(intra_op, inter_op) threads for a process holding one copy; see :func:`thread_settings`."""
-        return thread_settings(copies=self.copies_on_machine(machine_cores()), intra=self.intra_op_threads,
+        """(intra_op, inter_op) threads for a process holding model copies; see :func:`thread_settings`."""
+        return thread_settings(processes=self.model_processes(machine_cores()), intra=self.intra_op_threads,
                                inter=self.inter_op_threads)
 
 
-def thread_settings(*, copies: int = 1, intra: int | None = None, inter: int | None = None) -> tuple[int, int]:
-    """(intra_op, inter_op) TensorFlow threads for a process that runs one of ``copies`` model copies.
+def thread_settings(*, processes: int = 1, intra: int | None = None, inter: int | None = None) -> tuple[int, int]:
+    """(intra_op, inter_op) TensorFlow threads for one of ``processes`` model processes of this machine.
 
-    Each copy gets ``machine_cores() // copies`` threads (at least 1) in both pools, so the
-    copies together use the cores without oversubscribing them. ``intra``/``inter`` (the flags)
-    win, then YT8M_TF_INTRA_OP_THREADS / YT8M_TF_INTER_OP_THREADS; 0 keeps TensorFlow's default.
+    Each gets ``machine_cores() // processes`` threads (at least 1) in both pools, so together
+    they use the cores without oversubscribing them. ``intra``/``inter`` (the flags) win, then
+    YT8M_TF_INTRA_OP_THREADS / YT8M_TF_INTER_OP_THREADS; 0 keeps TensorFlow's default.
 
     Args:
-        copies: Model copies running side by side on this machine, each in its own process.
+        processes: Processes of this machine that run models side by side, each with its own pools.
         intra: Explicit intra-op threads, or None.
         inter: Explicit inter-op threads, or None.
 
     Returns:
         The (intra_op, inter_op) thread counts to ask TensorFlow for.
     """
-    share = max(1, machine_cores() // max(1, copies))
+    share = max(1, machine_cores() // max(1, processes))
     env_intra, env_inter = env_int(INTRA_OP_THREADS_ENV), env_int(INTER_OP_THREADS_ENV)
     intra = intra if intra is not None else env_intra if env_intra is not None else share
     inter = inter if inter is not None else env_inter if env_inter is not None else share
