@@ -129,14 +129,14 @@ class BuildOptions(PipelineOptions):
         # models per VM (issue 12)
         parser.add_argument("--model_copies", type=_model_copies, default=1,
                             help="Copies of each model per worker machine, shared by all its SDK worker processes "
-                                 "through RunInference (default 1; on a GPU machine: one per GPU). per_process: "
+                                 "through RunInference (default 1; a worker with one GPU: 1). per_process: "
                                  "every SDK worker process loads its own copy (no sharing).")
         parser.add_argument("--tf_intra_op_threads", type=_positive_int, default=None,
                             help="TensorFlow intra-op threads of a process holding models (default: the machine's "
                                  "cores, divided by the worker processes with --model_copies per_process; env "
                                  "YT8M_TF_INTRA_OP_THREADS).")
         parser.add_argument("--tf_inter_op_threads", type=_positive_int, default=None,
-                            help="TensorFlow inter-op threads of a model copy's process (default: as intra-op; "
+                            help="TensorFlow inter-op threads of a process holding models (default: as intra-op; "
                                  "env YT8M_TF_INTER_OP_THREADS).")
         parser.add_argument("--inference_accelerator", default=None,
                             help="Beam accelerator resource hint for the RgbFeatures/AudioFeatures steps only, e.g. "
