@@ -175,12 +175,14 @@ def test_job_shares_one_model_copy_per_machine_with_derived_threads(built):
         assert handler.sharing == tf_setup.ModelSharing(copies=1, processes=None)
 
 
-def test_flags_reach_the_handlers_of_the_job():
+def test_flags_reach_the_handlers():
     from pipeline.models import tf_setup
 
-    p, job = _dry_run(ARGV + ["--model_copies", "per_process", "--tf_intra_op_threads", "3",
-                              "--experiments=no_use_multiple_sdk_containers"])
-    assert job.options.view_as(BuildOptions).model_copies == 0
+    pipeline_options = PipelineOptions(ARGV + ["--model_copies", "per_process", "--tf_intra_op_threads", "3",
+                                               "--experiments=no_use_multiple_sdk_containers"])
+    p = beam.Pipeline(options=pipeline_options)  # built, not translated: the handlers are what matters here
+    build_pipeline(p, pipeline_options.view_as(BuildOptions), run_info={})
+    assert pipeline_options.view_as(BuildOptions).model_copies == 0
     for handler in _handlers(p).values():
         assert not handler.share_model_across_processes()
         assert handler.sharing == tf_setup.ModelSharing(copies=0, processes=1, intra_op_threads=3)
