@@ -4,9 +4,10 @@ By default each model is loaded ONCE per worker machine and shared by all its SD
 processes (RunInference's ``share_model_across_processes``: the first process to need it hosts
 it, the others call it through a local proxy), so an 8-vCPU Dataflow VM, which runs 8 SDK
 processes, holds one Inception-v3 and one VGGish with 8 TensorFlow threads each instead of 8
-copies fighting over the cores. ``--model_copies N`` keeps N copies per machine (on a GPU
-machine: one per GPU); ``--model_copies per_process`` loads one copy in every process (Beam's
-default, no proxy). See ``pipeline.models.tf_setup.ModelSharing``.
+copies fighting over the cores. ``--model_copies N`` keeps N copies per machine (Beam 2.77
+hosts them all in the process that loads them first); ``--model_copies per_process`` loads one
+copy in every process (Beam's default, no proxy), as does a run with one process per machine.
+See ``pipeline.models.tf_setup.ModelSharing``.
 """
 
 from __future__ import annotations
