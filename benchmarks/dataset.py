@@ -197,11 +197,11 @@ PROFILE_ENTRIES = {
     "RunInference batches (model + PCA)": ("inference.py", "run_inference"),
     "  Inception-v3 graph calls": ("inception.py", "__call__"),
     "  VGGish graph calls": ("vggish.py", "__call__"),
+    "  resize_frame (model step)": ("inception.py", "resize_frame"),
     "  PCA (postprocess apply)": ("postprocess.py", "apply"),
-    "DecodeClips.process (probe, decode, resize)": ("decode.py", "process"),
+    "DecodeClips.process (probe, decode)": ("decode.py", "process"),
     "  probe (ffmpeg -i)": ("probe.py", "probe"),
     "  frame steps (ClipDecoder.steps)": ("media.py", "steps"),
-    "  resize_frame (decoder)": ("inception.py", "resize_frame"),
     "  log-mel examples (examples_at)": ("audio.py", "examples_at"),
 }
 

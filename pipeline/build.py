@@ -91,12 +91,14 @@ def build_pipeline(p: beam.Pipeline, options: BuildOptions, *, run_info: dict | 
                     expected=expected_rows, frames_per_second=options.frames_per_second, audio_mode=options.audio,
                     max_frame_side=options.max_frame_side, max_frame_pixels=options.max_frame_pixels)).with_outputs(
         DecodeClips.RGB, DecodeClips.AUDIO, DecodeClips.META, DecodeClips.FAILURES)
-    rgb = decoded[DecodeClips.RGB] | "RgbFeatures" >> ExtractFeatures(
-        RgbModelHandler(config, batch_size=options.rgb_batch_size))
+    sharing = options.model_sharing(sdk_processes_per_machine(p.options))
+    rgb = decoded[DecodeClips.RGB] | "RgbFeatures" >> on_accelerator(ExtractFeatures(
+        RgbModelHandler(config, batch_size=options.rgb_batch_size, sharing=sharing)), options.inference_accelerator)
     joined = {"meta": decoded[DecodeClips.META], "rgb": rgb}
     if options.audio != "zeros":  # with zeros the audio model is neither built nor loaded
-        joined["audio"] = decoded[DecodeClips.AUDIO] | "AudioFeatures" >> ExtractFeatures(
-            AudioModelHandler(config, batch_size=options.audio_batch_size))
+        joined["audio"] = decoded[DecodeClips.AUDIO] | "AudioFeatures" >> on_accelerator(ExtractFeatures(
+            AudioModelHandler(config, batch_size=options.audio_batch_size, sharing=sharing)),
+            options.inference_accelerator)
     records, assembly_failures = joined | "AssembleRecords" >> AssembleRecords(
         read["vocabulary"], video_level=options.skip_frame_level_features)
     failures = ((read["failures"], resume_failures, fetched[FetchClips.FAILURES], decoded[DecodeClips.FAILURES],
@@ -106,6 +108,29 @@ def build_pipeline(p: beam.Pipeline, options: BuildOptions, *, run_info: dict | 
         output_dir=options.output_dir, records_per_shard=options.records_per_shard,
         failures_per_shard=options.failures_per_shard, run_info=run_info or {}, run_tag=run_tag,
         replaces=tuple(replaces))
+
+
+def sdk_processes_per_machine(pipeline_options: PipelineOptions) -> int | None:
+    """SDK worker processes on one worker machine (for --model_copies per_process); None: one per core.
+
+    Local runs: --direct_num_workers with multi_processing, else the launcher's own process.
+    Dataflow runs one Python SDK process per vCPU unless told otherwise by an experiment.
+    """
+    found = pipeline_options.get_all_options()
+    if is_local_run(pipeline_options):
+        if found.get("direct_running_mode") != "multi_processing":
+            return 1
+        return int(found.get("direct_num_workers") or 0) or None
+    return 1 if "no_use_multiple_sdk_containers" in (found.get("experiments") or []) else None
+
+
+def on_accelerator(transform: beam.PTransform, accelerator: str | None) -> beam.PTransform:
+    """``transform`` with Beam's accelerator resource hint (--inference_accelerator), if one is given.
+
+    Only the model steps carry it, so on Dataflow they run on the GPU workers in a stage of
+    their own while reading, fetching, decoding and writing stay on CPU.
+    """
+    return transform.with_resource_hints(accelerator=accelerator) if accelerator else transform
 
 
 def _dirname(path: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.models import registry
+from pipeline.models import registry, tf_setup
 
 
 def _positive_float(text: str) -> float:
@@ -30,6 +30,13 @@ def _positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
     return value
+
+
+def _model_copies(text: str) -> int:
+    """--model_copies: a positive integer, or per_process (0: no sharing across processes)."""
+    if text.strip().lower() in ("per_process", "0"):
+        return 0
+    return _positive_int(text)
 
 
 class BuildOptions(PipelineOptions):
@@ -128,6 +135,21 @@ class BuildOptions(PipelineOptions):
         parser.add_argument("--fetch_max_bytes", type=_positive_int, default=64 << 20,
                             help="Largest fetched clip carried from the fetch stage to the decoder in one element "
                                  "(without --clips_dir); a larger one fails `too_large`.")
+        # models per VM (issue 12)
+        parser.add_argument("--model_copies", type=_model_copies, default=1,
+                            help="Copies of each model per worker machine, shared by all its SDK worker processes "
+                                 "through RunInference (default 1; a worker with one GPU: 1). per_process: "
+                                 "every SDK worker process loads its own copy (no sharing).")
+        parser.add_argument("--tf_intra_op_threads", type=_positive_int, default=None,
+                            help="TensorFlow intra-op threads of a process holding models (default: the machine's "
+                                 "cores, divided by the worker processes with --model_copies per_process; env "
+                                 "YT8M_TF_INTRA_OP_THREADS).")
+        parser.add_argument("--tf_inter_op_threads", type=_positive_int, default=None,
+                            help="TensorFlow inter-op threads of a process holding models (default: as intra-op; "
+                                 "env YT8M_TF_INTER_OP_THREADS).")
+        parser.add_argument("--inference_accelerator", default=None,
+                            help="Beam accelerator resource hint for the RgbFeatures/AudioFeatures steps only, e.g. "
+                                 "'type:nvidia-tesla-t4;count:1;install-nvidia-driver' (Dataflow GPU workers).")
         # Output safety (issue 9): the build lock of --output_dir.
         parser.add_argument("--break_lock", action="store_true",
                             help="Take over --output_dir's build lock (.build.lock) even when its owner cannot be "
@@ -147,6 +169,17 @@ class BuildOptions(PipelineOptions):
             max_seconds=self.fetch_max_seconds, backoff_base=self.fetch_backoff, socket_timeout=self.fetch_timeout,
             rate_limit=self.rate_limit, cookies_file=self.cookies, proxy=self.proxy,
             allow_file_urls=self.allow_file_urls)
+
+    def model_sharing(self, processes: int | None = None) -> tf_setup.ModelSharing:
+        """Model copies per machine and TensorFlow threads (--model_copies, --tf_*_op_threads).
+
+        Args:
+            processes: SDK worker processes per machine (only used with --model_copies per_process);
+                None: one per core, as on Dataflow.
+        """
+        return tf_setup.ModelSharing(copies=self.model_copies, processes=processes,
+                                     intra_op_threads=self.tf_intra_op_threads,
+                                     inter_op_threads=self.tf_inter_op_threads)
 
     def model_config(self) -> registry.ModelConfig:
         return registry.ModelConfig(

@@ -8,6 +8,8 @@ network: --no_auth skips Google auth and --dry_run returns before the job is sen
 from __future__ import annotations
 
 import pathlib
+import re
+import shlex
 
 import apache_beam as beam
 import pytest
@@ -45,9 +47,9 @@ EXPECTED_STEPS = (
 )
 
 
-@pytest.fixture(scope="module")
-def job():
-    pipeline_options = PipelineOptions(ARGV)
+def _dry_run(argv: list[str]):
+    """(pipeline, job) of a dry-run Dataflow build of argv."""
+    pipeline_options = PipelineOptions(argv)
     # As build.run(): workers get our code from the staged package, not a pickled main session.
     pipeline_options.view_as(SetupOptions).save_main_session = False
     p = beam.Pipeline(options=pipeline_options)
@@ -55,7 +57,17 @@ def job():
     build_pipeline(p, pipeline_options.view_as(BuildOptions), run_info={"synthetic": True})
     result = p.run()
     assert result.state == "DONE"
-    return result.job
+    return p, result.job
+
+
+@pytest.fixture(scope="module")
+def built():
+    return _dry_run(ARGV)
+
+
+@pytest.fixture(scope="module")
+def job(built):
+    return built[1]
 
 
 def _transform_names(job) -> set[str]:
@@ -163,3 +175,79 @@ def test_fetch_only_job_has_no_decode_and_no_model(capsys):
                                                         "AssembleRecords")]
     assert build.main(argv) == 0  # the CLI's dry run of the same job
     assert "SYNTHETIC" not in capsys.readouterr().err  # no model is even described
+
+
+def _handlers(p) -> dict[str, object]:
+    """label -> the model handler of each ExtractFeatures step in the built pipeline."""
+    from transforms.inference import ExtractFeatures
+
+    found = {}
+
+    class Visitor(beam.pipeline.PipelineVisitor):
+        def enter_composite_transform(self, node):
+            if isinstance(node.transform, ExtractFeatures):
+                found[node.full_label] = node.transform.handler
+
+    p.visit(Visitor())
+    return found
+
+
+def test_job_shares_one_model_copy_per_machine_with_derived_threads(built):
+    from pipeline.models import tf_setup
+
+    p, job = built
+    options = job.options.view_as(BuildOptions)  # what the job sends its workers
+    assert (options.model_copies, options.tf_intra_op_threads, options.tf_inter_op_threads) == (1, None, None)
+    handlers = _handlers(p)
+    assert sorted(handlers) == ["AudioFeatures", "RgbFeatures"]
+    for handler in handlers.values():
+        # RunInference reads these: one copy per machine, shared across the VM's SDK processes.
+        assert handler.share_model_across_processes() and handler.model_copies() == 1
+        # Threads are derived on the worker from its own cores (Dataflow: one SDK process per vCPU).
+        assert handler.sharing == tf_setup.ModelSharing(copies=1, processes=None)
+
+
+def test_flags_reach_the_handlers():
+    from pipeline.models import tf_setup
+
+    pipeline_options = PipelineOptions(ARGV + ["--model_copies", "per_process", "--tf_intra_op_threads", "3",
+                                               "--experiments=no_use_multiple_sdk_containers"])
+    p = beam.Pipeline(options=pipeline_options)  # built, not translated: the handlers are what matters here
+    build_pipeline(p, pipeline_options.view_as(BuildOptions), run_info={})
+    assert pipeline_options.view_as(BuildOptions).model_copies == 0
+    for handler in _handlers(p).values():
+        assert not handler.share_model_across_processes()
+        assert handler.sharing == tf_setup.ModelSharing(copies=0, processes=1, intra_op_threads=3)
+
+
+def _readme_gpu_command() -> list[str]:
+    """The arguments of the README's "GPU workers" command, placeholders made concrete."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split("### GPU workers", 1)[1]
+    command = re.search(r"```bash\n(python -m pipeline\.build.*?)```", section, re.S).group(1)
+    argv = shlex.split(command.replace("\\\n", " "))[3:]
+    return [arg.replace("BUCKET", "placeholder-bucket").replace("PROJECT", "placeholder-project") for arg in argv]
+
+
+ACCELERATOR_URN = "beam:resources:accelerator:v1"
+
+
+def test_readme_gpu_recipe_hints_the_accelerator_on_the_inference_steps_only():
+    argv = _readme_gpu_command()
+    assert "--inference_accelerator" in argv and "--sdk_container_image" in argv
+    p, job = _dry_run(argv + ["--dry_run=True", "--no_auth"])
+    hint = argv[argv.index("--inference_accelerator") + 1].encode()
+    components = job.proto_pipeline.components
+    hinted, plain = set(), set()
+    for transform in components.transforms.values():
+        if not transform.environment_id:
+            continue
+        hints = components.environments[transform.environment_id].resource_hints
+        (hinted if hints.get(ACCELERATOR_URN) == hint else plain).add(transform.unique_name)
+    assert {"RgbFeatures/RunInference/BeamML_RunInference", "AudioFeatures/RunInference/BeamML_RunInference",
+            "RgbFeatures/KeyByClip", "AudioFeatures/KeyByClip"} <= hinted
+    assert all(name.startswith(("RgbFeatures", "AudioFeatures")) for name in hinted), sorted(hinted)
+    assert not [name for name in plain if name.startswith(("RgbFeatures", "AudioFeatures"))]
+    assert "DecodeClips/ParDo(DecodeClips)" in plain and any(name.startswith("WriteDataset/") for name in plain)
+    assert all(handler.model_copies() == 1 for handler in _handlers(p).values())
+    assert job.options.get_all_options()["machine_type"] == "n1-standard-8"

@@ -47,8 +47,8 @@ def test_decode_clips_outputs_per_step_elements_and_failures(tmp_path, videos):
         out = p | beam.Create(clips) | beam.ParDo(DecodeClips(base_dir=str(tmp_path))).with_outputs(
             DecodeClips.RGB, DecodeClips.AUDIO, DecodeClips.META, DecodeClips.FAILURES)
         assert_that(out[DecodeClips.RGB] | beam.Map(lambda kv: (kv[0], kv[1].shape, str(kv[1].dtype))),
-                    equal_to([(("ok", k), (299, 299, 3), "float32") for k in range(5)]
-                             + [(("short", 0), (299, 299, 3), "float32")]), label="Rgb")
+                    equal_to([(("ok", k), (240, 320, 3), "uint8") for k in range(5)]
+                             + [(("short", 0), (240, 320, 3), "uint8")]), label="Rgb")  # native size: no resize
         assert_that(out[DecodeClips.AUDIO] | beam.Map(lambda kv: (kv[0], kv[1].shape)),
                     equal_to([(("ok", k), (96, 64)) for k in range(5)] + [(("short", 0), (96, 64))]), label="Audio")
         # No audio stream: every example is digital silence, log(0.01).

@@ -32,7 +32,7 @@ class DecodeClips(beam.DoFn):
     """Decodes each clip once, streaming its steps so memory holds one frame, not the whole clip.
 
     Outputs (tags are constants below):
-      RGB:   ((clip_id, k), float32 [299, 299, 3] frame resized as the Inception graph resizes it)
+      RGB:   ((clip_id, k), uint8 [H, W, 3] frame at the clip's resolution; the RGB model step resizes it)
       AUDIO: ((clip_id, k), float32 [96, 64] log-mel example starting k/F s after the first frame);
              nothing with audio="zeros" (the record gets the extractor's zero audio)
       META:  (clip_id, dict(clip=ClipRequest, num_steps=T, duration=D, silent_audio=bool, fetch=dict|None,
@@ -59,13 +59,9 @@ class DecodeClips(beam.DoFn):
         self._decoded = metrics.counter("clips_decoded")
         self._silent = metrics.counter("clips_without_audio")
         self._seconds = metrics.distribution("clip_seconds")
-        self._resize = None
 
     def setup(self):
-        from pipeline.models import inception, tf_setup  # pylint: disable=import-outside-toplevel
-
-        tf_setup.configure()  # thread pools and GPU memory, before this worker's first op
-        self._resize = inception.resize_frame
+        # No TensorFlow here: frames leave as uint8 and are resized in the model's process.
         if self._fetcher is not None:
             self._fetcher.setup()
 
@@ -159,7 +155,7 @@ class DecodeClips(beam.DoFn):
                                     untrusted=untrusted)
         # T is the number of frames SPEC §2 selects, so every step that comes out is part of the record.
         for step in decoder.steps():
-            yield beam.pvalue.TaggedOutput(self.RGB, ((clip.clip_id, step.step), self._resize(step.frame)))
+            yield beam.pvalue.TaggedOutput(self.RGB, ((clip.clip_id, step.step), step.frame))
         summary = decoder.summary
         silent = not info.has_audio
         if not zeros:

@@ -1,8 +1,19 @@
-"""Feature extraction with RunInference: batches formed across clips, one model per worker process."""
+"""Feature extraction with RunInference: batches formed across clips, one model copy per worker machine.
+
+By default each model is loaded ONCE per worker machine and shared by all its SDK worker
+processes (RunInference's ``share_model_across_processes``: the first process to need it hosts
+it, the others call it through a local proxy), so an 8-vCPU Dataflow VM, which runs 8 SDK
+processes, holds one Inception-v3 and one VGGish with 8 TensorFlow threads each instead of 8
+copies fighting over the cores. ``--model_copies N`` keeps N copies per machine (Beam 2.77
+hosts them all in the process that loads them first); ``--model_copies per_process`` loads one
+copy in every process (Beam's default, no proxy), as does a run with one process per machine.
+See ``pipeline.models.tf_setup.ModelSharing``.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -10,23 +21,39 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunInference
 
-from pipeline.models import registry
+from pipeline.models import registry, tf_setup
 
 
 class _FeatureModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
-    """Shared logic: stack a batch, run the featurizer (model + PCA), hand back one row per element."""
+    """Shared logic: load once per machine (or process), run the featurizer (model + PCA) on a batch."""
 
     featurizer_cls: type = None
     name = ""
 
-    def __init__(self, config: registry.ModelConfig, *, batch_size: int):
+    def __init__(self, config: registry.ModelConfig, *, batch_size: int,
+                 sharing: tf_setup.ModelSharing | None = None):
         super().__init__()
         self._config = config
         self._batch_size = batch_size
+        self._sharing = sharing or tf_setup.ModelSharing()  # default: one copy per machine
+
+    @property
+    def sharing(self) -> tf_setup.ModelSharing:
+        """The copies per machine and TensorFlow thread settings this handler loads its model with."""
+        return self._sharing
+
+    def share_model_across_processes(self) -> bool:
+        return self._sharing.shared
+
+    def model_copies(self) -> int:
+        return max(1, self._sharing.copies)
 
     def load_model(self):
+        # Before this process's first TensorFlow op: the threads of a copy on this machine.
+        intra, inter = tf_setup.configure(self._sharing)
         files = registry.resolve(self._config)
-        logging.info("Loading %s model from %s", self.name, files.describe()[self.name])
+        logging.info("Loading %s model in process %d (TensorFlow threads: %d intra-op, %d inter-op) from %s",
+                     self.name, os.getpid(), intra, inter, files.describe()[self.name])
         return self.featurizer_cls(files)
 
     def run_inference(self, batch: Sequence[np.ndarray], model, inference_args=None) -> Iterable[np.ndarray]:
@@ -41,8 +68,15 @@ class _FeatureModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
 
 
 class RgbModelHandler(_FeatureModelHandler):
+    """Native-resolution uint8 RGB frames in; the model process resizes them (as the graph does) and runs them."""
+
     featurizer_cls = registry.RgbFeaturizer
     name = "rgb"
+
+    def run_inference(self, batch: Sequence[np.ndarray], model, inference_args=None) -> Iterable[np.ndarray]:
+        # Frames of different clips differ in size: the featurizer resizes each one, then batches.
+        features = model(list(batch))
+        return list(np.asarray(features, np.float32))
 
 
 class AudioModelHandler(_FeatureModelHandler):
@@ -61,6 +95,10 @@ class ExtractFeatures(beam.PTransform):
     def __init__(self, handler: _FeatureModelHandler):
         super().__init__()
         self._handler = handler
+
+    @property
+    def handler(self) -> _FeatureModelHandler:
+        return self._handler
 
     def expand(self, inputs):
         return (

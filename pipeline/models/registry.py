@@ -14,6 +14,8 @@ import dataclasses
 import logging
 import os
 
+import numpy as np
+
 MODES = ("yt8m", "synthetic")
 RGB_GRAPH = "classify_image_graph_def.pb"
 RGB_PCA_FILES = ("mean.npy", "eigenvecs.npy", "eigenvals.npy")
@@ -135,7 +137,13 @@ def resolve(config: ModelConfig) -> ModelFiles:
 
 
 class RgbFeaturizer:
-    """Resized frames [N, 299, 299, 3] -> PCA-whitened float features [N, 1024]."""
+    """RGB frames -> PCA-whitened float features [N, 1024].
+
+    Takes the decoder's native-resolution uint8 [H, W, 3] frames (a list; sizes may differ)
+    and resizes each one here, in the model's process, with the graph's own op
+    (``inception.resize_frame``), so decode workers run no TensorFlow and frames travel as
+    uint8. A float32 [N, 299, 299, 3] array of frames already resized that way is taken as is.
+    """
 
     def __init__(self, files: ModelFiles):
         from pipeline import postprocess  # pylint: disable=import-outside-toplevel
@@ -143,9 +151,17 @@ class RgbFeaturizer:
 
         self.model = inception.InceptionV3Features.from_graph_def_file(files.rgb_graph)
         self.pca = postprocess.RgbPca.from_dir(files.rgb_pca_dir)
+        self._resize = inception.resize_frame
+        self._input_size = inception.INPUT_SIZE
 
     def __call__(self, frames):
-        return self.pca.apply(self.model(frames))
+        if isinstance(frames, np.ndarray) and frames.dtype == np.float32:
+            resized = frames
+        elif len(frames):
+            resized = np.stack([self._resize(frame) for frame in frames])
+        else:
+            resized = np.zeros((0, self._input_size, self._input_size, 3), np.float32)
+        return self.pca.apply(self.model(resized))
 
 
 class AudioFeaturizer:

@@ -3,13 +3,25 @@
 TensorFlow fixes its thread pools and claims GPU memory when its context starts (the first op),
 so these settings must be applied before that and cannot change afterwards. Nothing here runs on
 import: every place that is about to run the first op of a process calls :func:`configure`
-(the decoder's ``setup``, the model constructors, the synthetic artifact writers); the first
-call applies the settings and later calls return what it asked for.
+(RunInference's model loading in ``transforms/inference.py`` with the run's :class:`ModelSharing`,
+the model constructors, the synthetic artifact writers); the first call applies the settings and
+later calls return what it asked for. Decoding runs no TensorFlow at all.
+
+How many threads: a process that holds models gets ``cores // P`` intra-op and inter-op
+threads, where P is how many processes hold a copy of a model side by side on the machine, on
+every runner (nothing here asks which runner it is). By default RunInference keeps ONE copy of
+each model per machine, shared by all its SDK worker processes, so P = 1 and that copy gets every
+core. With ``--model_copies N`` Beam 2.77 hosts the N shared copies in the one process that
+loads them first (measured: ``benchmarks/model_copies.py``), where they share one pool of
+``cores`` threads, i.e. cores // N each when all are busy; so P is still 1. Without sharing
+(``--model_copies per_process``) every SDK process holds a copy: P is their number.
+Flags (``--tf_intra_op_threads``, ``--tf_inter_op_threads``) win over the environment variables
+(YT8M_TF_INTRA_OP_THREADS, YT8M_TF_INTER_OP_THREADS), which win over the derived value.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
 import os
 import threading
@@ -38,50 +50,81 @@ def env_int(name: str) -> int | None:
         return None
 
 
-def _beam_workers_sharing_machine() -> int:
-    """Worker processes of a DirectRunner multi_processing run (read from a Beam SDK worker's environment).
+def machine_cores() -> int:
+    """CPU cores this process may run on (its affinity mask: what a container or taskset allows)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
 
-    Beam starts each SDK worker with its pipeline options as JSON in PIPELINE_OPTIONS; every
-    worker of a local run shares this machine's cores. 1 outside such a worker.
+
+@dataclasses.dataclass(frozen=True)
+class ModelSharing:
+    """How many copies of each model a worker machine holds, and their TensorFlow threads (picklable).
+
+    Built by the launcher from the flags and shipped to the workers inside the model handlers,
+    so the thread count is derived on the worker, from the worker machine's cores.
+
+    Attributes:
+        copies: Copies of each model per machine, shared by all SDK worker processes of the
+            machine through RunInference (``share_model_across_processes``, ``model_copies``);
+            0: no sharing, every SDK worker process loads its own copy (Beam's default).
+        processes: SDK worker processes per machine; None means one per core (Dataflow's
+            default for Python). With 1 (an in-process local run) nothing is shared: the
+            process loads its own copy, without RunInference's proxy and its files.
+        intra_op_threads: --tf_intra_op_threads (None: derived).
+        inter_op_threads: --tf_inter_op_threads (None: derived).
     """
-    raw = os.environ.get("PIPELINE_OPTIONS")
-    if not raw:
-        return 1
-    try:
-        options = json.loads(raw)
-    except ValueError:
-        return 1
-    options = options.get("options", options) if isinstance(options, dict) else {}
-    found = {key.split(":")[-2] if key.startswith("beam:option:") else key: value for key, value in options.items()}
-    if found.get("direct_running_mode") != "multi_processing":
-        return 1
-    try:
-        return max(1, int(found.get("direct_num_workers") or 1))
-    except (TypeError, ValueError):
-        return 1
+
+    copies: int = 1
+    processes: int | None = None
+    intra_op_threads: int | None = None
+    inter_op_threads: int | None = None
+
+    @property
+    def shared(self) -> bool:
+        """Whether RunInference shares the copies across processes (not when a machine runs one process)."""
+        return self.copies > 0 and self.processes != 1
+
+    def model_processes(self, cores: int) -> int:
+        """Processes of a machine with ``cores`` cores that hold model copies, each with its own thread pools."""
+        if self.shared:
+            return 1  # every shared copy lives in the process that loaded it first (Beam 2.77)
+        return max(1, self.processes or cores)  # one copy in every process
+
+    def threads(self) -> tuple[int, int]:
+        """(intra_op, inter_op) threads for a process holding model copies; see :func:`thread_settings`."""
+        return thread_settings(processes=self.model_processes(machine_cores()), intra=self.intra_op_threads,
+                               inter=self.inter_op_threads)
 
 
-def thread_settings() -> tuple[int, int]:
-    """(intra_op, inter_op) threads for this process; 0 keeps TensorFlow's default (all cores).
+def thread_settings(*, processes: int = 1, intra: int | None = None, inter: int | None = None) -> tuple[int, int]:
+    """(intra_op, inter_op) TensorFlow threads for one of ``processes`` model processes of this machine.
 
-    YT8M_TF_INTRA_OP_THREADS / YT8M_TF_INTER_OP_THREADS win. Otherwise, in a worker of a local
-    multi-process run of N workers, each worker gets cpu_count // N intra-op threads (so N
-    workers do not oversubscribe the cores) and as many inter-op threads.
+    Each gets ``machine_cores() // processes`` threads (at least 1) in both pools, so together
+    they use the cores without oversubscribing them. ``intra``/``inter`` (the flags) win, then
+    YT8M_TF_INTRA_OP_THREADS / YT8M_TF_INTER_OP_THREADS; 0 keeps TensorFlow's default.
+
+    Args:
+        processes: Processes of this machine that run models side by side, each with its own pools.
+        intra: Explicit intra-op threads, or None.
+        inter: Explicit inter-op threads, or None.
 
     Returns:
         The (intra_op, inter_op) thread counts to ask TensorFlow for.
     """
-    intra, inter = env_int(INTRA_OP_THREADS_ENV), env_int(INTER_OP_THREADS_ENV)
-    workers = _beam_workers_sharing_machine()
-    share = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0
-    return (share if intra is None else intra), (share if inter is None else inter)
+    share = max(1, machine_cores() // max(1, processes))
+    env_intra, env_inter = env_int(INTRA_OP_THREADS_ENV), env_int(INTER_OP_THREADS_ENV)
+    intra = intra if intra is not None else env_intra if env_intra is not None else share
+    inter = inter if inter is not None else env_inter if env_inter is not None else share
+    return intra, inter
 
 
 def _apply(intra: int, inter: int) -> None:
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
     try:
-        # Several worker processes may share one GPU: take memory as needed, not all of it up front.
+        # Several processes may share one GPU: take memory as needed, not all of it up front.
         for gpu in tf.config.list_physical_devices("GPU"):
             tf.config.experimental.set_memory_growth(gpu, True)
         if intra > 0 and tf.config.threading.get_intra_op_parallelism_threads() != intra:
@@ -92,11 +135,15 @@ def _apply(intra: int, inter: int) -> None:
         logging.info("TensorFlow already initialized; thread pools and GPU memory settings left as they are")
 
 
-def configure() -> tuple[int, int]:
-    """Applies :func:`thread_settings` and GPU memory growth, once per process, before the first op.
+def configure(sharing: ModelSharing | None = None) -> tuple[int, int]:
+    """Applies the thread settings and GPU memory growth, once per process, before the first op.
 
     Call it before a process's first TensorFlow op (later calls are free and change nothing).
     If TensorFlow has already started, its settings stay as they are.
+
+    Args:
+        sharing: The run's model sharing (RunInference's model loading passes it); None: one
+            model copy per machine and the environment variables (the launcher, tools, tests).
 
     Returns:
         The (intra_op, inter_op) thread counts the first call asked for (0: TensorFlow's default).
@@ -104,7 +151,7 @@ def configure() -> tuple[int, int]:
     global _applied  # pylint: disable=global-statement
     with _lock:
         if _applied is None:
-            settings = thread_settings()
+            settings = (sharing or ModelSharing()).threads()
             _apply(*settings)
             _applied = settings
         return _applied

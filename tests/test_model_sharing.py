@@ -1,0 +1,32 @@
+"""Models per machine: a two-worker local build loads each model once, with all the cores' threads."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+from pipeline.models import tf_setup
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_two_worker_processes_share_one_copy_of_each_model(tmp_path, videos, model_cache):
+    csv_path = tmp_path / "in.csv"
+    csv_path.write_text(f"video,labels\n{videos['v0_5']},a\n{videos['v3_30fps']},b\n")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("TF_CPP", "VIDEO_FEATURES_", "YT8M_TF")) and k != "PIPELINE_OPTIONS"}
+    env["PYTHONPATH"] = REPO
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.build", "--input_csv", str(csv_path), "--output_dir", str(tmp_path / "out"),
+         "--models", "synthetic", "--model_cache", model_cache, "--direct_running_mode=multi_processing",
+         "--direct_num_workers=2", "--default_sdk_harness_log_level=INFO"],  # workers forward their INFO lines
+        capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=600, check=False)
+    text = result.stdout + result.stderr
+    assert result.returncode == 0, text
+    loads = re.findall(r"Loading (rgb|audio) model in process (\d+) \(TensorFlow threads: (\d+) intra-op", text)
+    assert sorted(name for name, _, _ in loads) == ["audio", "rgb"], text  # once each, not once per worker
+    # The one copy gets every core (cores // 1), though two worker processes share the machine.
+    assert {int(threads) for _, _, threads in loads} == {tf_setup.machine_cores()}, loads
+    assert "Wrote 2 records" in text
