@@ -144,7 +144,8 @@ def whole_build(csv_path: str, out_dir: str, model_cache: str, workers: int) -> 
         stats = json.load(f)
     workers_peak = sorted((rss for pid, rss in sampler.peaks.items() if pid != proc.pid), reverse=True)
     return {"wall_s": wall, "rows_per_s": stats["rows_read"] / wall, "rows_read": stats["rows_read"],
-            "failures_by_reason": stats["failures_by_reason"], "all_rows_accounted_for": stats["all_rows_accounted_for"],
+            "failures_by_reason": stats["failures_by_reason"],
+            "all_rows_accounted_for": stats["all_rows_accounted_for"],
             "launcher_peak_rss_mib": sampler.peaks.get(proc.pid, 0.0),
             "worker_peak_rss_mib": workers_peak[:workers], "child_processes": len(workers_peak)}
 

@@ -215,7 +215,7 @@ def hostile(tmp_path_factory, videos, model_cache):
     saved = tempfile.tempdir, os.environ.get("TMPDIR")
     tempfile.tempdir, os.environ["TMPDIR"] = str(tmp), str(tmp)
     try:
-        code = build.main(_argv(csv_path, out, model_cache))
+        code = build.main(_argv(csv_path, out, model_cache, "--csv_split_rows", "2"))  # 7 rows in 4 splits
     finally:
         tempfile.tempdir = saved[0]
         if saved[1] is None:

@@ -89,7 +89,7 @@ def _first_wins(element):
 
 
 class ReadAnnotations(beam.PTransform):
-    """Reads `csv_path` (local or gs://) in parallel splits; `keep_labels` (a resumed dataset's names) join the vocabulary.
+    """Reads `csv_path` (local or gs://) in parallel splits; `keep_labels` (an earlier build's) join the vocabulary.
 
     Args:
       csv_path: the annotation CSV.

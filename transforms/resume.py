@@ -25,6 +25,7 @@ def _ids_of_shard(path: str):
 
     from apache_beam.io.filesystem import CompressionTypes  # pylint: disable=import-outside-toplevel
     from apache_beam.io.filesystems import FileSystems  # pylint: disable=import-outside-toplevel
+
     from pipeline import shardindex, tfrecord  # pylint: disable=import-outside-toplevel
 
     problem = shardindex.check(path)
