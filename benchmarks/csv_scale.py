@@ -126,11 +126,11 @@ class PeakRss(threading.Thread):
         self.join()
 
 
-def whole_build(csv_path: str, out_dir: str, model_cache: str, workers: int) -> dict:
+def whole_build(csv_path: str, out_dir: str, model_cache: str, workers: int, extra: list[str] = ()) -> dict:
     """pipeline.build as a subprocess (DirectRunner, multi_processing): rows/s and peak RSS per process."""
     argv = [sys.executable, "-m", "pipeline.build", "--input_csv", csv_path, "--output_dir", out_dir,
             "--models", "synthetic", "--model_cache", model_cache, "--audio", "zeros", "--overwrite",
-            "--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
+            "--direct_running_mode=multi_processing", f"--direct_num_workers={workers}", *extra]
     began = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     sampler = PeakRss(proc.pid)
@@ -163,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work_dir", default=os.path.join(tempfile.gettempdir(), "csv_scale"),
                         help="CSVs, outputs and the synthetic model cache (kept across runs).")
     parser.add_argument("--skip_build", action="store_true", help="Measure the launcher pass only.")
+    parser.add_argument("--build_args", default="", help="More flags for the build, e.g. '--failures_per_shard 10000'.")
     parser.add_argument("--json", default=None, help="Also write the figures here.")
     args = parser.parse_args(argv)
     os.makedirs(args.work_dir, exist_ok=True)
@@ -181,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         if not args.skip_build:
             b = result["build"] = whole_build(csv_path, os.path.join(args.work_dir, f"out-{rows}"), model_cache,
-                                              args.workers)
+                                              args.workers, args.build_args.split())
             print(f"{rows:>10,} rows  build: {b['wall_s']:.1f} s, {b['rows_per_s']:,.0f} rows/s, "
                   f"launcher peak RSS {b['launcher_peak_rss_mib']:.0f} MiB, worker peak RSS "
                   f"{', '.join(f'{w:.0f}' for w in b['worker_peak_rss_mib'])} MiB, "
