@@ -21,7 +21,7 @@ import dataclasses
 import io
 import math
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 YOUTUBE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{11}$")
 # A split name becomes part of a shard file name: one path component, no dot names, no separators.
@@ -171,6 +171,26 @@ class RowParser:
                 raise UnknownFormatError(f"Kinetics header {header!r} lacks youtube_id, time_start or time_end")
         elif fmt == FORMAT_VIDEOS:
             self._columns = [h.lower() for h in self.header]
+        if fmt == FORMAT_YT8M:
+            self._label_column, self._width = 1, 2
+        else:
+            name = "label" if fmt == FORMAT_KINETICS else "labels"
+            # The last column of that name, as the row parsers' dicts keep it.
+            self._label_column = (len(self._columns) - 1 - self._columns[::-1].index(name)
+                                  if name in self._columns else None)
+            self._width = len(self._columns)
+
+    def label_tokens(self, cells: list[str]) -> list[str] | None:
+        """The row's label tokens as written (not checked), or None when it has the wrong number of columns.
+
+        The launcher's pass over a CSV of 10^7 rows uses it to parse in full only the rows that could
+        bring a label it has not seen yet (`pipeline.csvsplit.scan`).
+        """
+        if len(cells) != self._width:
+            return None
+        if self._label_column is None:
+            return []
+        return [t.strip() for t in cells[self._label_column].split(";") if t.strip()]
 
     def fields(self, cells: list[str]) -> dict:
         if self.header is None:
@@ -272,7 +292,8 @@ def _has_undecodable(cells: list[str]) -> bool:
 _SURROGATE_RE = re.compile("[\udc80-\udcff]")
 
 
-def read_rows(lines: Iterable[str]) -> Iterator[tuple[str, ClipRequest | RowError]]:
+def read_rows(lines: Iterable[str], *, parser: RowParser | None = None,
+              first_line: int = 0) -> Iterator[tuple[str, ClipRequest | RowError]]:
     """Parses CSV text lines. Yields (format, ClipRequest | RowError) per data row.
 
     Blank lines are skipped (they are not rows). Raises UnknownFormatError when the first
@@ -280,53 +301,75 @@ def read_rows(lines: Iterable[str]) -> Iterator[tuple[str, ClipRequest | RowErro
     other problem belongs to one row and becomes its RowError: a field over the csv module's
     limit (128 KiB), bytes that are not UTF-8 (read through `open_text`), or an unexpected
     error of the parser itself (`internal_error`), so that one hostile line never stops a run.
+
+    `parser` and `first_line` continue a file from a row in its middle (`pipeline.csvsplit`):
+    the format and header are known, and row numbers count the lines before.
     """
-    reader = csv.reader(lines)
-    parser = None
-    row_number = 0
-    while True:
-        try:
-            cells = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as e:
-            # The reader resynchronizes at the next line; the offending record is one row.
-            row_number = reader.line_num
-            if parser is None:
-                raise UnknownFormatError(f"cannot read the CSV's first line: {e}") from e
-            yield parser.format, RowError(reason="malformed_row", message=f"unreadable CSV row: {e}",
-                                          row=row_number, fields={})
-            continue
-        row_number = reader.line_num
-        if not cells or all(not c.strip() for c in cells):
-            continue
-        if parser is None:
-            if _has_undecodable(cells):
-                raise UnknownFormatError(f"the CSV's first line is not UTF-8 text: {printable(cells)!r}")
-            fmt = detect_format(cells)
-            if fmt == FORMAT_YT8M:
-                parser = RowParser(fmt, None)
-            else:
-                parser = RowParser(fmt, cells)
+    return iter(RowReader(lines, parser=parser, first_line=first_line))
+
+
+class RowReader:
+    """`read_rows` as an object whose `parser` (format and header) can be read once the first row is in."""
+
+    def __init__(self, lines: Iterable[str], *, parser: RowParser | None = None, first_line: int = 0,
+                 needs_parse: Callable[[RowParser, list[str]], bool] | None = None):
+        """`needs_parse(parser, cells)` False: the row is counted but not parsed, it comes out as None."""
+        self._lines = lines
+        self.parser = parser
+        self._first_line = first_line
+        self._needs_parse = needs_parse
+
+    def __iter__(self) -> Iterator[tuple[str, ClipRequest | RowError]]:
+        reader = csv.reader(self._lines)
+        first_line = self._first_line
+        while True:
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                # The reader resynchronizes at the next line; the offending record is one row.
+                row_number = first_line + reader.line_num
+                if self.parser is None:
+                    raise UnknownFormatError(f"cannot read the CSV's first line: {e}") from e
+                yield self.parser.format, RowError(reason="malformed_row", message=f"unreadable CSV row: {e}",
+                                                   row=row_number, fields={})
                 continue
-        if any("\x00" in c for c in cells):  # no path, URL or label holds one; subprocess args cannot
-            fields = {k: (v.replace("\x00", "\\x00") if isinstance(v, str) else v)
-                      for k, v in printable(parser.fields(cells)).items()}
-            yield parser.format, RowError(reason="malformed_row", message="row contains a NUL character",
-                                          row=row_number, fields=fields,
-                                          clip_id=_best_effort_id(parser.format, fields))
-            continue
-        if _has_undecodable(cells):
-            fields = printable(parser.fields(cells))
-            yield parser.format, RowError(reason="malformed_row", message="row is not UTF-8 text", row=row_number,
-                                          fields=fields, clip_id=_best_effort_id(parser.format, fields))
-            continue
-        try:
-            parsed = parser.parse(cells, row_number)
-        except Exception as e:  # pylint: disable=broad-except
-            parsed = RowError(reason="internal_error", message=f"{type(e).__name__}: {e}", row=row_number,
-                              fields=printable(parser.fields(cells)))
-        yield parser.format, parsed
+            row_number = first_line + reader.line_num
+            if not cells or all(not c.strip() for c in cells):
+                continue
+            parser = self.parser
+            if parser is None:
+                if _has_undecodable(cells):
+                    raise UnknownFormatError(f"the CSV's first line is not UTF-8 text: {printable(cells)!r}")
+                fmt = detect_format(cells)
+                if fmt == FORMAT_YT8M:
+                    parser = self.parser = RowParser(fmt, None)
+                else:
+                    self.parser = RowParser(fmt, cells)
+                    continue
+            if self._needs_parse is not None and not self._needs_parse(parser, cells):
+                yield parser.format, None
+                continue
+            yield parser.format, _parse_cells(parser, cells, row_number)
+
+
+def _parse_cells(parser: RowParser, cells: list[str], row_number: int) -> ClipRequest | RowError:
+    text = "".join(cells)  # one scan of the row for both checks: a CSV may have 10^7 rows
+    if "\x00" in text:  # no path, URL or label holds one; subprocess args cannot
+        fields = {k: (v.replace("\x00", "\\x00") if isinstance(v, str) else v)
+                  for k, v in printable(parser.fields(cells)).items()}
+        return RowError(reason="malformed_row", message="row contains a NUL character", row=row_number,
+                        fields=fields, clip_id=_best_effort_id(parser.format, fields))
+    if not text.isascii() and _SURROGATE_RE.search(text):
+        fields = printable(parser.fields(cells))
+        return RowError(reason="malformed_row", message="row is not UTF-8 text", row=row_number,
+                        fields=fields, clip_id=_best_effort_id(parser.format, fields))
+    try:
+        return parser.parse(cells, row_number)
+    except Exception as e:  # pylint: disable=broad-except
+        return RowError(reason="internal_error", message=f"{type(e).__name__}: {e}", row=row_number,
+                        fields=printable(parser.fields(cells)))
 
 
 @dataclasses.dataclass(frozen=True)

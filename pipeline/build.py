@@ -33,7 +33,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 
-from pipeline import annotations, fileio, logs, outputs
+from pipeline import annotations, csvsplit, fileio, logs, outputs
 from pipeline.models import registry
 from pipeline.options import BuildOptions
 from transforms.assemble import AssembleRecords
@@ -54,16 +54,17 @@ class UsageError(Exception):
 
 def build_pipeline(p: beam.Pipeline, options: BuildOptions, *, run_info: dict | None = None,
                    run_tag: str = "", expected_rows: int | None = None, keep_labels: tuple[str, ...] = (),
-                   replaces: tuple[str, ...] = ()):
+                   replaces: tuple[str, ...] = (), csv_splits: list[csvsplit.CsvSplit] | None = None):
     """Wires the whole dataset build onto `p`. Returns the PCollection holding the stats dict.
 
     `run_tag` names this run's record shards when earlier records are kept (--skip_existing);
     `keep_labels` are the earlier vocabulary's names (their indices must not change);
-    `replaces` are earlier side files (failure shards) removed once this run's are complete.
+    `replaces` are earlier side files (failure shards) removed once this run's are complete;
+    `csv_splits` are the launcher's split points of the CSV (None: read it as one split).
     """
     config = options.model_config()
     base_dir = _dirname(options.input_csv)
-    read = p | "ReadAnnotations" >> ReadAnnotations(options.input_csv, keep_labels=keep_labels)
+    read = p | "ReadAnnotations" >> ReadAnnotations(options.input_csv, keep_labels=keep_labels, splits=csv_splits)
     clips, skipped = read["clips"], p | "NothingSkipped" >> beam.Create([0])
     resume_failures = p | "NoResumeFailures" >> beam.Create([])
     if options.skip_existing:
@@ -139,32 +140,28 @@ def _dirname(path: str) -> str:
     return os.path.dirname(os.path.abspath(path))
 
 
-def check_input_csv(path: str) -> tuple[str, int, set[str]]:
+def check_input_csv(path: str, *, rows_per_split: int = csvsplit.DEFAULT_ROWS_PER_SPLIT
+                    ) -> tuple[str, int, set[str], list[csvsplit.CsvSplit]]:
     """Fails before any work starts when the CSV is missing, unreadable or of no known format.
 
-    Returns (format, number of data rows, labels of the rows that parse); the count feeds the
-    progress line's ETA, the labels the vocabulary check of --skip_existing. A bad row is not
-    a problem of the run: it becomes a failure line later.
+    Returns (format, number of data rows, labels of the rows that parse, split points); the count
+    feeds the progress line's ETA, the labels the vocabulary check of --skip_existing, the split
+    points ReadAnnotations' parallel read (`pipeline.csvsplit`: one streaming pass that keeps only
+    labels and split points). A bad row is not a problem of the run: it becomes a failure line later.
     """
     try:
         if not FileSystems.exists(path):
             raise UsageError(f"--input_csv {path}: no such file")
-        fmt, rows, labels = None, 0, set()
-        with FileSystems.open(path) as raw:
-            for row_format, parsed in annotations.read_rows(annotations.open_text(raw)):
-                fmt = row_format
-                rows += 1
-                if isinstance(parsed, annotations.ClipRequest):
-                    labels.update(parsed.labels)
+        scanned = csvsplit.scan(path, rows_per_split=rows_per_split)
     except annotations.UnknownFormatError as e:
         raise UsageError(f"--input_csv {path}: {e}") from e
     except UsageError:
         raise
     except Exception as e:  # pylint: disable=broad-except  (a directory, no permission, an I/O error)
         raise UsageError(f"--input_csv {path} cannot be read: {type(e).__name__}: {e}") from e
-    if not rows:
+    if not scanned.rows:
         raise UsageError(f"--input_csv {path}: no data rows")
-    return fmt, rows, labels
+    return scanned.format, scanned.rows, scanned.labels, scanned.splits
 
 
 _OUTPUT_PATTERNS = ("records/*", "failures-*", "vocabulary.csv", "stats.json")
@@ -348,7 +345,8 @@ def run(argv: list[str] | None = None) -> dict:
                          "build reuses the clips already in --clips_dir by itself: rerun it with --overwrite")
     if pipeline_options.get_all_options().get("dry_run"):
         return _dry_run(pipeline_options, options)
-    input_format, input_rows, csv_labels = check_input_csv(options.input_csv)
+    input_format, input_rows, csv_labels, csv_splits = check_input_csv(options.input_csv,
+                                                                      rows_per_split=options.csv_split_rows)
     files = None  # --features none: no model is resolved or loaded, TensorFlow is never imported
     if not fetch_only:
         config = options.model_config()
@@ -371,7 +369,7 @@ def run(argv: list[str] | None = None) -> dict:
     try:
         with _private_tempdir():
             return _run_locked(pipeline_options, options, input_format=input_format, input_rows=input_rows,
-                               csv_labels=csv_labels, files=files, local=local)
+                               csv_labels=csv_labels, files=files, local=local, csv_splits=csv_splits)
     finally:
         lock.release()
 
@@ -432,7 +430,7 @@ def _private_tempdir():
 
 
 def _run_locked(pipeline_options, options: BuildOptions, *, input_format: str, input_rows: int,
-                csv_labels: set[str], files, local: bool) -> dict:
+                csv_labels: set[str], files, local: bool, csv_splits=None) -> dict:
     """The part of `run` that holds the directory's build lock."""
     plan = prepare_output_dir(options.output_dir, overwrite=options.overwrite,
                               skip_existing=options.skip_existing, csv_labels=csv_labels)
@@ -453,7 +451,7 @@ def _run_locked(pipeline_options, options: BuildOptions, *, input_format: str, i
     with _runner_validation():
         p = beam.Pipeline(runner=local_runner(pipeline_options) if local else None, options=pipeline_options)
     build_pipeline(p, options, run_info=run_info, run_tag=plan.run_tag, expected_rows=input_rows,
-                   keep_labels=plan.keep_labels, replaces=plan.replaces)
+                   keep_labels=plan.keep_labels, replaces=plan.replaces, csv_splits=csv_splits)
     # Local worker processes report to this process's display; on other runners they log.
     with RunProgress(total=input_rows) if local else contextlib.nullcontext():
         with _runner_validation():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from pipeline import csvsplit
 from pipeline.models import registry, tf_setup
 
 
@@ -155,6 +156,10 @@ class BuildOptions(PipelineOptions):
                             help="Take over --output_dir's build lock (.build.lock) even when its owner cannot be "
                                  "checked (another host). Only after making sure no build runs there; a stale lock "
                                  "of a dead process on this host is taken over without it.")
+        # input at scale (issue 12): the CSV is read in parallel splits found by the launcher's pass.
+        parser.add_argument("--csv_split_rows", type=_positive_int, default=csvsplit.DEFAULT_ROWS_PER_SPLIT,
+                            help="Rows per split of --input_csv: each split is parsed by its own worker "
+                                 "(compressed CSVs are read as one split).")
 
     # --input_csv/--output_dir are checked in validate_build(), not with required=True: Beam parses
     # every PipelineOptions subclass for any pipeline in the process, tests' TestPipelines too.

@@ -215,7 +215,7 @@ def hostile(tmp_path_factory, videos, model_cache):
     saved = tempfile.tempdir, os.environ.get("TMPDIR")
     tempfile.tempdir, os.environ["TMPDIR"] = str(tmp), str(tmp)
     try:
-        code = build.main(_argv(csv_path, out, model_cache))
+        code = build.main(_argv(csv_path, out, model_cache, "--csv_split_rows", "2"))  # 7 rows in 4 splits
     finally:
         tempfile.tempdir = saved[0]
         if saved[1] is None:
@@ -237,8 +237,9 @@ def test_hostile_rows_fail_alone_and_nothing_escapes(hostile):
     # Nothing was written beside the output: the CSV's folder holds the CSV, the output and the temp dir.
     assert sorted(os.listdir(d)) == ["in.csv", "out[x]*?", "tmp"]
     assert not os.path.exists(d.parent.parent / "escaped") and not os.path.exists(d / "abs_split")
-    assert _tree(out) == ["failures-00000-of-00001.jsonl", "records/train-00000-of-00001.tfrecord", "stats.json",
-                          "vocabulary.csv"]  # no lock or temp file left
+    assert _tree(out) == ["failures-00000-of-00001.jsonl", "records/train-00000-of-00001.ids",
+                          "records/train-00000-of-00001.tfrecord", "stats.json",
+                          "vocabulary.csv"]  # no lock or temp file left; the shard's id index beside it
     assert os.listdir(hostile["tmp"]) == []  # nothing of the run left in the temp directory
 
 
@@ -289,6 +290,9 @@ def test_resume_after_kill_converges_without_duplicates(tmp_path, hostile, model
     dead.wait()
     (out / outputs.LOCK_NAME).write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid,
                                                      "started_at": "2026-01-01T00:00:00+00:00"}))
+    # A damaged id index that, trusted, would skip `second` and build `ok` twice: the records decide.
+    index = out / "records" / "train-00000-of-00001.ids"
+    index.write_bytes(index.read_bytes().replace(b' "ok"\n', b' "second"\n'))
     more = tmp_path / "more.csv"
     more.write_text(hostile["csv"].read_text(encoding="utf-8", errors="surrogateescape"),
                     encoding="utf-8", errors="surrogateescape")
@@ -306,6 +310,7 @@ def test_resume_after_kill_converges_without_duplicates(tmp_path, hostile, model
     assert stats["all_rows_accounted_for"]
     assert open(out / "vocabulary.csv").read() == "Index,Name\n0,cat\n1,zebra\n"
     assert not (out / outputs.LOCK_NAME).exists()
+    assert "Ignoring the id index" in caplog.text  # the damaged index was seen and not used
 
 
 def test_second_build_into_a_directory_in_use_refuses(tmp_path, videos, model_cache, capsys):

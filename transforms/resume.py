@@ -15,11 +15,28 @@ def record_id(serialized: bytes) -> str:
 
 
 def _ids_of_shard(path: str):
-    """The ids of one existing shard, read by path (never as a glob: the path may hold `[`, `*`, `?`)."""
+    """The ids of one existing shard, read by path (never as a glob: the path may hold `[`, `*`, `?`).
+
+    From the shard's id index when it provably belongs to the shard (`pipeline.shardindex.check`:
+    a framing walk, no payload read); otherwise (a dataset written before indexes, a missing,
+    truncated, edited or stale index) from the records themselves.
+    """
+    import logging  # pylint: disable=import-outside-toplevel
+
     from apache_beam.io.filesystem import CompressionTypes  # pylint: disable=import-outside-toplevel
     from apache_beam.io.filesystems import FileSystems  # pylint: disable=import-outside-toplevel
-    from pipeline import tfrecord  # pylint: disable=import-outside-toplevel
 
+    from pipeline import shardindex, tfrecord  # pylint: disable=import-outside-toplevel
+
+    problem = shardindex.check(path)
+    if problem is None:
+        metrics.counter("shards_resumed_from_index").inc()
+        for clip_id in shardindex.read_ids(path):
+            yield clip_id, None
+        return
+    if problem != "no index":
+        logging.warning("Ignoring the id index of %s (%s); reading its records instead", path, problem)
+    metrics.counter("shards_resumed_from_records").inc()
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
         for record in tfrecord.read_records(f):
             yield record_id(record), None

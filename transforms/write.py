@@ -2,7 +2,8 @@
 
 Every file is written under a temporary name and renamed when complete (`pipeline.fileio`). stats.json is
 written after everything else, so its presence marks a finished build; a crashed run
-leaves no file that looks complete.
+leaves no file that looks complete. Each record shard gets its id index `NAME.ids`
+(`pipeline.shardindex`), renamed into place just before the shard, for resumed builds.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import zlib
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline import tfrecord
+from pipeline import shardindex, tfrecord
 from pipeline.fileio import atomic_write, write_atomically
 from transforms import metrics
 
@@ -75,7 +76,7 @@ class _AssignShard(beam.DoFn):
     def process(self, item, counts):
         split, clip_id, payload = item
         num_shards = max(1, math.ceil(counts[split] / self._per_shard))
-        yield (split, _stable_shard(clip_id, num_shards), num_shards), payload
+        yield (split, _stable_shard(clip_id, num_shards), num_shards), (clip_id, payload)
 
 
 class _WriteShard(beam.DoFn):
@@ -84,16 +85,27 @@ class _WriteShard(beam.DoFn):
         self._run_tag = run_tag
 
     def process(self, element):
-        (split, shard, num_shards), payloads = element
+        (split, shard, num_shards), items = element
         path = shard_path(self._output_dir, split, shard, num_shards, self._run_tag)
         count = 0
         with atomic_write(path) as f:
-            for payload in payloads:
-                if split == FAILURES_SPLIT:
+            if split == FAILURES_SPLIT:
+                for _, payload in items:
                     f.write(payload)
-                else:
-                    tfrecord.write_record(f, payload)
-                count += 1
+                    count += 1
+            else:
+                # The id index is renamed into place before the shard (the inner block closes first):
+                # a shard never exists without its index (pipeline.shardindex).
+                with atomic_write(shardindex.index_path(path)) as index_file:
+                    index = shardindex.Writer(index_file)
+                    size = 0
+                    for clip_id, payload in items:
+                        framed = tfrecord.frame(payload)
+                        f.write(framed)
+                        index.add(clip_id, framed)
+                        size += len(framed)
+                        count += 1
+                    index.close(size)
         yield {"split": split, "shard": shard, "num_shards": num_shards, "path": path, "count": count}
 
 
@@ -150,7 +162,10 @@ class _Finalize(beam.DoFn):
             for shard in range(num_shards):
                 if (split, shard, num_shards) not in written:
                     # crc32 left this slot empty: an empty file keeps the -of-N set complete.
-                    write_atomically(shard_path(self._output_dir, split, shard, num_shards, self._run_tag), b"")
+                    path = shard_path(self._output_dir, split, shard, num_shards, self._run_tag)
+                    if split != FAILURES_SPLIT:
+                        write_atomically(shardindex.index_path(path), shardindex.empty_index())
+                    write_atomically(path, b"")
         write_atomically(FileSystems.join(self._output_dir, "vocabulary.csv"), vocabulary.to_csv().encode("utf-8"))
         totals = dict(zip(_TOTALS, record_totals))
         records, steps, seconds, silent = (totals[k] for k in ("records", "steps", "seconds", "silent"))
