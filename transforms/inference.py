@@ -24,6 +24,17 @@ from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunIn
 from pipeline.models import registry, tf_setup
 
 
+# A frame up to this size counts as one element of a batch; a bigger one (a stranger's 40 MP video)
+# counts as several, so a batch of native frames stays within batch_size x 8 MiB of memory.
+BATCH_UNIT_BYTES = 8 << 20
+
+
+def batch_weight(element) -> int:
+    """How many batch slots a (key, array) element takes: one per started BATCH_UNIT_BYTES."""
+    value = element[1] if isinstance(element, tuple) else element
+    return max(1, -(-int(getattr(value, "nbytes", 0)) // BATCH_UNIT_BYTES))
+
+
 class _FeatureModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
     """Shared logic: load once per machine (or process), run the featurizer (model + PCA) on a batch."""
 
@@ -61,7 +72,11 @@ class _FeatureModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
         return list(np.asarray(features, np.float32))
 
     def batch_elements_kwargs(self):
-        return {"min_batch_size": 1, "max_batch_size": self._batch_size}
+        # Full batches: Beam's adaptive sizing starts at 1 and grows by timing, which left most
+        # calls with one or two frames (benchmarks/run.py --only dataset --profile). A batch never
+        # outlives its bundle, so fixed sizes add no wait; huge frames count as several.
+        return {"min_batch_size": self._batch_size, "max_batch_size": self._batch_size,
+                "element_size_fn": batch_weight}
 
     def get_metrics_namespace(self) -> str:
         return f"video_features_{self.name}"

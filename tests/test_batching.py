@@ -1,0 +1,35 @@
+"""RunInference batching: full batches of frames from many clips, bounded in bytes for huge frames."""
+
+from __future__ import annotations
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipeline.models import registry
+from transforms import inference
+
+
+def _handler(batch_size: int) -> inference.RgbModelHandler:
+    return inference.RgbModelHandler(registry.ModelConfig(mode="synthetic"), batch_size=batch_size)
+
+
+def test_frames_up_to_full_hd_take_one_slot_and_a_40_megapixel_frame_takes_many():
+    frame_1080p = np.zeros((1080, 1920, 3), np.uint8)
+    huge = np.zeros((5000, 8000, 3), np.uint8)  # the default --max_frame_pixels allows 40 MP
+    assert inference.batch_weight((("clip", 0), frame_1080p)) == 1
+    assert inference.batch_weight((("clip", 0), huge)) == 15  # 120 MB in 8 MiB units, rounded up
+    assert inference.batch_weight(np.zeros((96, 64), np.float32)) == 1
+
+
+def test_batches_are_full_within_a_bundle_and_bounded_in_bytes():
+    """The handler's batching arguments make BatchElements emit full batches from the first one on."""
+    kwargs = _handler(4).batch_elements_kwargs()
+    small = [((f"c{i // 3}", i % 3), np.zeros((36, 64, 3), np.uint8)) for i in range(10)]
+    huge = [(("big", 0), np.zeros((5000, 8000, 3), np.uint8))]
+
+    with TestPipeline() as p:
+        sizes = (p | beam.Create([small + huge], reshuffle=False) | beam.FlatMap(lambda elements: elements)
+                 | beam.BatchElements(**kwargs) | beam.Map(len))
+        assert_that(sizes, equal_to([4, 4, 2, 1]))
