@@ -19,7 +19,6 @@ On Dataflow (see README "Dataflow"):
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime
 import difflib
 import json
@@ -33,7 +32,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 
-from pipeline import annotations, csvsplit, fileio, logs, outputs
+from pipeline import annotations, csvsplit, logs, outputs
 from pipeline.models import registry
 from pipeline.options import BuildOptions
 from transforms.assemble import AssembleRecords
@@ -68,7 +67,7 @@ def build_pipeline(p: beam.Pipeline, options: BuildOptions, *, run_info: dict | 
     clips, skipped = read["clips"], p | "NothingSkipped" >> beam.Create([0])
     resume_failures = p | "NoResumeFailures" >> beam.Create([])
     if options.skip_existing:
-        existing = _existing_records(options.output_dir)
+        existing = outputs.existing_records(options.output_dir)
         clips, skipped, resume_failures = clips | "SkipExisting" >> SkipExisting(existing)
     fetcher = ClipFetcher(config=options.fetch_config(), clips_dir=options.clips_dir,
                           concurrency=options.fetch_concurrency)
@@ -162,95 +161,6 @@ def check_input_csv(path: str, *, rows_per_split: int = csvsplit.DEFAULT_ROWS_PE
     if not scanned.rows:
         raise UsageError(f"--input_csv {path}: no data rows")
     return scanned.format, scanned.rows, scanned.labels, scanned.splits
-
-
-_OUTPUT_PATTERNS = ("records/*", "failures-*", "vocabulary.csv", "stats.json")
-
-
-def _match(output_dir: str, pattern: str) -> list[str]:
-    """Files of `output_dir` matching `pattern` (`name` or `records/name`); output_dir is taken literally."""
-    sub, _, name = pattern.rpartition("/")
-    return outputs.list_files(FileSystems.join(output_dir, sub) if sub else output_dir, name)
-
-
-def _existing_outputs(output_dir: str) -> list[str]:
-    return [path for pattern in _OUTPUT_PATTERNS for path in _match(output_dir, pattern)]
-
-
-def _existing_records(output_dir: str) -> list[str]:
-    return _match(output_dir, "records/*.tfrecord")
-
-
-def _delete_stats_first(paths: list[str]) -> None:
-    # stats.json goes first: from then on the directory no longer looks like a finished build.
-    paths = sorted(set(paths), key=lambda path: not path.endswith("stats.json"))
-    if paths:
-        outputs.delete(paths)
-
-
-@dataclasses.dataclass
-class OutputPlan:
-    """What a run does with its --output_dir, decided before any work.
-
-    Attributes:
-      run_tag: names this run's record shards when earlier ones are kept.
-      keep_labels: the earlier vocabulary's names (--skip_existing), kept at their indices.
-      replaces: earlier failure shards, removed by the run's last step once its own are complete.
-    """
-
-    run_tag: str = ""
-    keep_labels: tuple[str, ...] = ()
-    replaces: tuple[str, ...] = ()
-
-
-def prepare_output_dir(output_dir: str, *, overwrite: bool, skip_existing: bool = False,
-                       csv_labels: set[str] | None = None) -> OutputPlan:
-    """Refuses to mix two builds in one directory unless told how; checks a resumed dataset first.
-
-    --overwrite clears the old dataset first (stats.json first, so it never looks finished).
-    --skip_existing keeps everything of the finished dataset until its replacement is complete:
-    every existing shard is checked (a corrupt one stops the run, named, before anything is
-    touched), the vocabulary is kept (a CSV whose labels would renumber existing records stops
-    the run), new shards get a unique run tag so they never overwrite earlier ones, and the old
-    failure report, vocabulary and stats are replaced only by the run's last step. Leftover
-    temporary files of a crashed run are removed. Raises UsageError.
-    """
-    existing = _existing_outputs(output_dir)
-    if existing and not (overwrite or skip_existing):
-        raise UsageError(f"--output_dir {output_dir} already holds a dataset ({len(existing)} files, e.g. "
-                         f"{existing[0]}); pass --skip_existing to resume it, --overwrite to replace it, "
-                         "or choose another directory")
-    leftovers = sorted(set(_match(output_dir, "records/*.tmp-*") + _match(output_dir, "*.tmp-*")))
-    plan = OutputPlan()
-    if skip_existing:
-        records = _existing_records(output_dir)
-        try:
-            outputs.check_existing_shards(records)
-            old_vocabulary = outputs.read_vocabulary(output_dir)
-            if old_vocabulary is None and records:
-                raise outputs.OutputError(
-                    f"--skip_existing: {output_dir} holds records but no vocabulary.csv, so their label indices "
-                    "cannot be kept; rebuild with --overwrite or into a new --output_dir")
-            if old_vocabulary is not None:
-                outputs.resumed_vocabulary(old_vocabulary, csv_labels or set(), output_dir)
-        except outputs.OutputError as e:
-            raise UsageError(str(e)) from e
-        plan = OutputPlan(run_tag=outputs.unique_run_tag(records) if records else "",
-                          keep_labels=tuple(old_vocabulary.names) if old_vocabulary else (),
-                          replaces=tuple(_match(output_dir, "failures-*")))
-        if leftovers:
-            outputs.delete(leftovers)
-    elif overwrite:
-        _delete_stats_first(existing + leftovers)
-    elif leftovers:
-        outputs.delete(leftovers)
-    return plan
-
-
-def write_vocabulary(output_dir: str, labels: set[str], keep_labels: tuple[str, ...]) -> None:
-    """Writes vocabulary.csv before any record exists, so a crashed run's records can be resumed safely."""
-    vocabulary = annotations.Vocabulary.from_labels(set(labels) | set(keep_labels))
-    fileio.write_atomically(FileSystems.join(output_dir, outputs.VOCABULARY_NAME), vocabulary.to_csv().encode("utf-8"))
 
 
 def _announce_synthetic() -> None:
@@ -432,10 +342,13 @@ def _private_tempdir():
 def _run_locked(pipeline_options, options: BuildOptions, *, input_format: str, input_rows: int,
                 csv_labels: set[str], files, local: bool, csv_splits=None) -> dict:
     """The part of `run` that holds the directory's build lock."""
-    plan = prepare_output_dir(options.output_dir, overwrite=options.overwrite,
-                              skip_existing=options.skip_existing, csv_labels=csv_labels)
     try:
-        write_vocabulary(options.output_dir, csv_labels, plan.keep_labels)
+        plan = outputs.prepare_output_dir(options.output_dir, overwrite=options.overwrite,
+                                          skip_existing=options.skip_existing, csv_labels=csv_labels)
+    except outputs.OutputError as e:
+        raise UsageError(str(e)) from e
+    try:
+        outputs.write_vocabulary(options.output_dir, csv_labels, plan.keep_labels)
     except Exception as e:  # pylint: disable=broad-except
         raise UsageError(f"--output_dir {options.output_dir} cannot be written: {type(e).__name__}: {e}") from e
     run_info = {

@@ -24,7 +24,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline import annotations, tfrecord
-from pipeline.fileio import delete, escape_glob, is_local
+from pipeline.fileio import delete, escape_glob, is_local, write_atomically
 
 LOCK_NAME = ".build.lock"
 VOCABULARY_NAME = "vocabulary.csv"
@@ -274,3 +274,92 @@ def unique_run_tag(existing: list[str]) -> str:
         n += 1
         tag = f"{base}x{n}"
     return tag
+
+
+# ---------------------------------------------------------------------------------------------
+# What a run does with its --output_dir (the launcher decides before any work).
+
+_OUTPUT_PATTERNS = ("records/*", "failures-*", "vocabulary.csv", "stats.json")
+
+
+def _match(output_dir: str, pattern: str) -> list[str]:
+    """Files of `output_dir` matching `pattern` (`name` or `records/name`); output_dir is taken literally."""
+    sub, _, name = pattern.rpartition("/")
+    return list_files(FileSystems.join(output_dir, sub) if sub else output_dir, name)
+
+
+def _existing_outputs(output_dir: str) -> list[str]:
+    return [path for pattern in _OUTPUT_PATTERNS for path in _match(output_dir, pattern)]
+
+
+def existing_records(output_dir: str) -> list[str]:
+    return _match(output_dir, "records/*.tfrecord")
+
+
+def _delete_stats_first(paths: list[str]) -> None:
+    # stats.json goes first: from then on the directory no longer looks like a finished build.
+    paths = sorted(set(paths), key=lambda path: not path.endswith("stats.json"))
+    if paths:
+        delete(paths)
+
+
+@dataclasses.dataclass
+class OutputPlan:
+    """What a run does with its --output_dir, decided before any work.
+
+    Attributes:
+      run_tag: names this run's record shards when earlier ones are kept.
+      keep_labels: the earlier vocabulary's names (--skip_existing), kept at their indices.
+      replaces: earlier failure shards, removed by the run's last step once its own are complete.
+    """
+
+    run_tag: str = ""
+    keep_labels: tuple[str, ...] = ()
+    replaces: tuple[str, ...] = ()
+
+
+def prepare_output_dir(output_dir: str, *, overwrite: bool, skip_existing: bool = False,
+                       csv_labels: set[str] | None = None) -> OutputPlan:
+    """Refuses to mix two builds in one directory unless told how; checks a resumed dataset first.
+
+    --overwrite clears the old dataset first (stats.json first, so it never looks finished).
+    --skip_existing keeps everything of the finished dataset until its replacement is complete:
+    every existing shard is checked (a corrupt one stops the run, named, before anything is
+    touched), the vocabulary is kept (a CSV whose labels would renumber existing records stops
+    the run), new shards get a unique run tag so they never overwrite earlier ones, and the old
+    failure report, vocabulary and stats are replaced only by the run's last step. Leftover
+    temporary files of a crashed run are removed. Raises OutputError.
+    """
+    existing = _existing_outputs(output_dir)
+    if existing and not (overwrite or skip_existing):
+        raise OutputError(f"--output_dir {output_dir} already holds a dataset ({len(existing)} files, e.g. "
+                         f"{existing[0]}); pass --skip_existing to resume it, --overwrite to replace it, "
+                         "or choose another directory")
+    leftovers = sorted(set(_match(output_dir, "records/*.tmp-*") + _match(output_dir, "*.tmp-*")))
+    plan = OutputPlan()
+    if skip_existing:
+        records = existing_records(output_dir)
+        check_existing_shards(records)
+        old_vocabulary = read_vocabulary(output_dir)
+        if old_vocabulary is None and records:
+            raise OutputError(
+                f"--skip_existing: {output_dir} holds records but no vocabulary.csv, so their label indices "
+                "cannot be kept; rebuild with --overwrite or into a new --output_dir")
+        if old_vocabulary is not None:
+            resumed_vocabulary(old_vocabulary, csv_labels or set(), output_dir)
+        plan = OutputPlan(run_tag=unique_run_tag(records) if records else "",
+                          keep_labels=tuple(old_vocabulary.names) if old_vocabulary else (),
+                          replaces=tuple(_match(output_dir, "failures-*")))
+        if leftovers:
+            delete(leftovers)
+    elif overwrite:
+        _delete_stats_first(existing + leftovers)
+    elif leftovers:
+        delete(leftovers)
+    return plan
+
+
+def write_vocabulary(output_dir: str, labels: set[str], keep_labels: tuple[str, ...]) -> None:
+    """Writes vocabulary.csv before any record exists, so a crashed run's records can be resumed safely."""
+    vocabulary = annotations.Vocabulary.from_labels(set(labels) | set(keep_labels))
+    write_atomically(FileSystems.join(output_dir, VOCABULARY_NAME), vocabulary.to_csv().encode("utf-8"))

@@ -110,14 +110,14 @@ def test_empty_shard_slots_get_an_empty_index(tmp_path):
 
 
 def test_overwrite_deletes_indexes_and_resume_inspect_see_only_shards(tmp_path):
-    from pipeline import build, inspect
+    from pipeline import inspect, outputs
 
     path = _write_shard(tmp_path, IDS)
     (tmp_path / "vocabulary.csv").write_text("Index,Name\n")
     (tmp_path / "stats.json").write_text("{}")
-    assert build._existing_records(str(tmp_path)) == [path]  # the index is not a shard to resume from
+    assert outputs.existing_records(str(tmp_path)) == [path]  # the index is not a shard to resume from
     assert inspect.expand_paths(str(tmp_path)) == [path]  # inspect and report read shards only
-    plan = build.prepare_output_dir(str(tmp_path), overwrite=False, skip_existing=True, csv_labels=set())
+    plan = outputs.prepare_output_dir(str(tmp_path), overwrite=False, skip_existing=True, csv_labels=set())
     assert plan.run_tag and os.path.exists(shardindex.index_path(path))  # resume keeps it
-    build.prepare_output_dir(str(tmp_path), overwrite=True)
+    outputs.prepare_output_dir(str(tmp_path), overwrite=True)
     assert os.listdir(tmp_path / "records") == []  # --overwrite removed the shard and its index
