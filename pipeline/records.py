@@ -7,15 +7,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from pipeline import example_proto as train
+
 RGB_BYTES = 1024
 AUDIO_BYTES = 128
 MAX_STEPS = 300
-
-
-def _tf():
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
-    return tf
 
 
 @dataclasses.dataclass
@@ -39,42 +35,41 @@ class ClipFeatures:
 
 def build_sequence_example(clip: ClipFeatures) -> bytes:
     """Serializes one clip in the YouTube-8M layout, with mean_rgb/mean_audio and a few extras."""
-    tf = _tf()
     steps = clip.rgb_quantized.shape[0]
     if not 1 <= steps <= MAX_STEPS or clip.audio_quantized.shape[0] != steps:
         raise ValueError(f"{clip.clip_id}: rgb has {steps} steps, audio {clip.audio_quantized.shape[0]}; "
                          f"both must be equal and in 1..{MAX_STEPS}")
     if clip.rgb_quantized.shape[1:] != (RGB_BYTES,) or clip.audio_quantized.shape[1:] != (AUDIO_BYTES,):
         raise ValueError(f"{clip.clip_id}: feature sizes {clip.rgb_quantized.shape} / {clip.audio_quantized.shape}")
-    feature = tf.train.Feature
+    feature = train.Feature
     context = {
-        "id": feature(bytes_list=tf.train.BytesList(value=[clip.clip_id.encode("utf-8")])),
-        "labels": feature(int64_list=tf.train.Int64List(value=sorted(int(i) for i in clip.labels))),
-        "mean_rgb": feature(float_list=tf.train.FloatList(value=np.asarray(clip.rgb, np.float32).mean(0).tolist())),
-        "mean_audio": feature(float_list=tf.train.FloatList(
+        "id": feature(bytes_list=train.BytesList(value=[clip.clip_id.encode("utf-8")])),
+        "labels": feature(int64_list=train.Int64List(value=sorted(int(i) for i in clip.labels))),
+        "mean_rgb": feature(float_list=train.FloatList(value=np.asarray(clip.rgb, np.float32).mean(0).tolist())),
+        "mean_audio": feature(float_list=train.FloatList(
             value=np.asarray(clip.audio, np.float32).mean(0).tolist())),
     }
     if clip.label_names:
-        context["label_names"] = feature(bytes_list=tf.train.BytesList(
+        context["label_names"] = feature(bytes_list=train.BytesList(
             value=[n.encode("utf-8") for n in clip.label_names]))
     if clip.source:
-        context["source"] = feature(bytes_list=tf.train.BytesList(value=[clip.source.encode("utf-8")]))
+        context["source"] = feature(bytes_list=train.BytesList(value=[clip.source.encode("utf-8")]))
     for key, value in (("start_us", clip.start_us), ("end_us", clip.end_us), ("duration_us", clip.duration_us)):
         if value is not None:
-            context[key] = feature(int64_list=tf.train.Int64List(value=[int(value)]))
+            context[key] = feature(int64_list=train.Int64List(value=[int(value)]))
 
     def feature_list(rows: np.ndarray):
-        return tf.train.FeatureList(feature=[
-            feature(bytes_list=tf.train.BytesList(value=[row.tobytes()])) for row in np.asarray(rows, np.uint8)])
+        return train.FeatureList(feature=[
+            feature(bytes_list=train.BytesList(value=[row.tobytes()])) for row in np.asarray(rows, np.uint8)])
 
     if clip.video_level:
-        # A SequenceExample with only its context serializes to the same bytes as a tf.train.Example
+        # A SequenceExample with only its context serializes to the same bytes as a train.Example
         # with those features (both are field 1), so the video-level readers parse it either way.
-        context_only = tf.train.SequenceExample(context=tf.train.Features(feature=context))
+        context_only = train.SequenceExample(context=train.Features(feature=context))
         return context_only.SerializeToString(deterministic=True)  # cmp-able across runs
-    example = tf.train.SequenceExample(
-        context=tf.train.Features(feature=context),
-        feature_lists=tf.train.FeatureLists(feature_list={
+    example = train.SequenceExample(
+        context=train.Features(feature=context),
+        feature_lists=train.FeatureLists(feature_list={
             "rgb": feature_list(clip.rgb_quantized),
             "audio": feature_list(clip.audio_quantized),
         }))
@@ -101,8 +96,7 @@ class ParsedRecord:
 
 def parse_sequence_example(data: bytes) -> ParsedRecord:
     """Parses with the protobuf API (no schema), keeping everything needed to check SPEC §1."""
-    tf = _tf()
-    example = tf.train.SequenceExample.FromString(data)
+    example = train.SequenceExample.FromString(data)
     ctx = example.context.feature
     clip_id = ctx["id"].bytes_list.value[0].decode("utf-8", "replace") if "id" in ctx and \
         ctx["id"].bytes_list.value else ""
@@ -140,7 +134,7 @@ def check_record(data: bytes) -> ParsedRecord:
     except RecordError:
         raise
     except Exception as e:  # a protobuf decode error: not a SequenceExample at all
-        raise RecordError("?", f"not a tf.train.SequenceExample ({e})") from e
+        raise RecordError("?", f"not a train.SequenceExample ({e})") from e
     if not rec.clip_id:
         raise RecordError(rec.clip_id, "context `id` is missing or empty")
     if "labels" not in rec.context_keys:

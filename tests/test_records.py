@@ -1,5 +1,7 @@
 """The YouTube-8M record layout: building, the starter code's parsing spec, and checks."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import references
@@ -84,3 +86,53 @@ def test_the_same_clip_serializes_to_the_same_bytes_in_any_process():
                               env={**__import__("os").environ, "PYTHONHASHSEED": str(seed)}).stdout.split()[-1]
                for seed in (1, 2, 3)}
     assert len(digests) == 1, digests
+
+
+@pytest.mark.parametrize("video_level", [False, True])
+def test_records_are_byte_for_byte_tensorflows_messages(video_level):
+    """pipeline.example_proto declares tf.train's messages itself: same bytes both ways."""
+    import tensorflow as tf
+
+    from pipeline import example_proto
+
+    clip = dataclasses.replace(make_clip(steps=3), video_level=video_level)
+    ours = records.build_sequence_example(clip)
+    theirs = tf.train.SequenceExample.FromString(ours)
+    assert theirs.SerializeToString(deterministic=True) == ours
+    # the values, not just the bytes (a wrong field number would survive a round trip as unknown fields)
+    assert theirs.context.feature["labels"].int64_list.value == [2, 5]
+    np.testing.assert_array_equal(np.asarray(theirs.context.feature["mean_rgb"].float_list.value, np.float32),
+                                  clip.rgb.mean(0))
+    assert theirs.context.feature["id"].bytes_list.value == [b"clip-1"]
+    assert example_proto.SequenceExample.FromString(ours).SerializeToString(deterministic=True) == ours
+    assert len(theirs.feature_lists.feature_list["rgb"].feature) == (0 if video_level else 3)
+    # and a message TensorFlow builds reads back through ours unchanged (packed floats, int64s, the oneof)
+    made = tf.train.SequenceExample()
+    made.context.feature["f"].float_list.value.extend([0.5, -1.25])
+    made.context.feature["i"].int64_list.value.extend([-(2 ** 63), 2 ** 63 - 1])
+    made.feature_lists.feature_list["b"].feature.add().bytes_list.value.append(b"\0\xff")
+    data = made.SerializeToString(deterministic=True)
+    parsed = example_proto.SequenceExample.FromString(data)
+    assert parsed.SerializeToString(deterministic=True) == data
+    assert list(parsed.context.feature["f"].float_list.value) == [0.5, -1.25]
+    assert list(parsed.context.feature["i"].int64_list.value) == [-(2 ** 63), 2 ** 63 - 1]
+    assert parsed.context.feature["f"].WhichOneof("kind") == "float_list"
+    assert list(parsed.feature_lists.feature_list["b"].feature[0].bytes_list.value) == [b"\0\xff"]
+    example = tf.train.Example(features=tf.train.Features(feature={"x": tf.train.Feature(
+        bytes_list=tf.train.BytesList(value=[b"y"]))}))
+    data = example.SerializeToString()
+    assert example_proto.Example.FromString(data).features.feature["x"].bytes_list.value == [b"y"]
+
+
+def test_building_checking_and_resuming_records_never_imports_tensorflow():
+    """Only the process that hosts a model needs TensorFlow; record workers stay lean."""
+    import subprocess
+    import sys
+
+    script = ("import sys; sys.path.insert(0, 'tests'); from test_records import make_clip; "
+              "from pipeline import records; from transforms import assemble, decode, resume, write; "
+              "data = records.build_sequence_example(make_clip(steps=2)); records.check_record(data); "
+              "assert resume.record_id(data) == 'clip-1'; "
+              "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.split("\n")[-2] == "[]", out

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import apache_beam as beam
 
+from pipeline import example_proto
 from transforms import isolation, metrics
 
 
 def record_id(serialized: bytes) -> str:
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
-    example = tf.train.SequenceExample.FromString(serialized)
+    example = example_proto.SequenceExample.FromString(serialized)
     return example.context.feature["id"].bytes_list.value[0].decode("utf-8")
 
 
