@@ -174,11 +174,6 @@ def harness_log_args(argv: list[str]) -> list[str]:
     return extra
 
 
-def in_sdk_worker() -> bool:
-    """True inside a Beam SDK worker process started by the local runner (or by Dataflow)."""
-    return "CONTROL_API_SERVICE_DESCRIPTOR" in os.environ and "PIPELINE_OPTIONS" in os.environ
-
-
 @contextlib.contextmanager
 def _stderr_fd_captured() -> Iterator[list[str]]:
     """Redirects file descriptor 2 (C++ writes too) into a temporary file for the block.

@@ -21,8 +21,8 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunInference
 
+from pipeline import logs
 from pipeline.models import registry, tf_setup
-
 
 # A frame up to this size counts as one element of a batch; a bigger one (a stranger's 40 MP video)
 # counts as several, so a batch of native frames stays within batch_size x 8 MiB of memory.
@@ -60,6 +60,7 @@ class _FeatureModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
         return max(1, self._sharing.copies)
 
     def load_model(self):
+        logs.import_tensorflow()  # only a process that hosts a model imports it; without its start-up lines
         # Before this process's first TensorFlow op: the threads of a copy on this machine.
         intra, inter = tf_setup.configure(self._sharing)
         files = registry.resolve(self._config)
