@@ -1,6 +1,7 @@
 """The fetch stage (FetchClips) and fetch-only builds (--features none), issue 12 items 2 and 6."""
 
 import csv
+import dataclasses
 import glob
 import json
 import os
@@ -14,6 +15,7 @@ from pipeline import build, inspect, media, report
 from pipeline.annotations import ClipRequest
 from pipeline.errors import ClipError
 from pipeline.loopback import LoopbackServer
+from transforms.fetch import ClipFetcher, Fetched
 from transforms.fetch_stage import FetchClips, FetchedClip
 from transforms.progress import PROGRESS_DIR_ENV
 
@@ -45,7 +47,7 @@ class _FakeFetcher:
         path = os.path.join(tmp, "x.webm")
         with open(path, "wb") as f:
             f.write(b"v" * self.size)
-        return path, 0.5, 2.0, {"bytes": self.size, "seconds": 0.1, "attempts": 1, "method": "section"}
+        return Fetched(path, 0.5, 2.0, {"bytes": self.size, "seconds": 0.1, "attempts": 1, "method": "section"})
 
     def count_figures(self, figures):
         self.counted.append(figures)
@@ -109,6 +111,50 @@ def test_fetch_stage_turns_an_unexpected_error_into_its_failure_line():
     assert not main
     assert sorted((f["id"], f["stage"], f["reason"]) for f in failures) == [
         ("c0", "fetch", "internal_error"), ("c1", "fetch", "internal_error")]
+
+
+def _decode_outputs(element: FetchedClip, **kw) -> tuple[int, list]:
+    """Runs DecodeClips on one element: (RGB steps, failure dicts)."""
+    from transforms.decode import DecodeClips
+
+    steps, failures = 0, []
+    for out in DecodeClips(base_dir=".", audio_mode="zeros", **kw).process(element):
+        steps += out.tag == DecodeClips.RGB
+        if out.tag == DecodeClips.FAILURES:
+            failures.append(out.value)
+    return steps, failures
+
+
+def test_a_fetched_clip_is_probed_once_by_the_fetcher_not_again_by_the_decoder(tmp_path, served, monkeypatch):
+    from pipeline import fetch, probe
+
+    server, _ = served
+    config = fetch.FetchConfig(url_template=server.url + "/videos/{id}.mp4", socket_timeout=5.0, max_attempts=1)
+    clip = ClipRequest(clip_id="c", source="youtube", video=OK_ID, start=2.0, end=4.0, labels=("a",), split="val",
+                       row=1, fields={})
+    probed = []
+    real_read_header = probe.read_header
+
+    def counting_read_header(target, **kw):
+        probed.append(target)
+        return real_read_header(target, **kw)
+
+    monkeypatch.setattr(probe, "read_header", counting_read_header)
+    [element], failures = _run_dofn(FetchClips(fetcher=ClipFetcher(config=config)), [clip])
+    assert not failures and element.header is not None and element.header.has_video
+    assert element.header.stderr == ""  # ffmpeg's text stays behind: the element carries the facts only
+    fetcher_probes = len(probed)
+    assert fetcher_probes >= 1
+    steps, failures = _decode_outputs(element)
+    assert not failures and steps == 2
+    assert len(probed) == fetcher_probes  # the decoder checked the fetcher's header instead of probing again
+
+    # The decoder's checks still hold on a carried header: frame caps, and a missing header means a probe.
+    steps, failures = _decode_outputs(element, max_frame_side=100)
+    assert steps == 0 and [f["reason"] for f in failures] == ["too_large"]
+    assert len(probed) == fetcher_probes
+    steps, failures = _decode_outputs(dataclasses.replace(element, header=None))
+    assert not failures and steps == 2 and len(probed) == fetcher_probes + 1
 
 
 # --------------------------------------------------------------------------- fetch-only builds

@@ -14,6 +14,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline import media
 from pipeline.annotations import ClipRequest
 from pipeline.errors import ClipError, failure_record
+from pipeline.probe import ProbeResult, check_decodable
 from transforms import isolation, metrics
 from transforms.fetch_stage import FetchedClip
 from transforms.progress import PROGRESS
@@ -71,16 +72,16 @@ class DecodeClips(beam.DoFn):
         stage = "decode"
         try:
             with tempfile.TemporaryDirectory(prefix="clip-") as tmp:
-                fetch = None
+                fetch = header = None
                 untrusted = True  # a stranger chose these bytes: strict ffmpeg whitelists
                 if isinstance(element, FetchedClip) and element.fetched:
                     uri = self._fetched_media(element, tmp)
-                    start, duration, fetch = element.start, element.duration, element.fetch
+                    start, duration, fetch, header = element.start, element.duration, element.fetch, element.header
                 elif clip.source == "youtube":
                     stage = "fetch"
                     if self._fetcher is None:
                         raise ClipError("unsupported_source", "YouTube rows need a fetcher", stage="fetch")
-                    uri, start, duration, fetch = self._fetcher.fetch(clip, tmp)
+                    uri, start, duration, fetch, header = self._fetcher.fetch(clip, tmp)
                     stage = "decode"
                 else:
                     source = resolve_video_path(clip.video, self._base_dir)
@@ -88,7 +89,8 @@ class DecodeClips(beam.DoFn):
                     untrusted = uri != source
                     start = clip.start or 0.0
                     duration = (clip.end - start) if clip.end is not None else None
-                yield from self._decode(clip, uri, start=start, duration=duration, fetch=fetch, untrusted=untrusted)
+                yield from self._decode(clip, uri, start=start, duration=duration, fetch=fetch, untrusted=untrusted,
+                                        header=header)
         except ClipError as e:
             PROGRESS.record(ok=False, total=self._expected)
             metrics.count_failure(e.reason)
@@ -143,11 +145,15 @@ class DecodeClips(beam.DoFn):
         return local
 
     def _decode(self, clip: ClipRequest, uri: str, *, start: float, duration: float | None, fetch: dict | None,
-                untrusted: bool = False):
+                untrusted: bool = False, header: ProbeResult | None = None):
         from pipeline import audio  # pylint: disable=import-outside-toplevel
 
-        info = media.probe(uri, timeout_s=self._timeout_s, max_frame_side=self._max_frame_side,
-                           max_frame_pixels=self._max_frame_pixels, untrusted=untrusted)
+        if header is not None:  # the fetcher probed these very bytes (strict whitelists): check, don't re-run
+            info = check_decodable(header, uri, max_frame_side=self._max_frame_side,
+                                   max_frame_pixels=self._max_frame_pixels)
+        else:
+            info = media.probe(uri, timeout_s=self._timeout_s, max_frame_side=self._max_frame_side,
+                               max_frame_pixels=self._max_frame_pixels, untrusted=untrusted)
         zeros = self._audio_mode == "zeros"
         decoder = media.ClipDecoder(uri, start=start, duration=duration, has_audio=info.has_audio and not zeros,
                                     timeout_s=self._timeout_s, frames_per_second=self._frames_per_second,

@@ -6,14 +6,17 @@ import os
 import re
 import shutil
 import subprocess
+import dataclasses
 import threading
 import uuid
+from typing import NamedTuple
 
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline import fileio, media
 from pipeline.annotations import ClipRequest
 from pipeline.errors import ClipError
+from pipeline.probe import ProbeResult
 from transforms import metrics
 
 _SEMAPHORES: dict[int, threading.BoundedSemaphore] = {}
@@ -52,6 +55,31 @@ def clip_path(clips_dir: str, clip: ClipRequest) -> str:
     return path
 
 
+class Fetched(NamedTuple):
+    """One fetched row, as `ClipFetcher.fetch` returns it.
+
+    Attributes:
+      path: the local media file.
+      start: seconds from the file's beginning to the clip's start (the decoder seeks there).
+      duration: seconds of the clip, or None for the rest of the file.
+      figures: fetch figures for stats.json (bytes, seconds, attempts, method).
+      header: the file's header as the fetcher probed it (strict whitelists), when `path` is the
+        file it probed; the decoder checks it instead of probing the same bytes again. None for a
+        reused kept clip or one re-cut after the probe.
+    """
+
+    path: str
+    start: float
+    duration: float | None
+    figures: dict
+    header: ProbeResult | None = None
+
+
+def lean_header(header: ProbeResult | None) -> ProbeResult | None:
+    """A successful probe without ffmpeg's text (only a failed one's message reads it), to travel light."""
+    return dataclasses.replace(header, stderr="") if header is not None and header.ok else None
+
+
 class ClipFetcher:
     """Turns a YouTube ClipRequest into a local media file, its start offset and duration."""
 
@@ -72,8 +100,8 @@ class ClipFetcher:
     def setup(self) -> None:
         self._semaphore = _process_semaphore(self._concurrency)
 
-    def fetch(self, clip: ClipRequest, tmp: str, *, count: bool = True) -> tuple[str, float, float | None, dict]:
-        """Returns (local path, start offset, duration or None, fetch figures). Raises ClipError.
+    def fetch(self, clip: ClipRequest, tmp: str, *, count: bool = True) -> Fetched:
+        """Fetches (or finds kept) the row's clip. Raises ClipError.
 
         With `count=False` no metric is touched (Beam metrics only count in the thread running the
         bundle, so the FetchClips stage fetches in its pool and calls `count_figures` itself).
@@ -86,8 +114,8 @@ class ClipFetcher:
                 self._reused.inc()
             # A kept clip starts at `start`; the clip still ends at `end` (a section can hold a frame past it).
             duration = (clip.end - (clip.start or 0.0)) if clip.end is not None else None
-            return _local_copy(kept, tmp), 0.0, duration, {"bytes": 0, "seconds": 0.0, "attempts": 0,
-                                                          "method": "kept"}
+            return Fetched(_local_copy(kept, tmp), 0.0, duration, {"bytes": 0, "seconds": 0.0, "attempts": 0,
+                                                                   "method": "kept"})
         with self._semaphore or _process_semaphore(self._concurrency):
             result = fetch_clip(video_id=clip.video, start=clip.start or 0.0, end=clip.end, work_dir=tmp,
                                 config=self._config)
@@ -95,14 +123,16 @@ class ClipFetcher:
                    "method": result.method}
         if count:
             self.count_figures(figures)
+        header = lean_header(result.probe)
         if not kept:
-            return result.path, result.start_offset, result.duration, figures
-        trimmed = result.path
+            return Fetched(result.path, result.start_offset, result.duration, figures, header)
         if result.method != "section" or result.start_offset > 0:
             trimmed = os.path.join(tmp, f"trimmed-{uuid.uuid4().hex}.mp4")
             _trim(result.path, trimmed, start=result.start_offset, duration=result.duration)
-        _store(trimmed, kept)
-        return trimmed, 0.0, result.duration, figures
+            _store(trimmed, kept)
+            return Fetched(trimmed, 0.0, result.duration, figures)  # a new file: its header is not the probed one
+        _store(result.path, kept)
+        return Fetched(result.path, 0.0, result.duration, figures, header)
 
     def count_figures(self, figures: dict) -> None:
         """Counts one clip's fetch figures (from `fetch`) in the run's metrics; call it in the bundle's thread."""

@@ -39,6 +39,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 from pipeline import media
 from pipeline.annotations import ClipRequest
 from pipeline.errors import ClipError, failure_record
+from pipeline.probe import ProbeResult
 from transforms import isolation, metrics
 from transforms.fetch import ClipFetcher, _store, _trim, clip_path
 from transforms.progress import PROGRESS
@@ -61,6 +62,8 @@ class FetchedClip:
       start: seconds from the beginning of the media to the clip's start (the decoder seeks there).
       duration: seconds of the clip, or None for the rest of the media.
       fetch: fetch figures (bytes, seconds, attempts, method), None for rows not fetched here.
+      header: the media's header as the fetcher probed it, when the media is that very file;
+        DecodeClips checks it (`pipeline.probe.check_decodable`) instead of probing again.
     """
 
     clip: ClipRequest
@@ -70,6 +73,7 @@ class FetchedClip:
     start: float = 0.0
     duration: float | None = None
     fetch: dict | None = None
+    header: ProbeResult | None = None
 
     @property
     def fetched(self) -> bool:
@@ -192,9 +196,10 @@ class FetchClips(beam.DoFn):
             kept = clip_path(self._clips_dir, clip)
             if FileSystems.exists(kept):
                 return FetchedClip(clip=clip, path=kept, duration=section_duration(clip), fetch=dict(_KEPT_FIGURES))
-            _, _, duration, figures = self._fetcher.fetch(clip, tmp, count=False)
-            return FetchedClip(clip=clip, path=kept, duration=duration, fetch=figures)
-        path, start, duration, figures = self._fetcher.fetch(clip, tmp, count=False)
+            fetched = self._fetcher.fetch(clip, tmp, count=False)
+            return FetchedClip(clip=clip, path=kept, duration=fetched.duration, fetch=fetched.figures,
+                               header=fetched.header)
+        path, start, duration, figures, header = self._fetcher.fetch(clip, tmp, count=False)
         size = os.path.getsize(path)
         if size > self._max_bytes:
             raise ClipError("too_large", f"the fetched media is {size:,} bytes, over --fetch_max_bytes "
@@ -204,7 +209,7 @@ class FetchClips(beam.DoFn):
         with open(path, "rb") as f:
             data = f.read()
         return FetchedClip(clip=clip, data=data, suffix=os.path.splitext(path)[1] or ".mp4", start=start,
-                           duration=duration, fetch=figures)
+                           duration=duration, fetch=figures, header=header)
 
     def _keep(self, clip: ClipRequest, tmp: str) -> dict:
         """Fetch-only: the row's clip into --clips_dir; returns the kept-clip dict of stats.json."""
@@ -212,7 +217,7 @@ class FetchClips(beam.DoFn):
         figures = dict(_KEPT_FIGURES)
         if not FileSystems.exists(kept):
             if clip.source == "youtube":
-                _, _, _, figures = self._fetcher.fetch(clip, tmp, count=False)
+                figures = self._fetcher.fetch(clip, tmp, count=False).figures
             else:
                 figures = keep_video_row(clip, kept, tmp, base_dir=self._base_dir, fetcher=self._fetcher)
         return {"id": clip.clip_id, "path": kept, "reused": figures["method"] == "kept", "fetch": figures}
