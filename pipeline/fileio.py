@@ -19,8 +19,9 @@ import contextlib
 import os
 import posixpath
 import shutil
+import tempfile
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
 
 TEMP_MARKER = ".tmp-"
@@ -94,6 +95,39 @@ def write_atomically(path: str, data: bytes | str) -> None:
     """Writes a whole file (str as UTF-8) with `atomic_write`: readers see the old file or the new one."""
     with atomic_write(path) as handle:
         handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+
+
+@contextlib.contextmanager
+def publish_local_directory(directory: str, *, already_there: Callable[[], bool]) -> Iterator[str]:
+    """A private sibling folder that becomes `directory` in one rename when the block completes.
+
+    For a set of files that must appear together or not at all (generated model artifacts):
+    fill the yielded folder; on a clean exit its files are made world-readable and the folder
+    is renamed to `directory`. Of concurrent writers the first rename wins; a later one's
+    rename fails because `directory` is no longer empty, and its copy is discarded when
+    `already_there()` then finds an equivalent set there (else the error propagates). On an
+    exception nothing is published. Local paths only (an object store has no directory rename).
+
+    Args:
+        directory: The folder to publish; absent or empty.
+        already_there: Whether `directory` now holds what this writer would have published.
+    """
+    parent = os.path.dirname(os.path.abspath(directory))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(directory)}{TEMP_MARKER}")
+    try:
+        yield staging
+        for name in os.listdir(staging):
+            os.chmod(os.path.join(staging, name), 0o644)
+        os.chmod(staging, 0o755)
+        try:
+            os.replace(staging, directory)
+        except OSError:
+            if not already_there():
+                raise
+    finally:
+        if os.path.exists(staging):
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 @contextlib.contextmanager

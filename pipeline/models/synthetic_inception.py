@@ -13,13 +13,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
 
+from pipeline import fileio
 from pipeline.errors import ModelArtifactError
 from pipeline.models import tf_setup
 from pipeline.models.inception import (
@@ -160,25 +159,6 @@ def _strip_resize_defaults(graph_def: tf.compat.v1.GraphDef) -> None:
             del node.attr["half_pixel_centers"]
 
 
-def _write_bytes_atomically(path: str, data: bytes) -> None:
-    if "://" in path:  # Object stores publish an object only once it is fully written.
-        with tf.io.gfile.GFile(path, "wb") as handle:
-            handle.write(data)
-        return
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temp_path = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.chmod(temp_path, 0o644)
-        os.replace(temp_path, path)
-    except BaseException:
-        if os.path.exists(temp_path):
-            os.remove(temp_path)
-        raise
-
-
 def build_graph_def(network: Callable[[GraphBuilder, tf.Tensor], tf.Tensor], *, seed: int,
                     random_batch_norm: bool) -> tf.compat.v1.GraphDef:
     """A GraphDef in the official 2015 layout around ``network``, with seeded random weights.
@@ -307,7 +287,7 @@ def write_graph_def(path: str, graph_def: tf.compat.v1.GraphDef) -> None:
         path: Where to write.
         graph_def: The graph, e.g. from ``build_graph_def``.
     """
-    _write_bytes_atomically(path, graph_def.SerializeToString(deterministic=True))
+    fileio.write_atomically(path, graph_def.SerializeToString(deterministic=True))
 
 
 def write_synthetic_graph(path: str, *, seed: int) -> None:
@@ -447,10 +427,8 @@ def write_synthetic_rgb_artifacts(directory: str, *, seed: int) -> None:
     if _check_existing(directory, seed):
         return
     tf_setup.configure()  # before this process's first op, if it is the first
-    parent = os.path.dirname(directory)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(directory)}.tmp-")
-    try:
+    # Readers see all files or none; of concurrent writers of this seed the first one's set stays.
+    with fileio.publish_local_directory(directory, already_there=lambda: _check_existing(directory, seed)) as staging:
         graph_path = os.path.join(staging, GRAPH_FILE_NAME)
         write_synthetic_graph(graph_path, seed=seed)
         model = InceptionV3Features.from_graph_def_file(graph_path)
@@ -464,15 +442,3 @@ def write_synthetic_rgb_artifacts(directory: str, *, seed: int) -> None:
         np.save(os.path.join(staging, PCA_EIGENVALS_FILE_NAME), eigenvals)
         with open(os.path.join(staging, SYNTHETIC_MARKER_FILE_NAME), "w", encoding="utf-8") as handle:
             json.dump({"seed": seed, "model": "inception-v3 with random weights", "synthetic": True}, handle)
-        for name in os.listdir(staging):
-            os.chmod(os.path.join(staging, name), 0o644)
-        os.chmod(staging, 0o755)
-        try:
-            os.replace(staging, directory)
-        except OSError:
-            # Another writer renamed its copy first (the destination is no longer empty).
-            if not _check_existing(directory, seed):
-                raise
-    finally:
-        if os.path.exists(staging):
-            shutil.rmtree(staging, ignore_errors=True)
