@@ -30,6 +30,7 @@ import sys
 
 from pipeline import fileio, inspect, records
 from pipeline.plots import COLORS, hbar_chart, histogram_chart, line_chart
+from pipeline.progress_line import format_bytes
 
 MAX_LABEL_BARS = 40
 MAX_FAILURE_EXAMPLES = 20
@@ -194,14 +195,6 @@ def _fmt(value: object) -> str:
         return f"{value:,.3f}".rstrip("0").rstrip(".")
     if isinstance(value, dict):
         return ", ".join(f"{k}: {_fmt(v)}" for k, v in value.items()) or "—"
-    return str(value)
-
-
-def _bytes(value: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(value) < 1000 or unit == "TB":
-            return f"{value:,.1f} {unit}" if unit != "B" else f"{value:,.0f} B"
-        value /= 1000
     return str(value)
 
 
@@ -393,18 +386,18 @@ def _fetch_section(datasets: list[Dataset]) -> str:
         suffix = "" if i == 0 else f"-{i + 1}"
         rows = []
         for key, value in _flatten("", fetch):
-            text = _bytes(value) if "bytes" in key and isinstance(value, (int, float)) else _fmt(value)
+            text = format_bytes(value) if "bytes" in key and isinstance(value, (int, float)) else _fmt(value)
             rows.append(f"<tr><th>{_esc(key)}</th><td>{_esc(text)}</td></tr>")
         total_bytes = next((fetch[k] for k in ("bytes_downloaded", "bytes", "total_bytes")
                             if isinstance(fetch.get(k), (int, float))), None)
         seconds = next((fetch[k] for k in ("seconds", "fetch_seconds", "total_seconds")
                         if isinstance(fetch.get(k), (int, float))), None)
         if total_bytes is not None and seconds:
-            rows.append(f"<tr><th>throughput (bytes / fetch seconds)</th><td>{_esc(_bytes(total_bytes / seconds))}/s"
-                        "</td></tr>")
+            rate = format_bytes(total_bytes / seconds)
+            rows.append(f"<tr><th>throughput (bytes / fetch seconds)</th><td>{_esc(rate)}/s</td></tr>")
         clips = fetch.get("clips_fetched")
         if isinstance(clips, (int, float)) and clips:
-            per_clip = [f"{_bytes(total_bytes / clips)}" if total_bytes is not None else "",
+            per_clip = [f"{format_bytes(total_bytes / clips)}" if total_bytes is not None else "",
                         f"{seconds / clips:,.2f} s" if seconds is not None else ""]
             rows.append(f"<tr><th>per fetched clip</th><td>{_esc(', '.join(p for p in per_clip if p))}</td></tr>")
         parts.append(f"<h3>{_esc(data.name)}</h3><table class=\"summary\">{''.join(rows)}</table>")
@@ -454,16 +447,9 @@ def render(datasets: list[Dataset]) -> str:
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     body = [f"<h1>Frame-level dataset report: {_esc(names)}</h1>",
             f"<p>Generated {now} by <code>python -m pipeline.report</code>.</p>"]
-    body += _warnings(datasets)
-    body.append("<h2>Summary</h2>")
-    body.append(_summary_table(datasets))
-    body.append(_labels_section(datasets))
-    body.append(_steps_section(datasets))
-    body.append(_failures_section(datasets))
-    body.append(_features_section(datasets))
-    body.append(_fetch_section(datasets))
-    body.append(_violations_section(datasets))
-    body.append(_stats_details(datasets))
+    body += [*_warnings(datasets), "<h2>Summary</h2>"]
+    body += [section(datasets) for section in (_summary_table, _labels_section, _steps_section, _failures_section,
+                                               _features_section, _fetch_section, _violations_section, _stats_details)]
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Report: {_esc(names)}</title>'
             f"<style>{_CSS}</style></head><body>\n" + "\n".join(part for part in body if part) + "\n</body></html>\n")
 

@@ -249,9 +249,9 @@ def test_sampling_note_and_fetch_section(ours, tmp_path):
     assert "SYNTHETIC" not in text
     assert 'class="note sampling"' in text and "--max_records 2" in text
     assert sum(float(b.get("data-value")) for b in _bars(svgs["plot-steps"])) == 2
-    assert "Fetching" in text and "5.0 MB" in text and "2.5 MB/s" in text
+    assert "Fetching" in text and "4.8 MiB" in text and "2.4 MiB/s" in text
     assert len(_bars(svgs["plot-fetch-bytes_by_method"])) == 2
-    assert "1.0 MB, 0.40 s" in text  # per fetched clip
+    assert "976.6 KiB, 0.40 s" in text  # per fetched clip
     # A build from local files records all-zero fetch figures: no section.
     stats["fetch"] = {"clips_fetched": 0, "bytes_downloaded": 0, "seconds": 0.0}
     (d / "stats.json").write_text(json.dumps(stats))

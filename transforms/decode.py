@@ -6,6 +6,8 @@ import os
 import posixpath
 import shutil
 import tempfile
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import apache_beam as beam
 import numpy as np
@@ -17,6 +19,9 @@ from pipeline.errors import ClipError, failure_record
 from pipeline.probe import ProbeResult, check_decodable
 from transforms import isolation, metrics
 from transforms.fetch_stage import FetchedClip
+
+if TYPE_CHECKING:
+    from transforms.fetch import ClipFetcher
 from transforms.progress import PROGRESS
 
 
@@ -46,8 +51,8 @@ class DecodeClips(beam.DoFn):
     META = "meta"
     FAILURES = "failures"
 
-    def __init__(self, *, base_dir: str, timeout_s: float = 120.0, fetcher=None, expected: int | None = None,
-                 frames_per_second: float = 1.0, audio_mode: str = "vggish",
+    def __init__(self, *, base_dir: str, timeout_s: float = 120.0, fetcher: ClipFetcher | None = None,
+                 expected: int | None = None, frames_per_second: float = 1.0, audio_mode: str = "vggish",
                  max_frame_side: int = media.MAX_FRAME_SIDE, max_frame_pixels: int = media.MAX_FRAME_PIXELS):
         self._base_dir = base_dir
         self._frames_per_second = frames_per_second
@@ -61,13 +66,17 @@ class DecodeClips(beam.DoFn):
         self._silent = metrics.counter("clips_without_audio")
         self._seconds = metrics.distribution("clip_seconds")
 
-    def setup(self):
+    def setup(self) -> None:
+        """Readies the fetcher of YouTube rows that reach the decoder unfetched (no TensorFlow here)."""
         # No TensorFlow here: frames leave as uint8 and are resized in the model's process.
         if self._fetcher is not None:
             self._fetcher.setup()
 
-    def process(self, element: FetchedClip | ClipRequest):
-        """`element`: a FetchedClip from FetchClips, or a ClipRequest (YouTube rows then fetched here)."""
+    def process(self, element: FetchedClip | ClipRequest) -> Iterator[beam.pvalue.TaggedOutput]:
+        """Decodes one clip into its tagged outputs (RGB, AUDIO, META) or one FAILURES line.
+
+        `element`: a FetchedClip from FetchClips, or a ClipRequest (YouTube rows then fetched here).
+        """
         clip = element.clip if isinstance(element, FetchedClip) else element
         stage = "decode"
         try:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
 import subprocess
-import dataclasses
 import threading
 import uuid
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -18,6 +18,9 @@ from pipeline.annotations import ClipRequest
 from pipeline.errors import ClipError
 from pipeline.probe import ProbeResult
 from transforms import metrics
+
+if TYPE_CHECKING:
+    from pipeline.fetch import FetchConfig
 
 _SEMAPHORES: dict[int, threading.BoundedSemaphore] = {}
 _SEMAPHORES_LOCK = threading.Lock()
@@ -83,7 +86,7 @@ def lean_header(header: ProbeResult | None) -> ProbeResult | None:
 class ClipFetcher:
     """Turns a YouTube ClipRequest into a local media file, its start offset and duration."""
 
-    def __init__(self, *, config, clips_dir: str | None = None, concurrency: int = 4):
+    def __init__(self, *, config: FetchConfig | None, clips_dir: str | None = None, concurrency: int = 4):
         if config is None:
             from pipeline.fetch import FetchConfig  # pylint: disable=import-outside-toplevel
 
@@ -98,6 +101,7 @@ class ClipFetcher:
         self._retried = metrics.counter("fetch_retries")
 
     def setup(self) -> None:
+        """Takes this process's fetch semaphore (at most `concurrency` fetches at once per process)."""
         self._semaphore = _process_semaphore(self._concurrency)
 
     def fetch(self, clip: ClipRequest, tmp: str, *, count: bool = True) -> Fetched:

@@ -31,9 +31,12 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.transforms.window import BoundedWindow
+from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
 from pipeline import media
@@ -116,18 +119,27 @@ class FetchClips(beam.DoFn):
         self._kept = metrics.counter("clips_kept")
         self._element_bytes = metrics.distribution("fetched_clip_bytes")
 
-    def setup(self):
+    def setup(self) -> None:
+        """Starts the pool of `concurrency` fetch threads."""
         self._fetcher.setup()
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=self._concurrency, thread_name_prefix="fetch")
 
-    def teardown(self):
+    def teardown(self) -> None:
+        """Stops the pool; queued fetches are cancelled (teardown ends the DoFn; its bundles are done)."""
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def start_bundle(self):
+    def start_bundle(self) -> None:
+        """Every bundle starts with no fetch in flight (finish_bundle drained the last one's)."""
         self._pending = []
 
-    def process(self, clip: ClipRequest, window=beam.DoFn.WindowParam, timestamp=beam.DoFn.TimestampParam):
+    def process(self, clip: ClipRequest, window: BoundedWindow = beam.DoFn.WindowParam,
+                timestamp: Timestamp = beam.DoFn.TimestampParam) -> Iterator[WindowedValue | beam.pvalue.TaggedOutput]:
+        """Starts the row's fetch in the pool; emits the fetches that have finished (FetchedClip or FAILURES).
+
+        Rows the stage does not fetch (files, gs://, http(s) outside fetch-only builds) pass through
+        as a FetchedClip without media. With `concurrency` fetches in flight, waits for one to end.
+        """
         if not self._keep_only and clip.source != "youtube":
             yield FetchedClip(clip=clip)  # the decoder reads files, gs:// and http(s) rows as before
             return
@@ -139,7 +151,8 @@ class FetchClips(beam.DoFn):
                                     return_when=concurrent.futures.FIRST_COMPLETED)
         yield from self._emit(wait=False)
 
-    def finish_bundle(self):
+    def finish_bundle(self) -> Iterator[WindowedValue | beam.pvalue.TaggedOutput]:
+        """Waits for the bundle's fetches still in flight and emits them: no row leaves the bundle unanswered."""
         yield from self._emit(wait=True)
 
     def _emit(self, *, wait: bool):
