@@ -28,8 +28,9 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+
+from benchmarks.proctree import TreeMemory
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE_S = 0.2
@@ -70,62 +71,6 @@ def launcher_pass(csv_path: str) -> dict:
     return result
 
 
-def _rss_mib(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return 0.0
-
-
-def _children() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        tree.setdefault(ppid, []).append(int(name))
-    return tree
-
-
-def _descendants(pid: int) -> list[int]:
-    tree, out, todo = _children(), [], [pid]
-    while todo:
-        for child in tree.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
-class PeakRss(threading.Thread):
-    """Samples the RSS of a process and of each of its descendants until stopped; keeps each one's peak."""
-
-    def __init__(self, pid: int):
-        super().__init__(daemon=True)
-        self.pid = pid
-        self.peaks: dict[int, float] = {}
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        while not self._stop_event.is_set():
-            for pid in [self.pid, *_descendants(self.pid)]:
-                rss = _rss_mib(pid)
-                if rss > self.peaks.get(pid, 0.0):
-                    self.peaks[pid] = rss
-            self._stop_event.wait(SAMPLE_S)
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join()
-
-
 def whole_build(csv_path: str, out_dir: str, model_cache: str, workers: int, extra: list[str] = ()) -> dict:
     """pipeline.build as a subprocess (DirectRunner, multi_processing): rows/s and peak RSS per process."""
     argv = [sys.executable, "-m", "pipeline.build", "--input_csv", csv_path, "--output_dir", out_dir,
@@ -133,7 +78,7 @@ def whole_build(csv_path: str, out_dir: str, model_cache: str, workers: int, ext
             "--direct_running_mode=multi_processing", f"--direct_num_workers={workers}", *extra]
     began = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    sampler = PeakRss(proc.pid)
+    sampler = TreeMemory(proc.pid, SAMPLE_S)
     sampler.start()
     output, _ = proc.communicate()
     wall = time.perf_counter() - began
@@ -142,11 +87,11 @@ def whole_build(csv_path: str, out_dir: str, model_cache: str, workers: int, ext
         raise RuntimeError(f"build failed ({proc.returncode}):\n{output[-3000:]}")
     with open(os.path.join(out_dir, "stats.json"), encoding="utf-8") as f:
         stats = json.load(f)
-    workers_peak = sorted((rss for pid, rss in sampler.peaks.items() if pid != proc.pid), reverse=True)
+    workers_peak = sorted((sampler.peak_mib(pid) for pid in sampler.peaks if pid != proc.pid), reverse=True)
     return {"wall_s": wall, "rows_per_s": stats["rows_read"] / wall, "rows_read": stats["rows_read"],
             "failures_by_reason": stats["failures_by_reason"],
             "all_rows_accounted_for": stats["all_rows_accounted_for"],
-            "launcher_peak_rss_mib": sampler.peaks.get(proc.pid, 0.0),
+            "launcher_peak_rss_mib": sampler.peak_mib(proc.pid),
             "worker_peak_rss_mib": workers_peak[:workers], "child_processes": len(workers_peak)}
 
 

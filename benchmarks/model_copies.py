@@ -21,97 +21,11 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 
+from benchmarks.proctree import TreeMemory
+
 _LOAD = re.compile(r"Loading (rgb|audio) model in process (\d+) \(TensorFlow threads: (\d+) intra-op")
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-
-
-def _children() -> dict[int, list[int]]:
-    """Parent pid -> child pids of every process visible in /proc."""
-    tree: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        tree.setdefault(int(fields[1]), []).append(int(name))
-    return tree
-
-
-def _tree(root: int) -> list[int]:
-    tree, found, pending = _children(), [], [root]
-    while pending:
-        pid = pending.pop()
-        found.append(pid)
-        pending.extend(tree.get(pid, []))
-    return found
-
-
-def _memory(pid: int) -> tuple[int, int]:
-    """(RSS, PSS) bytes of one process; (0, 0) once it is gone."""
-    rss = pss = 0
-    try:
-        with open(f"/proc/{pid}/statm", encoding="ascii") as handle:
-            rss = int(handle.read().split()[1]) * _PAGE
-        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("Pss:"):
-                    pss = int(line.split()[1]) * 1024
-                    break
-    except (OSError, ValueError, IndexError):
-        pass
-    return rss, pss
-
-
-def _what(pid: int) -> str:
-    """A short name for a process of the run: launcher, SDK worker, ffmpeg, ..."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            argv = handle.read().decode("utf-8", "replace").split("\0")
-    except OSError:
-        return "?"
-    text = " ".join(argv)
-    if "pipeline.build" in text:
-        return "launcher"
-    if "sdk_worker_main" in text:
-        return "sdk worker"
-    return os.path.basename(argv[0]) or "?"
-
-
-class _Sampler(threading.Thread):
-    """Samples the summed RSS/PSS of a process tree until stopped; keeps the peaks."""
-
-    def __init__(self, root: int, interval: float):
-        super().__init__(daemon=True)
-        self._root, self._interval = root, interval
-        self._stop_event = threading.Event()
-        self.peak_rss = self.peak_pss = 0
-        self.peak_processes = 0
-        self.peak_by_process: dict[int, tuple[int, str]] = {}  # pid -> (peak RSS, what it runs)
-
-    def run(self) -> None:
-        while not self._stop_event.is_set():
-            pids = _tree(self._root)
-            rss = pss = 0
-            for pid in pids:
-                one_rss, one_pss = _memory(pid)
-                rss, pss = rss + one_rss, pss + one_pss
-                if one_rss > self.peak_by_process.get(pid, (0, ""))[0]:
-                    self.peak_by_process[pid] = (one_rss, self.peak_by_process.get(pid, (0, ""))[1] or _what(pid))
-            self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
-            self.peak_processes = max(self.peak_processes, len(pids))
-            self._stop_event.wait(self._interval)
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join()
-
-
 def _prepare(args: argparse.Namespace, env: dict) -> str:
     """Generates the clips and the CSV once, and the synthetic model files into the cache."""
     from pipeline import media  # pylint: disable=import-outside-toplevel
@@ -143,7 +57,7 @@ def measure(mode: str, csv_path: str, args: argparse.Namespace, env: dict) -> di
            "--default_sdk_harness_log_level=INFO"]
     began = time.perf_counter()
     process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    sampler = _Sampler(process.pid, args.interval)
+    sampler = TreeMemory(process.pid, args.interval)
     sampler.start()
     output, _ = process.communicate()
     sampler.stop()
@@ -165,7 +79,7 @@ def measure(mode: str, csv_path: str, args: argparse.Namespace, env: dict) -> di
         "peak_processes": sampler.peak_processes,
         "records": records,
         "peak_rss_mib_by_process": sorted(
-            ((what, round(peak / 2**20, 1)) for peak, what in sampler.peak_by_process.values() if peak > 50 * 2**20),
+            ((what, round(peak / 2**20, 1)) for peak, what in sampler.peaks.values() if peak > 50 * 2**20),
             key=lambda item: -item[1]),
         "wall_s": round(wall, 1),
     }
