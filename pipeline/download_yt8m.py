@@ -429,8 +429,9 @@ def download(*, partition: str | Partition, output_dir: str | os.PathLike[str] =
         stop.set()
         executor.shutdown(wait=True, cancel_futures=True)
         raise
+    finally:
+        progress.finish()  # on Ctrl-C too: a terminal gets its cursor and a whole last line back
     executor.shutdown(wait=True)
-    progress.finish()
     summary.interrupted = stop.is_set()
     summary.downloaded.sort()
     summary.skipped.sort()
