@@ -142,12 +142,13 @@ def _with_retries(action, *, max_attempts: int, backoff_base: float, backoff_max
 
 
 class Progress:
-    """Thread-safe progress line on a stream (drawn by `pipeline.progress_line.StatusLine`).
+    """Thread-safe progress of a download (drawn by `pipeline.progress_line.StatusLine`).
 
-    On a terminal it is rewritten in place (``\\r``) at most every ``tty_interval``
-    seconds; elsewhere (logs, CI) a full line is printed every ``interval`` seconds so
-    logs stay readable. The ETA uses files that needed a download only, because
-    skipped files take no time and would make it wildly optimistic.
+    On a terminal it is a rich bar (files done of the plan, elapsed time, bytes, rate, ETA)
+    whose values change at most every ``tty_interval`` seconds; elsewhere (logs, CI) a full
+    ``[yt8m] ...`` line is printed every ``interval`` seconds so logs stay readable, and the
+    final state once. The ETA uses files that needed a download only, because skipped files
+    take no time and would make it wildly optimistic.
     """
 
     def __init__(self, *, total: int, stream: TextIO | None, interval: float = 5.0, tty_interval: float = 0.2):
@@ -155,7 +156,8 @@ class Progress:
         self._start = time.monotonic()
         self._bytes = 0
         self._counts = {"downloaded": 0, "skipped": 0, "failed": 0}
-        self._display = StatusLine(stream, self.line, interval=interval, tty_interval=tty_interval)
+        self._display = StatusLine(stream, self.line, interval=interval, tty_interval=tty_interval, label="[yt8m]",
+                                   bar_text=self._bar_text, counts=lambda: (sum(self._counts.values()), self._total))
 
     def add_bytes(self, count: int) -> None:
         def change() -> None:
@@ -177,7 +179,12 @@ class Progress:
             return self._bytes
 
     def line(self) -> str:
-        """The current progress text (without ``\\r`` or newline)."""
+        """The current plain progress line (without newline)."""
+        done = sum(self._counts.values())
+        return f"[yt8m] {done}/{self._total} files, {self._bar_text()}"
+
+    def _bar_text(self) -> str:
+        """Bytes, rate, ETA and failures: what the bar shows beside files done/total."""
         elapsed = max(time.monotonic() - self._start, 1e-9)
         downloaded, skipped, failed = (self._counts[k] for k in ("downloaded", "skipped", "failed"))
         done = downloaded + skipped + failed
@@ -189,16 +196,13 @@ class Progress:
             eta = format_duration(elapsed / finished_work * (work - finished_work))
         else:
             eta = "?"
-        text = (
-            f"[yt8m] {done}/{self._total} files, {format_bytes(self._bytes)}, "
-            f"{format_bytes(self._bytes / elapsed)}/s, ETA {eta}"
-        )
+        text = f"{format_bytes(self._bytes)}, {format_bytes(self._bytes / elapsed)}/s, ETA {eta}"
         if failed:
             text += f", {failed} failed"
         return text
 
     def finish(self) -> None:
-        """Prints the final state and ends the in-place line."""
+        """Draws the final state (once) and stops the bar."""
         self._display.finish()
 
 
@@ -425,8 +429,9 @@ def download(*, partition: str | Partition, output_dir: str | os.PathLike[str] =
         stop.set()
         executor.shutdown(wait=True, cancel_futures=True)
         raise
+    finally:
+        progress.finish()  # on Ctrl-C too: a terminal gets its cursor and a whole last line back
     executor.shutdown(wait=True)
-    progress.finish()
     summary.interrupted = stop.is_set()
     summary.downloaded.sort()
     summary.skipped.sort()

@@ -6,8 +6,9 @@ run's launcher opens a :class:`RunProgress`: it makes a private directory, names
 VIDEO_FEATURES_PROGRESS_DIR (which the local runner's worker processes inherit, and which the
 in-process modes see directly), and polls it. Each `record` call then appends one short line to
 `<dir>/<pid>.log` with a single `O_APPEND` write, so lines of concurrent threads and processes
-never interleave. The launcher draws one display for the whole run: a rich progress bar when
-stderr is a terminal, a plain line every VIDEO_FEATURES_PROGRESS_SECONDS (default 10) otherwise.
+never interleave. The launcher draws one display for the whole run through
+`pipeline.progress_line.StatusLine` (the download tool's too): a rich progress bar when stderr is
+a terminal, a plain line every VIDEO_FEATURES_PROGRESS_SECONDS (default 10) otherwise.
 
 Without a listening launcher (Dataflow workers, tests of the transforms), each process logs its
 own tallies at INFO now and then instead.
@@ -25,11 +26,12 @@ import threading
 import time
 from typing import TextIO
 
-from pipeline.progress_line import format_clock
+from pipeline.progress_line import StatusLine, format_clock, is_terminal
 
 PROGRESS_DIR_ENV = "VIDEO_FEATURES_PROGRESS_DIR"
 INTERVAL_ENV = "VIDEO_FEATURES_PROGRESS_SECONDS"
 DEFAULT_INTERVAL_S = 10.0
+_POLL_S = 0.25  # how often the launcher reads the workers' records
 
 
 def _interval() -> float:
@@ -132,6 +134,10 @@ def read_new_records(directory: str, offsets: dict[str, int], tally: Tally) -> b
 class RunProgress:
     """One progress display for a local run, fed by every worker process (a context manager).
 
+    The drawing (a rich bar on a terminal, throttled plain lines otherwise) is
+    `pipeline.progress_line.StatusLine`'s, the same as `pipeline.download_yt8m`'s; this class
+    collects the workers' records and says what the display reads.
+
     Args:
         total: Rows of the input CSV, for the bar and the ETA (rows that never reach decoding,
             such as invalid or already written ones, leave the bar short of it).
@@ -144,26 +150,24 @@ class RunProgress:
                  interval: float | None = None):
         self.total = total
         self.stream = stream if stream is not None else sys.stderr
-        self.live = self.stream.isatty() if live is None else live
+        self.live = is_terminal(self.stream) if live is None else live
         self.interval = _interval() if interval is None else interval
         self.tally = Tally()
         self._offsets: dict[str, int] = {}
         self._directory = ""
         self._previous_env: str | None = None
-        self._started = 0.0
+        self._started = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._bar = None
-        self._task = None
-        self._printed: tuple[int, int] | None = None
+        self._display: StatusLine | None = None
 
     def __enter__(self) -> RunProgress:
         self._directory = tempfile.mkdtemp(prefix="video-features-progress-")
         self._previous_env = os.environ.get(PROGRESS_DIR_ENV)
         os.environ[PROGRESS_DIR_ENV] = self._directory
         self._started = time.monotonic()
-        if self.live:
-            self._start_bar()
+        self._display = StatusLine(self.stream, self.line, interval=self.interval, live=self.live, label="clips",
+                                   bar_text=self._bar_text, counts=lambda: (self.tally.finished, self.total))
         self._thread = threading.Thread(target=self._poll_loop, name="run-progress", daemon=True)
         self._thread.start()
         return self
@@ -172,29 +176,22 @@ class RunProgress:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        read_new_records(self._directory, self._offsets, self.tally)
-        if self._bar is not None:
-            self._update_bar()
-            self._bar.stop()
-        elif self.tally.finished and self._printed != (self.tally.done, self.tally.failed):
-            self._print_line()
+        if self._display is not None:
+            self._display.update(self._read)
+            self._display.finish()
         if self._previous_env is None:
             os.environ.pop(PROGRESS_DIR_ENV, None)
         else:
             os.environ[PROGRESS_DIR_ENV] = self._previous_env
         shutil.rmtree(self._directory, ignore_errors=True)
 
+    def _read(self) -> bool:
+        return read_new_records(self._directory, self._offsets, self.tally)
+
     def _poll_loop(self) -> None:
-        last_line = time.monotonic()
-        while not self._stop.wait(0.5 if self.interval >= 0.5 else 0.1):
-            read_new_records(self._directory, self._offsets, self.tally)
-            if self._bar is not None:
-                self._update_bar()
-            elif self.tally.finished and self._printed != (self.tally.done, self.tally.failed):
-                now = time.monotonic()
-                if now - last_line >= self.interval:
-                    last_line = now
-                    self._print_line()
+        # The display decides when to draw; this loop only reads what the workers wrote.
+        while not self._stop.wait(_POLL_S):
+            self._display.update(self._read)
 
     def line(self) -> str:
         """The plain progress line for the current tallies."""
@@ -202,34 +199,15 @@ class RunProgress:
         of = f"/{self.total}" if self.total else ""
         text = (f"progress: {t.finished}{of} rows done ({t.done} decoded, {t.failed} failed), "
                 f"{t.seconds:.0f} s of video at {t.seconds / elapsed:.1f} video-s/s, elapsed {format_clock(elapsed)}")
-        if self.total and t.finished:
-            left = max(self.total - t.finished, 0)
-            text += f", ETA {format_clock(left * elapsed / t.finished)}"
-        return text
+        return text + self._eta(elapsed)
 
-    def _print_line(self) -> None:
-        self._printed = (self.tally.done, self.tally.failed)
-        print(self.line(), file=self.stream, flush=True)
-
-    def _start_bar(self) -> None:
-        # pylint: disable=import-outside-toplevel
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self._bar = Progress(
-            TextColumn("clips"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[failed]} failed"),
-            TextColumn("{task.fields[video_rate]} video-s/s"), TimeElapsedColumn(), TextColumn("ETA"),
-            TimeRemainingColumn(), console=Console(file=self.stream), transient=False)
-        self._task = self._bar.add_task("clips", total=self.total, failed=0, video_rate="0.0")
-        self._bar.start()
-
-    def _update_bar(self) -> None:
+    def _bar_text(self) -> str:
+        """What the bar shows beside clips done/total and elapsed time."""
         t, elapsed = self.tally, max(time.monotonic() - self._started, 1e-9)
-        self._bar.update(self._task, completed=t.finished, failed=t.failed, video_rate=f"{t.seconds / elapsed:.1f}")
+        return f"{t.failed} failed, {t.seconds / elapsed:.1f} video-s/s" + self._eta(elapsed)
+
+    def _eta(self, elapsed: float) -> str:
+        if not (self.total and self.tally.finished):
+            return ""
+        left = max(self.total - self.tally.finished, 0)
+        return f", ETA {format_clock(left * elapsed / self.tally.finished)}"
