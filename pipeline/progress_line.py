@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 __all__ = ["StatusLine", "format_bytes", "format_clock", "is_terminal"]
 
-# Redraws a second at most on a terminal (rich redraws by itself, so elapsed time keeps moving).
+# At most this many redraws a second on a terminal (rich redraws by itself, so elapsed time keeps moving).
 _MAX_REFRESH_PER_S = 10.0
 
 
