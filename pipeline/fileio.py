@@ -21,6 +21,7 @@ import posixpath
 import shutil
 import uuid
 from collections.abc import Iterable, Iterator
+from types import ModuleType
 from typing import BinaryIO
 
 TEMP_MARKER = ".tmp-"
@@ -46,7 +47,7 @@ def escape_glob(path: str) -> str:
     return "".join(f"[{ch}]" if ch in "[]*?" else ch for ch in path)
 
 
-def gfile():
+def gfile() -> ModuleType:
     """`tf.io.gfile`, imported on first use so that importing a caller does not load TensorFlow."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
