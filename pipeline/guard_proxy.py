@@ -93,7 +93,7 @@ class GuardProxy:
 
     @property
     def url(self) -> str:
-        """The proxy's address, `http://127.0.0.1:PORT`, to hand to yt-dlp or ffmpeg as their proxy."""
+        """The proxy's address, `http://127.0.0.1:PORT`, handed to yt-dlp and urllib downloads as their proxy."""
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     @staticmethod

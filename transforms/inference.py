@@ -122,7 +122,7 @@ class ExtractFeatures(beam.PTransform):
 
     @property
     def handler(self) -> _FeatureModelHandler:
-        """The model handler this transform runs (its sharing settings are what a benchmark reports)."""
+        """The model handler this transform runs, so that a built pipeline can be checked for its sharing settings."""
         return self._handler
 
     def expand(self, inputs: beam.PCollection) -> beam.PCollection:
