@@ -22,6 +22,7 @@ import io
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any, BinaryIO
 
 YOUTUBE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{11}$")
 # A split name becomes part of a shard file name: one path component, no dot names, no separators.
@@ -193,6 +194,10 @@ class RowParser:
         return [t.strip() for t in cells[self._label_column].split(";") if t.strip()]
 
     def fields(self, cells: list[str]) -> dict:
+        """The row's cells by header name (`video,labels` for headerless rows), extra cells under `_extra`.
+
+        This is what a failure line shows of the row, so a hostile row's cells are capped.
+        """
         if self.header is None:
             names = ["video", "labels"]
         else:
@@ -205,6 +210,7 @@ class RowParser:
         return out
 
     def parse(self, cells: list[str], row: int) -> ClipRequest | RowError:
+        """One data row (1-based `row` in the CSV) as a ClipRequest, or a RowError with a stable reason."""
         fields = self.fields(cells)
         try:
             if self.format == FORMAT_YT8M:
@@ -220,7 +226,7 @@ class RowParser:
         if len(cells) != expected:
             raise _RowProblem("malformed_row", f"expected {expected} columns, found {len(cells)}")
 
-    def _parse_yt8m(self, cells, row, fields):
+    def _parse_yt8m(self, cells: list[str], row: int, fields: dict) -> ClipRequest:
         self._expect_columns(cells, 2)
         video, label_text = cells[0].strip(), cells[1]
         if not video:
@@ -233,7 +239,7 @@ class RowParser:
         return ClipRequest(clip_id=video, source="file", video=video, start=None, end=None,
                            labels=tuple(str(int(t)) for t in labels), split="all", row=row, fields=fields)
 
-    def _parse_videos(self, cells, row, fields):
+    def _parse_videos(self, cells: list[str], row: int, fields: dict) -> ClipRequest:
         self._expect_columns(cells, len(self._columns))
         values = {name: cell.strip() for name, cell in zip(self._columns, cells)}
         video = values.get("video", "")
@@ -247,7 +253,7 @@ class RowParser:
                            labels=_split_labels(values.get("labels", "")),
                            split=_check_split(values.get("split") or "all"), row=row, fields=fields)
 
-    def _parse_kinetics(self, cells, row, fields):
+    def _parse_kinetics(self, cells: list[str], row: int, fields: dict) -> ClipRequest:
         self._expect_columns(cells, len(self._columns))
         values = {name: cell.strip() for name, cell in zip(self._columns, cells)}
         youtube_id = values["youtube_id"]
@@ -269,12 +275,12 @@ def _best_effort_id(fmt: str, fields: dict) -> str:
     return str(fields.get("id") or fields.get("video") or "")
 
 
-def open_text(raw) -> io.TextIOWrapper:
+def open_text(raw: BinaryIO) -> io.TextIOWrapper:
     """A binary CSV stream as text. Undecodable bytes survive as surrogates so that only their row fails."""
     return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
 
 
-def printable(value):
+def printable(value: Any) -> Any:
     """`value` (str, list or dict of them) with undecodable bytes shown as U+FFFD, safe to write as UTF-8 JSON."""
     if isinstance(value, str):
         return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
@@ -386,12 +392,14 @@ class Vocabulary:
 
     @classmethod
     def from_labels(cls, labels: Iterable[str]) -> Vocabulary:
+        """The vocabulary of every label name in `labels` (duplicates and order do not matter)."""
         unique = set(labels)
         if unique and all(re.fullmatch(r"\d+", t) for t in unique):
             return cls(names=tuple(sorted(unique, key=int)), integer=True)
         return cls(names=tuple(sorted(unique)), integer=False)
 
     def index(self, name: str) -> int:
+        """The int64 label index the records carry for `name`, one of this vocabulary's names."""
         if self.integer:
             return int(name)
         return self._positions[name]
@@ -405,9 +413,11 @@ class Vocabulary:
         return cache
 
     def rows(self) -> list[tuple[int, str]]:
+        """`(index, name)` pairs in index order, the rows of vocabulary.csv."""
         return [(self.index(n), n) for n in self.names]
 
     def to_csv(self) -> str:
+        """vocabulary.csv's text: an `Index,Name` header, then one row per label."""
         import io  # pylint: disable=import-outside-toplevel
 
         buf = io.StringIO()

@@ -27,6 +27,7 @@ import shutil
 import sys
 import tempfile
 import time
+from typing import TYPE_CHECKING
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -46,6 +47,10 @@ from transforms.read import ReadAnnotations
 from transforms.resume import SkipExisting
 from transforms.write import WriteDataset
 
+if TYPE_CHECKING:
+    from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
+    from apache_beam.runners.runner import PipelineResult
+
 
 class UsageError(Exception):
     """A problem with the command line or the inputs as a whole; nothing has started."""
@@ -53,7 +58,8 @@ class UsageError(Exception):
 
 def build_pipeline(p: beam.Pipeline, options: BuildOptions, *, run_info: dict | None = None,
                    run_tag: str = "", expected_rows: int | None = None, keep_labels: tuple[str, ...] = (),
-                   replaces: tuple[str, ...] = (), csv_splits: list[csvsplit.CsvSplit] | None = None):
+                   replaces: tuple[str, ...] = (), csv_splits: list[csvsplit.CsvSplit] | None = None
+                   ) -> beam.PCollection:
     """Wires the whole dataset build onto `p`. Returns the PCollection holding the stats dict.
 
     `run_tag` names this run's record shards when earlier records are kept (--skip_existing);
@@ -213,7 +219,7 @@ def is_local_run(pipeline_options: PipelineOptions) -> bool:
     return runner is None or (isinstance(runner, str) and runner.lower() in ("direct", "directrunner"))
 
 
-def local_runner(pipeline_options: PipelineOptions):
+def local_runner(pipeline_options: PipelineOptions) -> FnApiRunner:
     """Beam's FnApiRunner, chosen explicitly for local runs.
 
     Beam 2.77's DirectRunner first tries the Prism runner, which it downloads from GitHub (a DNS
@@ -339,8 +345,9 @@ def _private_tempdir():
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _run_locked(pipeline_options, options: BuildOptions, *, input_format: str, input_rows: int,
-                csv_labels: set[str], files, local: bool, csv_splits=None) -> dict:
+def _run_locked(pipeline_options: PipelineOptions, options: BuildOptions, *, input_format: str, input_rows: int,
+                csv_labels: set[str], files: registry.ModelFiles | None, local: bool,
+                csv_splits: list[csvsplit.CsvSplit] | None = None) -> dict:
     """The part of `run` that holds the directory's build lock."""
     try:
         plan = outputs.prepare_output_dir(options.output_dir, overwrite=options.overwrite,
@@ -377,7 +384,7 @@ def _run_locked(pipeline_options, options: BuildOptions, *, input_format: str, i
     return stats
 
 
-def _print_summary(result, wall_seconds: float, *, synthetic: bool = False) -> None:
+def _print_summary(result: PipelineResult, wall_seconds: float, *, synthetic: bool = False) -> None:
     """The run's Beam counters as a table (fetched, failed by reason, records, steps, ...)."""
     try:
         counters = result.metrics().query(beam.metrics.MetricsFilter().with_namespace(NAMESPACE))["counters"]

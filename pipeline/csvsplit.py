@@ -190,7 +190,7 @@ def scan(path: str, *, rows_per_split: int = DEFAULT_ROWS_PER_SPLIT,
     return CsvScan(format=fmt, rows=rows, labels=labels, splits=splits)
 
 
-def _split(path: str, start: int, end: int | None, first_line: int, parser) -> CsvSplit:
+def _split(path: str, start: int, end: int | None, first_line: int, parser: annotations.RowParser) -> CsvSplit:
     if start == 0:
         return CsvSplit(path=path, start=0, end=end)
     return CsvSplit(path=path, start=start, end=end, first_line=first_line, format=parser.format,

@@ -28,6 +28,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from email.message import Message
+from typing import IO
 
 __all__ = [
     "PERMANENT_STATUSES",
@@ -94,7 +95,8 @@ def retry_after_seconds(headers: Message | Mapping[str, str] | None) -> float | 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
     """Hands 3xx responses back to `open_url`, which follows them itself (checked and counted)."""
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: D102 - urllib's hook
+    def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int,  # noqa: D102 - urllib's hook
+                         msg: str, headers: Message, newurl: str) -> None:
         return None
 
 

@@ -22,6 +22,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from types import ModuleType
 from typing import BinaryIO
 
 TEMP_MARKER = ".tmp-"
@@ -47,7 +48,7 @@ def escape_glob(path: str) -> str:
     return "".join(f"[{ch}]" if ch in "[]*?" else ch for ch in path)
 
 
-def gfile():
+def gfile() -> ModuleType:
     """`tf.io.gfile`, imported on first use so that importing a caller does not load TensorFlow."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 

@@ -49,7 +49,8 @@ class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def handle_error(self, request, client_address) -> None:
+    def handle_error(self, request: socket.socket, client_address: tuple[str, int]) -> None:
+        """A client's broken connection: logged at DEBUG, the proxy keeps serving the others."""
         _LOG.debug("guard proxy connection error", exc_info=True)
 
 
@@ -92,6 +93,7 @@ class GuardProxy:
 
     @property
     def url(self) -> str:
+        """The proxy's address, `http://127.0.0.1:PORT`, handed to yt-dlp and urllib downloads as their proxy."""
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     @staticmethod
@@ -100,6 +102,7 @@ class GuardProxy:
         _parse_upstream(url)
 
     def start(self) -> GuardProxy:
+        """Starts serving on a background thread; returns the proxy (what `with` does on entry)."""
         self._thread.start()
         return self
 
@@ -118,10 +121,12 @@ class GuardProxy:
         return None if self.deadline is None else self.deadline - time.monotonic()
 
     def expired(self) -> bool:
+        """True once the deadline has passed (never without one): the caller stops its fetch."""
         left = self.remaining()
         return left is not None and left <= 0
 
     def first_refusal(self) -> Refusal | None:
+        """The first destination refused so far (its reason becomes the clip's failure), or None."""
         with self._lock:
             return self.refusals[0] if self.refusals else None
 

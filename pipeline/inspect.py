@@ -20,6 +20,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator
+from typing import TextIO
 
 import numpy as np
 
@@ -38,6 +39,7 @@ def path_exists(path: str) -> bool:
 
 
 def path_isdir(path: str) -> bool:
+    """tf.io.gfile.isdir, but False instead of an error for paths the filesystem rejects."""
     try:
         return gfile().isdir(path)
     except Exception:  # noqa: BLE001 - same as path_exists
@@ -148,6 +150,7 @@ class Moments:
         self.sumsq = np.zeros(width, np.int64)
 
     def add(self, quantized: np.ndarray) -> None:
+        """Adds one record's uint8 [steps, width] feature rows to the sums."""
         q = quantized.astype(np.int32)  # squares fit in int32; sums are taken in int64
         self.n += q.shape[0]
         self.sum += q.sum(0, dtype=np.int64)
@@ -160,6 +163,7 @@ class Moments:
         return quantization.dequantize(mean_q, np.float64), np.sqrt(var_q) * quantization.STEP
 
     def summary(self) -> dict:
+        """JSON-ready moments: steps, overall and per-dimension mean and std (`{"steps": 0}` when empty)."""
         if self.n == 0:
             return {"steps": 0}
         mean, std = self.mean_std()
@@ -242,7 +246,7 @@ def inspect_records(paths: list[str], *, max_errors: int = 20) -> dict:
     return summary
 
 
-def _print_text(summary: dict, out) -> None:
+def _print_text(summary: dict, out: TextIO) -> None:
     print(f"files: {summary['files']}  records: {summary['records']}  steps: {summary['steps']}", file=out)
     print("steps per record: " + ", ".join(f"{k}: {v}" for k, v in summary["steps_histogram"].items()), file=out)
     if summary.get("video_level_records"):
@@ -278,6 +282,11 @@ def _fetch_only_stats(spec: str) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The CLI: summarizes record files or dataset directories as text or --json.
+
+    Returns:
+        The exit status: 0, 1 when a record breaks the format, 2 when no record file is found.
+    """
     parser = argparse.ArgumentParser(prog="python -m pipeline.inspect", description=__doc__.split("\n")[0])
     parser.add_argument("paths", nargs="+", help="record files, globs or dataset directories (local or gs://)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON (per-dimension stats too)")

@@ -31,6 +31,8 @@ import re
 import sys
 import tempfile
 from collections.abc import Iterator
+from types import ModuleType
+from typing import TextIO
 
 VERBOSE_ENV = "VIDEO_FEATURES_VERBOSE"
 
@@ -130,7 +132,7 @@ class _StderrHandler(logging.StreamHandler):
         return sys.stderr
 
     @stream.setter
-    def stream(self, value):  # StreamHandler.__init__ assigns it; the property ignores that.
+    def stream(self, value: TextIO) -> None:  # StreamHandler.__init__ assigns it; the property ignores that.
         del value
 
 
@@ -195,7 +197,7 @@ def _stderr_fd_captured() -> Iterator[list[str]]:
             lines.extend(sink.read().decode("utf-8", "replace").splitlines())
 
 
-def import_tensorflow():
+def import_tensorflow() -> ModuleType:
     """Imports TensorFlow (and lists its devices) without its start-up noise; returns the module.
 
     Only the known start-up lines are held back; anything else written meanwhile is replayed on

@@ -19,7 +19,7 @@ _RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)$")
 class _QuietServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
-    def handle_error(self, request, client_address) -> None:
+    def handle_error(self, request: socket.socket, client_address: tuple[str, int]) -> None:
         """Clients hang up mid-body when they seek or give up: not worth a traceback."""
 
 
@@ -42,9 +42,11 @@ class LoopbackServer:
 
     @property
     def url(self) -> str:
+        """The server's base URL, `http://127.0.0.1:PORT` (a file `root/a/b.mp4` is at `url + "/a/b.mp4"`)."""
         return f"http://127.0.0.1:{self._httpd.server_address[1]}"
 
     def bytes_sent(self, path_prefix: str = "") -> int:
+        """Body bytes sent so far for paths starting with `path_prefix`: what a test's client downloaded."""
         with self._lock:
             return sum(r[3] for r in self.requests if r[1].startswith(path_prefix))
 

@@ -28,7 +28,8 @@ import math
 import os
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import IO
 
 import numpy as np
 
@@ -111,6 +112,7 @@ class FrameSelector:
         self.count = 0
 
     def msec(self, pts: int) -> float:
+        """Milliseconds from the first frame fed to the frame of `pts` (OpenCV's CAP_PROP_POS_MSEC)."""
         return (float(pts) - float(self.first_pts)) * self.tb * 1000.0
 
     def feed(self, pts: int) -> bool:
@@ -179,7 +181,7 @@ class _FramecrcReader(threading.Thread):
                 self.done = True
                 self.cond.notify_all()
 
-    def wait_for(self, predicate, timeout_s: float) -> bool:
+    def wait_for(self, predicate: Callable[[], bool], timeout_s: float) -> bool:
         with self.cond:
             return self.cond.wait_for(lambda: predicate() or self.done, timeout=timeout_s) and (predicate() or True)
 
@@ -187,7 +189,7 @@ class _FramecrcReader(threading.Thread):
 class _TailReader(threading.Thread):
     """Keeps the last lines of a stream (ffmpeg's stderr: error messages only, never data)."""
 
-    def __init__(self, stream, keep: int = 40):
+    def __init__(self, stream: IO[bytes], keep: int = 40):
         super().__init__(daemon=True)
         self._stream = stream
         self._keep = keep
@@ -222,7 +224,7 @@ class _BytesReader(threading.Thread):
             self.done.set()
 
 
-def _read_exact(stream, n: int) -> bytes:
+def _read_exact(stream: IO[bytes], n: int) -> bytes:
     chunks, got = [], 0
     while got < n:
         chunk = stream.read(n - got)
@@ -348,8 +350,9 @@ class ClipDecoder:
                 if thread is not None:
                     thread.join(timeout=5)
 
-    def _pair(self, proc, all_frames: _FramecrcReader, selected: _FramecrcReader, audio: _BytesReader | None,
-              stderr: _TailReader, *, select_in_ffmpeg: bool, skip: int) -> Iterator[DecodedStep]:
+    def _pair(self, proc: subprocess.Popen, all_frames: _FramecrcReader, selected: _FramecrcReader,
+              audio: _BytesReader | None, stderr: _TailReader, *, select_in_ffmpeg: bool,
+              skip: int) -> Iterator[DecodedStep]:
         """Pairs the k-th RGB frame with the k-th selected framecrc line; checks it against SPEC §2."""
         selector: FrameSelector | None = None
         cursor = 0  # next frame of all_frames to feed to the selector
@@ -444,7 +447,7 @@ class ClipDecoder:
                                            if self.declared_duration is not None else ""))
         raise ClipError("no_frames", f"no video frame could be decoded from {self.uri}")
 
-    def _stop_after_last_step(self, proc, audio: _BytesReader | None, selector: FrameSelector,
+    def _stop_after_last_step(self, proc: subprocess.Popen, audio: _BytesReader | None, selector: FrameSelector,
                               all_frames: _FramecrcReader) -> None:
         """All 300 steps are out: wait only for the audio the last window needs, then stop ffmpeg."""
         if audio is not None:

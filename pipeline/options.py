@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import csvsplit
 from pipeline.models import registry, tf_setup
+
+if TYPE_CHECKING:
+    import argparse
+
+    from pipeline.fetch import FetchConfig
 
 
 def _positive_float(text: str) -> float:
@@ -44,7 +51,7 @@ class BuildOptions(PipelineOptions):
     """Flags of `python -m pipeline.build`; every other flag goes to Beam (--runner, ...)."""
 
     @classmethod
-    def _add_argparse_args(cls, parser):
+    def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--input_csv", default=None,
                             help="Annotation CSV (local or gs://): headerless video_file,labels; headered "
                                  "video,labels[,id,start,end,split]; or a Kinetics CSV.")
@@ -164,9 +171,11 @@ class BuildOptions(PipelineOptions):
     # --input_csv/--output_dir are checked in validate_build(), not with required=True: Beam parses
     # every PipelineOptions subclass for any pipeline in the process, tests' TestPipelines too.
     def validate_build(self) -> list[str]:
+        """One message per missing required flag (--input_csv, --output_dir); empty when the build can start."""
         return [f"--{name} is required" for name in ("input_csv", "output_dir") if not getattr(self, name)]
 
-    def fetch_config(self):
+    def fetch_config(self) -> FetchConfig:
+        """The --fetch_*, --rate_limit, --cookies, --proxy and URL flags as the fetch stage's picklable config."""
         from pipeline.fetch import FetchConfig  # pylint: disable=import-outside-toplevel
 
         return FetchConfig(
@@ -187,6 +196,7 @@ class BuildOptions(PipelineOptions):
                                      inter_op_threads=self.tf_inter_op_threads)
 
     def model_config(self) -> registry.ModelConfig:
+        """The --models, --model_* and per-file model flags as the picklable config every worker gets."""
         return registry.ModelConfig(
             mode=self.models, seed=self.synthetic_seed, model_dir=self.model_dir, model_cache=self.model_cache,
             rgb_graph=self.rgb_graph, rgb_pca_dir=self.rgb_pca_dir, audio_checkpoint=self.audio_checkpoint,

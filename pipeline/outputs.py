@@ -35,6 +35,7 @@ class OutputError(Exception):
 
 
 def join(directory: str, *parts: str) -> str:
+    """`directory`/`parts` joined the way its filesystem (local or gs://) joins them."""
     return FileSystems.join(directory, *parts)
 
 
@@ -94,6 +95,11 @@ class BuildLock:
 
     @classmethod
     def acquire(cls, output_dir: str, *, break_lock: bool = False) -> BuildLock:
+        """Takes the lock of `output_dir` (a stale one too, see the class); release it when the run ends.
+
+        Raises:
+            OutputError: The directory is not writable, or another build holds the lock.
+        """
         path = join(output_dir, LOCK_NAME)
         owner = {"host": socket.gethostname(), "pid": os.getpid(),
                  "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
@@ -124,6 +130,7 @@ class BuildLock:
         raise OutputError(f"could not take the build lock {path}: it keeps changing hands")
 
     def release(self) -> None:
+        """Removes the lock file if it is still this lock (one broken and taken over stays)."""
         held = _read_lock(self.path)
         if held == self.owner:
             _remove(self.path)
@@ -165,7 +172,7 @@ def _remove(path: str) -> None:
         pass
 
 
-def _alive(pid) -> bool:
+def _alive(pid: object) -> bool:
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
@@ -293,6 +300,7 @@ def _existing_outputs(output_dir: str) -> list[str]:
 
 
 def existing_records(output_dir: str) -> list[str]:
+    """The record shards (`records/*.tfrecord`) an earlier build left in `output_dir`, sorted."""
     return _match(output_dir, "records/*.tfrecord")
 
 

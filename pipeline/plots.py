@@ -22,8 +22,12 @@ import math
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.artist import Artist
 
 COLORS = ("#1f77b4", "#d95f02")
 """One colour per dataset: the first dataset, then the one given with --compare."""
@@ -75,7 +79,7 @@ class _Figure:
         self.ax = self.fig.add_subplot()
         self._marks: dict[str, tuple[dict[str, str], str]] = {}
 
-    def mark(self, artist, kind: str, tooltip: str, **data: object) -> None:
+    def mark(self, artist: Artist, kind: str, tooltip: str, **data: object) -> None:
         """Names `artist` in the SVG and records the class, data-* attributes and tooltip it gets there."""
         gid = f"{self.plot_id}.m{len(self._marks)}"  # "." never occurs in a plot id
         artist.set_gid(gid)

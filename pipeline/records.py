@@ -80,6 +80,8 @@ def build_sequence_example(clip: ClipFeatures) -> bytes:
 
 @dataclasses.dataclass
 class ParsedRecord:
+    """One record read back (`parse_sequence_example`): id, label indices and the quantized features."""
+
     clip_id: str
     labels: list[int]
     rgb: np.ndarray  # [T, 1024] uint8

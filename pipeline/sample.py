@@ -93,6 +93,7 @@ def _build_and_inspect(argv: list[str], dataset: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Builds and inspects the samples of the module docstring; returns the first non-zero exit status, else 0."""
     parser = argparse.ArgumentParser(prog="python -m pipeline.sample", description=__doc__.split("\n")[0])
     parser.add_argument("--output_dir", default="sample_output")
     parser.add_argument("--direct_num_workers", type=int, default=2)

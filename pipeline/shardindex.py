@@ -60,12 +60,14 @@ class Writer:
         handle.write(MAGIC)
 
     def add(self, clip_id: str, framed: bytes) -> None:
+        """Writes the entry of the next record: `framed` is its TFRecord framing as in the shard."""
         line = entry(clip_id, framed)
         self._crc = zlib.crc32(line, self._crc)
         self._count += 1
         self._handle.write(line)
 
     def close(self, shard_bytes: int) -> None:
+        """Writes the trailer that makes the index trusted: record count, the shard's size and the checksum."""
         self._handle.write(f"end {self._count} {shard_bytes} {self._crc:08x}\n".encode("ascii"))
 
 

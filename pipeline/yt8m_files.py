@@ -259,10 +259,12 @@ class DownloadSummary:
 
     @property
     def total(self) -> int:
+        """Files handled in all: downloaded, skipped (already there) and failed."""
         return len(self.downloaded) + len(self.skipped) + len(self.failed)
 
     @property
     def ok(self) -> bool:
+        """True when nothing failed and the run was not interrupted."""
         return not self.failed and not self.interrupted
 
     def format(self) -> str:

@@ -144,6 +144,7 @@ class AttemptError(Exception):
 
     @classmethod
     def from_message(cls, message: str) -> AttemptError:
+        """The error for yt-dlp's error text, with the reason and transience `classify_error` gives it."""
         reason, transient = classify_error(message)
         return cls(reason, message, transient=transient)
 
@@ -166,15 +167,19 @@ class CapturingLogger:
         self.recent: deque[str] = deque(maxlen=30)
 
     def debug(self, msg: str) -> None:
+        """Kept among the recent lines only (yt-dlp sends its progress and info chatter here too)."""
         self.recent.append(msg)
 
     def info(self, msg: str) -> None:
+        """Kept among the recent lines only."""
         self.recent.append(msg)
 
     def warning(self, msg: str) -> None:
+        """Kept in `warnings`, which the failure message may quote."""
         self.warnings.append(msg)
 
     def error(self, msg: str) -> None:
+        """Kept in `errors` (blank ones dropped): the text `classify_error` reads."""
         if msg.strip():
             self.errors.append(msg.strip())
 
@@ -186,12 +191,14 @@ class ByteCounter:
         self._by_file: dict[str, int] = {}
 
     def __call__(self, status: Mapping[str, Any]) -> None:
+        """Notes the size of each file yt-dlp reports finished (a file reported twice counts once)."""
         if status.get("status") == "finished":
             size = status.get("downloaded_bytes") or status.get("total_bytes") or 0
             self._by_file[str(status.get("filename"))] = int(size)
 
     @property
     def total(self) -> int:
+        """Bytes downloaded so far, over every finished file."""
         return sum(self._by_file.values())
 
 
@@ -207,6 +214,7 @@ class SectionRanges:
         self.duration: float | None = None
 
     def __call__(self, info: Mapping[str, Any], ydl: yt_dlp.YoutubeDL) -> Any:
+        """Notes the video's duration from `info`; returns yt-dlp's range of [start, end]."""
         self.duration = _positive(info.get("duration"))
         return self._ranges(info, ydl)
 
@@ -228,6 +236,14 @@ class CutPlanner(PostProcessor):
         self.formats: tuple[dict[str, Any], ...] = ()
 
     def run(self, information: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+        """Keeps a section cut when the format allows it, else drops the section fields (full download).
+
+        Returns:
+            yt-dlp's `([files to delete], info)`: nothing to delete, `information` updated in place.
+
+        Raises:
+            AttemptError: `out_of_range` when the clip starts at or after the video's end.
+        """
         self.formats = tuple(dict(f) for f in information.get("requested_formats") or [information])
         duration = self._ranges.duration
         if duration is not None and self._start >= duration:

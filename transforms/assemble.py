@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
 import apache_beam as beam
 import numpy as np
 
 from pipeline import quantization, records
+from pipeline.annotations import Vocabulary
 from pipeline.errors import ClipError, failure_record
 from transforms import isolation, metrics
 
 
-def _describe_joined(element):
+def _describe_joined(element: tuple[str, Mapping[str, Iterable[Any]]]) -> tuple[str, dict, int | None]:
     clip_id, grouped = element
     metas = list(grouped["meta"])
     clip = metas[0]["clip"] if metas else None
@@ -26,13 +30,15 @@ class _BuildRecord(beam.DoFn):
         self._steps = metrics.counter("steps_built")
 
     @isolation.isolate("features", _describe_joined, element_arg=1)
-    def process(self, element, vocabulary):
+    def process(self, element: tuple[str, Mapping[str, Iterable[Any]]],
+                vocabulary: Vocabulary) -> Iterator[dict | beam.pvalue.TaggedOutput]:
         clip_id, grouped = element
         metas = list(grouped["meta"])
         if metas:  # no meta: the clip failed upstream and already has its failure line
             yield from self._build(clip_id, metas[0], grouped, vocabulary)
 
-    def _build(self, clip_id, meta, grouped, vocabulary):
+    def _build(self, clip_id: str, meta: dict, grouped: Mapping[str, Iterable[Any]],
+               vocabulary: Vocabulary) -> Iterator[dict | beam.pvalue.TaggedOutput]:
         clip, num_steps = meta["clip"], meta["num_steps"]
         try:
             rgb = self._ordered(grouped["rgb"], num_steps, "rgb")
@@ -64,7 +70,7 @@ class _BuildRecord(beam.DoFn):
                "fetched": int(fetch.get("method") in ("section", "full"))}
 
     @staticmethod
-    def _ordered(items, num_steps: int, name: str) -> np.ndarray:
+    def _ordered(items: Iterable[tuple[int, np.ndarray]], num_steps: int, name: str) -> np.ndarray:
         by_step = {}
         for step, features in items:
             if step < num_steps:
@@ -85,12 +91,13 @@ class AssembleRecords(beam.PTransform):
     Each record is a dict: split, id, record (serialized SequenceExample), steps, seconds, silent_audio.
     """
 
-    def __init__(self, vocabulary, *, video_level: bool = False):
+    def __init__(self, vocabulary: beam.PCollection, *, video_level: bool = False):
         super().__init__()
         self._vocabulary = vocabulary
         self._video_level = video_level
 
-    def expand(self, inputs):
+    def expand(self, inputs: Mapping[str, beam.PCollection]) -> tuple[beam.PCollection, beam.PCollection]:
+        """{"meta", "rgb", "audio"} keyed by clip id -> (record dicts, failure dicts of incomplete clips)."""
         built = (
             inputs
             | "JoinByClip" >> beam.CoGroupByKey()

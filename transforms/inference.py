@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import apache_beam as beam
@@ -29,7 +29,7 @@ from pipeline.models import registry, tf_setup
 BATCH_UNIT_BYTES = 8 << 20
 
 
-def batch_weight(element) -> int:
+def batch_weight(element: tuple[Any, np.ndarray] | np.ndarray) -> int:
     """How many batch slots a (key, array) element takes: one per started BATCH_UNIT_BYTES."""
     value = element[1] if isinstance(element, tuple) else element
     return max(1, -(-int(getattr(value, "nbytes", 0)) // BATCH_UNIT_BYTES))
@@ -68,7 +68,8 @@ class _FeatureModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
                      self.name, os.getpid(), intra, inter, files.describe()[self.name])
         return self.featurizer_cls(files)
 
-    def run_inference(self, batch: Sequence[np.ndarray], model, inference_args=None) -> Iterable[np.ndarray]:
+    def run_inference(self, batch: Sequence[np.ndarray], model: Callable[..., np.ndarray],
+                      inference_args: dict[str, Any] | None = None) -> Iterable[np.ndarray]:
         features = model(np.stack(batch))
         return list(np.asarray(features, np.float32))
 
@@ -89,18 +90,25 @@ class RgbModelHandler(_FeatureModelHandler):
     featurizer_cls = registry.RgbFeaturizer
     name = "rgb"
 
-    def run_inference(self, batch: Sequence[np.ndarray], model, inference_args=None) -> Iterable[np.ndarray]:
+    def run_inference(self, batch: Sequence[np.ndarray], model: Callable[..., np.ndarray],
+                      inference_args: dict[str, Any] | None = None) -> Iterable[np.ndarray]:
+        """A batch of frames (any sizes) -> one float32 [1024] feature vector per frame, in order."""
         # Frames of different clips differ in size: the featurizer resizes each one, then batches.
         features = model(list(batch))
         return list(np.asarray(features, np.float32))
 
 
 class AudioModelHandler(_FeatureModelHandler):
+    """Log-mel examples [96, 64] in; VGGish and its PCA give one float32 [128] feature vector each."""
+
     featurizer_cls = registry.AudioFeaturizer
     name = "audio"
 
 
-def _rekey(element):
+# The hints are for readers: Beam keeps inferring the output type from the code (a KV, whose
+# coder the join downstream uses) instead of taking the hint, which it reads as Any.
+@beam.typehints.no_annotations
+def _rekey(element: tuple[tuple[str, int], np.ndarray]) -> tuple[str, tuple[int, np.ndarray]]:
     (clip_id, step), features = element
     return clip_id, (step, features)
 
@@ -114,9 +122,11 @@ class ExtractFeatures(beam.PTransform):
 
     @property
     def handler(self) -> _FeatureModelHandler:
+        """The model handler this transform runs, so that a built pipeline can be checked for its sharing settings."""
         return self._handler
 
-    def expand(self, inputs):
+    def expand(self, inputs: beam.PCollection) -> beam.PCollection:
+        """((clip_id, k), model input) -> (clip_id, (k, float32 features)), batched across clips."""
         return (
             inputs
             | "RunInference" >> RunInference(KeyedModelHandler(self._handler))

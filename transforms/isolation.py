@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import apache_beam as beam
 
@@ -32,7 +33,8 @@ def internal_error(*, clip_id: str, fields: dict, row: int | None, stage: str, e
                           reason="internal_error", message=f"{type(error).__name__}: {error}")
 
 
-def isolate(stage: str, describe: Callable[[object], tuple[str, dict, int | None]], *, element_arg: int = 0):
+def isolate(stage: str, describe: Callable[[object], tuple[str, dict, int | None]], *,
+            element_arg: int = 0) -> Callable[[Callable[..., Iterator[Any]]], Callable[..., Iterator[Any]]]:
     """Decorates a generator taking an element (positional argument `element_arg`) so it never raises.
 
     Args:
@@ -42,7 +44,7 @@ def isolate(stage: str, describe: Callable[[object], tuple[str, dict, int | None
       element_arg: 0 for a plain function, 1 for a DoFn's `process(self, element, ...)`.
     """
 
-    def wrap(fn):
+    def wrap(fn: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
         @functools.wraps(fn)
         def guarded(*args, **kwargs):
             try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 import apache_beam as beam
 
 from pipeline import annotations, csvsplit
@@ -48,28 +50,29 @@ class _UnionLabels(beam.CombineFn):
     def create_accumulator(self):
         return set(self._keep_labels)
 
-    def add_input(self, mutable_accumulator, element):
+    def add_input(self, mutable_accumulator: set[str], element: frozenset[str]) -> set[str]:
         mutable_accumulator.update(element)
         return mutable_accumulator
 
-    def merge_accumulators(self, accumulators):
+    def merge_accumulators(self, accumulators: Iterable[set[str]]) -> set[str]:
         merged = set(self._keep_labels)
         for accumulator in accumulators:
             merged.update(accumulator)
         return merged
 
-    def extract_output(self, accumulator):
+    def extract_output(self, accumulator: set[str]) -> annotations.Vocabulary:
         return annotations.Vocabulary.from_labels(accumulator)
 
 
-def _describe_group(element):
+def _describe_group(element: tuple[str, Iterable[annotations.ClipRequest]]) -> tuple[str, dict, int]:
     clip_id, requests = element
     first = min(requests, key=lambda r: r.row)
     return clip_id, first.fields, first.row
 
 
 @isolation.isolate("read", _describe_group)
-def _first_wins(element):
+def _first_wins(element: tuple[str, Iterable[annotations.ClipRequest]],
+                ) -> Iterator[annotations.ClipRequest | beam.pvalue.TaggedOutput]:
     """Keeps the earliest row of each id; later rows with the same id become `duplicate_id` failures.
 
     Two passes over the group (Beam's grouped values can be iterated again) keep one request in
@@ -109,7 +112,8 @@ class ReadAnnotations(beam.PTransform):
         self._keep_labels = tuple(keep_labels)
         self._splits = list(splits) if splits else csvsplit.whole_file(csv_path)
 
-    def expand(self, pbegin):
+    def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
+        """The pipeline's start -> `clips`, `failures`, `vocabulary` and `rows_read` (see the class)."""
         parsed = (
             pbegin
             | "CsvSplits" >> beam.Create(self._splits)

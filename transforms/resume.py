@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
 import apache_beam as beam
 
 from pipeline import example_proto
@@ -9,6 +12,7 @@ from transforms import isolation, metrics
 
 
 def record_id(serialized: bytes) -> str:
+    """The clip id (context feature `id`) of a serialized SequenceExample record."""
     example = example_proto.SequenceExample.FromString(serialized)
     return example.context.feature["id"].bytes_list.value[0].decode("utf-8")
 
@@ -41,14 +45,14 @@ def _ids_of_shard(path: str):
             yield record_id(record), None
 
 
-def _describe_joined(element):
+def _describe_joined(element: tuple[str, Mapping[str, Iterable[Any]]]) -> tuple[str, dict, int | None]:
     clip_id, grouped = element
     clips = list(grouped["clip"])
     return (clip_id, clips[0].fields, clips[0].row) if clips else (clip_id, {}, None)
 
 
 @isolation.isolate("resume", _describe_joined)
-def _todo_or_skipped(element):
+def _todo_or_skipped(element: tuple[str, Mapping[str, Iterable[Any]]]) -> Iterator[Any]:
     clip_id, grouped = element
     clips = list(grouped["clip"])
     if not clips:
@@ -71,7 +75,8 @@ class SkipExisting(beam.PTransform):
         super().__init__()
         self._paths = sorted(paths or [])
 
-    def expand(self, clips):
+    def expand(self, clips: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection, beam.PCollection]:
+        """ClipRequests -> (those without a record yet, the count skipped, failure dicts)."""
         p = clips.pipeline
         if self._paths:
             done = (p | "ExistingShards" >> beam.Create(self._paths)

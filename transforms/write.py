@@ -12,11 +12,12 @@ import datetime
 import json
 import math
 import zlib
+from collections.abc import Iterable, Iterator, Mapping
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline import shardindex, tfrecord
+from pipeline import annotations, shardindex, tfrecord
 from pipeline.fileio import atomic_write, write_atomically
 from transforms import metrics
 
@@ -30,10 +31,12 @@ def records_path(output_dir: str, split: str, shard: int, num_shards: int, run_t
 
 
 def failures_path(output_dir: str, shard: int, num_shards: int) -> str:
+    """`failures-SSSSS-of-NNNNN.jsonl` in `output_dir`: one shard of the failure report."""
     return FileSystems.join(output_dir, f"failures-{shard:05d}-of-{num_shards:05d}.jsonl")
 
 
 def shard_path(output_dir: str, split: str, shard: int, num_shards: int, run_tag: str = "") -> str:
+    """The file of one shard: a failure report shard for the internal FAILURES_SPLIT, else a record shard."""
     if split == FAILURES_SPLIT:
         return failures_path(output_dir, shard, num_shards)
     return records_path(output_dir, split, shard, num_shards, run_tag)
@@ -60,7 +63,7 @@ def _kept_totals(kept: dict) -> tuple:
     return 1, int(kept["reused"]), fetch.get("bytes", 0), fetch.get("seconds", 0.0), int(not kept["reused"])
 
 
-def _sum_columns(values) -> tuple:
+def _sum_columns(values: Iterable[tuple]) -> tuple:
     return tuple(sum(column) for column in zip(*values, strict=True)) or (0, 0, 0, 0.0, 0)
 
 
@@ -73,7 +76,10 @@ class _AssignShard(beam.DoFn):
     def __init__(self, per_shard: int):
         self._per_shard = per_shard
 
-    def process(self, item, counts):
+    # The hints are for readers: Beam keeps inferring the output type from the code (the
+    # (split, shard, N) key and its tuple coder for GroupShard) instead of reading the hints as Any.
+    @beam.typehints.no_annotations
+    def process(self, item: tuple[str, str, bytes], counts: Mapping[str, int]) -> Iterator[tuple]:
         split, clip_id, payload = item
         num_shards = max(1, math.ceil(counts[split] / self._per_shard))
         yield (split, _stable_shard(clip_id, num_shards), num_shards), (clip_id, payload)
@@ -84,7 +90,7 @@ class _WriteShard(beam.DoFn):
         self._output_dir = output_dir
         self._run_tag = run_tag
 
-    def process(self, element):
+    def process(self, element: tuple[tuple[str, int, int], Iterable[tuple[str, bytes]]]) -> Iterator[dict]:
         (split, shard, num_shards), items = element
         path = shard_path(self._output_dir, split, shard, num_shards, self._run_tag)
         count = 0
@@ -118,7 +124,7 @@ class _WriteShards(beam.PTransform):
         self._per_shard = per_shard
         self._run_tag = run_tag
 
-    def expand(self, items):
+    def expand(self, items: beam.PCollection) -> beam.PCollection:
         counts = items | "CountPerSplit" >> beam.Map(lambda x: (x[0], 1)) | "SumPerSplit" >> beam.CombinePerKey(sum)
         return (
             items
@@ -135,7 +141,7 @@ def _totals(record: dict) -> tuple:
             record.get("fetch_seconds", 0.0), record.get("fetched", 0))
 
 
-def _sum_tuples(values):
+def _sum_tuples(values: Iterable[tuple]) -> tuple:
     total = [0] * len(_TOTALS)
     for value in values:
         for i, v in enumerate(value):
@@ -152,8 +158,9 @@ class _Finalize(beam.DoFn):
         self._run_tag = run_tag
         self._replaces = tuple(replaces)
 
-    def process(self, _, shards, vocabulary, rows_read, record_totals, failure_reasons, failure_stages, existing,
-                kept=None):
+    def process(self, _: None, shards: list[dict], vocabulary: annotations.Vocabulary, rows_read: list[int],
+                record_totals: tuple, failure_reasons: Mapping[str, int], failure_stages: Mapping[str, int],
+                existing: list[int], kept: tuple | None = None) -> Iterator[dict]:
         written = {(s["split"], s["shard"], s["num_shards"]) for s in shards}
         layouts = {(s["split"], s["num_shards"]) for s in shards}
         if not any(split == FAILURES_SPLIT for split, _ in layouts):
@@ -228,7 +235,8 @@ class WriteDataset(beam.PTransform):
         self._failures_per_shard = failures_per_shard
         self._run_info = run_info
 
-    def expand(self, inputs):
+    def expand(self, inputs: Mapping[str, beam.PCollection]) -> beam.PCollection:
+        """`records`, `failures`, `vocabulary`, `rows_read`, `skipped_existing` (and `kept`) -> the stats dict."""
         records, failures = inputs["records"], inputs["failures"]
         record_items = records | "RecordItems" >> beam.Map(lambda r: (r["split"], r["id"], r["record"]))
         failure_items = failures | "FailureItems" >> beam.Map(

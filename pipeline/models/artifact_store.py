@@ -68,6 +68,7 @@ class Artifact:
         return len(self.files) > 1
 
     def describe(self) -> str:
+        """The artifact's files, and the archive they come from, for error messages."""
         names = ", ".join(self.files)
         return f"{names} (from {self.archive})" if self.archive else names
 

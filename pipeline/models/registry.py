@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -29,6 +30,7 @@ SYNTHETIC_WARNING = (
 
 
 def default_model_cache() -> str:
+    """The model cache when --model_cache is not given: $XDG_CACHE_HOME (or ~/.cache)/yt8m-features/models."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "yt8m-features", "models")
 
@@ -52,10 +54,12 @@ class ModelConfig:
 
     @property
     def synthetic(self) -> bool:
+        """True for --models synthetic: seeded random weights whose features mean nothing."""
         return self.mode == "synthetic"
 
     @property
     def cache_dir(self) -> str:
+        """Where downloaded and synthetic artifacts live: --model_cache, else `default_model_cache()`."""
         return self.model_cache or default_model_cache()
 
 
@@ -71,6 +75,7 @@ class ModelFiles:
     sources: tuple[tuple[str, str], ...] = ()
 
     def describe(self) -> dict:
+        """The models and their files as stats.json's `models` entry (JSON-ready)."""
         described = {
             "rgb": {"model": "inception-v3 (2015-12-05 graph layout)", "graph": self.rgb_graph,
                     "pca": self.rgb_pca_dir},
@@ -83,6 +88,7 @@ class ModelFiles:
 
 
 def synthetic_dir(config: ModelConfig) -> str:
+    """The cache folder of the synthetic artifacts of `config.seed`, so that each seed is written once."""
     return os.path.join(config.cache_dir, f"synthetic-seed{config.seed}")
 
 
@@ -154,7 +160,8 @@ class RgbFeaturizer:
         self._resize = inception.resize_frame
         self._input_size = inception.INPUT_SIZE
 
-    def __call__(self, frames):
+    def __call__(self, frames: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+        """uint8 [H, W, 3] frames (or float32 [N, 299, 299, 3] already resized) -> float32 [N, 1024] features."""
         if isinstance(frames, np.ndarray) and frames.dtype == np.float32:
             resized = frames
         elif len(frames):
@@ -174,5 +181,6 @@ class AudioFeaturizer:
         self.model = vggish.VGGish.from_checkpoint(files.audio_checkpoint)
         self.pca = postprocess.AudioPca.from_npz(files.audio_pca)
 
-    def __call__(self, examples):
+    def __call__(self, examples: np.ndarray) -> np.ndarray:
+        """Log-mel examples [N, 96, 64] -> float32 [N, 128] PCA features (not yet clipped or quantized)."""
         return self.pca.apply(self.model(examples))

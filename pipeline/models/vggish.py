@@ -194,7 +194,7 @@ class VGGish:
             input_signature=[tf.TensorSpec([None, EXAMPLE_FRAMES, EXAMPLE_BANDS], tf.float32)],
             reduce_retracing=True,
         )
-        def embed(examples):
+        def embed(examples: tf.Tensor) -> tf.Tensor:
             return _forward(examples, constants)
 
         self._embed = embed
