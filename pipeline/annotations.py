@@ -202,7 +202,7 @@ class RowParser:
             names = ["video", "labels"]
         else:
             names = self.header
-        out = {name: value for name, value in zip(names, cells)}
+        out = {name: value for name, value in zip(names, cells, strict=False)}
         if len(cells) > len(names):
             extra = cells[len(names):]
             # A hostile row may have 10^5 cells: the failure line keeps the first ones and a count.
@@ -241,7 +241,7 @@ class RowParser:
 
     def _parse_videos(self, cells: list[str], row: int, fields: dict) -> ClipRequest:
         self._expect_columns(cells, len(self._columns))
-        values = {name: cell.strip() for name, cell in zip(self._columns, cells)}
+        values = {name: cell.strip() for name, cell in zip(self._columns, cells, strict=False)}
         video = values.get("video", "")
         if not video:
             raise _RowProblem("malformed_row", "empty video")
@@ -255,7 +255,7 @@ class RowParser:
 
     def _parse_kinetics(self, cells: list[str], row: int, fields: dict) -> ClipRequest:
         self._expect_columns(cells, len(self._columns))
-        values = {name: cell.strip() for name, cell in zip(self._columns, cells)}
+        values = {name: cell.strip() for name, cell in zip(self._columns, cells, strict=False)}
         youtube_id = values["youtube_id"]
         if not YOUTUBE_ID_RE.match(youtube_id):
             raise _RowProblem("invalid_id", f"YouTube id {youtube_id!r} is not 11 characters of [A-Za-z0-9_-]")

@@ -53,8 +53,8 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Sequence
-from typing import TextIO
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TextIO, TypeVar
 
 from pipeline import downloads, fileio, retry
 from pipeline.progress_line import StatusLine, format_bytes
@@ -86,6 +86,11 @@ from pipeline.yt8m_files import (
     select_files,
 )
 
+if TYPE_CHECKING:
+    import http.client
+
+T = TypeVar("T")
+
 __all__ = [  # the plan half lives in pipeline.yt8m_files; callers import it from here
     "ALPHABET", "FILE_HOST_TEMPLATE", "LEVELS", "MIRRORS", "PART_SUFFIX", "PLAN_HOST", "SPLITS", "DownloadSummary",
     "Interrupted", "Partition", "PermanentError", "PlannedFile", "Progress", "TransientError", "backoff_delay",
@@ -113,8 +118,8 @@ def backoff_delay(attempt: int, *, base: float, cap: float, rng: random.Random |
     return retry.full_jitter(attempt, base=base, cap=cap, rng=rng)
 
 
-def _with_retries(action, *, max_attempts: int, backoff_base: float, backoff_max: float,
-                  stop: threading.Event, rng: random.Random):
+def _with_retries(action: Callable[[int], T], *, max_attempts: int, backoff_base: float, backoff_max: float,
+                  stop: threading.Event, rng: random.Random) -> tuple[T, int]:
     """Runs ``action(attempt)``, retrying TransientError with backoff (:func:`pipeline.retry.call`).
 
     A ``Retry-After`` on the error is a floor for the sleep (capped at ``backoff_max``);
@@ -160,6 +165,8 @@ class Progress:
                                    bar_text=self._bar_text, counts=lambda: (sum(self._counts.values()), self._total))
 
     def add_bytes(self, count: int) -> None:
+        """Counts ``count`` more bytes received (of any file)."""
+
         def change() -> None:
             self._bytes += count
 
@@ -175,6 +182,7 @@ class Progress:
 
     @property
     def bytes(self) -> int:
+        """Bytes received so far, all files together."""
         with self._display.lock:
             return self._bytes
 
@@ -234,7 +242,8 @@ _BODY_REASONS = {"timeout": "timeout", "incomplete": "truncated", "truncated": "
                  "network": "connection_error"}
 
 
-def _read_body(response, url: str, sink, *, stop: threading.Event) -> int:
+def _read_body(response: http.client.HTTPResponse, url: str, sink: Callable[[bytes], object], *,
+               stop: threading.Event) -> int:
     """Streams the body into ``sink(chunk)`` (`pipeline.downloads`); detects truncation.
 
     A local write error in ``sink`` (disk full) is raised as it is: not a network error to retry.

@@ -360,7 +360,7 @@ class ClipDecoder:
         k = 0  # index among the selected (pixel) frames
         early_stop = False
         while True:
-            if not selected.wait_for(lambda: len(selected.frames) > k, self.timeout_s):
+            if not selected.wait_for(lambda k=k: len(selected.frames) > k, self.timeout_s):
                 raise ClipError("timeout", f"ffmpeg produced nothing for {self.timeout_s:.0f} s on {self.uri}")
             with selected.cond:
                 if len(selected.frames) <= k:
@@ -380,7 +380,7 @@ class ClipDecoder:
             # Feed every decoded frame up to this one to the Python rule.
             chosen = None
             while chosen is None:
-                if not all_frames.wait_for(lambda: len(all_frames.frames) > cursor, self.timeout_s):
+                if not all_frames.wait_for(lambda cursor=cursor: len(all_frames.frames) > cursor, self.timeout_s):
                     raise ClipError("timeout", f"ffmpeg's frame list stalled for {self.timeout_s:.0f} s on {self.uri}")
                 with all_frames.cond:
                     if len(all_frames.frames) <= cursor:

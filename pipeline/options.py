@@ -96,7 +96,8 @@ class BuildOptions(PipelineOptions):
         parser.add_argument("--allow_file_urls", action="store_true",
                             help="Allow file:// URLs from --video_url_template (only http(s) otherwise).")
         parser.add_argument("--fetch_max_height", type=int, default=360,
-                            help="Largest video height to fetch (the RGB model sees 299x299: more pixels cost bytes, not accuracy).")
+                            help="Largest video height to fetch (the RGB model sees 299x299: "
+                                 "more pixels cost bytes, not accuracy).")
         parser.add_argument("--fetch_attempts", type=int, default=5, help="Attempts per clip for transient errors.")
         parser.add_argument("--fetch_max_seconds", type=float, default=300.0,
                             help="Time budget per clip over all fetch attempts; also a hard wall-clock deadline on "

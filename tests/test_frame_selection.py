@@ -84,7 +84,7 @@ def test_pipeline_picks_the_extractors_frames(kinds, kind):
     assert [s.index for s in steps] == [i for i, _, _ in reference]
     assert [s.msec for s in steps] == pytest.approx([t for _, t, _ in reference], abs=1e-6)
     assert summary.num_steps == len(reference) >= 1
-    for step, (_, _, frame) in zip(steps, reference):
+    for step, (_, _, frame) in zip(steps, reference, strict=True):
         # Same decoder (libavcodec) on both sides; only the YUV->RGB conversion may differ by rounding.
         diff = np.abs(step.frame.astype(np.int16) - frame.astype(np.int16))
         assert step.frame.shape == frame.shape and np.mean(diff) < 3, kind

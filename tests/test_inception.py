@@ -125,7 +125,7 @@ def test_missing_or_garbage_file_names_path_and_flag(tmp_path):
 
 def test_standin_is_deterministic_per_seed(tmp_path):
     paths = [str(tmp_path / name) for name in ("a.pb", "b.pb", "c.pb")]
-    for path, seed in zip(paths, (3, 3, 4)):
+    for path, seed in zip(paths, (3, 3, 4), strict=True):
         standins.write_standin_graph(path, seed=seed)
     data = [open(path, "rb").read() for path in paths]
     assert data[0] == data[1] and data[0] != data[2]

@@ -75,7 +75,7 @@ def test_python_selection_fallback_gives_the_same_frames(videos):
     slow._select_in_ffmpeg = False  # noqa: SLF001
     slow_steps = list(slow.steps())
     assert [s.index for s in slow_steps] == [s.index for s in fast_steps] == [0, 31, 61]
-    for a, b in zip(fast_steps, slow_steps):
+    for a, b in zip(fast_steps, slow_steps, strict=True):
         np.testing.assert_array_equal(a.frame, b.frame)
     np.testing.assert_array_equal(fast.summary.waveform, slow.summary.waveform)
 

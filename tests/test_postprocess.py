@@ -213,7 +213,8 @@ def test_audio_pca_npz_round_trip_and_errors(tmp_path, audio_arrays):
 
 def test_writers_reject_unofficial_shapes(tmp_path, audio_arrays):
     with pytest.raises(ModelArtifactError, match="pca_means"):
-        postprocess.write_audio_pca_npz(str(tmp_path / "x.npz"), eigen_vectors=audio_arrays["eigen_vectors"], means=np.zeros(64))
+        postprocess.write_audio_pca_npz(str(tmp_path / "x.npz"), eigen_vectors=audio_arrays["eigen_vectors"],
+                                        means=np.zeros(64))
     assert not (tmp_path / "x.npz").exists()
     with pytest.raises(ValueError, match=r"\[num_frames, 128\]"):
         postprocess.AudioPca.from_arrays(**audio_arrays).apply(np.zeros((2, 64)))

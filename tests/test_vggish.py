@@ -177,7 +177,8 @@ def _digest(weights):
 
 
 def test_random_weights_are_deterministic_across_processes_and_he_normal(weights):
-    assert all(weights[name].dtype == np.float32 and weights[name].shape == shape for name, shape in vggish.VGGISH_VARIABLES.items())
+    assert all(weights[name].dtype == np.float32 and weights[name].shape == shape
+               for name, shape in vggish.VGGISH_VARIABLES.items())
     std = weights["vggish/conv4/conv4_2/weights"].std()
     assert abs(std / np.sqrt(2.0 / (9 * 512)) - 1) < 0.02
     assert abs(weights["vggish/fc1/fc1_1/weights"].std() / np.sqrt(2.0 / 12288) - 1) < 0.02

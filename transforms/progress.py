@@ -51,9 +51,11 @@ class Tally:
 
     @property
     def finished(self) -> int:
+        """Rows that reached an end (decoded or failed)."""
         return self.done + self.failed
 
     def add(self, ok: bool, seconds: float) -> None:
+        """Counts one clip: decoded (with its seconds of video) or failed."""
         if ok:
             self.done += 1
             self.seconds += seconds

@@ -174,7 +174,7 @@ class _Finalize(beam.DoFn):
                         write_atomically(shardindex.index_path(path), shardindex.empty_index())
                     write_atomically(path, b"")
         write_atomically(FileSystems.join(self._output_dir, "vocabulary.csv"), vocabulary.to_csv().encode("utf-8"))
-        totals = dict(zip(_TOTALS, record_totals))
+        totals = dict(zip(_TOTALS, record_totals, strict=True))
         records, steps, seconds, silent = (totals[k] for k in ("records", "steps", "seconds", "silent"))
         failures = sum(failure_reasons.values())
         rows = sum(rows_read)
@@ -249,7 +249,8 @@ class WriteDataset(beam.PTransform):
             records
             | "RecordTotals" >> beam.Map(_totals)
             | "SumTotals" >> beam.CombineGlobally(_sum_tuples))
-        reasons = failures | "ByReason" >> beam.Map(lambda f: (f["reason"], 1)) | "SumReasons" >> beam.CombinePerKey(sum)
+        reasons = (failures | "ByReason" >> beam.Map(lambda f: (f["reason"], 1))
+                   | "SumReasons" >> beam.CombinePerKey(sum))
         stages = failures | "ByStage" >> beam.Map(lambda f: (f["stage"], 1)) | "SumStages" >> beam.CombinePerKey(sum)
         extra = {}
         if inputs.get("kept") is not None:  # fetch-only builds: one dict per clip in --clips_dir

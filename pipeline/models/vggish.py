@@ -17,7 +17,8 @@ official layout, so they load through the same code path as the real ones.
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -113,7 +114,8 @@ def _open_checkpoint(path: str) -> Any:
         ) from err
     except (tf.errors.OpError, ValueError) as err:
         message = err.message if isinstance(err, tf.errors.OpError) else str(err)
-        raise ModelArtifactError(f"{path} is not a readable TensorFlow checkpoint ({message}). {_CHECKPOINT_HINT}") from err
+        raise ModelArtifactError(
+            f"{path} is not a readable TensorFlow checkpoint ({message}). {_CHECKPOINT_HINT}") from err
 
 
 def verify_checkpoint(path: str) -> None:
@@ -213,7 +215,8 @@ class VGGish:
         path = os.fspath(path)
         verify_checkpoint(path)
         reader = _open_checkpoint(path)
-        return cls({name: reader.get_tensor(name).astype(np.float32, copy=False) for name in VGGISH_VARIABLES}, batch_size=batch_size)
+        weights = {name: reader.get_tensor(name).astype(np.float32, copy=False) for name in VGGISH_VARIABLES}
+        return cls(weights, batch_size=batch_size)
 
     def __call__(self, examples: np.ndarray) -> np.ndarray:
         """Embeds log-mel examples.
