@@ -3,6 +3,7 @@
     python -m benchmarks.csv_scale                              # 10^5 and 10^6 rows (the issue's figures)
     python -m benchmarks.csv_scale --rows 1000,10000            # a quick look
     python -m benchmarks.csv_scale --rows 100000 --json out.json
+    python -m benchmarks.csv_scale --beam_only --skip_build      # plain Beam of the build's shape only
 
 For each row count it writes a headered videos CSV (`video,labels`, paths that do not exist, so
 every row ends as a `missing_file` failure line without decoding anything) and measures, each in
@@ -18,6 +19,10 @@ Memory flat in the row count means the 10^6 figures match the 10^5 ones. The lau
 hosts Beam's FnApiRunner, which keeps every shuffle's data (GroupByKey, Reshuffle, CoGroupByKey)
 in its own memory: its growth with rows is the DirectRunner's, not the build's code (on Dataflow
 the shuffle lives outside the workers). The launcher pass figure is our code alone.
+
+With --beam_only it also runs benchmarks/beam_shape.py, the build's shape in plain Beam without
+any of the project's code, with and without the GroupByKey that groups the failure report into
+shards: whatever grows there with the row count is the runner's, not the build's.
 """
 
 from __future__ import annotations
@@ -76,6 +81,16 @@ def whole_build(csv_path: str, out_dir: str, model_cache: str, workers: int, ext
     argv = [sys.executable, "-m", "pipeline.build", "--input_csv", csv_path, "--output_dir", out_dir,
             "--models", "synthetic", "--model_cache", model_cache, "--audio", "zeros", "--overwrite",
             "--direct_running_mode=multi_processing", f"--direct_num_workers={workers}", *extra]
+    wall, _, memory = _sampled(argv, workers)
+    with open(os.path.join(out_dir, "stats.json"), encoding="utf-8") as f:
+        stats = json.load(f)
+    return {"wall_s": wall, "rows_per_s": stats["rows_read"] / wall, "rows_read": stats["rows_read"],
+            "failures_by_reason": stats["failures_by_reason"],
+            "all_rows_accounted_for": stats["all_rows_accounted_for"], **memory}
+
+
+def _sampled(argv: list[str], workers: int) -> tuple[float, str, dict]:
+    """Runs argv; its wall time, output, and the peak RSS of it and of its `workers` largest children."""
     began = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     sampler = TreeMemory(proc.pid, SAMPLE_S)
@@ -84,15 +99,24 @@ def whole_build(csv_path: str, out_dir: str, model_cache: str, workers: int, ext
     wall = time.perf_counter() - began
     sampler.stop()
     if proc.returncode != 0:
-        raise RuntimeError(f"build failed ({proc.returncode}):\n{output[-3000:]}")
-    with open(os.path.join(out_dir, "stats.json"), encoding="utf-8") as f:
-        stats = json.load(f)
+        raise RuntimeError(f"{argv[2]} failed ({proc.returncode}):\n{output[-3000:]}")
     workers_peak = sorted((sampler.peak_mib(pid) for pid in sampler.peaks if pid != proc.pid), reverse=True)
-    return {"wall_s": wall, "rows_per_s": stats["rows_read"] / wall, "rows_read": stats["rows_read"],
-            "failures_by_reason": stats["failures_by_reason"],
-            "all_rows_accounted_for": stats["all_rows_accounted_for"],
-            "launcher_peak_rss_mib": sampler.peak_mib(proc.pid),
-            "worker_peak_rss_mib": workers_peak[:workers], "child_processes": len(workers_peak)}
+    return wall, output, {"launcher_peak_rss_mib": sampler.peak_mib(proc.pid),
+                          "worker_peak_rss_mib": workers_peak[:workers], "child_processes": len(workers_peak)}
+
+
+def beam_shape(csv_path: str, rows: int, workers: int, group: bool) -> dict:
+    """benchmarks.beam_shape (the build's shape in plain Beam) as a subprocess: peak RSS per process."""
+    argv = [sys.executable, "-m", "benchmarks.beam_shape", csv_path, "--rows", str(rows),
+            f"--workers={workers}", *([] if group else ["--no_group"])]
+    wall, output, memory = _sampled(argv, workers)
+    counts = json.loads(output.rsplit("RESULT ", 1)[1].splitlines()[0])
+    return {"wall_s": wall, "group": group, "counts": counts, **memory}
+
+
+def _peaks(result: dict) -> str:
+    return (f"launcher peak RSS {result['launcher_peak_rss_mib']:.0f} MiB, worker peak RSS "
+            f"{', '.join(f'{w:.0f}' for w in result['worker_peak_rss_mib'])} MiB")
 
 
 def ensure_models(model_cache: str) -> None:
@@ -109,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="CSVs, outputs and the synthetic model cache (kept across runs).")
     parser.add_argument("--skip_build", action="store_true", help="Measure the launcher pass only.")
     parser.add_argument("--build_args", default="", help="More flags for the build, e.g. '--failures_per_shard 10000'.")
+    parser.add_argument("--beam_only", action="store_true",
+                        help="Also run the build's shape in plain Beam (benchmarks/beam_shape.py), with and "
+                             "without its GroupByKey: what the runner's own memory does with the row count.")
     parser.add_argument("--json", default=None, help="Also write the figures here.")
     args = parser.parse_args(argv)
     os.makedirs(args.work_dir, exist_ok=True)
@@ -128,10 +155,14 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_build:
             b = result["build"] = whole_build(csv_path, os.path.join(args.work_dir, f"out-{rows}"), model_cache,
                                               args.workers, args.build_args.split())
-            print(f"{rows:>10,} rows  build: {b['wall_s']:.1f} s, {b['rows_per_s']:,.0f} rows/s, "
-                  f"launcher peak RSS {b['launcher_peak_rss_mib']:.0f} MiB, worker peak RSS "
-                  f"{', '.join(f'{w:.0f}' for w in b['worker_peak_rss_mib'])} MiB, "
+            print(f"{rows:>10,} rows  build: {b['wall_s']:.1f} s, {b['rows_per_s']:,.0f} rows/s, {_peaks(b)}, "
                   f"failures {b['failures_by_reason']}, accounted {b['all_rows_accounted_for']}", flush=True)
+        if args.beam_only:
+            for group in (True, False):
+                shape = beam_shape(csv_path, rows, args.workers, group)
+                result[f"beam_shape_{'with' if group else 'without'}_group"] = shape
+                print(f"{rows:>10,} rows  plain Beam, {'with' if group else 'without'} the GroupByKey: "
+                      f"{shape['wall_s']:.1f} s, {_peaks(shape)}, counts {shape['counts']}", flush=True)
         results.append(result)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
