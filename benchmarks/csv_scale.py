@@ -131,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="DirectRunner worker processes.")
     parser.add_argument("--work_dir", default=os.path.join(tempfile.gettempdir(), "csv_scale"),
                         help="CSVs, outputs and the synthetic model cache (kept across runs).")
-    parser.add_argument("--skip_build", action="store_true", help="Measure the launcher pass only.")
+    parser.add_argument("--skip_build", action="store_true",
+                        help="Leave out the whole build (the launcher pass and --beam_only still run).")
     parser.add_argument("--build_args", default="", help="More flags for the build, e.g. '--failures_per_shard 10000'.")
     parser.add_argument("--beam_only", action="store_true",
                         help="Also run the build's shape in plain Beam (benchmarks/beam_shape.py), with and "
