@@ -26,6 +26,8 @@ import time
 from benchmarks.proctree import TreeMemory
 
 _LOAD = re.compile(r"Loading (rgb|audio) model in process (\d+) \(TensorFlow threads: (\d+) intra-op")
+
+
 def _prepare(args: argparse.Namespace, env: dict) -> str:
     """Generates the clips and the CSV once, and the synthetic model files into the cache."""
     from pipeline import media  # pylint: disable=import-outside-toplevel

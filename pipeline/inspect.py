@@ -135,8 +135,6 @@ def read_vocabulary(paths: list[str], directory: str | None = None) -> dict[int,
     return {}
 
 
-
-
 class Moments:
     """Per-dimension mean and std of dequantized features over every step added.
 

@@ -224,7 +224,6 @@ def md5_file(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-
 # -------------------------------------------------------------------- data types
 
 

@@ -19,10 +19,10 @@ from pipeline.errors import ClipError, failure_record
 from pipeline.probe import ProbeResult, check_decodable
 from transforms import isolation, metrics
 from transforms.fetch_stage import FetchedClip
+from transforms.progress import PROGRESS
 
 if TYPE_CHECKING:
     from transforms.fetch import ClipFetcher
-from transforms.progress import PROGRESS
 
 
 def resolve_video_path(video: str, base_dir: str) -> str:
