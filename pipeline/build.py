@@ -95,7 +95,8 @@ def build_pipeline(p: beam.Pipeline, options: BuildOptions, *, run_info: dict | 
     decoded = fetched.clips | "SpreadFetched" >> beam.Reshuffle() | "DecodeClips" >> beam.ParDo(
         DecodeClips(base_dir=base_dir, timeout_s=options.decode_timeout, fetcher=fetcher,
                     expected=expected_rows, frames_per_second=options.frames_per_second, audio_mode=options.audio,
-                    max_frame_side=options.max_frame_side, max_frame_pixels=options.max_frame_pixels)).with_outputs(
+                    max_frame_side=options.max_frame_side, max_frame_pixels=options.max_frame_pixels,
+                    decode_ahead=options.decode_ahead)).with_outputs(
         DecodeClips.RGB, DecodeClips.AUDIO, DecodeClips.META, DecodeClips.FAILURES)
     sharing = options.model_sharing(sdk_processes_per_machine(p.options))
     rgb = decoded[DecodeClips.RGB] | "RgbFeatures" >> on_accelerator(ExtractFeatures(

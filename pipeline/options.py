@@ -40,6 +40,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    import argparse  # pylint: disable=import-outside-toplevel
+
+    try:
+        return _positive_int(text) if text.strip() != "0" else 0
+    except argparse.ArgumentTypeError as e:
+        raise argparse.ArgumentTypeError(str(e).replace("must be > 0", "must be >= 0")) from e
+
+
 def _model_copies(text: str) -> int:
     """--model_copies: a positive integer, or per_process (0: no sharing across processes)."""
     if text.strip().lower() in ("per_process", "0"):
@@ -87,6 +96,9 @@ class BuildOptions(PipelineOptions):
         parser.add_argument("--failures_per_shard", type=int, default=100000, help="Lines per failure-report shard.")
         parser.add_argument("--decode_timeout", type=float, default=120.0,
                             help="Seconds ffmpeg may stay silent (and network read timeout) before a clip fails.")
+        parser.add_argument("--decode_ahead", type=_non_negative_int, default=4,
+                            help="Clips each worker decodes ahead of the models, on a thread of its own, so that "
+                                 "decoding overlaps inference (at most 64 MiB of frames wait); 0 decodes in step.")
         parser.add_argument("--skip_existing", action="store_true",
                             help="Resume: skip clip ids already in --output_dir's records; new records go to new "
                                  "shard files that never overwrite earlier ones.")

@@ -220,6 +220,36 @@ def test_flags_reach_the_handlers():
         assert handler.sharing == tf_setup.ModelSharing(copies=0, processes=1, intra_op_threads=3)
 
 
+def _decoder(p) -> object:
+    """The DecodeClips DoFn of a built pipeline."""
+    from transforms.decode import DecodeClips
+
+    found = []
+
+    class Visitor(beam.pipeline.PipelineVisitor):
+        def visit_transform(self, node):
+            if isinstance(getattr(node.transform, "fn", None), DecodeClips):
+                found.append(node.transform.fn)
+
+    p.visit(Visitor())
+    (decoder,) = found
+    return decoder
+
+
+@pytest.mark.parametrize("flag, expected", [([], 4), (["--decode_ahead", "0"], 0), (["--decode_ahead", "7"], 7)])
+def test_decode_ahead_reaches_the_decoder(flag, expected):
+    pipeline_options = PipelineOptions(ARGV + flag)
+    p = beam.Pipeline(options=pipeline_options)
+    build_pipeline(p, pipeline_options.view_as(BuildOptions), run_info={})
+    assert _decoder(p)._decode_ahead == expected
+
+
+def test_a_negative_decode_ahead_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        PipelineOptions(ARGV + ["--decode_ahead", "-1"]).view_as(BuildOptions)
+    assert "'-1' must be >= 0" in capsys.readouterr().err
+
+
 def _readme_gpu_command() -> list[str]:
     """The arguments of the README's "GPU workers" command, placeholders made concrete."""
     text = (REPO / "README.md").read_text(encoding="utf-8")

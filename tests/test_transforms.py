@@ -7,10 +7,12 @@ import os
 import apache_beam as beam
 import numpy as np
 import pytest
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline import annotations, records
+from transforms import metrics
 from transforms.decode import DecodeClips
 from transforms.read import ReadAnnotations
 from transforms.write import WriteDataset
@@ -34,7 +36,8 @@ def test_read_annotations_dedupes_and_reports(tmp_path):
         assert_that(out["rows_read"], equal_to([4]), label="RowsRead")
 
 
-def test_decode_clips_outputs_per_step_elements_and_failures(tmp_path, videos):
+@pytest.mark.parametrize("decode_ahead", [0, 1, 3])
+def test_decode_clips_outputs_per_step_elements_and_failures(tmp_path, videos, decode_ahead):
     clips = [
         annotations.ClipRequest(clip_id="ok", source="file", video=videos["v4_5_silent"], start=None, end=None,
                                 labels=("a",), split="all", row=1, fields={}),
@@ -43,23 +46,37 @@ def test_decode_clips_outputs_per_step_elements_and_failures(tmp_path, videos):
         annotations.ClipRequest(clip_id="gone", source="file", video=videos["missing"], start=None, end=None,
                                 labels=(), split="all", row=3, fields={}),
     ]
-    with TestPipeline() as p:
-        out = p | beam.Create(clips) | beam.ParDo(DecodeClips(base_dir=str(tmp_path))).with_outputs(
-            DecodeClips.RGB, DecodeClips.AUDIO, DecodeClips.META, DecodeClips.FAILURES)
-        assert_that(out[DecodeClips.RGB] | beam.Map(lambda kv: (kv[0], kv[1].shape, str(kv[1].dtype))),
-                    equal_to([(("ok", k), (240, 320, 3), "uint8") for k in range(5)]
-                             + [(("short", 0), (240, 320, 3), "uint8")]), label="Rgb")  # native size: no resize
-        assert_that(out[DecodeClips.AUDIO] | beam.Map(lambda kv: (kv[0], kv[1].shape)),
-                    equal_to([(("ok", k), (96, 64)) for k in range(5)] + [(("short", 0), (96, 64))]), label="Audio")
-        # No audio stream: every example is digital silence, log(0.01).
-        assert_that(out[DecodeClips.AUDIO] | beam.Filter(lambda kv: kv[0][0] == "ok")
-                    | beam.Map(lambda kv: bool(np.allclose(kv[1], np.log(0.01)))),
-                    equal_to([True] * 5), label="SilentAudio")
-        # SPEC §2: T is the number of frames selected; 4.5 s -> 5 steps, 0.5 s -> 1 step (no duration rule).
-        assert_that(out[DecodeClips.META] | beam.Map(lambda kv: (kv[0], kv[1]["num_steps"], kv[1]["silent_audio"])),
-                    equal_to([("ok", 5, True), ("short", 1, False)]), label="Meta")
-        assert_that(out[DecodeClips.FAILURES] | beam.Map(lambda f: (f["id"], f["reason"], f["row"])),
-                    equal_to([("gone", "missing_file", 3)]), label="Failures")
+    p = TestPipeline()
+    # Each clip carries its own timestamp: decoded ahead, a clip's outputs may leave during a later
+    # clip's process() call (or in finish_bundle), and must still carry their own clip's.
+    out = (p | beam.Create(clips) | beam.Map(lambda c: beam.window.TimestampedValue(c, 100 * c.row))
+           | beam.ParDo(DecodeClips(base_dir=str(tmp_path), decode_ahead=decode_ahead)).with_outputs(
+               DecodeClips.RGB, DecodeClips.AUDIO, DecodeClips.META, DecodeClips.FAILURES))
+    assert_that(out[DecodeClips.RGB] | beam.Map(lambda kv: (kv[0], kv[1].shape, str(kv[1].dtype))),
+                equal_to([(("ok", k), (240, 320, 3), "uint8") for k in range(5)]
+                         + [(("short", 0), (240, 320, 3), "uint8")]), label="Rgb")  # native size: no resize
+    assert_that(out[DecodeClips.AUDIO] | beam.Map(lambda kv: (kv[0], kv[1].shape)),
+                equal_to([(("ok", k), (96, 64)) for k in range(5)] + [(("short", 0), (96, 64))]), label="Audio")
+    # No audio stream: every example is digital silence, log(0.01).
+    assert_that(out[DecodeClips.AUDIO] | beam.Filter(lambda kv: kv[0][0] == "ok")
+                | beam.Map(lambda kv: bool(np.allclose(kv[1], np.log(0.01)))),
+                equal_to([True] * 5), label="SilentAudio")
+    # SPEC §2: T is the number of frames selected; 4.5 s -> 5 steps, 0.5 s -> 1 step (no duration rule).
+    assert_that(out[DecodeClips.META] | beam.Map(lambda kv: (kv[0], kv[1]["num_steps"], kv[1]["silent_audio"])),
+                equal_to([("ok", 5, True), ("short", 1, False)]), label="Meta")
+    assert_that(out[DecodeClips.FAILURES] | beam.Map(lambda f: (f["id"], f["reason"], f["row"])),
+                equal_to([("gone", "missing_file", 3)]), label="Failures")
+    stamped = {tag: out[tag] | f"Stamp{tag}" >> beam.Map(lambda x, ts=beam.DoFn.TimestampParam: int(ts))
+               for tag in (DecodeClips.RGB, DecodeClips.META, DecodeClips.FAILURES)}
+    assert_that(stamped[DecodeClips.RGB], equal_to([100] * 5 + [200]), label="RgbTimestamps")
+    assert_that(stamped[DecodeClips.META], equal_to([100, 200]), label="MetaTimestamps")
+    assert_that(stamped[DecodeClips.FAILURES], equal_to([300]), label="FailureTimestamps")
+    result = p.run()
+    result.wait_until_finish()
+    # Counted on the bundle's thread, whichever thread decoded: Beam sees every update.
+    counters = {c.key.metric.name: c.committed
+                for c in result.metrics().query(MetricsFilter().with_namespace(metrics.NAMESPACE))["counters"]}
+    assert counters.get("clips_decoded") == 2 and counters.get("failed_missing_file") == 1, counters
 
 
 def _record(clip_id, steps):

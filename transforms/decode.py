@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import posixpath
 import shutil
@@ -12,17 +13,30 @@ from typing import TYPE_CHECKING
 import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.transforms.window import BoundedWindow
+from apache_beam.utils.timestamp import Timestamp
 
 from pipeline import media
 from pipeline.annotations import ClipRequest
 from pipeline.errors import ClipError, failure_record
 from pipeline.probe import ProbeResult, check_decodable
 from transforms import isolation, metrics
+from transforms.ahead import Ahead, in_window
 from transforms.fetch_stage import FetchedClip
 from transforms.progress import PROGRESS
 
 if TYPE_CHECKING:
     from transforms.fetch import ClipFetcher
+
+
+# Decoded outputs a worker may hold ahead of its models (--decode_ahead clips, at most this many bytes).
+DECODE_AHEAD_BYTES = 64 << 20
+
+
+def _output_bytes(output: object) -> int:
+    value = getattr(output, "value", None)
+    array = value[1] if isinstance(value, tuple) and len(value) == 2 else None
+    return int(getattr(array, "nbytes", 0))
 
 
 def resolve_video_path(video: str, base_dir: str) -> str:
@@ -36,6 +50,11 @@ def resolve_video_path(video: str, base_dir: str) -> str:
 
 class DecodeClips(beam.DoFn):
     """Decodes each clip once, streaming its steps so memory holds one frame, not the whole clip.
+
+    With `decode_ahead` N > 0 a background thread decodes up to N clips ahead of the models,
+    which run inside this DoFn's `yield` (the stage is fused): ffmpeg and the log-mel work overlap
+    inference instead of waiting for it. Outputs keep their order and their element's window; at
+    most DECODE_AHEAD_BYTES wait; metrics and progress are counted on the bundle's own thread.
 
     Outputs (tags are constants below):
       RGB:   ((clip_id, k), uint8 [H, W, 3] frame at the clip's resolution; the RGB model step resizes it)
@@ -53,8 +72,13 @@ class DecodeClips(beam.DoFn):
 
     def __init__(self, *, base_dir: str, timeout_s: float = 120.0, fetcher: ClipFetcher | None = None,
                  expected: int | None = None, frames_per_second: float = 1.0, audio_mode: str = "vggish",
-                 max_frame_side: int = media.MAX_FRAME_SIDE, max_frame_pixels: int = media.MAX_FRAME_PIXELS):
+                 max_frame_side: int = media.MAX_FRAME_SIDE, max_frame_pixels: int = media.MAX_FRAME_PIXELS,
+                 decode_ahead: int = 0):
+        if decode_ahead < 0:
+            raise ValueError(f"decode_ahead must be >= 0, got {decode_ahead}")
         self._base_dir = base_dir
+        self._decode_ahead = decode_ahead
+        self._ahead: Ahead | None = None
         self._frames_per_second = frames_per_second
         self._audio_mode = audio_mode
         self._max_frame_side = max_frame_side
@@ -72,11 +96,52 @@ class DecodeClips(beam.DoFn):
         if self._fetcher is not None:
             self._fetcher.setup()
 
-    def process(self, element: FetchedClip | ClipRequest) -> Iterator[beam.pvalue.TaggedOutput]:
+    def start_bundle(self) -> None:
+        """Starts the decode-ahead thread (`decode_ahead` > 0); a failed bundle's leftovers are dropped first."""
+        if self._decode_ahead and (self._ahead is None or self._ahead.unfinished):
+            self.teardown()
+            self._ahead = Ahead(self._clip_outputs, depth=self._decode_ahead, max_bytes=DECODE_AHEAD_BYTES,
+                                size=_output_bytes, name="decode-ahead")
+
+    def process(self, element: FetchedClip | ClipRequest, window: BoundedWindow = beam.DoFn.WindowParam,
+                timestamp: Timestamp = beam.DoFn.TimestampParam) -> Iterator[beam.pvalue.TaggedOutput]:
         """Decodes one clip into its tagged outputs (RGB, AUDIO, META) or one FAILURES line.
 
         `element`: a FetchedClip from FetchClips, or a ClipRequest (YouTube rows then fetched here).
+        Decoding ahead, the outputs that come out of a call may be earlier clips'.
         """
+        if self._ahead is None:  # in step with the models (or called directly, outside a bundle)
+            for output in self._clip_outputs(element):
+                if callable(output):
+                    output()
+                else:
+                    yield output
+            return
+        self._ahead.submit(element, (window, timestamp))
+        yield from self._emit(self._ahead.take())
+
+    def finish_bundle(self) -> Iterator[beam.pvalue.TaggedOutput]:
+        """The outputs of the clips still being decoded ahead."""
+        if self._ahead is not None:
+            yield from self._emit(self._ahead.take(0))
+
+    def teardown(self) -> None:
+        """Stops the decode-ahead thread (an ffmpeg it runs is killed)."""
+        if self._ahead is not None:
+            self._ahead.close()
+            self._ahead = None
+
+    @staticmethod
+    def _emit(taken: Iterator[tuple[tuple[BoundedWindow, Timestamp], object]]) -> Iterator[beam.pvalue.TaggedOutput]:
+        """Outputs made ahead, in their own element's window; the metric updates among them are applied here."""
+        for (window, timestamp), output in taken:
+            if callable(output):
+                output()
+            else:
+                yield in_window(output, window, timestamp)
+
+    def _clip_outputs(self, element: FetchedClip | ClipRequest) -> Iterator[beam.pvalue.TaggedOutput | functools.partial]:
+        """One clip's tagged outputs, with its metric updates as callables (run on the bundle's thread)."""
         clip = element.clip if isinstance(element, FetchedClip) else element
         stage = "decode"
         try:
@@ -101,16 +166,17 @@ class DecodeClips(beam.DoFn):
                 yield from self._decode(clip, uri, start=start, duration=duration, fetch=fetch, untrusted=untrusted,
                                         header=header)
         except ClipError as e:
-            PROGRESS.record(ok=False, total=self._expected)
-            metrics.count_failure(e.reason)
+            yield functools.partial(PROGRESS.record, ok=False, total=self._expected)
+            yield functools.partial(metrics.count_failure, e.reason)
             yield beam.pvalue.TaggedOutput(self.FAILURES, failure_record(
                 clip_id=clip.clip_id, fields=clip.fields, row=clip.row, stage=e.stage or stage, reason=e.reason,
                 message=e.message))
         except Exception as e:  # pylint: disable=broad-except
             # A bug or an unforeseen input must not kill a run of a million clips: report it loudly.
-            PROGRESS.record(ok=False, total=self._expected)
+            yield functools.partial(PROGRESS.record, ok=False, total=self._expected)
+            yield functools.partial(metrics.count_failure, "internal_error")
             yield beam.pvalue.TaggedOutput(self.FAILURES, isolation.internal_error(
-                clip_id=clip.clip_id, fields=clip.fields, row=clip.row, stage=stage, error=e))
+                clip_id=clip.clip_id, fields=clip.fields, row=clip.row, stage=stage, error=e, count=False))
 
     @staticmethod
     def _fetched_media(element: FetchedClip, tmp: str) -> str:
@@ -178,11 +244,11 @@ class DecodeClips(beam.DoFn):
             examples = audio.examples_at(waveform, summary.audio_starts())
             for k in range(summary.num_steps):
                 yield beam.pvalue.TaggedOutput(self.AUDIO, ((clip.clip_id, k), examples[k]))
-        self._decoded.inc()
-        PROGRESS.record(ok=True, seconds=summary.duration, total=self._expected)
-        self._seconds.update(int(summary.duration))
+        yield self._decoded.inc
+        yield functools.partial(PROGRESS.record, ok=True, seconds=summary.duration, total=self._expected)
+        yield functools.partial(self._seconds.update, int(summary.duration))
         if silent:
-            self._silent.inc()
+            yield self._silent.inc
         yield beam.pvalue.TaggedOutput(self.META, (clip.clip_id, {
             "clip": clip, "num_steps": summary.num_steps, "duration": summary.duration, "silent_audio": silent,
             "fetch": fetch, "audio": self._audio_mode}))

@@ -44,6 +44,7 @@ from pipeline.annotations import ClipRequest
 from pipeline.errors import ClipError, failure_record
 from pipeline.probe import ProbeResult
 from transforms import isolation, metrics
+from transforms.ahead import in_window
 from transforms.fetch import ClipFetcher, _store, _trim, clip_path
 from transforms.progress import PROGRESS
 
@@ -163,10 +164,7 @@ class FetchClips(beam.DoFn):
                 self._pending.append(item)
                 continue
             for output in self._outputs(clip, future.result()):
-                if isinstance(output, beam.pvalue.TaggedOutput):
-                    yield beam.pvalue.TaggedOutput(output.tag, WindowedValue(output.value, timestamp, [window]))
-                else:
-                    yield WindowedValue(output, timestamp, [window])
+                yield in_window(output, window, timestamp)
 
     def _outputs(self, clip: ClipRequest, outcome: tuple):
         """The outputs of one finished fetch, with its metrics and progress (in the bundle's thread)."""

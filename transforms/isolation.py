@@ -24,11 +24,17 @@ from transforms import metrics
 FAILURES = "failures"
 
 
-def internal_error(*, clip_id: str, fields: dict, row: int | None, stage: str, error: BaseException) -> dict:
-    """The failure line of an unexpected exception; also logged with its traceback and counted."""
+def internal_error(*, clip_id: str, fields: dict, row: int | None, stage: str, error: BaseException,
+                   count: bool = True) -> dict:
+    """The failure line of an unexpected exception; also logged with its traceback and counted.
+
+    `count=False` leaves the counting to the caller (a thread other than the bundle's, whose
+    metric updates Beam would not see).
+    """
     logging.error("Unexpected error at stage %s on clip %r (row %s)", stage, clip_id, row,
                   exc_info=(type(error), error, error.__traceback__))
-    metrics.count_failure("internal_error")
+    if count:
+        metrics.count_failure("internal_error")
     return failure_record(clip_id=str(clip_id), fields=annotations.printable(fields or {}), row=row, stage=stage,
                           reason="internal_error", message=f"{type(error).__name__}: {error}")
 
