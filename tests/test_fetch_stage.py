@@ -157,6 +157,37 @@ def test_a_fetched_clip_is_probed_once_by_the_fetcher_not_again_by_the_decoder(t
     assert not failures and steps == 2 and len(probed) == fetcher_probes + 1
 
 
+@pytest.mark.parametrize("decode_ahead", [0, 2])
+def test_the_decoder_counts_what_it_downloads_and_fetches_whichever_thread_does_it(served, decode_ahead):
+    """Beam counts metrics only in the bundle's thread: decoding ahead, the counts must still arrive."""
+    import apache_beam as beam
+    from apache_beam.metrics.metric import MetricsFilter
+    from apache_beam.testing.test_pipeline import TestPipeline
+
+    from pipeline import fetch
+    from transforms import metrics
+    from transforms.decode import DecodeClips
+
+    server, root = served
+    config = fetch.FetchConfig(url_template=server.url + "/videos/{id}.mp4", socket_timeout=5.0, max_attempts=1)
+    clips = [ClipRequest(clip_id="http", source="file", video=f"{server.url}/videos/{OK_ID}.mp4", start=None,
+                         end=None, labels=("a",), split="val", row=1, fields={}),
+             ClipRequest(clip_id="yt", source="youtube", video=SHORT_ID, start=2.0, end=4.0, labels=("a",),
+                         split="val", row=2, fields={})]
+    p = TestPipeline()
+    _ = p | beam.Create(clips) | beam.ParDo(DecodeClips(
+        base_dir=".", audio_mode="zeros", fetcher=ClipFetcher(config=config), decode_ahead=decode_ahead)).with_outputs(
+        DecodeClips.RGB, DecodeClips.META, DecodeClips.FAILURES)
+    result = p.run()
+    result.wait_until_finish()
+    counters = {c.key.metric.name: c.committed
+                for c in result.metrics().query(MetricsFilter().with_namespace(metrics.NAMESPACE))["counters"]}
+    whole = os.path.getsize(root / "videos" / f"{OK_ID}.mp4")
+    assert counters.get("clips_decoded") == 2 and counters.get("clips_fetched") == 1, counters
+    # The http row's whole file, plus the YouTube row's section (a part of the other file).
+    assert whole < counters.get("fetch_bytes", 0) < whole + os.path.getsize(root / "videos" / f"{SHORT_ID}.mp4")
+
+
 # --------------------------------------------------------------------------- fetch-only builds
 
 

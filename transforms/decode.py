@@ -155,11 +155,14 @@ class DecodeClips(beam.DoFn):
                     stage = "fetch"
                     if self._fetcher is None:
                         raise ClipError("unsupported_source", "YouTube rows need a fetcher", stage="fetch")
-                    uri, start, duration, fetch, header = self._fetcher.fetch(clip, tmp)
+                    uri, start, duration, fetch, header = self._fetcher.fetch(clip, tmp, count=False)
+                    yield functools.partial(self._fetcher.count_figures, fetch)
                     stage = "decode"
                 else:
                     source = resolve_video_path(clip.video, self._base_dir)
-                    uri = self._localize(source, tmp)
+                    uri, downloaded = self._localize(source, tmp)
+                    if downloaded is not None:
+                        yield functools.partial(downloaded[0].count_bytes, downloaded[1])
                     untrusted = uri != source
                     start = clip.start or 0.0
                     duration = (clip.end - start) if clip.end is not None else None
@@ -193,8 +196,10 @@ class DecodeClips(beam.DoFn):
             shutil.copyfileobj(src, dst, 1 << 20)
         return local
 
-    def _localize(self, uri: str, tmp: str) -> str:
-        """Local paths are read in place; remote inputs are copied to a temp file first.
+    def _localize(self, uri: str, tmp: str) -> tuple[str, tuple[ClipFetcher, int] | None]:
+        """(path to decode, (fetcher, bytes) of an http(s) download to count, else None).
+
+        Local paths are read in place; remote inputs are copied to a temp file first.
 
         http(s) videos are downloaded through the clip's guard proxy (pipeline.netguard:
         address policy, redirects, hard deadline) so ffmpeg never touches the network for
@@ -202,7 +207,7 @@ class DecodeClips(beam.DoFn):
         the copy is decoded with the strict whitelists of an untrusted input.
         """
         if "://" not in uri:
-            return uri
+            return uri, None
         if media.is_remote(uri):
             local = os.path.join(tmp, "remote-input")
             fetcher = self._fetcher
@@ -210,14 +215,13 @@ class DecodeClips(beam.DoFn):
                 from transforms.fetch import ClipFetcher  # pylint: disable=import-outside-toplevel
 
                 fetcher = ClipFetcher(config=None)
-            fetcher.download(uri, local)
-            return local
+            return local, (fetcher, fetcher.download(uri, local, count=False))
         if not FileSystems.exists(uri):
             raise ClipError("missing_file", f"no such file: {uri}", stage="fetch")
         local = os.path.join(tmp, "input" + os.path.splitext(uri)[1])
         with FileSystems.open(uri) as src, open(local, "wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
-        return local
+        return local, None
 
     def _decode(self, clip: ClipRequest, uri: str, *, start: float, duration: float | None, fetch: dict | None,
                 untrusted: bool = False, header: ProbeResult | None = None):

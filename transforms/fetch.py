@@ -147,18 +147,24 @@ class ClipFetcher:
         self._bytes.inc(figures.get("bytes", 0))
         self._retried.inc(max(0, figures.get("attempts", 1) - 1))
 
-    def download(self, url: str, dest: str) -> int:
+    def download(self, url: str, dest: str, *, count: bool = True) -> int:
         """Downloads an http(s) video row to `dest` through the guard proxy; returns bytes. Raises ClipError.
 
         The fetch settings apply: --fetch_max_seconds is the hard deadline, --fetch_timeout the read
-        timeout, --proxy the upstream proxy.
+        timeout, --proxy the upstream proxy. With `count=False` the caller counts the bytes
+        (`count_bytes`, in the bundle's thread).
         """
         from pipeline.fetch import download_video  # pylint: disable=import-outside-toplevel
 
         with self._semaphore or _process_semaphore(self._concurrency):
             size = download_video(url, dest, config=self._config)
-        self._bytes.inc(size)
+        if count:
+            self.count_bytes(size)
         return size
+
+    def count_bytes(self, size: int) -> None:
+        """Counts downloaded bytes (from `download`) in the run's metrics; call it in the bundle's thread."""
+        self._bytes.inc(size)
 
 
 def _local_copy(path: str, tmp: str) -> str:

@@ -249,7 +249,7 @@ def keep_video_row(clip: ClipRequest, kept: str, tmp: str, *, base_dir: str, fet
     ext = os.path.splitext(source.split("?", 1)[0])[1].lower()
     if media.is_remote(source):
         local = os.path.join(tmp, "remote-input" + ext)
-        figures["bytes"] = fetcher.download(source, local)
+        figures["bytes"] = fetcher.download(source, local, count=False)  # counted by FetchClips from the figures
     elif "://" in source:
         if not FileSystems.exists(source):
             raise ClipError("missing_file", f"no such file: {source}", stage="fetch")
