@@ -113,7 +113,7 @@ class _ExplodingFetcher:
     def setup(self):
         pass
 
-    def fetch(self, clip, tmp):
+    def fetch(self, clip, tmp, *, count=True):
         raise KeyError("boom")
 
 
