@@ -184,6 +184,9 @@ def _check(artifact: Artifact, path: str) -> None:
     here also loads in the workers.
     """
     from pipeline import postprocess  # pylint: disable=import-outside-toplevel
+    from pipeline.models import tf_setup  # pylint: disable=import-outside-toplevel
+
+    tf_setup.configure()  # the graph and checkpoint checks may run this process's first TensorFlow op
     from pipeline.models import inception, vggish  # pylint: disable=import-outside-toplevel
 
     if artifact.key == "rgb_graph":

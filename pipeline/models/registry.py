@@ -94,16 +94,23 @@ def synthetic_dir(config: ModelConfig) -> str:
 
 def ensure_synthetic(config: ModelConfig) -> ModelFiles:
     """Writes the seeded random artifacts once per cache; later calls (and workers) reuse them."""
-    from pipeline.models import synthetic_inception, vggish  # pylint: disable=import-outside-toplevel
+    # pylint: disable=import-outside-toplevel  (the writers import TensorFlow; only needed to write)
+    from pipeline.models import tf_setup
 
     base = synthetic_dir(config)
     rgb_dir, audio_dir = os.path.join(base, "rgb"), os.path.join(base, "audio")
     os.makedirs(base, exist_ok=True)
     if not os.path.exists(os.path.join(rgb_dir, RGB_GRAPH)):
         logging.warning("Generating synthetic Inception-v3 artifacts (seed %d) in %s", config.seed, rgb_dir)
+        tf_setup.configure()  # TensorFlow imported quietly, its settings applied before the first op
+        from pipeline.models import synthetic_inception
+
         synthetic_inception.write_synthetic_rgb_artifacts(rgb_dir, seed=config.seed)
     if config.with_audio and not os.path.exists(os.path.join(audio_dir, AUDIO_PCA)):
         logging.warning("Generating synthetic VGGish artifacts (seed %d) in %s", config.seed, audio_dir)
+        tf_setup.configure()
+        from pipeline.models import vggish
+
         vggish.write_synthetic_audio_artifacts(audio_dir, seed=config.seed)
     return ModelFiles(rgb_graph=os.path.join(rgb_dir, RGB_GRAPH), rgb_pca_dir=rgb_dir,
                       audio_checkpoint=os.path.join(audio_dir, AUDIO_CHECKPOINT) if config.with_audio else "",
@@ -122,9 +129,11 @@ def resolve(config: ModelConfig) -> ModelFiles:
         ModelArtifactError: Naming every missing or malformed file and the flags that provide it.
     """
     from pipeline.errors import ModelArtifactError  # pylint: disable=import-outside-toplevel
-    from pipeline.models import artifacts, tf_setup  # pylint: disable=import-outside-toplevel
+    from pipeline.models import artifacts  # pylint: disable=import-outside-toplevel
 
-    tf_setup.configure()  # checking or writing artifacts may run this process's first TensorFlow op
+    # TensorFlow is imported only when a file must be checked or written (artifact_store._check,
+    # the synthetic writers): a launcher whose workers run the models, with files already
+    # checked, never loads it.
     if config.mode not in MODES:
         raise ModelArtifactError(f"--models {config.mode!r}: choose one of {', '.join(MODES)}")
     if config.synthetic:

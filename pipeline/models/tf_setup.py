@@ -121,7 +121,9 @@ def thread_settings(*, processes: int = 1, intra: int | None = None, inter: int 
 
 
 def _apply(intra: int, inter: int) -> None:
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from pipeline import logs  # pylint: disable=import-outside-toplevel
+
+    tf = logs.import_tensorflow()  # without its start-up lines, whichever process gets here first
 
     try:
         # Several processes may share one GPU: take memory as needed, not all of it up front.
