@@ -80,7 +80,7 @@ class Ahead:
             self._cond.notify_all()
 
     def take(self, keep: int | None = None) -> Iterator[tuple[Any, Any]]:
-        """(context, output) pairs in submission order: all that are ready, then more until at most `keep` are unfinished.
+        """(context, output) pairs in submission order: those ready, then more until <= `keep` are unfinished.
 
         `keep` defaults to `depth`; `take(0)` returns once every submitted item is finished.
         Re-raises, in the caller's thread, an exception that escaped `produce`.

@@ -140,7 +140,8 @@ class DecodeClips(beam.DoFn):
             else:
                 yield in_window(output, window, timestamp)
 
-    def _clip_outputs(self, element: FetchedClip | ClipRequest) -> Iterator[beam.pvalue.TaggedOutput | functools.partial]:
+    def _clip_outputs(self, element: FetchedClip | ClipRequest
+                      ) -> Iterator[beam.pvalue.TaggedOutput | functools.partial]:
         """One clip's tagged outputs, with its metric updates as callables (run on the bundle's thread)."""
         clip = element.clip if isinstance(element, FetchedClip) else element
         stage = "decode"
