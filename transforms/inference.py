@@ -80,6 +80,10 @@ class _FeatureModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
         return {"min_batch_size": self._batch_size, "max_batch_size": self._batch_size,
                 "element_size_fn": batch_weight}
 
+    def get_num_bytes(self, batch: Sequence[np.ndarray]) -> int:
+        """The batch's array bytes, for RunInference's byte metrics (Beam's default pickles the batch to count)."""
+        return sum(int(getattr(example, "nbytes", 0)) for example in batch)
+
     def get_metrics_namespace(self) -> str:
         return f"video_features_{self.name}"
 
