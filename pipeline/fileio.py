@@ -50,9 +50,9 @@ def escape_glob(path: str) -> str:
 
 def gfile() -> ModuleType:
     """`tf.io.gfile`, imported on first use so that importing a caller does not load TensorFlow."""
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from pipeline import logs  # pylint: disable=import-outside-toplevel
 
-    return tf.io.gfile
+    return logs.import_tensorflow().io.gfile  # without TensorFlow's start-up lines
 
 
 def temp_name(path: str) -> str:

@@ -186,8 +186,9 @@ def iter_records(paths: list[str], *, max_records: int | None = None) -> Iterato
     Shared by `inspect` (everything) and `report` (a sample): a corrupt file or a record that
     breaks the layout becomes a ReadResult with a problem instead of stopping the read.
     """
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from pipeline import logs  # pylint: disable=import-outside-toplevel
 
+    tf = logs.import_tensorflow()  # without its start-up lines
     count = 0
     for path in paths:
         if max_records is not None and count >= max_records:

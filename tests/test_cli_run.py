@@ -145,6 +145,7 @@ def test_progress_on_a_terminal_is_one_bar(monkeypatch):
 
 def test_a_local_build_is_quiet_offline_and_reports_once(tmp_path, videos, model_cache):
     """A two-worker build in a fresh process, as `python -m pipeline.build` runs: every line it prints."""
+    registry.ensure_synthetic(registry.ModelConfig(mode="synthetic", model_cache=model_cache))  # as a rerun finds them
     csv_path = tmp_path / "in.csv"
     csv_path.write_text(f"video,labels\n{videos['v3_30fps']},a\n{videos['empty']},a\n")
     hosts = tmp_path / "hosts.json"
@@ -159,9 +160,12 @@ def test_a_local_build_is_quiet_offline_and_reports_once(tmp_path, videos, model
                 raise socket.gaierror(socket.EAI_NONAME, "offline")
             return real(host, *args, **kwargs)
         socket.getaddrinfo = offline
-        from pipeline import build
+        from pipeline import build, inspect
         code = build.main(sys.argv[1:])
         json.dump(looked_up, open({str(hosts)!r}, "w"))
+        # Then reading the records back in the same process, as `tasks.sh sample` does: this
+        # launcher ran no model, so this is where TensorFlow is first imported.
+        print("INSPECT", inspect.main([{str(tmp_path / "out")!r}]))
         sys.exit(code)
     """)
     env = {k: v for k, v in os.environ.items()
@@ -184,4 +188,5 @@ def test_a_local_build_is_quiet_offline_and_reports_once(tmp_path, videos, model
     assert not [line for line in lines if line[:1] in "IWE" and line[1:5].isdigit()], "TensorFlow C++ lines"
     assert not [line for line in lines if line.startswith("INFO ")], "nothing at INFO from a clean run"
     assert any(line.startswith("progress: 2/2 rows done (1 decoded, 1 failed)") for line in lines)
-    assert len(lines) <= 25, text
+    assert "INSPECT 0" in lines and "files: 1  records: 1  steps: 3" in lines
+    assert len(lines) <= 40, text
