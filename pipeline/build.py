@@ -125,7 +125,7 @@ def sdk_processes_per_machine(pipeline_options: PipelineOptions) -> int | None:
     """
     found = pipeline_options.get_all_options()
     if is_local_run(pipeline_options):
-        if found.get("direct_running_mode") != "multi_processing":
+        if models_run_here(pipeline_options):
             return 1
         return int(found.get("direct_num_workers") or 0) or None
     return 1 if "no_use_multiple_sdk_containers" in (found.get("experiments") or []) else None

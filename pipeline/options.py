@@ -28,25 +28,24 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
+def _int_at_least(text: str, minimum: int) -> int:
     import argparse  # pylint: disable=import-outside-toplevel
 
     try:
         value = int(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from e
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{text!r} must be " + ("> 0" if minimum == 1 else f">= {minimum}"))
     return value
 
 
-def _non_negative_int(text: str) -> int:
-    import argparse  # pylint: disable=import-outside-toplevel
+def _positive_int(text: str) -> int:
+    return _int_at_least(text, 1)
 
-    try:
-        return _positive_int(text) if text.strip() != "0" else 0
-    except argparse.ArgumentTypeError as e:
-        raise argparse.ArgumentTypeError(str(e).replace("must be > 0", "must be >= 0")) from e
+
+def _non_negative_int(text: str) -> int:
+    return _int_at_least(text, 0)
 
 
 def _model_copies(text: str) -> int:

@@ -100,15 +100,17 @@ def ensure_synthetic(config: ModelConfig) -> ModelFiles:
     base = synthetic_dir(config)
     rgb_dir, audio_dir = os.path.join(base, "rgb"), os.path.join(base, "audio")
     os.makedirs(base, exist_ok=True)
-    if not os.path.exists(os.path.join(rgb_dir, RGB_GRAPH)):
-        logging.warning("Generating synthetic Inception-v3 artifacts (seed %d) in %s", config.seed, rgb_dir)
+    write_rgb = not os.path.exists(os.path.join(rgb_dir, RGB_GRAPH))
+    write_audio = config.with_audio and not os.path.exists(os.path.join(audio_dir, AUDIO_PCA))
+    if write_rgb or write_audio:
         tf_setup.configure()  # TensorFlow imported quietly, its settings applied before the first op
+    if write_rgb:
+        logging.warning("Generating synthetic Inception-v3 artifacts (seed %d) in %s", config.seed, rgb_dir)
         from pipeline.models import synthetic_inception
 
         synthetic_inception.write_synthetic_rgb_artifacts(rgb_dir, seed=config.seed)
-    if config.with_audio and not os.path.exists(os.path.join(audio_dir, AUDIO_PCA)):
+    if write_audio:
         logging.warning("Generating synthetic VGGish artifacts (seed %d) in %s", config.seed, audio_dir)
-        tf_setup.configure()
         from pipeline.models import vggish
 
         vggish.write_synthetic_audio_artifacts(audio_dir, seed=config.seed)
