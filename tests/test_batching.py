@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import apache_beam as beam
 import numpy as np
+import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -49,3 +50,41 @@ def test_batch_bytes_are_counted_without_pickling_the_frames(monkeypatch):
     size = keyed.get_num_bytes([(("c", k), frame) for k, frame in enumerate(frames)])
     assert not [obj for obj in dumped if any(isinstance(x, np.ndarray) for x in obj)]  # only the keys were pickled
     assert size - len(real_dumps(tuple(("c", k) for k in range(3)))) == 3 * 360 * 640 * 3
+
+
+class _Models:
+    """A stand-in for registry.Featurizers that records which model got what."""
+
+    def __init__(self):
+        self.calls = []
+
+    def rgb(self, frames):
+        self.calls.append(("rgb", type(frames).__name__, len(frames)))
+        return np.ones((len(frames), 1024), np.float64)
+
+    def audio(self, examples):
+        self.calls.append(("audio", type(examples).__name__, len(examples)))
+        return np.ones((len(examples), 128), np.float64)
+
+
+def test_each_step_calls_its_own_model_of_the_shared_object():
+    """Both steps get the one object hosting the run's models; each calls its own method."""
+    models = _Models()
+    frames = [np.zeros((36, 64, 3), np.uint8), np.zeros((72, 128, 3), np.uint8)]  # sizes differ across clips
+    rgb = list(_handler(8).run_inference(frames, models))
+    audio_handler = inference.AudioModelHandler(registry.ModelConfig(mode="synthetic"), batch_size=8)
+    audio = list(audio_handler.run_inference([np.zeros((96, 64), np.float32)] * 3, models))
+    assert models.calls == [("rgb", "list", 2), ("audio", "ndarray", 3)]
+    assert [f.shape for f in rgb] == [(1024,)] * 2 and [f.shape for f in audio] == [(128,)] * 3
+    assert {f.dtype for f in rgb + audio} == {np.dtype(np.float32)}
+
+
+def test_the_hosted_object_refuses_a_model_it_was_not_asked_to_load(model_cache):
+    files = registry.resolve(registry.ModelConfig(mode="synthetic", model_cache=model_cache, with_audio=False))
+    models = registry.Featurizers(files, ("rgb",))
+    assert models.loaded() == ["rgb"]
+    assert models.rgb([np.zeros((36, 64, 3), np.uint8)]).shape == (1, 1024)
+    with pytest.raises(RuntimeError, match="audio model was not loaded"):
+        models.audio(np.zeros((1, 96, 64), np.float32))
+    with pytest.raises(ValueError, match="flow"):
+        registry.Featurizers(files, ("rgb", "flow"))

@@ -205,6 +205,37 @@ def test_job_shares_one_model_copy_per_machine_with_derived_threads(built):
         assert handler.share_model_across_processes() and handler.model_copies() == 1
         # Threads are derived on the worker from its own cores (Dataflow: one SDK process per vCPU).
         assert handler.sharing == tf_setup.ModelSharing(copies=1, processes=None)
+        # Whichever step loads first loads both models, so one process per VM hosts them together.
+        assert handler.loaded_models() == ("rgb", "audio")
+    # One model tag for both steps, and RunInference uses it: different tags could put the two
+    # models in two processes, each sizing TensorFlow's pools to all the VM's cores.
+    assert len({handler.model_tag for handler in handlers.values()}) == 1
+    assert _run_inference_tags(p) == {"AudioFeatures": handlers["RgbFeatures"].model_tag,
+                                      "RgbFeatures": handlers["RgbFeatures"].model_tag}
+
+
+def _run_inference_tags(p) -> dict[str, str]:
+    """Model step -> the model identifier its RunInference shares the loaded model by."""
+    from apache_beam.ml.inference.base import RunInference
+
+    found = {}
+
+    class Visitor(beam.pipeline.PipelineVisitor):
+        def enter_composite_transform(self, node):
+            if isinstance(node.transform, RunInference):
+                found[node.full_label.split("/")[0]] = node.transform.annotations()["model_identifier"]
+
+    p.visit(Visitor())
+    return found
+
+
+def test_with_audio_zeros_the_shared_object_holds_the_rgb_model_alone():
+    pipeline_options = PipelineOptions(ARGV + ["--audio", "zeros"])
+    p = beam.Pipeline(options=pipeline_options)
+    build_pipeline(p, pipeline_options.view_as(BuildOptions), run_info={})
+    handlers = _handlers(p)
+    assert sorted(handlers) == ["RgbFeatures"]
+    assert handlers["RgbFeatures"].loaded_models() == ("rgb",)
 
 
 def test_flags_reach_the_handlers():
@@ -215,9 +246,11 @@ def test_flags_reach_the_handlers():
     p = beam.Pipeline(options=pipeline_options)  # built, not translated: the handlers are what matters here
     build_pipeline(p, pipeline_options.view_as(BuildOptions), run_info={})
     assert pipeline_options.view_as(BuildOptions).model_copies == 0
-    for handler in _handlers(p).values():
+    for label, handler in _handlers(p).items():
         assert not handler.share_model_across_processes()
         assert handler.sharing == tf_setup.ModelSharing(copies=0, processes=1, intra_op_threads=3)
+        # Not shared: each step's DoFn loads its own object, so each loads just its own model.
+        assert handler.loaded_models() == ({"RgbFeatures": "rgb", "AudioFeatures": "audio"}[label],)
 
 
 def _decoder(p) -> object:

@@ -1,4 +1,4 @@
-"""Models per machine: a two-worker local build loads each model once, with all the cores' threads."""
+"""Models per machine: a two-worker local build loads each model once, both in one process with all the cores' threads."""
 
 from __future__ import annotations
 
@@ -33,6 +33,8 @@ def test_two_worker_processes_share_one_copy_of_each_model(tmp_path, videos, mod
     assert result.returncode == 0, text
     loads = re.findall(r"Loading (rgb|audio) model in process (\d+) \(TensorFlow threads: (\d+) intra-op", text)
     assert sorted(name for name, _, _ in loads) == ["audio", "rgb"], text  # once each, not once per worker
+    # Both in ONE process (one tag for both steps): two hosts would each take all the cores' threads.
+    assert len({pid for _, pid, _ in loads}) == 1, loads
     # The one copy gets every core (cores // 1), though two worker processes share the machine.
     assert {int(threads) for _, _, threads in loads} == {tf_setup.machine_cores()}, loads
     assert "Wrote 2 records" in text

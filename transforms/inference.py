@@ -2,19 +2,22 @@
 
 By default each model is loaded ONCE per worker machine and shared by all its SDK worker
 processes (RunInference's ``share_model_across_processes``: the first process to need it hosts
-it, the others call it through a local proxy), so an 8-vCPU Dataflow VM, which runs 8 SDK
-processes, holds one Inception-v3 and one VGGish with 8 TensorFlow threads each instead of 8
-copies fighting over the cores. ``--model_copies N`` keeps N copies per machine (Beam 2.77
-hosts them all in the process that loads them first); ``--model_copies per_process`` loads one
-copy in every process (Beam's default, no proxy), as does a run with one process per machine.
-See ``pipeline.models.tf_setup.ModelSharing``.
+it, the others call it through a local proxy). Both model steps use one model tag and load one
+``registry.Featurizers`` holding every model of the run, so the first process that needs either
+model hosts both: an 8-vCPU Dataflow VM, which runs 8 SDK processes, holds one Inception-v3 and
+one VGGish in one process with 8 TensorFlow threads, instead of 8 copies fighting over the cores
+(or two hosting processes each sized to all of them). ``--model_copies N`` keeps N copies per
+machine (Beam 2.77 hosts them all in the process that loads them first); ``--model_copies
+per_process`` loads one copy in every process (Beam's default, no proxy), as does a run with one
+process per machine, where each step loads just its own model. See
+``pipeline.models.tf_setup.ModelSharing``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import apache_beam as beam
@@ -36,9 +39,11 @@ def batch_weight(element: tuple[Any, np.ndarray] | np.ndarray) -> int:
 
 
 class _FeatureModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
-    """Shared logic: load once per machine (or process), run the featurizer (model + PCA) on a batch."""
+    """Shared logic: load once per machine (or process), run the featurizer (model + PCA) on a batch.
 
-    featurizer_cls: type = None
+    The loaded model is a ``registry.Featurizers``; a subclass's ``name`` is the method it calls.
+    """
+
     name = ""
 
     def __init__(self, config: registry.ModelConfig, *, batch_size: int,
@@ -59,18 +64,40 @@ class _FeatureModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
     def model_copies(self) -> int:
         return max(1, self._sharing.copies)
 
-    def load_model(self):
+    @property
+    def model_tag(self) -> str:
+        """RunInference's model identifier: the same for both model steps of a pipeline."""
+        return self._sharing.tag
+
+    def loaded_models(self) -> tuple[str, ...]:
+        """The models ``load_model`` loads: shared, every model of the run (one host for both); else its own.
+
+        Without sharing each step's DoFn loads its own object, so loading both there would hold
+        two copies of each model in one process.
+        """
+        if self._sharing.shared:
+            return ("rgb", "audio") if self._config.with_audio else ("rgb",)
+        return (self.name,)
+
+    def load_model(self) -> registry.Featurizers:
         logs.import_tensorflow()  # only a process that hosts a model imports it; without its start-up lines
         # Before this process's first TensorFlow op: the threads of a copy on this machine.
         intra, inter = tf_setup.configure(self._sharing)
         files = registry.resolve(self._config)
-        logging.info("Loading %s model in process %d (TensorFlow threads: %d intra-op, %d inter-op) from %s",
-                     self.name, os.getpid(), intra, inter, files.describe()[self.name])
-        return self.featurizer_cls(files)
+        names = self.loaded_models()
+        for name in names:
+            logging.info("Loading %s model in process %d (TensorFlow threads: %d intra-op, %d inter-op) from %s",
+                         name, os.getpid(), intra, inter, files.describe()[name])
+        return registry.Featurizers(files, names)
 
-    def run_inference(self, batch: Sequence[np.ndarray], model: Callable[..., np.ndarray],
+    def model_input(self, batch: Sequence[np.ndarray]) -> Any:
+        """What this step's featurizer takes for ``batch``: one stacked array."""
+        return np.stack(batch)
+
+    def run_inference(self, batch: Sequence[np.ndarray], model: registry.Featurizers,
                       inference_args: dict[str, Any] | None = None) -> Iterable[np.ndarray]:
-        features = model(np.stack(batch))
+        """A batch of model inputs -> one float32 feature vector each, in order (through ``model.<name>``)."""
+        features = getattr(model, self.name)(self.model_input(batch))
         return list(np.asarray(features, np.float32))
 
     def batch_elements_kwargs(self):
@@ -91,21 +118,16 @@ class _FeatureModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
 class RgbModelHandler(_FeatureModelHandler):
     """Native-resolution uint8 RGB frames in; the model process resizes them (as the graph does) and runs them."""
 
-    featurizer_cls = registry.RgbFeaturizer
     name = "rgb"
 
-    def run_inference(self, batch: Sequence[np.ndarray], model: Callable[..., np.ndarray],
-                      inference_args: dict[str, Any] | None = None) -> Iterable[np.ndarray]:
-        """A batch of frames (any sizes) -> one float32 [1024] feature vector per frame, in order."""
-        # Frames of different clips differ in size: the featurizer resizes each one, then batches.
-        features = model(list(batch))
-        return list(np.asarray(features, np.float32))
+    def model_input(self, batch: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """The frames as a list: frames of different clips differ in size; the featurizer resizes each one."""
+        return list(batch)
 
 
 class AudioModelHandler(_FeatureModelHandler):
     """Log-mel examples [96, 64] in; VGGish and its PCA give one float32 [128] feature vector each."""
 
-    featurizer_cls = registry.AudioFeaturizer
     name = "audio"
 
 
@@ -133,5 +155,6 @@ class ExtractFeatures(beam.PTransform):
         """((clip_id, k), model input) -> (clip_id, (k, float32 features)), batched across clips."""
         return (
             inputs
-            | "RunInference" >> RunInference(KeyedModelHandler(self._handler))
+            | "RunInference" >> RunInference(KeyedModelHandler(self._handler),
+                                             model_identifier=self._handler.model_tag)
             | "KeyByClip" >> beam.Map(_rekey))

@@ -195,3 +195,39 @@ class AudioFeaturizer:
     def __call__(self, examples: np.ndarray) -> np.ndarray:
         """Log-mel examples [N, 96, 64] -> float32 [N, 128] PCA features (not yet clipped or quantized)."""
         return self.pca.apply(self.model(examples))
+
+
+class Featurizers:
+    """The models one process hosts for a run: ``rgb(frames)`` and ``audio(examples)``.
+
+    RunInference shares a model across a machine's SDK processes by a tag: the first process to
+    ask for the tag loads the object and hosts it. Both model steps ask for the same tag and get
+    this one object holding both featurizers, so a machine's models always live in ONE process
+    whose TensorFlow pools are sized to all the cores; with a tag per model, Inception-v3 and
+    VGGish could land in two processes each sized to all the cores (benchmarks/model_copies.py).
+    Only public methods cross Beam's proxy, hence methods rather than attributes.
+    """
+
+    def __init__(self, files: ModelFiles, names: Sequence[str]):
+        unknown = set(names) - {"rgb", "audio"}
+        if unknown:
+            raise ValueError(f"unknown models {sorted(unknown)}")
+        self._rgb = RgbFeaturizer(files) if "rgb" in names else None
+        self._audio = AudioFeaturizer(files) if "audio" in names else None
+
+    def rgb(self, frames: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+        """uint8 [H, W, 3] frames -> float32 [N, 1024] features; see :class:`RgbFeaturizer`."""
+        if self._rgb is None:
+            raise RuntimeError("the RGB model was not loaded in this process")
+        return self._rgb(frames)
+
+    def audio(self, examples: np.ndarray) -> np.ndarray:
+        """Log-mel examples [N, 96, 64] -> float32 [N, 128] features; see :class:`AudioFeaturizer`."""
+        if self._audio is None:
+            raise RuntimeError("the audio model was not loaded in this process (--audio zeros?)")
+        return self._audio(examples)
+
+    def loaded(self) -> list[str]:
+        """The names of the models this object holds."""
+        return [name for name, model in (("rgb", self._rgb), ("audio", self._audio)) if model is not None]
+

@@ -10,10 +10,12 @@ later calls return what it asked for. Decoding runs no TensorFlow at all.
 How many threads: a process that holds models gets ``cores // P`` intra-op and inter-op
 threads, where P is how many processes hold a copy of a model side by side on the machine, on
 every runner (nothing here asks which runner it is). By default RunInference keeps ONE copy of
-each model per machine, shared by all its SDK worker processes, so P = 1 and that copy gets every
-core. With ``--model_copies N`` Beam 2.77 hosts the N shared copies in the one process that
-loads them first (measured: ``benchmarks/model_copies.py``), where they share one pool of
-``cores`` threads, i.e. cores // N each when all are busy; so P is still 1. Without sharing
+each model per machine, shared by all its SDK worker processes; both model steps share one tag
+(``ModelSharing.tag``), so Inception-v3 and VGGish are hosted together by the first process that
+needs either, P = 1 and that process gets every core. With ``--model_copies N`` Beam 2.77 hosts
+the N shared copies in the one process that loads them first (measured:
+``benchmarks/model_copies.py``), where they share one pool of ``cores`` threads, i.e. cores // N
+each when all are busy; so P is still 1. Without sharing
 (``--model_copies per_process``) every SDK process holds a copy: P is their number.
 Flags (``--tf_intra_op_threads``, ``--tf_inter_op_threads``) win over the environment variables
 (YT8M_TF_INTRA_OP_THREADS, YT8M_TF_INTER_OP_THREADS), which win over the derived value.
@@ -25,6 +27,7 @@ import dataclasses
 import logging
 import os
 import threading
+import uuid
 
 INTRA_OP_THREADS_ENV = "YT8M_TF_INTRA_OP_THREADS"
 INTER_OP_THREADS_ENV = "YT8M_TF_INTER_OP_THREADS"
@@ -74,12 +77,16 @@ class ModelSharing:
             process loads its own copy, without RunInference's proxy and its files.
         intra_op_threads: --tf_intra_op_threads (None: derived).
         inter_op_threads: --tf_inter_op_threads (None: derived).
+        tag: RunInference's model identifier, one per built pipeline: both model steps share
+            it, so one process per machine hosts the run's models together (ignored by ==).
     """
 
     copies: int = 1
     processes: int | None = None
     intra_op_threads: int | None = None
     inter_op_threads: int | None = None
+    tag: str = dataclasses.field(default_factory=lambda: f"video_features_models_{uuid.uuid4().hex}",
+                                 compare=False)
 
     @property
     def shared(self) -> bool:
@@ -89,7 +96,7 @@ class ModelSharing:
     def model_processes(self, cores: int) -> int:
         """Processes of a machine with ``cores`` cores that hold model copies, each with its own thread pools."""
         if self.shared:
-            return 1  # every shared copy lives in the process that loaded it first (Beam 2.77)
+            return 1  # every shared copy of both models lives in the process that loaded it first (Beam 2.77)
         return max(1, self.processes or cores)  # one copy in every process
 
     def threads(self) -> tuple[int, int]:
