@@ -8,7 +8,9 @@ N Kinetics-like clips (default 40: 10 s, 640x360, 30 fps, AAC audio) go through,
   steps at the pipeline's batch sizes, nothing decoded;
 * `python -m pipeline.build` as a user runs it, in a subprocess: `--audio zeros` and VGGish
   with the default runner (in_memory, 1 worker) and with
-  `--direct_running_mode=multi_processing --direct_num_workers=2`.
+  `--direct_running_mode=multi_processing --direct_num_workers=2`; and `--audio zeros` with
+  `--direct_running_mode=multi_processing --direct_num_workers=1`, so that what a second worker
+  costs shows apart from what the multi-process runner costs.
 
 All use the same synthetic model files (`--models synthetic` in the work dir's model cache:
 the real architectures and compute with seeded random weights, the official file layout) and
@@ -33,7 +35,8 @@ import sys
 import threading
 import time
 
-RUNS = ("zeros_w1", "vggish_w1", "zeros_w2", "vggish_w2")
+RUNS = ("zeros_w1", "vggish_w1", "zeros_w2", "vggish_w2", "zeros_mp1")
+_RUN_NAME = r"(zeros|vggish)_(w|mp)(\d+)"
 CLIP_SECONDS, CLIP_SIZE, CLIP_FPS = 10, "640x360", 30
 
 # Targets of issue 12 item 5.
@@ -52,11 +55,26 @@ def _log(message: str) -> None:
 
 
 def parse_run_name(name: str) -> tuple[str, int]:
-    """'zeros_w1' -> ('zeros', 1). 1 worker is the default runner (in_memory), more is multi_processing."""
-    match = re.fullmatch(r"(zeros|vggish)_w(\d+)", name)
-    if not match or int(match.group(2)) < 1:
-        raise ValueError(f"dataset run {name!r}: expected zeros_wN or vggish_wN, N >= 1")
-    return match.group(1), int(match.group(2))
+    """'zeros_w1' -> ('zeros', 1): the audio mode and the worker processes; see :func:`multi_processing`."""
+    match = re.fullmatch(_RUN_NAME, name)
+    if not match or int(match.group(3)) < 1:
+        raise ValueError(f"dataset run {name!r}: expected zeros_wN, vggish_wN, zeros_mpN or vggish_mpN, N >= 1")
+    return match.group(1), int(match.group(3))
+
+
+def multi_processing(name: str) -> bool:
+    """Whether run `name` uses the multi_processing runner: _wN with N > 1, and every _mpN (N workers).
+
+    _w1 is the default runner (in_memory, the models in the launcher's process).
+    """
+    _, workers = parse_run_name(name)
+    return workers > 1 or "_mp" in name
+
+
+def _runner(name: str) -> str:
+    """'zeros_w2' -> '2 worker(s)'; 'zeros_mp1' -> '1 worker(s), multi_processing'."""
+    workers = parse_run_name(name)[1]
+    return f"{workers} worker(s)" + (", multi_processing" if workers == 1 and multi_processing(name) else "")
 
 
 def make_inputs(work_dir: str, clips: int) -> tuple[str, list[tuple[str, list[int]]]]:
@@ -167,9 +185,9 @@ def run_dataset(cfg, child, model_cache: str, rgb_batch: int, audio_batch: int) 
         out = os.path.join(out_root, name)
         argv = ["--input_csv", csv_path, "--output_dir", out, "--models", "synthetic", "--model_cache", model_cache,
                 "--overwrite", "--audio", audio]
-        if workers > 1:
+        if multi_processing(name):
             argv += ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
-        _log(f"dataset: python -m pipeline.build --audio {audio}, {workers} worker(s)")
+        _log(f"dataset: python -m pipeline.build --audio {audio}, {_runner(name)}")
         run = timed_build(argv, repo=repo, log_path=os.path.join(out_root, f"{name}.log"))
         with open(os.path.join(out, "stats.json"), encoding="utf-8") as f:
             stats = json.load(f)
@@ -265,13 +283,13 @@ def summarize(data: dict) -> list[tuple[str, str, str]]:
     rows.append((f"  model bound over {bound['steps']} steps: RGB only / RGB + VGGish (s)",
                  f"{bound['rgb_s']:.1f} / {bound['combined_s']:.1f}", ""))
     names = [name for name in RUNS if name in data] + sorted(
-        name for name in data if re.fullmatch(r"(zeros|vggish)_w\d+", name) and name not in RUNS)
+        name for name in data if re.fullmatch(_RUN_NAME, name) and name not in RUNS)
     for name in names:
         run = data[name]
         audio, workers = parse_run_name(name)
         decoded = run["first_decoded_s"]
         differs = run.get("steps_written", ext["frames"]) != ext["frames"]
-        rows.append((f"  pipeline --audio {audio}, {workers} worker(s): process / wall_seconds (s)",
+        rows.append((f"  pipeline --audio {audio}, {_runner(name)}: process / wall_seconds (s)",
                      f"{run['process_s']:.1f} / {run['wall_seconds']:.1f}",
                      f"start-up: first clip decoded {'?' if decoded is None else f'{decoded:.1f}'} s, outside the "
                      f"pipeline {run['outside_pipeline_s']:.1f} s; CPU {run['cpu_s']:.0f} s"
@@ -297,6 +315,13 @@ def summarize(data: dict) -> list[tuple[str, str, str]]:
             rows.append(_ratio_row(f"  speed 2 workers / 1 worker, --audio {audio} (process times)", ratio,
                                    f">= {WORKERS_2_VS_1}", ratio >= WORKERS_2_VS_1,
                                    f"(by wall_seconds {one['wall_seconds'] / two['wall_seconds']:.2f})"))
+        one_mp = data.get(f"{audio}_mp1")
+        if one_mp and two:  # the same runner either way: what the second worker itself costs or brings
+            rows.append((f"  speed 2 workers / 1 worker, both multi_processing, --audio {audio} (process times)",
+                         f"{one_mp['process_s'] / two['process_s']:.2f}",
+                         f"(by wall_seconds {one_mp['wall_seconds'] / two['wall_seconds']:.2f}); "
+                         f"speed of 1 worker multi_processing / in_memory "
+                         + (f"{one['process_s'] / one_mp['process_s']:.2f}" if one else "?")))
     for name in names:
         decoded = data[name]["first_decoded_s"]
         if decoded is None:

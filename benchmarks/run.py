@@ -311,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="Clips of the dataset section (default 40; 4 with --quick).")
     parser.add_argument("--dataset_runs", default=",".join(dataset.RUNS),
                         help="Builds of the dataset section: zeros_wN / vggish_wN (N workers; 1 = the default "
-                             "in_memory runner, more = multi_processing).")
+                             "in_memory runner, more = multi_processing) and zeros_mpN / vggish_mpN (N workers, "
+                             "multi_processing even for 1).")
     cfg = parser.parse_args(argv)
     cfg.model_cache = cfg.model_cache or os.path.join(cfg.work_dir, "models")
     cfg.workers = [int(w) for w in cfg.workers.split(",")]

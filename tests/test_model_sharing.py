@@ -1,4 +1,4 @@
-"""Models per machine: a two-worker local build loads each model once, both in one process with all the cores' threads."""
+"""Models per machine: a two-worker local build loads each model once, both in one process, with every core."""
 
 from __future__ import annotations
 
