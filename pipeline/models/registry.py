@@ -230,4 +230,3 @@ class Featurizers:
     def loaded(self) -> list[str]:
         """The names of the models this object holds."""
         return [name for name, model in (("rgb", self._rgb), ("audio", self._audio)) if model is not None]
-
