@@ -158,7 +158,8 @@ class BuildOptions(PipelineOptions):
         # models per VM (issue 12)
         parser.add_argument("--model_copies", type=_model_copies, default=1,
                             help="Copies of each model per worker machine, shared by all its SDK worker processes "
-                                 "through RunInference (default 1; a worker with one GPU: 1). per_process: "
+                                 "through RunInference (default 1; GPU workers: one per GPU, copy k runs on GPU k). "
+                                 "per_process: "
                                  "every SDK worker process loads its own copy (no sharing).")
         parser.add_argument("--tf_intra_op_threads", type=_positive_int, default=None,
                             help="TensorFlow intra-op threads of a process holding models (default: the machine's "

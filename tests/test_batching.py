@@ -88,3 +88,24 @@ def test_the_hosted_object_refuses_a_model_it_was_not_asked_to_load(model_cache)
         models.audio(np.zeros((1, 96, 64), np.float32))
     with pytest.raises(ValueError, match="flow"):
         registry.Featurizers(files, ("rgb", "flow"))
+
+
+def test_each_loaded_copy_gets_the_next_device(monkeypatch):
+    """The k-th model object a process loads (Beam hosts all --model_copies there) is placed on GPU k % GPUs."""
+    made = []
+
+    class Recorder:
+        def __init__(self, files, names, *, device=None):
+            made.append((tuple(names), device))
+
+    monkeypatch.setattr(registry, "Featurizers", Recorder)
+    monkeypatch.setattr(registry, "resolve", lambda config: registry.ModelFiles("g", "p", "c", "a", True))
+    monkeypatch.setattr(inference.tf_setup, "configure", lambda sharing: (2, 2))
+    monkeypatch.setattr(inference.tf_setup, "copy_device", lambda index: inference.tf_setup.device_for(index, 2))
+    monkeypatch.setattr(inference, "_LOADED", iter(range(3)))
+    sharing = inference.tf_setup.ModelSharing(copies=3, processes=None)
+    handler = inference.RgbModelHandler(registry.ModelConfig(mode="synthetic"), batch_size=8, sharing=sharing)
+    for _ in range(3):
+        handler.load_model()
+    assert made == [(("rgb", "audio"), "/GPU:0"), (("rgb", "audio"), "/GPU:1"), (("rgb", "audio"), "/GPU:0")]
+

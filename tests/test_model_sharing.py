@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
+import textwrap
 
 from pipeline.models import tf_setup
 
@@ -41,3 +43,41 @@ def test_two_worker_processes_share_one_copy_of_each_model(tmp_path, videos, mod
     # The launcher runs no model, and with the files already checked it never loads TensorFlow:
     # the workers start seconds sooner and the launcher stays hundreds of MiB smaller.
     assert "LAUNCHER_TENSORFLOW False" in result.stdout, text
+
+
+def test_a_placed_copy_runs_its_models_on_its_device(model_cache):
+    """Copy k's model calls run on its device (two logical CPUs stand in for two GPUs)."""
+    from pipeline.models import registry
+
+    registry.ensure_synthetic(registry.ModelConfig(mode="synthetic", model_cache=model_cache))
+    code = textwrap.dedent(f"""
+        import json
+        import numpy as np
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from pipeline.models import registry
+        files = registry.resolve(registry.ModelConfig(mode="synthetic", model_cache={model_cache!r}))
+        seen = {{}}
+        for device in (None, "/CPU:1"):
+            models = registry.Featurizers(files, ("rgb", "audio"), device=device)
+            for part in (models._rgb, models._audio):  # record where each model call runs
+                def spy(inputs, real=part.model, name=type(part).__name__):
+                    seen.setdefault(str(device), []).append((name, tf.constant(0.0).device[-5:]))
+                    return real(inputs)
+                part.model = spy
+            rgb = models.rgb([np.full((36, 64, 3), 9, np.uint8)])
+            audio = models.audio(np.ones((2, 96, 64), np.float32))
+            seen.setdefault(str(device), []).append(("shapes", [list(rgb.shape), list(audio.shape)]))
+        print("SEEN", json.dumps(seen))
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIDEO_FEATURES_", "YT8M_TF"))}
+    env["PYTHONPATH"] = REPO
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
+                            check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = json.loads(result.stdout.split("SEEN ", 1)[1])
+    assert seen["None"] == [["RgbFeaturizer", "CPU:0"], ["AudioFeaturizer", "CPU:0"], ["shapes", [[1, 1024], [2, 128]]]]
+    assert seen["/CPU:1"] == [["RgbFeaturizer", "CPU:1"], ["AudioFeaturizer", "CPU:1"],
+                              ["shapes", [[1, 1024], [2, 128]]]]
+

@@ -34,6 +34,12 @@ def test_threads_are_the_cores_divided_by_the_copies_on_the_machine(monkeypatch)
     assert tf_setup.ModelSharing(copies=0, processes=2, intra_op_threads=5, inter_op_threads=1).threads() == (5, 1)
 
 
+def test_copies_hosted_in_one_process_go_round_the_gpus():
+    assert [tf_setup.device_for(k, 2) for k in range(5)] == ["/GPU:0", "/GPU:1", "/GPU:0", "/GPU:1", "/GPU:0"]
+    assert tf_setup.device_for(3, 1) == "/GPU:0"
+    assert tf_setup.device_for(0, 0) is None  # no GPU: TensorFlow places them (the CPU)
+
+
 def test_importing_the_models_changes_nothing_and_configure_applies_once():
     code = textwrap.dedent("""
         import tensorflow as tf

@@ -15,6 +15,7 @@ process per machine, where each step loads just its own model. See
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from collections.abc import Iterable, Sequence
@@ -26,6 +27,10 @@ from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunIn
 
 from pipeline import logs
 from pipeline.models import registry, tf_setup
+
+# Model objects this process has loaded: the k-th (copy k of --model_copies, all hosted here by
+# Beam) runs on GPU k % GPUs, so a worker's GPUs each get a copy.
+_LOADED = itertools.count()
 
 # A frame up to this size counts as one element of a batch; a bigger one (a stranger's 40 MP video)
 # counts as several, so a batch of native frames stays within batch_size x 8 MiB of memory.
@@ -85,10 +90,11 @@ class _FeatureModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
         intra, inter = tf_setup.configure(self._sharing)
         files = registry.resolve(self._config)
         names = self.loaded_models()
+        device = tf_setup.copy_device(next(_LOADED))
         for name in names:
-            logging.info("Loading %s model in process %d (TensorFlow threads: %d intra-op, %d inter-op) from %s",
-                         name, os.getpid(), intra, inter, files.describe()[name])
-        return registry.Featurizers(files, names)
+            logging.info("Loading %s model in process %d (TensorFlow threads: %d intra-op, %d inter-op) from %s%s",
+                         name, os.getpid(), intra, inter, files.describe()[name], f" on {device}" if device else "")
+        return registry.Featurizers(files, names, device=device)
 
     def model_input(self, batch: Sequence[np.ndarray]) -> Any:
         """What this step's featurizer takes for ``batch``: one stacked array."""

@@ -10,6 +10,7 @@ model cache and loads them through the same code: same compute, meaningless feat
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -206,26 +207,41 @@ class Featurizers:
     whose TensorFlow pools are sized to all the cores; with a tag per model, Inception-v3 and
     VGGish could land in two processes each sized to all the cores (benchmarks/model_copies.py).
     Only public methods cross Beam's proxy, hence methods rather than attributes.
+
+    With ``device`` (``/GPU:k``: copy k of ``--model_copies`` on a worker with several GPUs) the
+    weights are made and every call runs under that device scope; None leaves placement to
+    TensorFlow (its first GPU, or the CPU).
     """
 
-    def __init__(self, files: ModelFiles, names: Sequence[str]):
+    def __init__(self, files: ModelFiles, names: Sequence[str], *, device: str | None = None):
         unknown = set(names) - {"rgb", "audio"}
         if unknown:
             raise ValueError(f"unknown models {sorted(unknown)}")
-        self._rgb = RgbFeaturizer(files) if "rgb" in names else None
-        self._audio = AudioFeaturizer(files) if "audio" in names else None
+        self.device = device
+        with self._placed():
+            self._rgb = RgbFeaturizer(files) if "rgb" in names else None
+            self._audio = AudioFeaturizer(files) if "audio" in names else None
+
+    def _placed(self) -> contextlib.AbstractContextManager:
+        if self.device is None:
+            return contextlib.nullcontext()
+        from pipeline import logs  # pylint: disable=import-outside-toplevel
+
+        return logs.import_tensorflow().device(self.device)
 
     def rgb(self, frames: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
         """uint8 [H, W, 3] frames -> float32 [N, 1024] features; see :class:`RgbFeaturizer`."""
         if self._rgb is None:
             raise RuntimeError("the RGB model was not loaded in this process")
-        return self._rgb(frames)
+        with self._placed():
+            return self._rgb(frames)
 
     def audio(self, examples: np.ndarray) -> np.ndarray:
         """Log-mel examples [N, 96, 64] -> float32 [N, 128] features; see :class:`AudioFeaturizer`."""
         if self._audio is None:
             raise RuntimeError("the audio model was not loaded in this process (--audio zeros?)")
-        return self._audio(examples)
+        with self._placed():
+            return self._audio(examples)
 
     def loaded(self) -> list[str]:
         """The names of the models this object holds."""

@@ -127,6 +127,24 @@ def thread_settings(*, processes: int = 1, intra: int | None = None, inter: int 
     return intra, inter
 
 
+def device_for(index: int, gpus: int) -> str | None:
+    """The device of the ``index``-th model object a process loads: ``/GPU:(index % gpus)``; None without GPUs.
+
+    Beam 2.77 hosts all ``--model_copies N`` copies in the one process that loads them first, so
+    without this TensorFlow would run every copy on its first GPU and a worker's other GPUs would
+    idle; with N = the GPUs per worker each copy gets a GPU of its own.
+    """
+    return f"/GPU:{index % gpus}" if gpus > 0 else None
+
+
+def copy_device(index: int) -> str | None:
+    """:func:`device_for` with the GPUs TensorFlow sees in this process (configure it first)."""
+    from pipeline import logs  # pylint: disable=import-outside-toplevel
+
+    tf = logs.import_tensorflow()
+    return device_for(index, len(tf.config.list_logical_devices("GPU")))
+
+
 def _apply(intra: int, inter: int) -> None:
     from pipeline import logs  # pylint: disable=import-outside-toplevel
 
