@@ -25,7 +25,6 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunInference
 
-from pipeline import logs
 from pipeline.models import registry, tf_setup
 
 # Model objects this process has loaded: the k-th (copy k of --model_copies, all hosted here by
@@ -85,8 +84,8 @@ class _FeatureModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
         return (self.name,)
 
     def load_model(self) -> registry.Featurizers:
-        logs.import_tensorflow()  # only a process that hosts a model imports it; without its start-up lines
-        # Before this process's first TensorFlow op: the threads of a copy on this machine.
+        # Before this process's first TensorFlow op: the threads of a copy on this machine. Only a
+        # process that hosts a model imports TensorFlow, here (quietly, in tf_setup).
         intra, inter = tf_setup.configure(self._sharing)
         files = registry.resolve(self._config)
         names = self.loaded_models()
