@@ -15,17 +15,20 @@ See docs/troubleshooting.md for what each line means.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import dataclasses
 import datetime
+import logging
 import os
+import queue
 import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from pipeline import fileio, netguard, probe, ytdlp
 
@@ -449,28 +452,51 @@ def check_gcs(paths: Sequence[tuple[str, str]], *, online: bool | None = None, t
         return [Check(SKIP, f"gs:// {flag}", f"{path}: not checked, {_GCS_HOST[0]} is unreachable from here "
                       f"(offline)", "run doctor where the build runs to check access") for flag, path in wanted]
     checks = []
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        for flag, path in wanted:
-            item = f"gs:// {flag}"
-            future = pool.submit(_list_gcs, path)
-            try:
-                count = future.result(timeout=timeout)
-            except concurrent.futures.TimeoutError:
-                checks.append(Check(WARN, item, f"{path}: no answer in {timeout:g}s", "check network and credentials"))
-                continue
-            except Exception as error:  # pylint: disable=broad-except  # the answer is the report
-                first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-                checks.append(Check(PROBLEM, item, f"{path}: cannot list it ({first})",
-                                    "gcloud auth application-default login (or a service account with "
-                                    "storage access to the bucket)"))
-                continue
-            checks.append(Check(OK, item, f"{path}: readable ({count} object(s) at the first listing)"))
+    for flag, path in wanted:
+        item = f"gs:// {flag}"
+        try:
+            count = _bounded(_list_gcs, path, timeout=timeout)
+        except TimeoutError:
+            checks.append(Check(WARN, item, f"{path}: no answer in {timeout:g}s", "check network and credentials"))
+            continue
+        except Exception as error:  # pylint: disable=broad-except  # the answer is the report
+            first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+            checks.append(Check(PROBLEM, item, f"{path}: cannot list it ({first})",
+                                "gcloud auth application-default login (or a service account with "
+                                "storage access to the bucket)"))
+            continue
+        checks.append(Check(OK, item, f"{path}: readable ({count} object(s) at the first listing)"))
     return checks
 
 
-def _list_gcs(path: str) -> int:
-    from apache_beam.io.filesystems import FileSystems  # pylint: disable=import-outside-toplevel
+def _bounded(function: Callable[..., Any], *args: Any, timeout: float) -> Any:
+    """``function(*args)`` in a daemon thread: a call stuck on credentials or the network cannot hold doctor."""
+    done: queue.Queue = queue.Queue(maxsize=1)
 
+    def call() -> None:
+        try:
+            done.put((True, function(*args)))
+        except BaseException as error:  # pylint: disable=broad-except  # handed to the caller
+            done.put((False, error))
+
+    threading.Thread(target=call, daemon=True, name="doctor-gcs").start()
+    try:
+        ok, value = done.get(timeout=timeout)
+    except queue.Empty:
+        raise TimeoutError from None
+    if not ok:
+        raise value
+    return value
+
+
+def _list_gcs(path: str) -> int:
+    # pylint: disable=import-outside-toplevel  # Beam's GCS client only when a gs:// path is given
+    import google.auth
+    from apache_beam.io.filesystems import FileSystems
+
+    # Beam retries missing credentials for a minute, logging each try; ask once first.
+    google.auth.default()
+    logging.getLogger("apache_beam.utils.retry").setLevel(logging.ERROR)
     result = FileSystems.match([path.rstrip("/") + "/*"], limits=[10])
     return len(result[0].metadata_list)
 
