@@ -164,8 +164,9 @@ def check_ytdlp_version(today: datetime.date | None = None) -> Check:
     """yt-dlp's version and how old it is (YouTube breaks old releases)."""
     from yt_dlp.version import __version__  # pylint: disable=import-outside-toplevel
 
-    fix = ("upgrade yt-dlp (pip install -U yt-dlp yt-dlp-ejs) and pin the new versions in requirements.txt; "
-           "YouTube changes often and old releases stop finding formats")
+    fix = ('pip install -U "yt-dlp[default,deno]" (yt-dlp with the yt-dlp-ejs and deno it names), then pin '
+           "the new yt-dlp, yt-dlp-ejs and deno versions in requirements.txt; YouTube changes often and old "
+           "releases stop finding formats")
     match = re.match(r"(\d{4})\.(\d{1,2})\.(\d{1,2})", __version__)
     if not match:
         return Check(WARN, "yt-dlp", f"version {__version__} (release date unknown)", fix)
