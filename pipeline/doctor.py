@@ -287,7 +287,8 @@ def check_js_runtime() -> list[Check]:
 
 
 def check_models(*, mode: str = "yt8m", model_dir: str | None = None, model_cache: str | None = None,
-                 base_url: str | None = None, allow_download: bool = True, with_audio: bool = True) -> list[Check]:
+                 base_url: str | None = None, allow_download: bool = True, with_audio: bool = True,
+                 online: bool = True) -> list[Check]:
     """One line per official artifact, found by the build's own resolution code; nothing is downloaded.
 
     Files from ``--model_dir`` (archives included) are extracted into the cache and checked,
@@ -305,6 +306,9 @@ def check_models(*, mode: str = "yt8m", model_dir: str | None = None, model_cach
     how = "pass --model_dir DIR holding the official files, or --models synthetic for an offline smoke run"
     if not fileio.is_local(cache):
         return [Check(PROBLEM, "models", f"--model_cache {cache} must be a local directory", how)]
+    if model_dir and not fileio.is_local(model_dir) and not online:
+        return [Check(SKIP, "models", f"--model_dir {model_dir}: not checked, its storage is unreachable from here "
+                      f"(offline)", "run doctor where the build runs")]
     if model_dir and fileio.is_local(model_dir) and not os.path.isdir(model_dir):
         return [Check(PROBLEM, "models", f"--model_dir {model_dir} is not a directory", how)]
     keys = [a.key for a in artifact_store.ARTIFACTS if with_audio or a.key in ("rgb_graph", "rgb_pca_dir")]
@@ -530,13 +534,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def run_checks(args: argparse.Namespace) -> list[Check]:
     """Every check the flags ask for, in the printed order."""
+    remote = [("--output_dir", args.output_dir), ("--model_dir", args.model_dir)]
+    online = _online() if any(path and path.startswith("gs://") for _, path in remote) else True
     checks = [check_ffmpeg(), check_ytdlp_version(), *check_js_runtime()]
     checks += check_models(mode=args.models, model_dir=args.model_dir, model_cache=args.model_cache,
                            base_url=args.model_base_url, allow_download=args.model_download,
-                           with_audio=args.audio != "zeros")
+                           with_audio=args.audio != "zeros", online=online)
     checks += [check_cookies(path) for path in split_values(args.cookies)]
     checks += [check_proxy(url, timeout=args.proxy_timeout) for url in split_values(args.proxy)]
-    checks += check_gcs([("--output_dir", args.output_dir), ("--model_dir", args.model_dir)])
+    checks += check_gcs(remote, online=online)
     return checks
 
 

@@ -195,6 +195,8 @@ def test_gs_paths_are_skipped_offline_with_a_note():
     assert [(c.status, c.item) for c in checks] == [(doctor.SKIP, "gs:// --output_dir")]
     assert "offline" in checks[0].text
     assert doctor.check_gcs([("--output_dir", "/tmp/local")]) == []
+    models = doctor.check_models(model_dir="gs://bucket/models", online=False)
+    assert [(c.status, c.item) for c in models] == [(doctor.SKIP, "models")] and "offline" in models[0].text
 
 
 def test_command_line_missing_model_dir_exits_non_zero_quietly_and_shows_no_secret(tmp_path, listening):
