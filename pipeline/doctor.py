@@ -246,6 +246,11 @@ def check_js_runtime() -> list[Check]:
         import yt_dlp_ejs  # pylint: disable=import-outside-toplevel
 
         ejs = Check(OK, "yt-dlp-ejs", f"{yt_dlp_ejs.version} (YouTube's challenge solver scripts)")
+        wanted = _ejs_version_wanted()
+        if wanted and wanted.split(".")[:2] != yt_dlp_ejs.version.split(".")[:2]:
+            # yt-dlp skips scripts of another minor version (and fetches from npm only when allowed).
+            ejs = Check(PROBLEM, "yt-dlp-ejs", f"{yt_dlp_ejs.version}, but this yt-dlp uses {wanted} scripts only",
+                        f"pip install yt-dlp-ejs=={wanted} and pin it in requirements.txt")
     except ImportError:
         ejs = Check(PROBLEM, "yt-dlp-ejs", "not installed: YouTube's challenges cannot be solved, formats go missing",
                     fix)
@@ -280,6 +285,15 @@ def check_js_runtime() -> list[Check]:
         checks.append(Check(OK, "po-token", "no PO-token provider plugin (optional: without one YouTube allows "
                             "fewer videos per hour per identity; see docs/troubleshooting.md)"))
     return checks
+
+
+def _ejs_version_wanted() -> str | None:
+    """The EJS script version this yt-dlp accepts (its vendored copy's); None if yt-dlp moved it."""
+    try:
+        from yt_dlp.extractor.youtube.jsc._builtin.vendor import VERSION  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        return None
+    return str(VERSION)
 
 
 # --------------------------------------------------------------------------------------------

@@ -100,6 +100,13 @@ def test_missing_deno_is_a_problem_with_its_fix(monkeypatch):
     assert "requirements.txt" in checks["js runtime"].fix
 
 
+def test_ejs_of_another_version_than_ytdlp_uses_is_a_problem(monkeypatch):
+    monkeypatch.setattr(doctor, "_ejs_version_wanted", lambda: "99.1.0")
+    checks = {c.item: c for c in doctor.check_js_runtime()}
+    assert checks["yt-dlp-ejs"].status == doctor.PROBLEM and "99.1.0" in checks["yt-dlp-ejs"].text
+    assert "pip install yt-dlp-ejs==99.1.0" in checks["yt-dlp-ejs"].fix
+
+
 def test_a_po_token_provider_plugin_is_found(tmp_path):
     plugin = tmp_path / "yt_dlp_plugins" / "extractor"
     plugin.mkdir(parents=True)
