@@ -18,7 +18,10 @@ COPY requirements.txt requirements-report.txt MANIFEST.in setup.py ./
 RUN pip install -r requirements.txt
 COPY pipeline ./pipeline
 COPY transforms ./transforms
+# requirements.txt brings deno and yt-dlp-ejs (YouTube's JS challenges); doctor fails the image build
+# when ffmpeg lacks something the build uses or yt-dlp cannot see the deno binary.
 RUN pip install --no-deps . \
-    && python -c "import imageio_ffmpeg, pipeline.build; print(imageio_ffmpeg.get_ffmpeg_exe())"
+    && python -c "import imageio_ffmpeg, pipeline.build; print(imageio_ffmpeg.get_ffmpeg_exe())" \
+    && python -m pipeline.doctor --models synthetic
 
 # The SDK harness entry point comes from the base image.

@@ -17,6 +17,7 @@ the whole.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import re
@@ -258,6 +259,35 @@ class CutPlanner(PostProcessor):
         return [], information
 
 
+@functools.lru_cache(maxsize=1)
+def deno_exe() -> str | None:
+    """Path of the deno binary of the pinned ``deno`` wheel; None when it is not installed.
+
+    The wheel puts the binary in the environment's scripts folder (or ``bin/`` beside a
+    ``pip install --target``), which is not on PATH for ``.venv/bin/python -m pipeline.build``
+    or on a Dataflow worker, so the path is found from the package and handed to yt-dlp.
+    """
+    try:
+        import deno  # pylint: disable=import-outside-toplevel  # optional at import: only YouTube needs it
+    except ImportError:
+        return None
+    try:
+        path = deno.find_deno_bin()
+    except FileNotFoundError:
+        return None
+    return path if os.access(path, os.X_OK) else None
+
+
+def js_runtimes() -> dict[str, dict[str, str]]:
+    """yt-dlp's ``js_runtimes`` param: deno at its package path (yt-dlp's own lookup when not installed).
+
+    YouTube's players need their challenges solved in JavaScript (yt-dlp's EJS scripts from the
+    ``yt-dlp-ejs`` package, run by deno); without a runtime, formats go missing.
+    """
+    path = deno_exe()
+    return {"deno": {"path": path} if path else {}}
+
+
 def build_params(config: FetchConfig, *, out_dir: str, logger: CapturingLogger, hook: Callable[..., None],
                  ffmpeg: str, cookies_file: str | None, timeout: float, proxy: str) -> dict[str, Any]:
     """Builds YoutubeDL params: quiet, no internal retries (the fetcher's retry loop owns them)."""
@@ -266,6 +296,8 @@ def build_params(config: FetchConfig, *, out_dir: str, logger: CapturingLogger, 
         # MP4 decode everywhere and allow section cuts (see pipeline.fetch's docstring).
         "format": "bv+ba/b",
         "format_sort": [f"res:{config.max_height}", "vcodec:h264", "acodec:aac", "ext:mp4:m4a"],
+        # Before the extra options, so that a caller can pick another runtime (node, ...).
+        "js_runtimes": js_runtimes(),
         **dict(config.extra_ytdlp_options),
         "logger": logger,
         "quiet": True,
