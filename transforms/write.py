@@ -107,8 +107,11 @@ class _WriteShard(beam.DoFn):
                 with atomic_write(shardindex.index_path(path)) as index_file:
                     index = shardindex.Writer(index_file)
                     size = 0
-                    for clip_id, (payload, record_figures) in items:
-                        _add_figures(figures, record_figures)
+                    for clip_id, item in items:
+                        # (record, its figures) from WriteDataset; a bare record counts without figures
+                        payload, record_figures = item if isinstance(item, tuple) else (item, None)
+                        if record_figures is not None:
+                            _add_figures(figures, record_figures)
                         framed = tfrecord.frame(payload)
                         f.write(framed)
                         index.add(clip_id, framed)
@@ -232,7 +235,7 @@ class _Finalize(beam.DoFn):
                     write_atomically(path, b"")
         write_atomically(FileSystems.join(self._output_dir, "vocabulary.csv"), vocabulary.to_csv().encode("utf-8"))
         new_shards = [{"name": s["path"].rsplit("/", 1)[-1], "split": s["split"], "records": s["count"],
-                       **s["figures"]}
+                       **s.get("figures", {})}
                       for s in shards if s["split"] != FAILURES_SPLIT]
         new_names = {s["name"] for s in new_shards}
         for split, num_shards in sorted(layouts):
