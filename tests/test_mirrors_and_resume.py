@@ -299,3 +299,111 @@ def test_build_with_mirrors_then_resume(world, tmp_path, model_cache, caplog, ca
     assert report.main([str(out), "--out", str(tmp_path / "r.html")]) == 0
     page = (tmp_path / "r.html").read_text()
     assert "Availability" in page and "train/bowling" in page and "clips by source" in page
+
+
+# ------------------------------------------------------------------------------------------------
+# The resume pieces on their own (TestPipeline, no model): quick to run, quick to break.
+
+def _request(clip_id, row, split="val", label="a"):
+    return ClipRequest(clip_id=clip_id, source="youtube", video="x" * 11, start=1.0, end=2.0, labels=(label,),
+                       split=split, row=row, fields={"n": str(row)})
+
+
+def test_skip_existing_retries_transient_and_carries_permanent(tmp_path):
+    import apache_beam as beam
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from transforms import write
+    from transforms.resume import SkipExisting
+
+    (tmp_path / "records").mkdir()
+    (meta,) = write._WriteShard(str(tmp_path), "").process((("val", 0, 1), [("done", b"\x00")]))
+    lines = [{"id": "flaky", "stage": "fetch", "reason": "network", "message": "503"},
+             {"id": "limited", "stage": "fetch", "reason": "rate_limited", "message": "429"},
+             {"id": "gone", "stage": "fetch", "reason": "not_found", "message": "404", "row": 99},
+             {"id": "private", "stage": "fetch", "reason": "unavailable_private", "message": "private"},
+             {"id": "parsed", "stage": "read", "reason": "duplicate_id", "message": "dup"}]
+    failures = tmp_path / "failures-00000-of-00001.jsonl"
+    failures.write_text("".join(json.dumps(x) + "\n" for x in lines) + "not json\n")
+    ids = ["done", "flaky", "limited", "gone", "private", "parsed", "new"]
+    for retry_permanent, todo, carried in ((False, ["flaky", "limited", "parsed", "new"], ["gone", "private"]),
+                                           (True, ["flaky", "limited", "gone", "private", "parsed", "new"], [])):
+        with TestPipeline() as p:
+            clips = p | beam.Create([_request(i, n + 2) for n, i in enumerate(ids)])
+            out = clips | SkipExisting([meta["path"]], [str(failures)], retry_permanent=retry_permanent)
+            assert_that(out["todo"] | beam.Map(lambda c: c.clip_id), equal_to(todo), label="todo")
+            assert_that(out["skipped_count"], equal_to([1]), label="skipped")
+            assert_that(out["carried"] | beam.Map(lambda f: (f["id"], f["reason"], f["row"], f["carried_over"])),
+                        equal_to([(i, dict((x["id"], x["reason"]) for x in lines)[i], ids.index(i) + 2, True)
+                                  for i in carried]), label="carried")
+
+
+def test_resume_refuses_other_settings_and_warns_without_any(tmp_path, caplog):
+    from pipeline import outputs
+
+    recorded = {"frames_per_second": 1.0, "audio": "vggish", "video_level": False, "fetch_max_height": 360,
+                "models": {"synthetic_seed": 0, "audio": True}}
+    (tmp_path / "records").mkdir()
+    (tmp_path / "records" / "val-00000-of-00001.tfrecord").write_bytes(b"")
+    (tmp_path / "vocabulary.csv").write_text("Index,Name\n")
+    caplog.set_level(logging.WARNING)
+    outputs.prepare_output_dir(str(tmp_path), overwrite=False, skip_existing=True, settings=recorded)
+    assert "records no build settings" in caplog.text
+    settings.write(str(tmp_path), recorded)
+    outputs.prepare_output_dir(str(tmp_path), overwrite=False, skip_existing=True, settings=dict(recorded))
+    for change in ({"video_level": True}, {"models": {"synthetic_seed": 1, "audio": True}}, {"audio": "zeros"}):
+        with pytest.raises(outputs.OutputError, match=next(iter(change))):
+            outputs.prepare_output_dir(str(tmp_path), overwrite=False, skip_existing=True,
+                                       settings={**recorded, **change})
+    with pytest.raises(outputs.OutputError, match="already holds a dataset"):  # settings.json is part of one
+        os.remove(tmp_path / "records" / "val-00000-of-00001.tfrecord")
+        os.remove(tmp_path / "vocabulary.csv")
+        outputs.prepare_output_dir(str(tmp_path), overwrite=False)
+
+
+def test_model_fingerprint_follows_content_not_path(tmp_path):
+    a, b = tmp_path / "a.pb", tmp_path / "b.pb"
+    a.write_bytes(os.urandom(3 << 20))
+    b.write_bytes(a.read_bytes())
+    assert settings.file_fingerprint(str(a)) == settings.file_fingerprint(str(b))
+    data = bytearray(a.read_bytes())
+    data[-5] ^= 1  # a change in the last MiB
+    b.write_bytes(bytes(data))
+    assert settings.file_fingerprint(str(a)) != settings.file_fingerprint(str(b))
+
+
+def test_stats_after_resume_describe_the_whole_dataset(tmp_path):
+    import apache_beam as beam
+    from apache_beam.testing.test_pipeline import TestPipeline
+
+    from pipeline import annotations
+    from transforms.write import WriteDataset
+
+    kept = ({"name": "val-00000-of-00001.tfrecord", "split": "val", "records": 2, "steps": 20, "seconds": 20.0,
+             "silent_audio": 1, "sources": {"mirror": 2}},
+            {"name": "val-r20261204T033000x1-00000-of-00001.tfrecord", "records": 3})  # from a run that did not finish
+    recs = [{"split": "train", "id": f"n{i}", "record": b"\x00", "steps": 4, "seconds": 4.0, "silent_audio": False,
+             "source": "fetched", "label": "a"} for i in range(2)]
+    out_dir = str(tmp_path)
+    (tmp_path / "records").mkdir()
+    with TestPipeline() as p:
+        {"records": p | "Recs" >> beam.Create(recs),
+         "failures": p | "Fails" >> beam.Create([{"id": "g", "reason": "not_found", "stage": "fetch",
+                                                    "carried_over": True}]),
+         "vocabulary": p | "Vocab" >> beam.Create([annotations.Vocabulary.from_labels(["a"])]),
+         "rows_read": p | "Rows" >> beam.Create([8]), "skipped_existing": p | "Skipped" >> beam.Create([5]),
+         "requests": p | "Requests" >> beam.Create([_request(f"r{i}", i, "train") for i in range(3)]),
+         "skipped": p | "SkippedClips" >> beam.Create([])} | WriteDataset(
+            output_dir=out_dir, records_per_shard=10, failures_per_shard=10, run_info={}, run_tag="rY",
+            kept_shards=kept)
+    stats = json.load(open(tmp_path / "stats.json"))
+    assert stats["all_rows_accounted_for"] and stats["failures_carried_over"] == 1
+    assert stats["records_in_dataset"] == 7 and stats["records_per_split"] == {"train": 2, "val": 5}
+    assert stats["steps_written"] == 28 and stats["seconds_of_video"] == 28.0 and stats["clips_with_silent_audio"] == 1
+    assert stats["clips_by_source"] == {"fetched": 2, "mirror": 2}
+    assert stats["shards_without_figures"] == ["val-r20261204T033000x1-00000-of-00001.tfrecord"]
+    assert stats["this_run"]["records_written"] == 2 and stats["this_run"]["steps_written"] == 8
+    assert stats["this_run"]["failures_new"] == 0 and stats["this_run"]["records_per_split"] == {"train": 2}
+    assert stats["shards"]["train-rY-00000-of-00001.tfrecord"]["steps"] == 8
+    assert stats["availability"] == {"train": {"a": {"rows": 3, "records": 2, "missing": 1}}}
