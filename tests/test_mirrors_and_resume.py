@@ -118,6 +118,8 @@ def world(tmp_path_factory):
     media.generate_test_video(str(cvdf / "val" / f"{CVDF_ID}_000002_000005.mp4"), seconds=3, audio=True)
     media.generate_test_video(str(whole / f"{WHOLE_ID}.mp4"), seconds=12, audio=True)
     media.generate_test_video(str(http_root / "k" / f"{HTTP_ID}_000002_000005.mp4"), seconds=3, audio=True)
+    # Also on the http mirror: the CVDF folder, tried first, must win.
+    media.generate_test_video(str(http_root / "k" / f"{CVDF_ID}_000002_000005.mp4"), seconds=3, audio=True)
     (cvdf / "val" / f"{YT_ID}_000002_000005.mp4").write_bytes(b"<html>not a video</html>")  # broken mirror file
     with LoopbackServer(str(youtube)) as yt, LoopbackServer(str(http_root)) as mirror:
         yield {"root": root, "yt": yt, "mirror": mirror, "cvdf": cvdf, "whole": whole,

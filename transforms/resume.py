@@ -75,34 +75,35 @@ def _describe_joined(element: tuple[str, Mapping[str, Iterable[Any]]]) -> tuple[
     return (clip_id, clips[0].fields, clips[0].row) if clips else (clip_id, {}, None)
 
 
-def _todo_skipped_or_carried(retry_permanent: bool):
-    @isolation.isolate("resume", _describe_joined)
-    def decide(element: tuple[str, Mapping[str, Iterable[Any]]]) -> Iterator[Any]:
-        clip_id, grouped = element
-        clips = list(grouped["clip"])
-        if not clips:
-            return
-        if list(grouped["done"]):
-            metrics.counter("clips_skipped_existing").inc(len(clips))
-            for clip in clips:
-                yield beam.pvalue.TaggedOutput("skipped", clip)
-            return
-        earlier = next(iter(grouped.get("failed", ())), None)
-        if earlier is not None and not retry_permanent and not errors.is_transient(earlier["reason"]):
-            # A verdict on the row (gone, private, ...): its line stays in the report, without a new request.
-            metrics.counter("failures_carried_over").inc(len(clips))
-            for clip in clips:
-                line = errors.failure_record(clip_id=clip.clip_id, fields=clip.fields, row=clip.row,
-                                             stage=str(earlier.get("stage") or "fetch"), reason=earlier["reason"],
-                                             message=str(earlier.get("message") or ""))
-                line["carried_over"] = True
-                yield beam.pvalue.TaggedOutput("carried", line)
-            return
-        if earlier is not None:
-            metrics.counter("earlier_failures_retried").inc(len(clips))
-        yield from clips
+@isolation.isolate("resume", _describe_joined)
+def _todo_skipped_or_carried(element: tuple[str, Mapping[str, Iterable[Any]]]) -> Iterator[Any]:
+    """A row with a record is skipped; one whose earlier failure was permanent keeps that line; the rest is todo.
 
-    return decide
+    With --retry_permanent the earlier failures are not joined at all (`SkipExisting.expand`).
+    """
+    clip_id, grouped = element
+    clips = list(grouped["clip"])
+    if not clips:
+        return
+    if list(grouped["done"]):
+        metrics.counter("clips_skipped_existing").inc(len(clips))
+        for clip in clips:
+            yield beam.pvalue.TaggedOutput("skipped", clip)
+        return
+    earlier = next(iter(grouped.get("failed", ())), None)
+    if earlier is not None and not errors.is_transient(earlier["reason"]):
+        # A verdict on the row (gone, private, ...): its line stays in the report, without a new request.
+        metrics.counter("failures_carried_over").inc(len(clips))
+        for clip in clips:
+            line = errors.failure_record(clip_id=clip.clip_id, fields=clip.fields, row=clip.row,
+                                         stage=str(earlier.get("stage") or "fetch"), reason=earlier["reason"],
+                                         message=str(earlier.get("message") or ""))
+            line["carried_over"] = True
+            yield beam.pvalue.TaggedOutput("carried", line)
+        return
+    if earlier is not None:
+        metrics.counter("earlier_failures_retried").inc(len(clips))
+    yield from clips
 
 
 class SkipExisting(beam.PTransform):
@@ -139,7 +140,7 @@ class SkipExisting(beam.PTransform):
         split = (
             joined
             | "JoinExisting" >> beam.CoGroupByKey()
-            | "TodoOrSkipped" >> beam.FlatMap(_todo_skipped_or_carried(self._retry_permanent)).with_outputs(
+            | "TodoOrSkipped" >> beam.FlatMap(_todo_skipped_or_carried).with_outputs(
                 "skipped", "carried", isolation.FAILURES, main="todo"))
         skipped_count = split.skipped | "CountSkipped" >> beam.combiners.Count.Globally()
         return {"todo": split.todo, "skipped": split.skipped, "skipped_count": skipped_count,
