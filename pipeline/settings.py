@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from typing import TYPE_CHECKING
 
 from pipeline import fileio
@@ -30,27 +31,23 @@ _EDGE = 1 << 20
 
 
 def file_fingerprint(path: str) -> str:
-    """`size:sha256(first MiB + last MiB)` of a local or gs:// file.
+    """`size:sha256(first MiB + last MiB)` of a local or gs:// file: two reads, whatever its size.
 
     Beam's FileSystems, not tf.io.gfile: a launcher whose models run elsewhere never imports TensorFlow.
     """
     from apache_beam.io.filesystem import CompressionTypes  # pylint: disable=import-outside-toplevel
     from apache_beam.io.filesystems import FileSystems  # pylint: disable=import-outside-toplevel
 
+    if fileio.is_local(path):
+        size = os.path.getsize(path)
+    else:
+        size = FileSystems.match([fileio.escape_glob(path)])[0].metadata_list[0].size_in_bytes
     digest = hashlib.sha256()
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        head = f.read(_EDGE)
-        digest.update(head)
-        size = len(head)
-        if len(head) == _EDGE:
-            tail = b""
-            while True:  # streams of every filesystem: no size or seek needed (files here are < 1 GB)
-                block = f.read(16 * _EDGE)
-                if not block:
-                    break
-                size += len(block)
-                tail = (tail + block)[-_EDGE:]
-            digest.update(tail)
+        digest.update(f.read(_EDGE))
+        if size > _EDGE:
+            f.seek(max(_EDGE, size - _EDGE))
+            digest.update(f.read(_EDGE))
     return f"{size}:{digest.hexdigest()[:32]}"
 
 
