@@ -33,7 +33,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 
-from pipeline import annotations, csvsplit, logs, outputs
+from pipeline import annotations, csvsplit, logs, outputs, settings
 from pipeline.models import registry
 from pipeline.options import BuildOptions
 from transforms.assemble import AssembleRecords
@@ -58,25 +58,31 @@ class UsageError(Exception):
 
 def build_pipeline(p: beam.Pipeline, options: BuildOptions, *, run_info: dict | None = None,
                    run_tag: str = "", expected_rows: int | None = None, keep_labels: tuple[str, ...] = (),
-                   replaces: tuple[str, ...] = (), csv_splits: list[csvsplit.CsvSplit] | None = None
-                   ) -> beam.PCollection:
+                   replaces: tuple[str, ...] = (), csv_splits: list[csvsplit.CsvSplit] | None = None,
+                   kept_shards: tuple[dict, ...] = ()) -> beam.PCollection:
     """Wires the whole dataset build onto `p`. Returns the PCollection holding the stats dict.
 
     `run_tag` names this run's record shards when earlier records are kept (--skip_existing);
     `keep_labels` are the earlier vocabulary's names (their indices must not change);
     `replaces` are earlier side files (failure shards) removed once this run's are complete;
-    `csv_splits` are the launcher's split points of the CSV (None: read it as one split).
+    `csv_splits` are the launcher's split points of the CSV (None: read it as one split);
+    `kept_shards` the figures of the record shards a resume keeps (stats.json's dataset totals).
     """
     config = options.model_config()
     base_dir = _dirname(options.input_csv)
     read = p | "ReadAnnotations" >> ReadAnnotations(options.input_csv, keep_labels=keep_labels, splits=csv_splits)
     clips, skipped = read["clips"], p | "NothingSkipped" >> beam.Create([0])
     resume_failures = p | "NoResumeFailures" >> beam.Create([])
+    skipped_clips = p | "NoSkippedClips" >> beam.Create([])
     if options.skip_existing:
         existing = outputs.existing_records(options.output_dir)
-        clips, skipped, resume_failures = clips | "SkipExisting" >> SkipExisting(existing)
+        resumed = clips | "SkipExisting" >> SkipExisting(
+            existing, outputs.existing_failure_shards(options.output_dir), retry_permanent=options.retry_permanent)
+        clips, skipped, skipped_clips = resumed["todo"], resumed["skipped_count"], resumed["skipped"]
+        resume_failures = (resumed["failures"], resumed["carried"]) | "ResumeFailures" >> beam.Flatten()
+    dataset_inputs = {"requests": read["clips"], "skipped": skipped_clips}
     fetcher = ClipFetcher(config=options.fetch_config(), clips_dir=options.clips_dir,
-                          concurrency=options.fetch_concurrency)
+                          concurrency=options.fetch_concurrency, sources=options.clip_sources_parsed())
     fetch_only = options.features == "none"
     fetched = clips | "FetchClips" >> beam.ParDo(FetchClips(
         fetcher=fetcher, clips_dir=options.clips_dir, base_dir=base_dir, concurrency=options.fetch_concurrency,
@@ -90,7 +96,7 @@ def build_pipeline(p: beam.Pipeline, options: BuildOptions, *, run_info: dict | 
             "WriteDataset" >> WriteDataset(
                 output_dir=options.output_dir, records_per_shard=options.records_per_shard,
                 failures_per_shard=options.failures_per_shard, run_info=run_info or {}, run_tag=run_tag,
-                replaces=tuple(replaces)))
+                replaces=tuple(replaces), kept_shards=kept_shards))
     # The fusion break: decoding (and the models) may run on other workers than the fetch.
     decoded = fetched.clips | "SpreadFetched" >> beam.Reshuffle() | "DecodeClips" >> beam.ParDo(
         DecodeClips(base_dir=base_dir, timeout_s=options.decode_timeout, fetcher=fetcher,
@@ -111,10 +117,10 @@ def build_pipeline(p: beam.Pipeline, options: BuildOptions, *, run_info: dict | 
     failures = ((read["failures"], resume_failures, fetched[FetchClips.FAILURES], decoded[DecodeClips.FAILURES],
                  assembly_failures) | "AllFailures" >> beam.Flatten())
     return {"records": records, "failures": failures, "vocabulary": read["vocabulary"],
-            "rows_read": read["rows_read"], "skipped_existing": skipped} | "WriteDataset" >> WriteDataset(
-        output_dir=options.output_dir, records_per_shard=options.records_per_shard,
-        failures_per_shard=options.failures_per_shard, run_info=run_info or {}, run_tag=run_tag,
-        replaces=tuple(replaces))
+            "rows_read": read["rows_read"], "skipped_existing": skipped, **dataset_inputs} | "WriteDataset" >> (
+        WriteDataset(output_dir=options.output_dir, records_per_shard=options.records_per_shard,
+                     failures_per_shard=options.failures_per_shard, run_info=run_info or {}, run_tag=run_tag,
+                     replaces=tuple(replaces), kept_shards=kept_shards))
 
 
 def sdk_processes_per_machine(pipeline_options: PipelineOptions) -> int | None:
@@ -362,12 +368,17 @@ def _run_locked(pipeline_options: PipelineOptions, options: BuildOptions, *, inp
                 csv_labels: set[str], files: registry.ModelFiles | None, local: bool,
                 csv_splits: list[csvsplit.CsvSplit] | None = None) -> dict:
     """The part of `run` that holds the directory's build lock."""
+    # The settings that change a record's bytes: recorded before any record, checked by a resume.
+    build_settings = settings.build_settings(options, files) if files is not None else None
     try:
         plan = outputs.prepare_output_dir(options.output_dir, overwrite=options.overwrite,
-                                          skip_existing=options.skip_existing, csv_labels=csv_labels)
+                                          skip_existing=options.skip_existing, csv_labels=csv_labels,
+                                          settings=build_settings)
     except outputs.OutputError as e:
         raise UsageError(str(e)) from e
     try:
+        if build_settings is not None:
+            settings.write(options.output_dir, build_settings)
         outputs.write_vocabulary(options.output_dir, csv_labels, plan.keep_labels)
     except Exception as e:  # pylint: disable=broad-except
         raise UsageError(f"--output_dir {options.output_dir} cannot be written: {type(e).__name__}: {e}") from e
@@ -376,6 +387,7 @@ def _run_locked(pipeline_options: PipelineOptions, options: BuildOptions, *, inp
         "input_format": input_format,
         "models": files.describe() if files else None,
         "synthetic": bool(files and files.synthetic),
+        "settings": build_settings,
         "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     if options.features == "none":
@@ -384,7 +396,8 @@ def _run_locked(pipeline_options: PipelineOptions, options: BuildOptions, *, inp
     with _runner_validation():
         p = beam.Pipeline(runner=local_runner(pipeline_options) if local else None, options=pipeline_options)
     build_pipeline(p, options, run_info=run_info, run_tag=plan.run_tag, expected_rows=input_rows,
-                   keep_labels=plan.keep_labels, replaces=plan.replaces, csv_splits=csv_splits)
+                   keep_labels=plan.keep_labels, replaces=plan.replaces, csv_splits=csv_splits,
+                   kept_shards=plan.kept_shards)
     # Local worker processes report to this process's display; on other runners they log.
     with RunProgress(total=input_rows) if local else contextlib.nullcontext():
         with _runner_validation():
@@ -439,8 +452,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{stats['failures']} failure line{'' if stats['failures'] == 1 else 's'} for {stats['rows_read']} rows "
               "(fetch-only build; all figures: stats.json)")
     else:
-        print(f"Wrote {stats['records_written']} records ({stats['steps_written']} steps, "
-              f"{stats['seconds_of_video']:.1f} s of video) and {stats['failures']} failure line"
+        this_run = stats.get("this_run") or stats  # the top level describes the whole dataset
+        print(f"Wrote {stats['records_written']} records ({this_run['steps_written']} steps, "
+              f"{this_run['seconds_of_video']:.1f} s of video) and {stats['failures']} failure line"
               f"{'' if stats['failures'] == 1 else 's'} for "
               f"{stats['rows_read']} rows (all figures: stats.json)")
     if not stats.get("all_rows_accounted_for", False):

@@ -12,6 +12,7 @@ from pipeline.models import registry, tf_setup
 if TYPE_CHECKING:
     import argparse
 
+    from pipeline import mirrors
     from pipeline.fetch import FetchConfig
 
 
@@ -53,6 +54,22 @@ def _model_copies(text: str) -> int:
     if text.strip().lower() in ("per_process", "0"):
         return 0
     return _positive_int(text)
+
+
+def _clip_sources(text: str):
+    """--clip_sources: the text, checked at parse time (`pipeline.mirrors.ClipSources`).
+
+    The value stays a string: Beam serializes every option to its workers.
+    """
+    import argparse  # pylint: disable=import-outside-toplevel
+
+    from pipeline import mirrors  # pylint: disable=import-outside-toplevel
+
+    try:
+        mirrors.ClipSources.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+    return text
 
 
 class BuildOptions(PipelineOptions):
@@ -100,7 +117,19 @@ class BuildOptions(PipelineOptions):
                                  "decoding overlaps inference (at most 64 MiB of frames wait); 0 decodes in step.")
         parser.add_argument("--skip_existing", action="store_true",
                             help="Resume: skip clip ids already in --output_dir's records; new records go to new "
-                                 "shard files that never overwrite earlier ones.")
+                                 "shard files that never overwrite earlier ones. Rows whose last failure was "
+                                 "transient (network, timeout, rate_limited, internal_error) are tried again; rows "
+                                 "that failed for good keep their failure line (see --retry_permanent).")
+        parser.add_argument("--retry_permanent", action="store_true",
+                            help="With --skip_existing: also try again the rows whose earlier failure was permanent "
+                                 "(not_found, unavailable_*, ...), e.g. after adding cookies or a mirror.")
+        parser.add_argument("--clip_sources", type=_clip_sources, default=None,
+                            help="Mirrors tried in order before YouTube for Kinetics rows: TEMPLATE[,TEMPLATE...], "
+                                 "each a local, gs:// or http(s) path with {id}, {youtube_id}, {label}, {split}, "
+                                 "{start}, {end} ({start:06d} as in CVDF names). A template with {id}, {start} or "
+                                 "{end} names the trimmed clip (CVDF: DIR/{split}/{youtube_id}_{start:06d}_"
+                                 "{end:06d}.mp4); one with only {youtube_id} names the whole video, cut to "
+                                 "[start, end). A missing file falls through to the next template, then YouTube.")
         # Fetching YouTube ids (Kinetics CSVs) with yt-dlp.
         parser.add_argument("--video_url_template", default="https://www.youtube.com/watch?v={id}",
                             help="URL of a YouTube id, {id} substituted; point it at a mirror or a local server.")
@@ -196,6 +225,12 @@ class BuildOptions(PipelineOptions):
             max_seconds=self.fetch_max_seconds, backoff_base=self.fetch_backoff, socket_timeout=self.fetch_timeout,
             rate_limit=self.rate_limit, cookies_file=self.cookies, proxy=self.proxy,
             allow_file_urls=self.allow_file_urls)
+
+    def clip_sources_parsed(self) -> mirrors.ClipSources | None:
+        """--clip_sources as `pipeline.mirrors.ClipSources`, or None without the flag."""
+        from pipeline import mirrors  # pylint: disable=import-outside-toplevel
+
+        return mirrors.ClipSources.parse(self.clip_sources) if self.clip_sources else None
 
     def model_sharing(self, processes: int | None = None) -> tf_setup.ModelSharing:
         """Model copies per machine and TensorFlow threads (--model_copies, --tf_*_op_threads).

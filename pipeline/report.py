@@ -208,7 +208,9 @@ def _summary_rows(data: Dataset) -> list[tuple[str, str]]:
                            ("failures", "failures"), ("all_rows_accounted_for", "all rows accounted for"),
                            ("steps_written", "steps written"), ("seconds_of_video", "seconds of video"),
                            ("clips_with_silent_audio", "clips with silent audio"),
-                           ("records_per_split", "records per split"), ("vocabulary_size", "vocabulary size"),
+                           ("records_per_split", "records per split"), ("records_in_dataset", "records in dataset"),
+                           ("failures_carried_over", "failures carried over from earlier runs"),
+                           ("clips_by_source", "clips by source"), ("vocabulary_size", "vocabulary size"),
                            ("synthetic", "synthetic models"), ("started_at", "started"),
                            ("finished_at", "finished")):
             if key in s:
@@ -409,6 +411,46 @@ def _fetch_section(datasets: list[Dataset]) -> str:
     return "<h2>Fetching</h2>" + "".join(parts) if parts else ""
 
 
+MAX_AVAILABILITY_ROWS = 2000
+
+
+def _availability_section(datasets: list[Dataset]) -> str:
+    """stats.json's availability: per split, and per split and label, how many rows became records."""
+    parts = []
+    for i, data in enumerate(datasets):
+        table = (data.stats or {}).get("availability")
+        if not isinstance(table, dict) or not table:
+            continue
+        suffix = "" if i == 0 else f"-{i + 1}"
+        rows, split_rows = [], []
+        for split, labels in sorted(table.items()):
+            if not isinstance(labels, dict):
+                continue
+            n = sum(int(v.get("rows", 0)) for v in labels.values() if isinstance(v, dict))
+            have = sum(int(v.get("records", 0)) for v in labels.values() if isinstance(v, dict))
+            split_rows.append(f"<tr><td>{_esc(split)}</td><td>{n:,}</td><td>{have:,}</td><td>{n - have:,}</td>"
+                              f"<td>{100.0 * have / max(n, 1):.1f}%</td></tr>")
+            for label, v in sorted(labels.items()):
+                if isinstance(v, dict):
+                    n, have = int(v.get("rows", 0)), int(v.get("records", 0))
+                    rows.append((split, label, n, have))
+        head = "<thead><tr><th>split</th><th>rows</th><th>records</th><th>missing</th><th>available</th></tr></thead>"
+        parts.append(f"<h3>{_esc(data.name)}: per split</h3><table class=\"list\">{head}<tbody>"
+                     f"{''.join(split_rows)}</tbody></table>")
+        worst = sorted(rows, key=lambda r: (r[3] / max(r[2], 1), r[0], r[1]))
+        items = [(f"{split}/{label or '(unlabeled)'}", 100.0 * have / max(n, 1)) for split, label, n, have in worst]
+        title = f"{data.name}: % of rows available, least available labels first"
+        parts.append(hbar_chart(f"plot-availability{suffix}", title, items[:MAX_LABEL_BARS], color=COLORS[i]))
+        body = "".join(f"<tr><td>{_esc(split)}</td><td>{_esc(label)}</td><td>{n:,}</td><td>{have:,}</td>"
+                       f"<td>{n - have:,}</td><td>{100.0 * have / max(n, 1):.1f}%</td></tr>"
+                       for split, label, n, have in rows[:MAX_AVAILABILITY_ROWS])
+        more = f" (first {MAX_AVAILABILITY_ROWS:,} of {len(rows):,})" if len(rows) > MAX_AVAILABILITY_ROWS else ""
+        parts.append(f"<details><summary>Per split and label{more}</summary><table class=\"list\"><thead><tr>"
+                     "<th>split</th><th>label</th><th>rows</th><th>records</th><th>missing</th><th>available</th>"
+                     f"</tr></thead><tbody>{body}</tbody></table></details>")
+    return "<h2>Availability</h2>" + "".join(parts) if parts else ""
+
+
 def _violations_section(datasets: list[Dataset]) -> str:
     parts = []
     for data in datasets:
@@ -449,7 +491,8 @@ def render(datasets: list[Dataset]) -> str:
             f"<p>Generated {now} by <code>python -m pipeline.report</code>.</p>"]
     body += [*_warnings(datasets), "<h2>Summary</h2>"]
     body += [section(datasets) for section in (_summary_table, _labels_section, _steps_section, _failures_section,
-                                               _features_section, _fetch_section, _violations_section, _stats_details)]
+                                               _features_section, _fetch_section, _availability_section,
+                                               _violations_section, _stats_details)]
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Report: {_esc(names)}</title>'
             f"<style>{_CSS}</style></head><body>\n" + "\n".join(part for part in body if part) + "\n</body></html>\n")
 
