@@ -142,7 +142,8 @@ class OpenVinoBackend:
         audio_graph, _, _ = vggish_network(reference.vggish)
         self._rgb = core.compile_model(ov.convert_model(rgb_graph), "CPU", config)
         self._audio = core.compile_model(ov.convert_model(audio_graph), "CPU", config)
-        self.precision = str(self._rgb.get_property("INFERENCE_PRECISION_HINT"))
+        found = str(self._rgb.get_property("INFERENCE_PRECISION_HINT"))  # e.g. "<Type: 'float32'>"
+        self.precision = found.split("'")[1] if "'" in found else found
 
     def rgb(self, resized):
         return self._rgb(resized)[0].reshape(len(resized), -1)
@@ -386,6 +387,16 @@ def main(argv: list[str] | None = None) -> int:
         if missing:
             parser.error(f"backend {name} needs {' '.join(missing)}: pip install {' '.join(missing)} "
                          f"(versions in this file's docstring)")
+    # Children first, one at a time, while this process holds no model: the converters' peaks are large
+    # (several GB for VGGish) and the machine's memory is shared.
+    memory = {}
+    if not args.skip_memory:
+        for name in names:
+            out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", name, "--threads",
+                                  str(args.threads), "--work_dir", args.work_dir],
+                                 check=True, capture_output=True, text=True).stdout
+            memory[name] = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:])
+            _log(f"memory {name}: " + " ".join(f"{key}={value:.0f}" for key, value in memory[name].items()))
     tf_setup.configure()
     backends, load_s = {}, {}
     for name in names:
@@ -399,15 +410,6 @@ def main(argv: list[str] | None = None) -> int:
         for kind, row in kinds.items():
             _log(f"exactness {name} {kind}: " + " ".join(f"{key}={value:.3g}" for key, value in row.items()))
     speed = throughput(backends, args.rounds, args.batch1_calls)
-    memory = {}
-    if not args.skip_memory:
-        del backends
-        for name in names:
-            out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", name, "--threads",
-                                  str(args.threads), "--work_dir", args.work_dir],
-                                 check=True, capture_output=True, text=True).stdout
-            memory[name] = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:])
-            _log(f"memory {name}: " + " ".join(f"{key}={value:.0f}" for key, value in memory[name].items()))
     result = {"threads": args.threads, "cores": os.cpu_count(), "load_s": load_s, "precision": precision,
               "exactness": exact, "throughput": speed, "memory_mib": memory, "loadavg": os.getloadavg()}
     print(f"\nthreads={args.threads} rounds={args.rounds} loadavg(1,5,15)={os.getloadavg()}")
