@@ -328,7 +328,7 @@ def _guard_verdict(guard: netguard.GuardProxy, err: AttemptError, *, max_seconds
     return err
 
 
-def download_video(url: str, dest: str, *, config: FetchConfig) -> int:
+def download_video(url: str, dest: str, *, config: FetchConfig, sent: dict | None = None) -> int:
     """Downloads an http(s) video of a CSV row to ``dest`` through a guard proxy.
 
     The same confinement as :func:`fetch_clip`: only the row's own host may be
@@ -350,7 +350,7 @@ def download_video(url: str, dest: str, *, config: FetchConfig) -> int:
         raise ClipError(e.reason, e.message, stage="fetch") from None
     with netguard.GuardProxy(policy, deadline=time.monotonic() + config.max_seconds, upstream=config.proxy) as guard:
         try:
-            return netguard.download(url, dest, guard=guard, timeout_s=config.socket_timeout)
+            return netguard.download(url, dest, guard=guard, timeout_s=config.socket_timeout, sent=sent)
         except netguard.DownloadError as e:
             raise ClipError(e.reason, e.message, stage="fetch") from None
 

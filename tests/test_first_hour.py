@@ -1,0 +1,136 @@
+"""A new user's first hour: flags checked up front, a readable --help, no silent wrong builds."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pipeline import build, options
+from pipeline.models import registry
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize("flag, value", [
+    ("--records_per_shard", "0"), ("--failures_per_shard", "-1"), ("--rgb_batch_size", "0"),
+    ("--audio_batch_size", "-3"), ("--fetch_attempts", "0"), ("--fetch_concurrency", "0"),
+    ("--fetch_timeout", "0"), ("--fetch_max_seconds", "-5"), ("--decode_timeout", "nan"),
+    ("--fetch_backoff", "-1"), ("--fetch_max_height", "0"), ("--model_download_timeout", "0"),
+    ("--csv_split_rows", "0"), ("--decode_ahead", "-1"), ("--models", "synthtic"),
+])
+def test_bad_flag_values_exit_2_with_one_usage_line_before_any_work(tmp_path, capsys, flag, value):
+    out = tmp_path / "out"
+    code = build.main(["--input_csv", str(tmp_path / "absent.csv"), "--output_dir", str(out), "--models",
+                       "synthetic", flag, value])
+    assert code == 2
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("usage: python -m pipeline.build"), err
+    assert flag in lines[1] and "error" in lines[1]
+    assert registry.SYNTHETIC_WARNING not in err and "no such file" not in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("arg", ["--direct_num_workers=-1", "--num_workers=0", "--max_num_workers=-2"])
+def test_beam_numeric_flags_are_checked_too(tmp_path, capsys, arg):
+    code = build.main(["--input_csv", str(tmp_path / "absent.csv"), "--output_dir", str(tmp_path / "o"), arg])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --") and "must be >=" in err and "\n" not in err
+
+
+def test_validation_helpers_are_argparse_types():
+    import argparse
+
+    assert options.positive_int("3") == 3 and options.non_negative_int("0") == 0
+    assert options.positive_float("0.5") == 0.5 and options.non_negative_float("0") == 0.0
+    for helper, text in ((options.positive_int, "0"), (options.positive_int, "1.5"), (options.non_negative_int, "-1"),
+                         (options.positive_float, "inf"), (options.non_negative_float, "-0.1")):
+        with pytest.raises(argparse.ArgumentTypeError):
+            helper(text)
+
+
+def test_an_existing_dataset_is_refused_first(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "stats.json").write_text("{}")
+    code = build.main(["--input_csv", str(tmp_path / "absent.csv"), "--output_dir", str(out), "--models",
+                       "synthetic"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "already holds a dataset" in err
+    assert registry.SYNTHETIC_WARNING not in err and "no such file" not in err
+
+
+def _cli(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline.build", *args], capture_output=True, text=True,
+                          cwd=REPO, env={**os.environ, "PYTHONPATH": REPO}, timeout=timeout, check=False)
+
+
+def test_help_is_short_grouped_by_stage_with_defaults():
+    result = _cli("--help")
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    assert len(lines) <= 150, len(lines)
+    text = result.stdout
+    positions = [text.index(title + ":") for _, title in options.STAGES]
+    assert positions == sorted(positions), "stages in the order a build runs them"
+    assert text.index("--input_csv") < positions[1]
+    for expected in ("-v, --verbose", "--help_beam", "--records_per_shard N", "(default 1000)", "(default 4)"):
+        assert expected in text, expected
+    for beam_only in ("s3_", "azure", "hdfs", "kafka", "--runner RUNNER"):
+        assert beam_only not in text.lower(), beam_only
+    every_flag = {a.option_strings[-1] for a in options.help_parser()._actions}  # pylint: disable=protected-access
+    assert {"--input_csv", "--features", "--model_copies", "--clips_dir"} <= every_flag
+    beam = _cli("--help_beam")
+    assert beam.returncode == 0 and "--runner" in beam.stdout and "--records_per_shard" in beam.stdout
+
+
+@pytest.mark.parametrize("header, fix", [("video,label", "`label` -> `labels`"),
+                                         ("filename,category", "`filename` -> `video`")])
+def test_a_misspelled_header_stops_the_build_naming_the_fix(tmp_path, capsys, header, fix):
+    csv_path = tmp_path / "in.csv"
+    csv_path.write_text(f"{header}\na.mp4,cat\n")
+    code = build.main(["--input_csv", str(csv_path), "--output_dir", str(tmp_path / "out"), "--features", "none",
+                       "--clips_dir", str(tmp_path / "clips")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert fix in err and err.startswith("error: --input_csv")
+
+
+def test_a_semicolon_csv_stops_the_build(tmp_path, capsys):
+    csv_path = tmp_path / "in.csv"
+    csv_path.write_text("video;labels\na.mp4;cat\n")
+    assert build.main(["--input_csv", str(csv_path), "--output_dir", str(tmp_path / "out")]) == 2
+    assert "comma-separated" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("stats, code", [
+    ({"rows_read": 3, "records_written": 0, "records_skipped_existing": 0, "failures": 3}, 1),
+    ({"rows_read": 3, "records_written": 1, "records_skipped_existing": 0, "failures": 2}, 0),
+    ({"rows_read": 3, "records_written": 0, "records_skipped_existing": 3, "failures": 0}, 0),
+    ({"rows_read": 2, "features": "none", "clips_kept": 0, "clips_already_kept": 0, "failures": 2}, 1),
+    ({"rows_read": 2, "features": "none", "clips_kept": 0, "clips_already_kept": 2, "failures": 0}, 0),
+])
+def test_a_run_that_made_nothing_exits_1(monkeypatch, tmp_path, capsys, stats, code):
+    full = {"steps_written": 0, "seconds_of_video": 0.0, "all_rows_accounted_for": True, **stats}
+    monkeypatch.setattr(build, "run", lambda argv: full)
+    assert build.main(["--input_csv", "x.csv", "--output_dir", str(tmp_path / "out")]) == code
+    err = capsys.readouterr().err
+    assert ("all" in err and "failures-*.jsonl" in err) == (code == 1)
+
+
+def test_a_fetch_only_run_where_every_row_fails_exits_1(tmp_path, videos):
+    csv_path = tmp_path / "in.csv"
+    csv_path.write_text(f"video,labels\n{videos['missing']},a\n{videos['empty']},a\n")
+    out = tmp_path / "out"
+    result = _cli("--input_csv", str(csv_path), "--output_dir", str(out), "--features", "none", "--clips_dir",
+                  str(tmp_path / "clips"), timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert "no clip was kept" in result.stderr
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["clips_kept"] == 0 and stats["failures"] == 2
