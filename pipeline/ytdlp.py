@@ -228,8 +228,9 @@ class CutPlanner(PostProcessor):
     download the whole file with its own downloader.
     """
 
-    def __init__(self, *, start: float, ranges: SectionRanges):
+    def __init__(self, *, start: float, ranges: SectionRanges, force_full: bool = False):
         super().__init__(None)
+        self._force_full = force_full
         self._start = start
         self._ranges = ranges
         self.method: str | None = None
@@ -249,7 +250,7 @@ class CutPlanner(PostProcessor):
         if duration is not None and self._start >= duration:
             raise AttemptError("out_of_range", f"video is {duration:g}s long, clip starts at {self._start:g}s",
                                 transient=False)
-        if can_cut(information):
+        if can_cut(information) and not self._force_full:
             self.method = "section"
         else:
             self.method = "full"

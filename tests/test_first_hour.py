@@ -134,3 +134,76 @@ def test_a_fetch_only_run_where_every_row_fails_exits_1(tmp_path, videos):
     assert "no clip was kept" in result.stderr
     stats = json.loads((out / "stats.json").read_text())
     assert stats["clips_kept"] == 0 and stats["failures"] == 2
+
+
+@pytest.fixture
+def rangeless(tmp_path):
+    """`python -m http.server` as a mirror: no Range support; a moov-at-the-end MP4 and an HTML page named .mp4."""
+    import functools
+    import http.server
+    import threading
+
+    from pipeline import media
+
+    root = tmp_path / "www"
+    (root / "videos").mkdir(parents=True)
+    media.generate_test_video(str(root / "videos" / "0wR5jVB-WPk.mp4"), seconds=8, audio=True)  # moov at the end
+    (root / "videos" / "3caPS4FHFF8.mp4").write_text("<html><body>Not here</body></html>\n" * 40)
+    (root / "videos" / "7pRfb0t34uo.mp4").write_text("<html><body>Not here</body></html>\n" * 40)  # as video/mp4
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def guess_type(self, path):  # an HTML error page served under the video's name, as mirrors do
+            return "text/html" if "3caPS4FHFF8" in str(path) else super().guess_type(path)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_rangeless_mirror_gets_the_whole_file_fallback(rangeless, tmp_path):
+    from pipeline.fetch import FetchConfig, fetch_clip
+
+    config = FetchConfig(url_template=rangeless + "/videos/{id}.mp4", max_attempts=1)
+    result = fetch_clip(video_id="0wR5jVB-WPk", start=2, end=5, config=config, work_dir=str(tmp_path))
+    assert result.method == "full" and result.start_offset == 2.0
+    assert result.probe.has_video and abs(result.probe.duration - 8.0) < 0.5
+
+
+def test_a_fetched_file_that_is_not_media_names_the_server_and_what_it_sent(rangeless, tmp_path):
+    from pipeline.errors import ClipError
+    from pipeline.fetch import FetchConfig, fetch_clip
+
+    config = FetchConfig(url_template=rangeless + "/videos/{id}.mp4", max_attempts=1)
+    with pytest.raises(ClipError) as e:
+        fetch_clip(video_id="7pRfb0t34uo", start=2, end=5, config=config, work_dir=str(tmp_path))
+    assert e.value.reason == "not_video"
+    host = rangeless.split("//")[1]
+    assert f"from {host}: HTTP 200" in e.value.message and "Content-Type" in e.value.message
+    assert "Content-Type video/mp4" in e.value.message
+    assert "Accept-Ranges none" in e.value.message and "1,400 bytes" in e.value.message
+
+
+def test_fetch_only_keeps_only_real_media(rangeless, tmp_path, videos):
+    csv_path = tmp_path / "in.csv"
+    csv_path.write_text("video,labels,id\n"
+                        f"{rangeless}/videos/3caPS4FHFF8.mp4,a,page\n"
+                        f"{videos['empty']},a,empty\n"
+                        f"{videos['audio_only']},a,audio\n"
+                        f"{videos['v3_30fps']},a,good\n")
+    out, clips = tmp_path / "out", tmp_path / "clips"
+    code = build.main(["--input_csv", str(csv_path), "--output_dir", str(out), "--features", "none",
+                       "--clips_dir", str(clips)])
+    assert code == 0
+    stats = json.loads((out / "stats.json").read_text())
+    assert (stats["clips_kept"], stats["failures"]) == (1, 3)
+    assert sorted(os.listdir(clips / "a")) == ["good.mp4"]
+    failures = {f["id"]: f for p in out.glob("failures-*.jsonl") for f in map(json.loads, p.open())}
+    assert failures["page"]["reason"] == "not_video" and "text/html" in failures["page"]["message"]
+    assert failures["empty"]["reason"] == "empty_file"
+    assert failures["audio"]["reason"] == "no_video_stream"
+    assert all(f["stage"] == "fetch" for f in failures.values())
