@@ -411,7 +411,8 @@ def _run_locked(pipeline_options: PipelineOptions, options: BuildOptions, *, inp
     build_pipeline(p, options, run_info=run_info, run_tag=plan.run_tag, expected_rows=input_rows,
                    keep_labels=plan.keep_labels, replaces=plan.replaces, csv_splits=csv_splits)
     # Local worker processes report to this process's display; on other runners they log.
-    with RunProgress(total=input_rows) if local else contextlib.nullcontext():
+    done_word = "kept" if options.features == "none" else "decoded"
+    with RunProgress(total=input_rows, done_word=done_word) if local else contextlib.nullcontext():
         with _runner_validation():
             result = p.run()
         result.wait_until_finish()

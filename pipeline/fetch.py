@@ -402,6 +402,9 @@ def _attempt(*, url: str, start: float, end: float, out_dir: str, config: FetchC
                     found = ytdlp.diagnose_ffmpeg_failure(text, planner.formats, net=net, timeout=timeout)
                     if found.reason != "not_video" or planner.method != "section":
                         raise found from None
+                    ranged, sent = _ask_the_server(planner.formats, guard=guard, timeout=timeout)
+                    if ranged is not False:
+                        raise AttemptError("not_video", found.message + sent, transient=False) from None
                     # What ffmpeg read through the URL is not media it can cut: without Range
                     # support an index at the file's end is out of its reach. The whole file decides.
                     full_failure = found
@@ -422,11 +425,11 @@ def _attempt(*, url: str, start: float, end: float, out_dir: str, config: FetchC
     path = ytdlp.downloaded_path(done)
     media = probe.read_header(path, input_args=probe.STRANGER_FILE_ARGS, timeout=_PROBE_TIMEOUT_S)
     if not media.ok or not media.has_video:
-        if planner.method == "section":
+        ranged, sent = _ask_the_server(planner.formats, guard=guard, timeout=timeout)
+        if planner.method == "section" and ranged is False:
             _LOG.debug("%s: the section cut is not media (%s); fetching the whole file", url, media.summary())
             return _attempt_full(url=url, start=start, end=end, out_dir=out_dir, config=config, guard=guard,
                                  ffmpeg=ffmpeg, cookies_file=cookies_file, timeout=timeout)
-        sent = _what_the_server_sent(planner.formats, guard=guard, timeout=timeout)
         raise AttemptError("not_video", f"the downloaded file ({os.path.getsize(path):,} bytes) is not a video"
                            f"{sent}: {media.summary()}", transient=False)
     if planner.method == "full":
@@ -448,27 +451,31 @@ def _attempt_full(*, out_dir: str, **kwargs: Any) -> _Fetched:
     return _attempt(out_dir=full_dir, force_full=True, **kwargs)
 
 
-def _what_the_server_sent(formats: Sequence[Mapping[str, Any]], *, guard: netguard.GuardProxy,
-                          timeout: float) -> str:
-    """`` (from SERVER: HTTP 200, Content-Type ..., Content-Length ...)`` of the chosen format's URL, or ``""``.
+def _ask_the_server(formats: Sequence[Mapping[str, Any]], *, guard: netguard.GuardProxy,
+                    timeout: float) -> tuple[bool | None, str]:
+    """(whether the chosen format's server honours Range, `` (from SERVER: HTTP ..., Content-Type ...)``).
 
-    When a fetched file is not media, the server that sent it is the one to blame, not the video.
+    One request for the first byte (``Range: bytes=0-0``): when a fetched file is not media, the
+    server that sent it is the one to blame, not the video; and only a server without Range
+    support deserves the whole-file fallback. (None, "") when there is no http(s) URL to ask.
     """
     from pipeline import downloads  # pylint: disable=import-outside-toplevel
 
     url = next((f.get("url") for f in formats if str(f.get("url", "")).startswith(("http://", "https://"))), None)
     if not url:
-        return ""
+        return None, ""
     try:
         with downloads.open_url(url, timeout=min(timeout, 10.0), proxy=guard.url,
-                                headers={"User-Agent": "yt8m-pipeline"}) as response:
+                                headers={"User-Agent": "yt8m-pipeline", "Range": "bytes=0-0"}) as response:
             headers = response.headers
             host = urllib.parse.urlsplit(response.geturl()).netloc
-            return (f" (from {host}: HTTP {response.status}, Content-Type {headers.get('Content-Type') or 'none'}, "
-                    f"Content-Length {headers.get('Content-Length') or 'none'}, "
-                    f"Accept-Ranges {headers.get('Accept-Ranges') or 'none'})")
+            ranged = response.status == 206
+            size = (headers.get("Content-Range") or "").rpartition("/")[2] if ranged else headers.get("Content-Length")
+            return ranged, (f" (from {host}: HTTP {200 if ranged else response.status}, Content-Type "
+                            f"{headers.get('Content-Type') or 'none'}, Content-Length {size or 'none'}, "
+                            f"Accept-Ranges {'bytes' if ranged else 'none'})")
     except Exception as e:  # pylint: disable=broad-except  (only a better message is lost)
-        return f" (from {urllib.parse.urlsplit(url).netloc}; asking it again failed: {type(e).__name__})"
+        return None, f" (from {urllib.parse.urlsplit(url).netloc}; asking it again failed: {type(e).__name__})"
 
 
 def _check_section_length(*, media: ProbeResult, offset: float, start: float, end: float,

@@ -207,3 +207,53 @@ def test_fetch_only_keeps_only_real_media(rangeless, tmp_path, videos):
     assert failures["empty"]["reason"] == "empty_file"
     assert failures["audio"]["reason"] == "no_video_stream"
     assert all(f["stage"] == "fetch" for f in failures.values())
+
+
+def test_progress_says_what_it_waits_for(monkeypatch):
+    import io
+
+    from transforms import progress
+
+    monkeypatch.delenv(progress.PROGRESS_DIR_ENV, raising=False)
+    stream = io.StringIO()
+    with progress.RunProgress(total=2, stream=stream, interval=0) as run:
+        assert "starting workers" in run.line()
+        progress.PROGRESS.phase("loading models")
+        run._display.update(run._read)  # pylint: disable=protected-access  (the poll loop's tick, now)
+        assert run.line().endswith("; loading models")
+        progress.PROGRESS.record(ok=True, seconds=3.0, total=2)
+        progress.PROGRESS.record(ok=False, total=2)
+        run._display.update(run._read)  # pylint: disable=protected-access
+        assert run.line().endswith("; writing the dataset, stopping workers")
+        assert "writing the dataset" in run._bar_text()  # pylint: disable=protected-access
+    lines = stream.getvalue().splitlines()
+    assert any("starting workers" in line for line in lines) and any("loading models" in line for line in lines)
+    assert lines[-1].startswith("progress: 2/2 rows done (1 decoded, 1 failed)") and "writing" not in lines[-1]
+
+
+def test_fetch_only_progress_counts_kept_clips_not_decoded_video(monkeypatch):
+    import io
+
+    from transforms import progress
+
+    monkeypatch.delenv(progress.PROGRESS_DIR_ENV, raising=False)
+    stream = io.StringIO()
+    with progress.RunProgress(total=1, stream=stream, interval=0, done_word="kept"):
+        progress.PROGRESS.record(ok=True, total=1)
+    last = stream.getvalue().splitlines()[-1]
+    assert last.startswith("progress: 1/1 rows done (1 kept, 0 failed)")
+    assert "decoded" not in last and "video-s/s" not in last
+
+
+def test_the_model_load_line_is_words_not_a_dict(caplog, model_cache):
+    import logging
+
+    from pipeline.models import tf_setup
+    from transforms.inference import AudioModelHandler
+
+    config = registry.ModelConfig(mode="synthetic", model_cache=model_cache)
+    handler = AudioModelHandler(config, batch_size=4, sharing=tf_setup.ModelSharing(copies=1))
+    with caplog.at_level(logging.INFO):
+        handler.load_model()
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Loading")]
+    assert "{" not in line and "'" not in line and "vggish" in line and "audio model" in line

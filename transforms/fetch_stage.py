@@ -120,6 +120,7 @@ class FetchClips(beam.DoFn):
         self._pool = None
         self._pending: list = []
         self._kept = metrics.counter("clips_kept")
+        self._already_kept = metrics.counter("clips_already_kept")
         self._element_bytes = metrics.distribution("fetched_clip_bytes")
 
     def setup(self) -> None:
@@ -175,8 +176,8 @@ class FetchClips(beam.DoFn):
             figures = value["fetch"] if self._keep_only else value.fetch
             if figures:
                 self._fetcher.count_figures(figures)
-            if self._keep_only:
-                self._kept.inc()
+            if self._keep_only:  # the same two figures as stats.json's clips_kept and clips_already_kept
+                (self._already_kept if value["reused"] else self._kept).inc()
                 PROGRESS.record(ok=True, total=self._expected)
             elif value.data is not None:
                 self._element_bytes.update(len(value.data))
