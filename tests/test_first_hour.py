@@ -257,3 +257,37 @@ def test_the_model_load_line_is_words_not_a_dict(caplog, model_cache):
         handler.load_model()
     (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Loading")]
     assert "{" not in line and "'" not in line and "vggish" in line and "audio model" in line
+
+
+def test_yt_dlp_bug_report_advice_is_stripped():
+    from yt_dlp.utils import bug_reports_message
+
+    from pipeline import ytdlp
+
+    text = f"[generic] x: Unable to download webpage: HTTP Error 403{bug_reports_message()}"
+    assert ytdlp.strip_bug_report_advice(text) == "[generic] x: Unable to download webpage: HTTP Error 403"
+
+    class Logger:
+        errors: list = []
+
+    message = ytdlp.error_text(Exception(f"ERROR: [youtube] y: Sign in{bug_reports_message()}"), Logger())
+    assert message == "[youtube] y: Sign in" and "yt-dlp -U" not in message
+
+
+def test_guard_refusals_log_one_line_per_destination_and_reason(tmp_path, caplog):
+    import logging
+
+    from pipeline.errors import ClipError
+    from pipeline.fetch import FetchConfig, fetch_clip
+
+    from pipeline import guard_proxy
+
+    guard_proxy._LOGGED_REFUSALS.clear()  # pylint: disable=protected-access  (a fresh worker process)
+    config = FetchConfig(url_template="http://169.254.169.254/{id}", max_attempts=1, socket_timeout=3)
+    with caplog.at_level(logging.INFO):
+        for video_id in ("0wR5jVB-WPk", "3caPS4FHFF8", "7pRfb0t34uo"):
+            with pytest.raises(ClipError) as e:
+                fetch_clip(video_id=video_id, start=1, end=2, config=config, work_dir=str(tmp_path))
+            assert e.value.reason == "address_not_allowed" and "yt-dlp -U" not in e.value.message
+    refused = [r for r in caplog.records if r.levelno >= logging.INFO and "Guard proxy refused" in r.getMessage()]
+    assert len(refused) == 1, [r.getMessage() for r in refused]
