@@ -461,7 +461,9 @@ def _ask_the_server(formats: Sequence[Mapping[str, Any]], *, guard: netguard.Gua
     """
     from pipeline import downloads  # pylint: disable=import-outside-toplevel
 
-    url = next((f.get("url") for f in formats if str(f.get("url", "")).startswith(("http://", "https://"))), None)
+    # Only a plain file over http(s) can lack Range support; playlists (HLS) are not whole files.
+    url = next((f.get("url") for f in formats if f.get("protocol") in ("http", "https")
+                and str(f.get("url", "")).startswith(("http://", "https://"))), None)
     if not url:
         return None, ""
     try:

@@ -198,6 +198,11 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 name``, ``2 names``: the report's counts in words."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def _summary_rows(data: Dataset) -> list[tuple[str, str]]:
     """The dataset's headline figures: stats.json's first (the whole build), then what was read."""
     rows = []
@@ -237,7 +242,7 @@ def _summary_rows(data: Dataset) -> list[tuple[str, str]]:
         ("steps per record", f"mean {steps / data.records_read:.1f}, min {min(data.steps)}, max {max(data.steps)}"
          if data.records_read else "—"),
         ("distinct labels", f"{len(data.labels):,}; unlabeled records: {data.unlabeled:,}"),
-        ("vocabulary.csv", f"{len(data.vocabulary):,} names" if data.vocabulary else "not found"),
+        ("vocabulary.csv", _count(len(data.vocabulary), "name") if data.vocabulary else "not found"),
         ("layout violations", f"{data.violations_total:,}"),
     ]
     for name, moments in (("rgb", data.rgb), ("audio", data.audio)):
@@ -299,7 +304,7 @@ def _labels_section(datasets: list[Dataset]) -> str:
         top = data.labels.most_common(MAX_LABEL_BARS)
         items = [(f"{data.vocabulary[k]} ({k})" if k in data.vocabulary else str(k), float(v)) for k, v in top]
         shown = f"top {len(top)} of {len(data.labels):,}" if len(data.labels) > len(top) else f"all {len(top)}"
-        title = f"{data.name}: records per label ({shown} labels)"
+        title = f"{data.name}: records per label ({shown} label{'' if len(top) == 1 else 's'})"
         parts.append(f"<h3>{_esc(title)}</h3>")
         parts.append(hbar_chart(f"plot-labels{suffix}", title, items, color=COLORS[i]))
         if not data.vocabulary:
