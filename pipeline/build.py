@@ -440,6 +440,40 @@ def _print_summary(result: PipelineResult, wall_seconds: float, *, synthetic: bo
     print("Run summary (Beam metrics)\n" + "\n".join(lines), file=sys.stderr, flush=True)
 
 
+def _split_top_level(text: str, separator: str) -> list[str]:
+    """`text` split at `separator` where it is outside parentheses (a path or URL in them stays whole)."""
+    parts, depth, start, i = [], 0, 0, 0
+    while i < len(text):
+        char = text[i]
+        depth += (char == "(") - (char == ")")
+        if depth == 0 and text.startswith(separator, i):
+            parts.append(text[start:i + len(separator.rstrip())])
+            start = i = i + len(separator)
+            continue
+        i += 1
+    return [*parts, text[start:]]
+
+
+def readable_error(text: str, width: int = 110) -> str:
+    """A long one-line error as short lines: one per `;`-separated item, the advice after them on its own.
+
+    A missing-models error names four files, each with its cache, URL and fix: 1,500 characters
+    on one line that nobody reads to the end.
+    """
+    import textwrap  # pylint: disable=import-outside-toplevel
+
+    if len(text) <= width:
+        return text
+    lines = []
+    for k, sentence in enumerate(_split_top_level(text, ". ")):
+        indent = "" if k == 0 else "  "
+        first, *rest = _split_top_level(sentence, "; ")
+        lines.append(textwrap.fill(first, width, initial_indent=indent, subsequent_indent=indent + "    "))
+        lines += [textwrap.fill(item, width, initial_indent=indent + "  - ", subsequent_indent=indent + "    ")
+                  for item in rest]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """The CLI: -v/--verbose, then every flag of BuildOptions and Beam. Returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -463,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
         from pipeline.errors import ModelArtifactError  # pylint: disable=import-outside-toplevel
 
         if isinstance(e, ModelArtifactError):
-            print(f"error: {e}", file=sys.stderr)
+            print(readable_error(f"error: {e}"), file=sys.stderr)
             return 2
         raise
     if stats.get("dry_run"):

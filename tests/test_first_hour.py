@@ -277,10 +277,9 @@ def test_yt_dlp_bug_report_advice_is_stripped():
 def test_guard_refusals_log_one_line_per_destination_and_reason(tmp_path, caplog):
     import logging
 
+    from pipeline import guard_proxy
     from pipeline.errors import ClipError
     from pipeline.fetch import FetchConfig, fetch_clip
-
-    from pipeline import guard_proxy
 
     guard_proxy._LOGGED_REFUSALS.clear()  # pylint: disable=protected-access  (a fresh worker process)
     config = FetchConfig(url_template="http://169.254.169.254/{id}", max_attempts=1, socket_timeout=3)
@@ -291,3 +290,38 @@ def test_guard_refusals_log_one_line_per_destination_and_reason(tmp_path, caplog
             assert e.value.reason == "address_not_allowed" and "yt-dlp -U" not in e.value.message
     refused = [r for r in caplog.records if r.levelno >= logging.INFO and "Guard proxy refused" in r.getMessage()]
     assert len(refused) == 1, [r.getMessage() for r in refused]
+
+
+def test_a_long_model_error_is_short_lines(tmp_path, capsys):
+    csv_path = tmp_path / "in.csv"
+    csv_path.write_text("video,labels\n/x.mp4,a\n")
+    code = build.main(["--input_csv", str(csv_path), "--output_dir", str(tmp_path / "out"), "--no_download",
+                       "--model_cache", str(tmp_path / "empty-cache")])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    lines = err.splitlines()
+    assert lines[0].startswith("error: --models yt8m needs") and len(lines) >= 6
+    assert max(len(line) for line in lines) <= 110
+    for name in ("classify_image_graph_def.pb", "vggish_model.ckpt", "--models synthetic"):
+        assert name in err
+    assert build.readable_error("error: short") == "error: short"
+
+
+def test_tasks_sh_checks_matplotlib_and_says_what_setup_does(tmp_path):
+    # A venv whose python has everything but matplotlib (the report's): tasks.sh must not use it as is.
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "matplotlib.py").write_text("raise ImportError('no matplotlib here')\n")
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").write_text(f"#!/bin/sh\nPYTHONPATH={blocker}:{REPO} exec {sys.executable} \"$@\"\n")
+    (venv / "bin" / "python").chmod(0o755)
+    # The interpreter that would make a new venv: records that it was asked, makes nothing.
+    maker = tmp_path / "maker"
+    maker.write_text("#!/bin/sh\necho \"venv-maker $*\" >&2\nexit 3\n")
+    maker.chmod(0o755)
+    result = subprocess.run(["bash", os.path.join(REPO, "tasks.sh"), "test", "--version"], capture_output=True,
+                            text=True, timeout=120, check=False,
+                            env={**os.environ, "VENV": str(venv), "PYTHON": str(maker)})
+    assert "setting up" in result.stderr and "several minutes" in result.stderr, result.stderr
+    assert "venv-maker -m venv" in result.stderr and result.returncode != 0
