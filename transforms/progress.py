@@ -170,6 +170,7 @@ class RunProgress:
         self.total = total
         self.done_word = done_word  # what a clip that made it is: decoded, or kept (fetch-only builds)
         self._closing = False
+        self._said_starting = False
         self.stream = stream if stream is not None else sys.stderr
         self.live = is_terminal(self.stream) if live is None else live
         self.interval = _interval() if interval is None else interval
@@ -191,7 +192,6 @@ class RunProgress:
                                    bar_text=self._bar_text, counts=lambda: (self.tally.finished, self.total))
         self._thread = threading.Thread(target=self._poll_loop, name="run-progress", daemon=True)
         self._thread.start()
-        self._display.update(lambda: True)  # "starting workers" is news too: the first line says it
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -200,7 +200,7 @@ class RunProgress:
         if self._thread is not None:
             self._thread.join()
         if self._display is not None:
-            self._display.update(lambda: self._read() or True)  # the final state, without "writing ..."
+            self._display.update(self._read)  # the final state once: not again if the last line showed it
             self._display.finish()
         if self._previous_env is None:
             os.environ.pop(PROGRESS_DIR_ENV, None)
@@ -214,7 +214,14 @@ class RunProgress:
     def _poll_loop(self) -> None:
         # The display decides when to draw; this loop only reads what the workers wrote.
         while not self._stop.wait(_POLL_S):
-            self._display.update(self._read)
+            self._display.update(lambda: self._read() or self._starting_is_news())
+
+    def _starting_is_news(self) -> bool:
+        # Workers take seconds to start and say nothing meanwhile: after a second of that, a line says so.
+        if self._said_starting or self.tally.finished or time.monotonic() - self._started < 1.0:
+            return False
+        self._said_starting = True
+        return True
 
     def waiting_for(self) -> str:
         """What the run waits for when no clip moves: workers starting, models loading, writing; "" otherwise."""
