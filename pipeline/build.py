@@ -1,9 +1,11 @@
 """Builds a YouTube-8M frame-level dataset from an annotation CSV.
 
-Locally (DirectRunner, two worker processes):
+Locally (the default: one process, the models run in it; on a small machine the fastest):
 
-  python -m pipeline.build --input_csv videos.csv --output_dir out/ \
-      --model_dir ~/yt8m-models --direct_running_mode=multi_processing --direct_num_workers=2
+  python -m pipeline.build --input_csv videos.csv --output_dir out/ --model_dir ~/yt8m-models
+
+Worker processes (--direct_running_mode=multi_processing --direct_num_workers=N) pay off only with
+cores to spare: each process decodes on its own, and N above the machine's cores costs time and memory.
 
 Offline smoke run without the official model files (random weights, loudly marked):
 
@@ -503,7 +505,9 @@ def main(argv: list[str] | None = None) -> int:
     if stats.get("dry_run"):
         return 0
     if stats.get("features") == "none":
-        print(f"Kept {stats['clips_kept']} clips ({stats['clips_already_kept']} more were already kept) and wrote "
+        kept = stats["clips_kept"]
+        print(f"Kept {kept} clip{'' if kept == 1 else 's'} ({stats['clips_already_kept']} more "
+              f"{'was' if stats['clips_already_kept'] == 1 else 'were'} already kept) and wrote "
               f"{stats['failures']} failure line{'' if stats['failures'] == 1 else 's'} for {stats['rows_read']} rows "
               "(fetch-only build; all figures: stats.json)")
     else:

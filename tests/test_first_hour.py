@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -207,6 +208,30 @@ def test_fetch_only_keeps_only_real_media(rangeless, tmp_path, videos):
     assert failures["empty"]["reason"] == "empty_file"
     assert failures["audio"]["reason"] == "no_video_stream"
     assert all(f["stage"] == "fetch" for f in failures.values())
+
+
+def test_fetch_only_counters_summary_and_stats_agree(tmp_path, videos, capsys):
+    csv_path = tmp_path / "in.csv"
+    csv_path.write_text(f"video,labels,id\n{videos['v3_30fps']},a,good\n{videos['missing']},a,gone\n")
+    out, clips = tmp_path / "out", tmp_path / "clips"
+    argv = ["--input_csv", str(csv_path), "--output_dir", str(out), "--features", "none", "--clips_dir", str(clips)]
+
+    def figures() -> tuple[dict, dict, str]:
+        captured = capsys.readouterr()
+        table = dict(re.findall(r"^(clips_kept|clips_already_kept)\s+([\d,]+)$", captured.err, flags=re.M))
+        return ({k: int(v) for k, v in table.items()}, json.loads((out / "stats.json").read_text()),
+                captured.out + captured.err)
+
+    assert build.main(argv) == 0
+    counters, stats, text = figures()
+    assert counters.get("clips_kept", 0) == stats["clips_kept"] == 1
+    assert counters.get("clips_already_kept", 0) == stats["clips_already_kept"] == 0
+    assert "Kept 1 clip (0 more were already kept)" in text
+    assert build.main([*argv, "--overwrite"]) == 0  # the clip is in --clips_dir now: reused
+    counters, stats, text = figures()
+    assert counters.get("clips_kept", 0) == stats["clips_kept"] == 0
+    assert counters.get("clips_already_kept", 0) == stats["clips_already_kept"] == 1
+    assert "Kept 0 clips (1 more was already kept)" in text and "decoded" not in text
 
 
 def test_progress_says_what_it_waits_for(monkeypatch):
