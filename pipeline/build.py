@@ -523,7 +523,8 @@ def main(argv: list[str] | None = None) -> int:
             else stats.get("records_written", 0) + stats.get("records_skipped_existing", 0))
     if not made:  # every row failed: a dataset of nothing is not a success (scripts and CI must see it)
         what = "no clip was kept" if stats.get("features") == "none" else "no record was written"
-        print(f"error: {what}: all {stats.get('rows_read', 0)} rows failed; their reasons are in "
+        rows = stats.get("rows_read", 0)
+        print(f"error: {what}: {'the 1 row' if rows == 1 else f'all {rows} rows'} failed; the reasons are in "
               f"{FileSystems.join(PipelineOptions(argv).view_as(BuildOptions).output_dir, 'failures-*.jsonl')} "
               "(python -m pipeline.inspect DIR summarizes them)", file=sys.stderr)
         return 1

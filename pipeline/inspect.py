@@ -298,7 +298,10 @@ def main(argv: list[str] | None = None) -> int:
                 stats = _fetch_only_stats(spec)
                 print(f"{spec}: a fetch-only build (--features none) has no records: {stats.get('clips_kept', 0)} "
                       f"clips kept and {stats.get('clips_already_kept', 0)} already kept in "
-                      f"{stats.get('clips_dir') or '--clips_dir'}, {stats.get('failures', 0)} failures (stats.json)")
+                      f"{stats.get('clips_dir') or '--clips_dir'}, {stats.get('failures', 0)} failure line(s) "
+                      "(stats.json)"
+                      + ("" if stats.get("clips_kept", 0) or stats.get("clips_already_kept", 0) else
+                         f"; every row failed: the reasons are in {spec.rstrip('/')}/failures-*.jsonl"))
             return 0
         print(f"error: no record files found at {' '.join(args.paths)}", file=sys.stderr)
         for spec in args.paths:
