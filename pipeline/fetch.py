@@ -328,7 +328,7 @@ def _guard_verdict(guard: netguard.GuardProxy, err: AttemptError, *, max_seconds
     return err
 
 
-def download_video(url: str, dest: str, *, config: FetchConfig) -> int:
+def download_video(url: str, dest: str, *, config: FetchConfig, sent: dict | None = None) -> int:
     """Downloads an http(s) video of a CSV row to ``dest`` through a guard proxy.
 
     The same confinement as :func:`fetch_clip`: only the row's own host may be
@@ -350,7 +350,7 @@ def download_video(url: str, dest: str, *, config: FetchConfig) -> int:
         raise ClipError(e.reason, e.message, stage="fetch") from None
     with netguard.GuardProxy(policy, deadline=time.monotonic() + config.max_seconds, upstream=config.proxy) as guard:
         try:
-            return netguard.download(url, dest, guard=guard, timeout_s=config.socket_timeout)
+            return netguard.download(url, dest, guard=guard, timeout_s=config.socket_timeout, sent=sent)
         except netguard.DownloadError as e:
             raise ClipError(e.reason, e.message, stage="fetch") from None
 
@@ -370,17 +370,20 @@ class _Fetched:
 
 
 def _attempt(*, url: str, start: float, end: float, out_dir: str, config: FetchConfig, guard: netguard.GuardProxy,
-             ffmpeg: str, cookies_file: str | None, timeout: float) -> _Fetched:
+             ffmpeg: str, cookies_file: str | None, timeout: float, force_full: bool = False) -> _Fetched:
     """Resolves, downloads and checks the clip once; raises AttemptError on failure.
 
     ``ffmpeg`` is what yt-dlp runs (see :func:`netguard.ffmpeg_for_ytdlp`);
     the probes here run the real binary with :func:`netguard.ffmpeg_env`.
+    A section cut that is not media is tried again as a whole-file download (``force_full``):
+    a static server without Range requests (``python -m http.server``) serving an MP4 whose
+    index is at its end gives ffmpeg's cut nothing it can seek in.
     """
     net = ytdlp.FormatProbe(guard=guard, allow_file_urls=config.allow_file_urls)
     logger = ytdlp.CapturingLogger()
     counter = ytdlp.ByteCounter()
     ranges = ytdlp.SectionRanges(start, end)
-    planner = ytdlp.CutPlanner(start=start, ranges=ranges)
+    planner = ytdlp.CutPlanner(start=start, ranges=ranges, force_full=force_full)
     params = ytdlp.build_params(config, out_dir=out_dir, logger=logger, hook=counter, ffmpeg=ffmpeg,
                            cookies_file=cookies_file, timeout=timeout, proxy=guard.url)
     params["download_ranges"] = ranges
@@ -396,10 +399,25 @@ def _attempt(*, url: str, start: float, end: float, out_dir: str, config: FetchC
             except yt_dlp.utils.YoutubeDLError as exc:
                 text = ytdlp.error_text(exc, logger)
                 if planner.formats and re.search(r"ffmpeg exited with code", text):
-                    raise ytdlp.diagnose_ffmpeg_failure(text, planner.formats, net=net, timeout=timeout) from None
-                raise AttemptError.from_message(text) from None
+                    found = ytdlp.diagnose_ffmpeg_failure(text, planner.formats, net=net, timeout=timeout)
+                    if found.reason != "not_video" or planner.method != "section":
+                        raise found from None
+                    ranged, sent = _ask_the_server(planner.formats, guard=guard, timeout=timeout)
+                    if ranged is not False:
+                        raise AttemptError("not_video", found.message + sent, transient=False) from None
+                    # What ffmpeg read through the URL is not media it can cut: without Range
+                    # support an index at the file's end is out of its reach. The whole file decides.
+                    full_failure = found
+                else:
+                    raise AttemptError.from_message(text) from None
+            else:
+                full_failure = None
     finally:
         FFmpegPostProcessor._ffmpeg_location.reset(token)
+    if full_failure is not None:
+        _LOG.debug("%s: the section cut failed (%s); fetching the whole file", url, full_failure.message)
+        return _attempt_full(url=url, start=start, end=end, out_dir=out_dir, config=config, guard=guard,
+                             ffmpeg=ffmpeg, cookies_file=cookies_file, timeout=timeout)
 
     if not done or done.get("_type", "video") != "video" or planner.method is None:
         kind = done.get("_type") if done else None
@@ -407,7 +425,13 @@ def _attempt(*, url: str, start: float, end: float, out_dir: str, config: FetchC
     path = ytdlp.downloaded_path(done)
     media = probe.read_header(path, input_args=probe.STRANGER_FILE_ARGS, timeout=_PROBE_TIMEOUT_S)
     if not media.ok or not media.has_video:
-        raise AttemptError("not_video", f"downloaded file is not a video: {media.summary()}", transient=False)
+        ranged, sent = _ask_the_server(planner.formats, guard=guard, timeout=timeout)
+        if planner.method == "section" and ranged is False:
+            _LOG.debug("%s: the section cut is not media (%s); fetching the whole file", url, media.summary())
+            return _attempt_full(url=url, start=start, end=end, out_dir=out_dir, config=config, guard=guard,
+                                 ffmpeg=ffmpeg, cookies_file=cookies_file, timeout=timeout)
+        raise AttemptError("not_video", f"the downloaded file ({os.path.getsize(path):,} bytes) is not a video"
+                           f"{sent}: {media.summary()}", transient=False)
     if planner.method == "full":
         if media.duration is not None and media.duration <= start:
             raise AttemptError("out_of_range", f"video is {media.duration:g}s long, clip starts at {start:g}s",
@@ -418,6 +442,42 @@ def _attempt(*, url: str, start: float, end: float, out_dir: str, config: FetchC
         _check_section_length(media=media, offset=offset, start=start, end=end, source_duration=ranges.duration,
                               formats=planner.formats, net=net, timeout=timeout)
     return _Fetched(path=path, start_offset=offset, bytes_downloaded=counter.total, method=planner.method, probe=media)
+
+
+def _attempt_full(*, out_dir: str, **kwargs: Any) -> _Fetched:
+    """The same attempt as a whole-file download, in a folder of its own."""
+    full_dir = os.path.join(out_dir, "full")
+    os.makedirs(full_dir, exist_ok=True)
+    return _attempt(out_dir=full_dir, force_full=True, **kwargs)
+
+
+def _ask_the_server(formats: Sequence[Mapping[str, Any]], *, guard: netguard.GuardProxy,
+                    timeout: float) -> tuple[bool | None, str]:
+    """(whether the chosen format's server honours Range, `` (from SERVER: HTTP ..., Content-Type ...)``).
+
+    One request for the first byte (``Range: bytes=0-0``): when a fetched file is not media, the
+    server that sent it is the one to blame, not the video; and only a server without Range
+    support deserves the whole-file fallback. (None, "") when there is no http(s) URL to ask.
+    """
+    from pipeline import downloads  # pylint: disable=import-outside-toplevel
+
+    # Only a plain file over http(s) can lack Range support; playlists (HLS) are not whole files.
+    url = next((f.get("url") for f in formats if f.get("protocol") in ("http", "https")
+                and str(f.get("url", "")).startswith(("http://", "https://"))), None)
+    if not url:
+        return None, ""
+    try:
+        with downloads.open_url(url, timeout=min(timeout, 10.0), proxy=guard.url,
+                                headers={"User-Agent": "yt8m-pipeline", "Range": "bytes=0-0"}) as response:
+            headers = response.headers
+            host = urllib.parse.urlsplit(response.geturl()).netloc
+            ranged = response.status == 206
+            size = (headers.get("Content-Range") or "").rpartition("/")[2] if ranged else headers.get("Content-Length")
+            return ranged, (f" (from {host}: HTTP {200 if ranged else response.status}, Content-Type "
+                            f"{headers.get('Content-Type') or 'none'}, Content-Length {size or 'none'}, "
+                            f"Accept-Ranges {'bytes' if ranged else 'none'})")
+    except Exception as e:  # pylint: disable=broad-except  (only a better message is lost)
+        return None, f" (from {urllib.parse.urlsplit(url).netloc}; asking it again failed: {type(e).__name__})"
 
 
 def _check_section_length(*, media: ProbeResult, offset: float, start: float, end: float,

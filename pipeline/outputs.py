@@ -363,6 +363,20 @@ class OutputPlan:
     kept_shards: tuple[dict, ...] = ()  # figures of the record shards a resume keeps (`kept_shard_figures`)
 
 
+def refuse_existing_dataset(output_dir: str, *, overwrite: bool, skip_existing: bool) -> list[str]:
+    """Raises OutputError when `output_dir` holds a dataset and neither flag says what to do with it.
+
+    The launcher calls it first, before any other work, and again under the build lock. Returns
+    the dataset's files found (empty for a new directory).
+    """
+    existing = _existing_outputs(output_dir)
+    if existing and not (overwrite or skip_existing):
+        raise OutputError(f"--output_dir {output_dir} already holds a dataset ({len(existing)} files, e.g. "
+                         f"{existing[0]}); pass --skip_existing to resume it, --overwrite to replace it, "
+                         "or choose another directory")
+    return existing
+
+
 def prepare_output_dir(output_dir: str, *, overwrite: bool, skip_existing: bool = False,
                        csv_labels: set[str] | None = None, settings: dict | None = None) -> OutputPlan:
     """Refuses to mix two builds in one directory unless told how; checks a resumed dataset first.
@@ -376,11 +390,7 @@ def prepare_output_dir(output_dir: str, *, overwrite: bool, skip_existing: bool 
     (`pipeline.settings.build_settings`), a dataset recorded with other settings stops the run.
     Leftover temporary files of a crashed run are removed. Raises OutputError.
     """
-    existing = _existing_outputs(output_dir)
-    if existing and not (overwrite or skip_existing):
-        raise OutputError(f"--output_dir {output_dir} already holds a dataset ({len(existing)} files, e.g. "
-                         f"{existing[0]}); pass --skip_existing to resume it, --overwrite to replace it, "
-                         "or choose another directory")
+    existing = refuse_existing_dataset(output_dir, overwrite=overwrite, skip_existing=skip_existing)
     leftovers = sorted(set(_match(output_dir, "records/*.tmp-*") + _match(output_dir, "*.tmp-*")))
     plan = OutputPlan()
     if skip_existing:

@@ -198,10 +198,26 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 name``, ``2 names``: the report's counts in words."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def _summary_rows(data: Dataset) -> list[tuple[str, str]]:
     """The dataset's headline figures: stats.json's first (the whole build), then what was read."""
     rows = []
     s = data.stats
+    if s is not None and s.get("features") == "none":
+        for key, label in (("rows_read", "input rows read"), ("clips_kept", "clips kept (fetched now)"),
+                           ("clips_already_kept", "clips already kept"), ("failures", "failures"),
+                           ("all_rows_accounted_for", "all rows accounted for"), ("clips_dir", "clips directory"),
+                           ("started_at", "started"), ("finished_at", "finished")):
+            if key in s:
+                rows.append((f"stats.json: {label}", _fmt(s[key])))
+        fetch = s.get("fetch") or {}
+        rows.append(("stats.json: fetched", f"{_fmt(fetch.get('clips_fetched', 0))} clips, "
+                                            f"{_fmt(fetch.get('bytes_downloaded', 0))} bytes"))
+        return rows
     if s is not None:
         seconds = s.get("seconds_of_video")
         for key, label in (("rows_read", "input rows read"), ("records_written", "records written"),
@@ -228,7 +244,7 @@ def _summary_rows(data: Dataset) -> list[tuple[str, str]]:
         ("steps per record", f"mean {steps / data.records_read:.1f}, min {min(data.steps)}, max {max(data.steps)}"
          if data.records_read else "—"),
         ("distinct labels", f"{len(data.labels):,}; unlabeled records: {data.unlabeled:,}"),
-        ("vocabulary.csv", f"{len(data.vocabulary):,} names" if data.vocabulary else "not found"),
+        ("vocabulary.csv", _count(len(data.vocabulary), "name") if data.vocabulary else "not found"),
         ("layout violations", f"{data.violations_total:,}"),
     ]
     for name, moments in (("rgb", data.rgb), ("audio", data.audio)):
@@ -290,7 +306,7 @@ def _labels_section(datasets: list[Dataset]) -> str:
         top = data.labels.most_common(MAX_LABEL_BARS)
         items = [(f"{data.vocabulary[k]} ({k})" if k in data.vocabulary else str(k), float(v)) for k, v in top]
         shown = f"top {len(top)} of {len(data.labels):,}" if len(data.labels) > len(top) else f"all {len(top)}"
-        title = f"{data.name}: records per label ({shown} labels)"
+        title = f"{data.name}: records per label ({shown} label{'' if len(top) == 1 else 's'})"
         parts.append(f"<h3>{_esc(title)}</h3>")
         parts.append(hbar_chart(f"plot-labels{suffix}", title, items, color=COLORS[i]))
         if not data.vocabulary:
@@ -487,12 +503,16 @@ def render(datasets: list[Dataset]) -> str:
     """The whole page as one string: inline CSS and SVG only, nothing fetched when it is opened."""
     names = " vs ".join(d.name for d in datasets)
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    body = [f"<h1>Frame-level dataset report: {_esc(names)}</h1>",
+    fetch_only = all(d.stats is not None and d.stats.get("features") == "none" for d in datasets)
+    # A fetch-only build (--features none) has kept clips and failures, no records: no record sections.
+    kind = "Fetch-only build report (kept clips)" if fetch_only else "Frame-level dataset report"
+    body = [f"<h1>{kind}: {_esc(names)}</h1>",
             f"<p>Generated {now} by <code>python -m pipeline.report</code>.</p>"]
     body += [*_warnings(datasets), "<h2>Summary</h2>"]
-    body += [section(datasets) for section in (_summary_table, _labels_section, _steps_section, _failures_section,
-                                               _features_section, _fetch_section, _availability_section,
-                                               _violations_section, _stats_details)]
+    sections = ((_summary_table, _failures_section, _fetch_section, _stats_details) if fetch_only else
+                (_summary_table, _labels_section, _steps_section, _failures_section, _features_section,
+                 _fetch_section, _availability_section, _violations_section, _stats_details))
+    body += [section(datasets) for section in sections]
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Report: {_esc(names)}</title>'
             f"<style>{_CSS}</style></head><body>\n" + "\n".join(part for part in body if part) + "\n</body></html>\n")
 

@@ -229,8 +229,9 @@ class CutPlanner(PostProcessor):
     download the whole file with its own downloader.
     """
 
-    def __init__(self, *, start: float, ranges: SectionRanges):
+    def __init__(self, *, start: float, ranges: SectionRanges, force_full: bool = False):
         super().__init__(None)
+        self._force_full = force_full
         self._start = start
         self._ranges = ranges
         self.method: str | None = None
@@ -250,7 +251,7 @@ class CutPlanner(PostProcessor):
         if duration is not None and self._start >= duration:
             raise AttemptError("out_of_range", f"video is {duration:g}s long, clip starts at {self._start:g}s",
                                 transient=False)
-        if can_cut(information):
+        if can_cut(information) and not self._force_full:
             self.method = "section"
         else:
             self.method = "full"
@@ -357,10 +358,21 @@ def downloaded_path(done: Mapping[str, Any] | None) -> str:
     return path
 
 
+# yt-dlp's `bug_reports_message()`: on an offline or blocked machine it is the wrong advice (the
+# failure is the network's, not a yt-dlp bug, and `yt-dlp -U` would replace the pinned version).
+_BUG_REPORT_RE = re.compile(r"[;.]?\s*please report this issue on\s.*?yt-dlp -U\S*", re.IGNORECASE | re.DOTALL)
+
+
+def strip_bug_report_advice(text: str) -> str:
+    """`text` without yt-dlp's "please report this issue ... yt-dlp -U" sentence."""
+    return _BUG_REPORT_RE.sub("", text).strip()
+
+
 def error_text(exc: BaseException, logger: CapturingLogger) -> str:
-    """yt-dlp's error message without its "ERROR:" prefix (the last logged error if it has none)."""
+    """yt-dlp's error message without its "ERROR:" prefix (the last logged error if it has none)
+    and without its bug-report advice."""
     text = str(exc).strip() or (logger.errors[-1] if logger.errors else type(exc).__name__)
-    return re.sub(r"^ERROR:\s*", "", text)
+    return strip_bug_report_advice(re.sub(r"^ERROR:\s*", "", text))
 
 
 def parse_rate(rate: str) -> int | None:

@@ -224,7 +224,7 @@ class ClipFetcher:
         self._bytes.inc(figures.get("bytes", 0))
         self._retried.inc(max(0, figures.get("attempts", 1) - 1))
 
-    def download(self, url: str, dest: str, *, count: bool = True) -> int:
+    def download(self, url: str, dest: str, *, count: bool = True, sent: dict | None = None) -> int:
         """Downloads an http(s) video row to `dest` through the guard proxy; returns bytes. Raises ClipError.
 
         The fetch settings apply: --fetch_max_seconds is the hard deadline, --fetch_timeout the read
@@ -234,7 +234,7 @@ class ClipFetcher:
         from pipeline.fetch import download_video  # pylint: disable=import-outside-toplevel
 
         with self._semaphore or _process_semaphore(self._concurrency):
-            size = download_video(url, dest, config=self._config)
+            size = download_video(url, dest, config=self._config, sent=sent)
         if count:
             self.count_bytes(size)
         return size

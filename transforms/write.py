@@ -21,6 +21,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline import annotations, shardindex, tfrecord
 from pipeline.fileio import atomic_write, write_atomically
 from transforms import metrics
+from transforms.progress import PROGRESS
 
 FAILURES_SPLIT = "\x00failures"  # internal key; cannot clash with a CSV split name
 
@@ -93,6 +94,7 @@ class _WriteShard(beam.DoFn):
 
     def process(self, element: tuple[tuple[str, int, int], Iterable[tuple[str, bytes]]]) -> Iterator[dict]:
         (split, shard, num_shards), items = element
+        PROGRESS.phase("writing the dataset")
         path = shard_path(self._output_dir, split, shard, num_shards, self._run_tag)
         count = 0
         figures = _empty_figures()
