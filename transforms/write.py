@@ -2,8 +2,9 @@
 
 Every file is written under a temporary name and renamed when complete (`pipeline.fileio`). stats.json is
 written after everything else, so its presence marks a finished build; a crashed run
-leaves no file that looks complete. Each record shard gets its id index `NAME.ids`
-(`pipeline.shardindex`), renamed into place just before the shard, for resumed builds.
+leaves no file that looks complete. Each record shard gets its id index `index/NAME.ids`
+(`pipeline.shardindex`; beside records/, so records/ holds shards only), renamed into place
+just before the shard, for resumed builds.
 """
 
 from __future__ import annotations
