@@ -224,7 +224,7 @@ class _Finalize(beam.DoFn):
 
 
 class WriteDataset(beam.PTransform):
-    """Writes the dataset layout pinned in the README. Returns a PCollection holding the stats dict."""
+    """Writes the dataset layout of docs/output-format.md. Returns a PCollection holding the stats dict."""
 
     def __init__(self, *, output_dir: str, records_per_shard: int, failures_per_shard: int, run_info: dict,
                  run_tag: str = "", replaces: tuple[str, ...] = ()):
