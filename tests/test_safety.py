@@ -1,4 +1,4 @@
-"""Issue 9, input/output side: no row lost, no write outside the output, safe resume and concurrent runs.
+"""Input/output safety: no row lost, no write outside the output, safe resume and concurrent runs.
 
 Real inputs throughout: hostile CSVs, an output directory with glob characters, corrupt shards,
 a held lock, a changed CSV; builds run the CLI with `--models synthetic` on the in-process
