@@ -1,5 +1,5 @@
 # Custom Dataflow worker image: the pinned requirements and this package, preinstalled, so workers
-# start without a pip install each (README "Dataflow", custom container). Build and push:
+# start without a pip install each (docs/dataflow.md, custom container). Build and push:
 #   docker build -t REGION-docker.pkg.dev/PROJECT/REPO/video-features:0.1.0 .
 #   docker push REGION-docker.pkg.dev/PROJECT/REPO/video-features:0.1.0
 # then run with --sdk_container_image=THAT_TAG --experiments=use_runner_v2 (and no --setup_file).

@@ -346,7 +346,7 @@ def dataset_model_bound(args: dict) -> dict:
     result = {"steps": steps, "gpus": gpus, "rgb_load_s": t1 - t0, "audio_load_s": t2 - t1,
               "rgb_first_call_s": t4 - t3, "audio_first_call_s": t5 - t4, "rgb_s": rgb_s, "audio_s": audio_s,
               "rgb_fps": steps / rgb_s, "audio_eps": steps / audio_s, "combined_s": rgb_s + audio_s}
-    if gpus:  # batch 1 vs the pipeline's batches matters on an accelerator (issue 12 item 5)
+    if gpus:  # batch 1 vs the pipeline's batches matters on an accelerator, where one call per frame leaves it idle
         count = min(steps, 100)
         began = time.perf_counter()
         for _ in range(count):

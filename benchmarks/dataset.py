@@ -1,4 +1,4 @@
-"""The dataset-scale speed case of benchmarks/run.py (`--only dataset`, issue 12 item 5).
+"""The dataset-scale speed case of benchmarks/run.py (`--only dataset`).
 
 N Kinetics-like clips (default 40: 10 s, 640x360, 30 fps, AAC audio) go through, in one run:
 
@@ -39,7 +39,7 @@ RUNS = ("zeros_w1", "vggish_w1", "zeros_w2", "vggish_w2", "zeros_mp1")
 _RUN_NAME = r"(zeros|vggish)_(w|mp)(\d+)"
 CLIP_SECONDS, CLIP_SIZE, CLIP_FPS = 10, "640x360", 30
 
-# Targets of issue 12 item 5.
+# The targets this case is judged by (docs/benchmarks.md, "verdicts").
 ZEROS_VS_EXTRACTOR = 1.15  # --audio zeros at least 1.15x the extractor's speed
 VGGISH_VS_BOUND = 0.95  # with VGGish at least 0.95x the combined model bound
 WORKERS_2_VS_1 = 1.0  # 2 workers never slower than 1

@@ -1,4 +1,4 @@
-"""Benchmarks of the dataset builder against its performance targets (issue 5).
+"""Benchmarks of the dataset builder against its performance targets.
 
     python benchmarks/run.py [--quick] [--json OUT] [--work_dir DIR] [--only SECTION ...]
 
@@ -21,7 +21,7 @@ its own child process (benchmarks/children.py). Sections:
   failfast  seconds until a build without model files exits 2, offline (no DNS; includes the
             process's TensorFlow import) and behind a model mirror that accepts connections
             but never answers (0.5-s timeout); the bounds tests used to assert
-  dataset   the dataset-scale case of issue 12 (benchmarks/dataset.py): --dataset_clips (default 40;
+  dataset   the dataset-scale case (benchmarks/dataset.py): --dataset_clips (default 40;
             4 with --quick) 10-s 640x360 30-fps clips through a starter-extractor-style run
             (OpenCV frame_iterator, one Inception-v3 call per frame, no audio), the model bound
             over the same steps (no decoding), and `python -m pipeline.build` with --audio zeros

@@ -1,12 +1,12 @@
-"""Soak test of deterministic decoding (issue 9 item 4): many decodes of good clips, zero failures.
+"""Soak test of deterministic decoding: many decodes of good clips, zero failures.
 
     PYTHONPATH=. python benchmarks/soak_decode.py [--decodes 10000] [--workers 2] [--busy N]
 
 Decodes a few good generated clips over and over in `--workers` processes while `--busy`
 processes keep the CPUs saturated (as on a loaded Dataflow worker), and checks that every decode
 gives exactly the first decode's steps: frame indices, times, a hash of the pixels, T and the
-audio length. Prints the figures; exits 1 on any failure or difference. Before issue 9, about
-one decode in a thousand lost its time base to an interleaved log line.
+audio length. Prints the figures; exits 1 on any failure or difference. When times were read
+from ffmpeg's log, about one decode in a thousand lost its time base to an interleaved log line.
 """
 
 from __future__ import annotations

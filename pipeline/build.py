@@ -11,7 +11,7 @@ Offline smoke run without the official model files (random weights, loudly marke
 
   python -m pipeline.build --input_csv videos.csv --output_dir out/ --models synthetic
 
-On Dataflow (see README "Dataflow"):
+On Dataflow (see docs/dataflow.md):
 
   python -m pipeline.build --input_csv gs://BUCKET/videos.csv --output_dir gs://BUCKET/dataset \
       --model_dir gs://BUCKET/models --runner DataflowRunner --project PROJECT --region REGION \

@@ -77,8 +77,14 @@ def expand_paths(spec: str) -> list[str]:
         base = inner if path_isdir(inner) else spec.rstrip("/")
         return sorted(gfile().glob(escape_glob(base) + "/*.tfrecord"))
     if any(ch in spec for ch in "*?[") and not path_exists(spec):  # a file named with `[` is itself
-        return sorted(gfile().glob(spec))
+        return sorted(p for p in gfile().glob(spec) if not _is_legacy_index(p))
     return [spec] if path_exists(spec) else []
+
+
+def _is_legacy_index(path: str) -> bool:
+    """`records/NAME.ids` of a dataset written before the id index moved to index/: not a record file."""
+    folder, _, name = path.rpartition("/")
+    return name.endswith(".ids") and folder.rsplit("/", 1)[-1] == "records"
 
 
 def dataset_dir(spec: str, paths: list[str] | None = None) -> str | None:

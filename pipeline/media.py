@@ -8,7 +8,7 @@ One ffmpeg process per clip decodes the video stream once and writes, each to it
   * the first audio stream as 16 kHz mono s16le, padded to start at output time 0.
 
 Timestamps thus come from a machine-readable muxer, never from ffmpeg's log text (a log line
-lost under load once cost a good clip, issue 9). The `select` filter runs SPEC §2's loop with
+lost under load once cost a good clip). The `select` filter runs SPEC §2's loop with
 the same double arithmetic as OpenCV's CAP_PROP_POS_MSEC, so only the needed frames are
 converted to RGB; every picked frame is checked against the Python recomputation before it is
 handed on, and a disagreement (never seen; the arithmetic is the same) redoes the clip with

@@ -286,11 +286,12 @@ def unique_run_tag(existing: list[str]) -> str:
 # ---------------------------------------------------------------------------------------------
 # What a run does with its --output_dir (the launcher decides before any work).
 
-_OUTPUT_PATTERNS = ("records/*", "failures-*", "vocabulary.csv", "stats.json", "settings.json")
+# index/ holds the shards' id indexes (pipeline.shardindex); older datasets kept them in records/.
+_OUTPUT_PATTERNS = ("records/*", "index/*", "failures-*", "vocabulary.csv", "stats.json", "settings.json")
 
 
 def _match(output_dir: str, pattern: str) -> list[str]:
-    """Files of `output_dir` matching `pattern` (`name` or `records/name`); output_dir is taken literally."""
+    """Files of `output_dir` matching `pattern` (`name` or `SUB/name`); output_dir is taken literally."""
     sub, _, name = pattern.rpartition("/")
     return list_files(FileSystems.join(output_dir, sub) if sub else output_dir, name)
 
@@ -391,7 +392,8 @@ def prepare_output_dir(output_dir: str, *, overwrite: bool, skip_existing: bool 
     Leftover temporary files of a crashed run are removed. Raises OutputError.
     """
     existing = refuse_existing_dataset(output_dir, overwrite=overwrite, skip_existing=skip_existing)
-    leftovers = sorted(set(_match(output_dir, "records/*.tmp-*") + _match(output_dir, "*.tmp-*")))
+    leftovers = sorted(set(_match(output_dir, "records/*.tmp-*") + _match(output_dir, "index/*.tmp-*")
+                           + _match(output_dir, "*.tmp-*")))
     plan = OutputPlan()
     if skip_existing:
         records = existing_records(output_dir)

@@ -3,7 +3,7 @@
 There is no ffprobe in the imageio-ffmpeg wheel, so ``ffmpeg -i FILE`` with no output is the
 probe: it reads the container header, prints it to stderr and exits. The header is printed once
 by a process that decodes nothing, so reading it from the text is safe (unlike per-frame log
-lines, issue 9). Every regex is anchored at the start of a line: a stranger's metadata (a title
+lines, which can come interleaved). Every regex is anchored at the start of a line: a stranger's metadata (a title
 such as ``Duration: 99:00:00``) is printed indented behind its key, so it never matches.
 
 This module also owns what ffmpeg may open for an input: the protocol and demuxer whitelists

@@ -1,4 +1,9 @@
-"""The id index of a record shard: `records/NAME.ids` beside `records/NAME.tfrecord`.
+"""The id index of a record shard: `DIR/index/NAME.ids` for `DIR/records/NAME.tfrecord`.
+
+The index lives beside records/, not in it, so that records/ holds TFRecord shards only and
+any reader that globs `records/*` (YouTube-8M's `--train_data_pattern`, `pipeline.inspect`)
+meets nothing else. Datasets written before this layout kept `records/NAME.ids`; resume still
+reads those (`check`/`read_ids` look there when `index/` has no entry).
 
 A resumed build (--skip_existing) must know which ids the dataset already holds. Reading every
 record to learn its id costs a protobuf parse of ~100 KB per record; the index is a few bytes per
@@ -19,7 +24,7 @@ shard before a rewrite, fails). Anything else makes the reader fall back to the 
 themselves, so a wrong index can neither skip a clip whose record is missing nor re-add one
 that is there. Crash order: the shard writer renames the index before the shard, so a shard
 never exists without its index; an index whose shard is missing is ignored (and removed with
---overwrite, which clears records/).
+--overwrite, which clears records/ and index/).
 """
 
 from __future__ import annotations
@@ -35,13 +40,40 @@ from pipeline import tfrecord
 
 SUFFIX = ".ids"
 MAGIC = b"video-features-ids 1\n"
+INDEX_DIR = "index"
+_RECORDS_DIR = "records"
 _SHARD_SUFFIX = ".tfrecord"
 
 
+def _base_name(shard_path: str) -> tuple[str, str]:
+    """(folder, NAME) of `folder/NAME.tfrecord`; paths use `/` locally and on gs:// alike."""
+    folder, _, name = shard_path.rpartition("/")
+    if name.endswith(_SHARD_SUFFIX):
+        name = name[:-len(_SHARD_SUFFIX)]
+    return folder, name
+
+
 def index_path(shard_path: str) -> str:
-    """`records/NAME.ids` for `records/NAME.tfrecord`."""
-    base = shard_path[:-len(_SHARD_SUFFIX)] if shard_path.endswith(_SHARD_SUFFIX) else shard_path
-    return base + SUFFIX
+    """`DIR/index/NAME.ids` for `DIR/records/NAME.tfrecord` (a shard outside a records/ folder: beside it)."""
+    folder, name = _base_name(shard_path)
+    parent, sep, last = folder.rpartition("/")
+    if last != _RECORDS_DIR:
+        return legacy_index_path(shard_path)
+    return f"{parent}{sep}{INDEX_DIR}/{name}{SUFFIX}"
+
+
+def legacy_index_path(shard_path: str) -> str:
+    """`records/NAME.ids`: where datasets written before index/ existed keep a shard's index."""
+    folder, name = _base_name(shard_path)
+    return f"{folder}/{name}{SUFFIX}" if folder else name + SUFFIX
+
+
+def _find_index(shard_path: str) -> str | None:
+    """The index file of `shard_path`: index/ first, then an older dataset's records/NAME.ids."""
+    for path in dict.fromkeys((index_path(shard_path), legacy_index_path(shard_path))):
+        if _exists(path):
+            return path
+    return None
 
 
 def entry(clip_id: str, framed: bytes) -> bytes:
@@ -91,9 +123,9 @@ def _exists(path: str) -> bool:
 
 def check(shard_path: str) -> str | None:
     """None when `shard_path`'s index belongs to it (see the module doc), else why it cannot be used."""
-    path = index_path(shard_path)
     try:
-        if not _exists(path):
+        path = _find_index(shard_path)
+        if path is None:
             return "no index"
         with _open(path) as index, _open(shard_path) as shard:
             lines = iter(_lines(index))
@@ -132,7 +164,10 @@ def check(shard_path: str) -> str | None:
 
 def read_ids(shard_path: str) -> Iterator[str]:
     """The ids listed in `shard_path`'s index, in record order; call `check` first."""
-    with _open(index_path(shard_path)) as index:
+    path = _find_index(shard_path)
+    if path is None:
+        return
+    with _open(path) as index:
         for line in _lines(index):
             if line == MAGIC:
                 continue

@@ -84,6 +84,15 @@ def test_inspect_passes_on_the_output(built, capsys):
     assert "records: 3" in text and "steps: 16" in text and "OK" in text
 
 
+def test_records_folder_holds_only_shards_and_its_glob_inspects(built, capsys):
+    """records/ holds TFRecord shards only (the id indexes are in index/), so `records/*` reads as records."""
+    out = built["out"]
+    assert all(name.endswith(".tfrecord") for name in os.listdir(os.path.join(out, "records")))
+    assert sorted(os.listdir(os.path.join(out, "index"))) == [f"train-0000{i}-of-00003.ids" for i in range(3)]
+    assert inspect.main([os.path.join(out, "records", "*")]) == 0
+    assert "records: 3" in capsys.readouterr().out
+
+
 def test_rerun_refuses_to_mix_unless_overwrite(built):
     with pytest.raises(build.UsageError, match="--overwrite"):
         build.run(built["argv"])

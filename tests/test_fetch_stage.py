@@ -1,4 +1,4 @@
-"""The fetch stage (FetchClips) and fetch-only builds (--features none), issue 12 items 2 and 6."""
+"""The fetch stage (FetchClips) and fetch-only builds (--features none)."""
 
 import csv
 import dataclasses

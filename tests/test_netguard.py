@@ -1,4 +1,4 @@
-"""Confinement of remote inputs (issue 9 item 3): address policy, redirects, playlists, deadline.
+"""Confinement of remote inputs: address policy, redirects, playlists, deadline.
 
 A hostile loopback server serves a good video, HLS playlists whose segments are local
 paths, redirects to another loopback port, to file:// and to the metadata server, and a

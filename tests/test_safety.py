@@ -1,4 +1,4 @@
-"""Issue 9, input/output side: no row lost, no write outside the output, safe resume and concurrent runs.
+"""Input/output safety: no row lost, no write outside the output, safe resume and concurrent runs.
 
 Real inputs throughout: hostile CSVs, an output directory with glob characters, corrupt shards,
 a held lock, a changed CSV; builds run the CLI with `--models synthetic` on the in-process
@@ -237,9 +237,9 @@ def test_hostile_rows_fail_alone_and_nothing_escapes(hostile):
     # Nothing was written beside the output: the CSV's folder holds the CSV, the output and the temp dir.
     assert sorted(os.listdir(d)) == ["in.csv", "out[x]*?", "tmp"]
     assert not os.path.exists(d.parent.parent / "escaped") and not os.path.exists(d / "abs_split")
-    assert _tree(out) == ["failures-00000-of-00001.jsonl", "records/train-00000-of-00001.ids",
+    assert _tree(out) == ["failures-00000-of-00001.jsonl", "index/train-00000-of-00001.ids",
                           "records/train-00000-of-00001.tfrecord", "stats.json",
-                          "vocabulary.csv"]  # no lock or temp file left; the shard's id index beside it
+                          "vocabulary.csv"]  # no lock or temp file left; the shard's id index in index/
     assert os.listdir(hostile["tmp"]) == []  # nothing of the run left in the temp directory
 
 
@@ -291,7 +291,7 @@ def test_resume_after_kill_converges_without_duplicates(tmp_path, hostile, model
     (out / outputs.LOCK_NAME).write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid,
                                                      "started_at": "2026-01-01T00:00:00+00:00"}))
     # A damaged id index that, trusted, would skip `second` and build `ok` twice: the records decide.
-    index = out / "records" / "train-00000-of-00001.ids"
+    index = out / "index" / "train-00000-of-00001.ids"
     index.write_bytes(index.read_bytes().replace(b' "ok"\n', b' "second"\n'))
     more = tmp_path / "more.csv"
     more.write_text(hostile["csv"].read_text(encoding="utf-8", errors="surrogateescape"),

@@ -48,7 +48,10 @@ def _rewrite_body(index_path, transform):
 def test_index_is_written_with_the_shard_and_used(tmp_path, monkeypatch):
     path = _write_shard(tmp_path, IDS)
     index = shardindex.index_path(path)
-    assert sorted(os.listdir(tmp_path / "records")) == ["train-00000-of-00001.ids", "train-00000-of-00001.tfrecord"]
+    # records/ holds the shard only; its index sits beside, in index/.
+    assert os.listdir(tmp_path / "records") == ["train-00000-of-00001.tfrecord"]
+    assert os.listdir(tmp_path / "index") == ["train-00000-of-00001.ids"]
+    assert index == str(tmp_path / "index" / "train-00000-of-00001.ids")
     assert shardindex.check(path) is None
     assert list(shardindex.read_ids(path)) == IDS
     assert os.path.getsize(index) < os.path.getsize(path) / 2
@@ -117,7 +120,57 @@ def test_overwrite_deletes_indexes_and_resume_inspect_see_only_shards(tmp_path):
     (tmp_path / "stats.json").write_text("{}")
     assert outputs.existing_records(str(tmp_path)) == [path]  # the index is not a shard to resume from
     assert inspect.expand_paths(str(tmp_path)) == [path]  # inspect and report read shards only
+    assert inspect.expand_paths(str(tmp_path / "records") + "/*") == [path]  # a records/* glob meets shards only
     plan = outputs.prepare_output_dir(str(tmp_path), overwrite=False, skip_existing=True, csv_labels=set())
     assert plan.run_tag and os.path.exists(shardindex.index_path(path))  # resume keeps it
     outputs.prepare_output_dir(str(tmp_path), overwrite=True)
-    assert os.listdir(tmp_path / "records") == []  # --overwrite removed the shard and its index
+    assert os.listdir(tmp_path / "records") == [] and os.listdir(tmp_path / "index") == []  # shard and index gone
+
+
+def _to_old_layout(path):
+    """Moves a shard's index to where datasets written before index/ existed kept it: records/NAME.ids."""
+    os.rename(shardindex.index_path(path), shardindex.legacy_index_path(path))
+    os.rmdir(os.path.dirname(shardindex.index_path(path)))
+    assert shardindex.legacy_index_path(path).endswith("/records/train-00000-of-00001.ids")
+
+
+def test_resume_reads_an_old_layout_index(tmp_path, monkeypatch):
+    """A dataset written with records/NAME.ids: resume trusts that index, checked the same way."""
+    path = _write_shard(tmp_path, IDS)
+    _to_old_layout(path)
+    assert shardindex.check(path) is None
+    monkeypatch.setattr(resume, "record_id", lambda serialized: pytest.fail("read a record"))
+    assert _ids(path) == IDS
+
+
+def test_an_old_layout_index_that_does_not_fit_falls_back(tmp_path, caplog):
+    path = _write_shard(tmp_path, IDS)
+    _to_old_layout(path)
+    old = shardindex.legacy_index_path(path)
+    data = open(old, "rb").read()
+    open(old, "wb").write(data.replace(b' "a"\n', b' "z"\n'))
+    assert shardindex.check(path) == "index checksum does not match"
+    assert _ids(path) == IDS and "Ignoring the id index" in caplog.text
+
+
+def test_old_layout_dataset_resume_overwrite_and_inspect_glob(tmp_path):
+    """Resume of an old-layout dataset keeps its index; `inspect 'out/records/*'` skips it; --overwrite removes it."""
+    from pipeline import inspect, outputs
+
+    path = _write_shard(tmp_path, IDS)
+    _to_old_layout(path)
+    (tmp_path / "vocabulary.csv").write_text("Index,Name\n")
+    (tmp_path / "stats.json").write_text("{}")
+    assert outputs.existing_records(str(tmp_path)) == [path]
+    assert inspect.expand_paths(str(tmp_path / "records") + "/*") == [path]
+    plan = outputs.prepare_output_dir(str(tmp_path), overwrite=False, skip_existing=True, csv_labels=set())
+    assert plan.run_tag and os.path.exists(shardindex.legacy_index_path(path))
+    outputs.prepare_output_dir(str(tmp_path), overwrite=True)
+    assert os.listdir(tmp_path / "records") == []
+
+
+def test_a_remote_style_path_maps_to_index_folder():
+    assert shardindex.index_path("gs://b/out/records/train-00000-of-00002.tfrecord") == \
+        "gs://b/out/index/train-00000-of-00002.ids"
+    assert shardindex.legacy_index_path("gs://b/out/records/train-00000-of-00002.tfrecord") == \
+        "gs://b/out/records/train-00000-of-00002.ids"

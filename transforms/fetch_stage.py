@@ -1,4 +1,4 @@
-"""FetchClips: the fetch stage, I/O-bound, apart from decoding and inference (issue 12).
+"""FetchClips: the fetch stage, I/O-bound, apart from decoding and inference.
 
 Fetching waits on the network; decoding and the models use the CPU (or GPU). Fused in one
 step, every network wait idles the processor. FetchClips runs the fetches of a bundle in its

@@ -2,8 +2,9 @@
 
 Every file is written under a temporary name and renamed when complete (`pipeline.fileio`). stats.json is
 written after everything else, so its presence marks a finished build; a crashed run
-leaves no file that looks complete. Each record shard gets its id index `NAME.ids`
-(`pipeline.shardindex`), renamed into place just before the shard, for resumed builds.
+leaves no file that looks complete. Each record shard gets its id index `index/NAME.ids`
+(`pipeline.shardindex`; beside records/, so records/ holds shards only), renamed into place
+just before the shard, for resumed builds.
 """
 
 from __future__ import annotations
@@ -335,7 +336,7 @@ def _first_label(labels: tuple[str, ...]) -> str:
 
 
 class WriteDataset(beam.PTransform):
-    """Writes the dataset layout pinned in the README. Returns a PCollection holding the stats dict."""
+    """Writes the dataset layout of docs/output-format.md. Returns a PCollection holding the stats dict."""
 
     def __init__(self, *, output_dir: str, records_per_shard: int, failures_per_shard: int, run_info: dict,
                  run_tag: str = "", replaces: tuple[str, ...] = (), kept_shards: tuple[dict, ...] = ()):
