@@ -73,7 +73,7 @@ from typing import Any
 import yt_dlp
 from yt_dlp.postprocessor.ffmpeg import FFmpegPostProcessor
 
-from pipeline import netguard, probe, retry, ytdlp
+from pipeline import identities, netguard, pacing, probe, retry, ytdlp
 from pipeline.errors import ClipError
 from pipeline.probe import ProbeResult
 
@@ -131,6 +131,14 @@ class FetchConfig:
         extra_ytdlp_options: Extra ``YoutubeDL`` params (e.g. ``extractor_args``,
             ``http_headers``, ``format``/``format_sort`` overrides). Options the
             fetcher depends on are rejected (see ``ytdlp.RESERVED_OPTIONS``).
+        fetch_rate: ``N/PERIOD`` (``300/h``): new videos started per identity and
+            host in this process, evenly spaced (:mod:`pipeline.pacing`).
+        cookie_jars: Contents of the ``--cookies`` files, read by the launcher
+            (staged: workers cannot read its files). Several: one per identity.
+        proxies: User proxies, one per identity (``proxy`` is the one-value form).
+        extractor_args: yt-dlp ``--extractor-args`` text (``youtube:player_client=web;po_token=...``).
+
+    Cookies, proxy passwords and tokens never appear in the config's repr.
     """
 
     url_template: str = "https://www.youtube.com/watch?v={id}"
@@ -141,9 +149,13 @@ class FetchConfig:
     socket_timeout: float = 30.0
     rate_limit: str | None = None
     cookies_file: str | None = None
-    proxy: str | None = None
+    proxy: str | None = dataclasses.field(default=None, repr=False)
     allow_file_urls: bool = False
     extra_ytdlp_options: Mapping[str, Any] = dataclasses.field(default_factory=dict, hash=False)
+    fetch_rate: str | None = None
+    cookie_jars: tuple[str, ...] = dataclasses.field(default=(), repr=False)
+    proxies: tuple[str, ...] = dataclasses.field(default=(), repr=False)
+    extractor_args: str | None = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         """Rejects settings that would fail on every clip, before any worker runs."""
@@ -161,8 +173,12 @@ class FetchConfig:
             raise ValueError(f"backoff_base must be >= 0, got {self.backoff_base}")
         if not self.socket_timeout > 0:
             raise ValueError(f"socket_timeout must be > 0, got {self.socket_timeout}")
-        if self.proxy is not None:
-            netguard.GuardProxy.check_upstream(self.proxy)
+        for proxy in ([self.proxy] if self.proxy is not None else []) + list(self.proxies):
+            netguard.GuardProxy.check_upstream(proxy)
+        if self.fetch_rate is not None:
+            pacing.parse_rate(self.fetch_rate)
+        if self.extractor_args:
+            ytdlp.parse_extractor_args(self.extractor_args)
         if self.rate_limit is not None and ytdlp.parse_rate(self.rate_limit) is None:
             raise ValueError(f"rate_limit must look like '500K' or '2M', got {self.rate_limit!r}")
         reserved = sorted(ytdlp.RESERVED_OPTIONS.intersection(self.extra_ytdlp_options))
@@ -260,43 +276,88 @@ def fetch_clip(*, video_id: str, start: float, end: float, work_dir: str, config
         raise ClipError(e.reason, e.message, stage="fetch") from None
     # Every remote byte of this clip goes through the guard: address policy, and
     # --fetch_max_seconds as a hard deadline that closes slow transfers too.
-    guard = netguard.GuardProxy(policy, deadline=began + config.max_seconds, upstream=config.proxy)
+    deadline = began + config.max_seconds
+    pool = identities.pool_for(config.cookie_jars, config.proxies or ([config.proxy] if config.proxy else []))
+    guard = netguard.GuardProxy(policy, deadline=deadline, upstream=None)
+    host = urllib.parse.urlsplit(url).hostname or "?"
+    interval = pacing.start_interval(config.fetch_rate)
 
     os.makedirs(work_dir, exist_ok=True)
     call_dir = tempfile.mkdtemp(prefix=f".fetch-{video_id}-", dir=work_dir)
     try:
         guard.start()
         ffmpeg = netguard.ffmpeg_for_ytdlp(probe.ffmpeg_exe())
-        cookies = None
-        if config.cookies_file:
-            cookies = os.path.join(call_dir, "cookies.txt")
-            shutil.copyfile(config.cookies_file, cookies)
         where = f"{video_id} [{start:g}, {end:g}]s"
+        tries = 0  # every start of the video, rate-limited ones included
+
+        def cookies_for(identity: identities.Identity) -> str | None:
+            # A private copy per call: yt-dlp writes cookies back on close, concurrent fetches would race.
+            path = os.path.join(call_dir, f"cookies-{identity.number}.txt")
+            if not os.path.exists(path):
+                if identity.cookies is not None:
+                    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w",
+                              encoding="utf-8") as f:
+                        f.write(identity.cookies)
+                elif config.cookies_file:
+                    shutil.copyfile(config.cookies_file, path)
+                else:
+                    return None
+            return path
 
         def attempt(number: int) -> FetchResult:
-            attempt_dir = os.path.join(call_dir, f"attempt{number}")
-            os.mkdir(attempt_dir)
-            remaining = config.max_seconds - (time.monotonic() - began)
-            try:
-                fetched = _attempt(
-                    url=url, start=start, end=end, out_dir=attempt_dir, config=config, guard=guard, ffmpeg=ffmpeg,
-                    cookies_file=cookies, timeout=max(0.1, min(config.socket_timeout, remaining)))
-            except AttemptError as err:
-                shutil.rmtree(attempt_dir, ignore_errors=True)
-                err = _guard_verdict(guard, err, max_seconds=config.max_seconds)
-                err.attempts = number
-                raise err from None
-            path = _claim(fetched.path, work_dir=work_dir, video_id=video_id, start=start, end=end)
-            return FetchResult(
-                path=path,
-                start_offset=fetched.start_offset,
-                duration=float(end - start),
-                bytes_downloaded=fetched.bytes_downloaded or os.path.getsize(path),
-                seconds=time.monotonic() - began,
-                attempts=number,
-                method=fetched.method,
-                probe=fetched.probe,
-            )
+            nonlocal tries
+            # A push-back (429, the bot wall) is not a failed attempt: the pacer decides when this
+            # row (and every other of this host and identity) tries again, until its deadline.
+            while True:
+                identity = pool.current()
+                pacer = pacing.pacer_for(host, identity.key, interval=interval)
+                try:
+                    ticket = pacer.acquire(deadline=deadline)
+                except pacing.StillLimited as e:
+                    err = AttemptError("rate_limited", f"still rate limited when --fetch_max_seconds "
+                                       f"{config.max_seconds:g} ran out: {e} [{identity.label}]", transient=False)
+                    err.attempts = max(tries, number - 1)
+                    raise err from None
+                tries += 1
+                attempt_dir = os.path.join(call_dir, f"attempt{tries}")
+                os.mkdir(attempt_dir)
+                guard.set_upstream(identity.proxy)
+                guard.on_response = lambda status, retry_after, t=ticket: (
+                    t.push_back(retry_after, f"HTTP {status} from {host}")
+                    if status == 429 or (status == 503 and retry_after is not None) else None)
+                remaining = config.max_seconds - (time.monotonic() - began)
+                try:
+                    fetched = _attempt(
+                        url=url, start=start, end=end, out_dir=attempt_dir, config=config, guard=guard,
+                        ffmpeg=ffmpeg, cookies_file=cookies_for(identity),
+                        timeout=max(0.1, min(config.socket_timeout, remaining)))
+                except AttemptError as err:
+                    shutil.rmtree(attempt_dir, ignore_errors=True)
+                    if ticket.pushed and err.transient:
+                        err.reason = "rate_limited"  # the guard saw the 429 behind a vaguer client error
+                    err = _guard_verdict(guard, err, max_seconds=config.max_seconds)
+                    err.attempts = tries
+                    if err.reason != "rate_limited":
+                        raise err from None
+                    ticket.push_back(err.retry_after, _short(err.message))
+                    pool.rotate_from(identity)
+                    _LOG.info("%s: rate limited (%s) [%s]; waiting for the pacer", where, _short(err.message),
+                              identity.label)
+                    continue
+                finally:
+                    guard.on_response = None
+                ticket.succeeded()
+                path = _claim(fetched.path, work_dir=work_dir, video_id=video_id, start=start, end=end)
+                return FetchResult(
+                    path=path,
+                    start_offset=fetched.start_offset,
+                    duration=float(end - start),
+                    bytes_downloaded=fetched.bytes_downloaded or os.path.getsize(path),
+                    seconds=time.monotonic() - began,
+                    attempts=tries,
+                    method=fetched.method,
+                    probe=fetched.probe,
+                )
 
         def log_retry(err: BaseException, number: int, delay: float) -> None:
             _LOG.info("%s, %d attempt(s): transient failure (%s), retrying in %.2fs", where, number, err, delay)
@@ -304,7 +365,7 @@ def fetch_clip(*, video_id: str, start: float, end: float, work_dir: str, config
         try:
             result, _ = retry.call(attempt, transient=lambda err: isinstance(err, AttemptError) and err.transient,
                                    max_attempts=config.max_attempts, backoff_base=config.backoff_base,
-                                   deadline=began + config.max_seconds, on_retry=log_retry)
+                                   deadline=deadline, on_retry=log_retry)
         except AttemptError as err:
             done = f"{where}, {err.attempts} attempt(s)"
             if not err.transient:
@@ -317,11 +378,17 @@ def fetch_clip(*, video_id: str, start: float, end: float, work_dir: str, config
         shutil.rmtree(call_dir, ignore_errors=True)
 
 
+def _short(message: str, limit: int = 200) -> str:
+    return message if len(message) <= limit else message[:limit] + "..."
+
+
 def _guard_verdict(guard: netguard.GuardProxy, err: AttemptError, *, max_seconds: float) -> AttemptError:
     """What the guard saw beats the client's error text (a refused address looks like HTTP 403 to yt-dlp)."""
     refusal = guard.first_refusal()
     if refusal is not None:
         return AttemptError(refusal.reason, f"{refusal.message} (client said: {err.message})", transient=False)
+    if err.reason == "rate_limited":
+        return err  # the pacer names the deadline: "still rate limited when --fetch_max_seconds ran out"
     if guard.deadline_hit or guard.expired():
         return AttemptError("timeout", f"--fetch_max_seconds {max_seconds:g} passed: {err.message}",
                              transient=False)
@@ -348,7 +415,9 @@ def download_video(url: str, dest: str, *, config: FetchConfig) -> int:
         policy = netguard.AddressPolicy([url])
     except netguard.AddressRefused as e:
         raise ClipError(e.reason, e.message, stage="fetch") from None
-    with netguard.GuardProxy(policy, deadline=time.monotonic() + config.max_seconds, upstream=config.proxy) as guard:
+    proxy = identities.pool_for(config.cookie_jars, config.proxies or ([config.proxy] if config.proxy else [])
+                                ).current().proxy
+    with netguard.GuardProxy(policy, deadline=time.monotonic() + config.max_seconds, upstream=proxy) as guard:
         try:
             return netguard.download(url, dest, guard=guard, timeout_s=config.socket_timeout)
         except netguard.DownloadError as e:
@@ -397,7 +466,9 @@ def _attempt(*, url: str, start: float, end: float, out_dir: str, config: FetchC
                 text = ytdlp.error_text(exc, logger)
                 if planner.formats and re.search(r"ffmpeg exited with code", text):
                     raise ytdlp.diagnose_ffmpeg_failure(text, planner.formats, net=net, timeout=timeout) from None
-                raise AttemptError.from_message(text) from None
+                failed = AttemptError.from_message(text)
+                failed.retry_after = ytdlp.retry_after_of(exc)
+                raise failed from None
     finally:
         FFmpegPostProcessor._ffmpeg_location.reset(token)
 
