@@ -61,7 +61,7 @@ def parse_rate(text: str) -> tuple[int, float]:
     """
     match = _RATE_RE.fullmatch(text or "")
     unit = match.group(3).lower() if match else ""
-    if not match or unit not in _UNITS:
+    if not match or unit not in _UNITS or not (match.group(2) or unit):
         raise ValueError(f"--fetch_rate must look like N/PERIOD, e.g. 300/h or 4/4s (units s, m, h, d), got {text!r}")
     count, period = int(match.group(1)), float(match.group(2) or 1.0) * _UNITS[unit]
     if count < 1 or not (math.isfinite(period) and period > 0):
