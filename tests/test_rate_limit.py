@@ -256,10 +256,58 @@ def test_build_with_identities_fetches_every_row_and_never_shows_a_secret(video,
     assert json.load(open(out / "stats.json"))["clips_kept"] == len(ids)
     assert proxy.tunnels > 0 and proxy.refused == 0  # the proxy was used, with its password
     assert site.cookies and all(COOKIE_SECRET in c for c in site.cookies)  # the staged cookies were sent
-    assert "Pipeline_options" in logs or "pipeline_options" in logs.lower(), "-v shows the options (scrubbed)"
+    assert "ENVIRON" in proc.stdout  # the process environment (the in-memory runner's workers) is searched too
     for secret in (COOKIE_SECRET, PROXY_SECRET, TOKEN_SECRET):
         assert secret not in logs, secret
         for path in glob.glob(str(tmp_path / "**" / "*"), recursive=True):
             if os.path.isfile(path) and path != str(cookies):
                 with open(path, "rb") as f:
                     assert secret.encode() not in f.read(), (secret, path)
+
+
+def test_the_options_workers_get_hold_no_secret(tmp_path):
+    """The launcher stages the secrets into the fetch config, then scrubs the options Beam logs under -v, shows
+    in the Dataflow console and hands every SDK worker (PIPELINE_OPTIONS)."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+    from pipeline import build
+    from pipeline.options import BuildOptions
+
+    cookies = tmp_path / "c.txt"
+    cookies.write_text(f"# Netscape HTTP Cookie File\n.example.com\tTRUE\t/\tTRUE\t0\tSID\t{COOKIE_SECRET}\n")
+    listing = tmp_path / "cookies.list"
+    listing.write_text(f"{cookies}\n{cookies}\n")
+    po = PipelineOptions(["--proxy", f"http://user:{PROXY_SECRET}@127.0.0.1:3128,http://u2:{PROXY_SECRET}2@h:1",
+                          "--cookies", f"@{listing}",
+                          "--yt_dlp_extractor_args", f"youtube:player_client=web;po_token=web.gvs+{TOKEN_SECRET}"])
+    config = build._staged_fetch_config(po, po.view_as(BuildOptions))
+    assert len(config.proxies) == 2 and PROXY_SECRET in config.proxies[0]  # the workers' copy is whole
+    assert len(config.cookie_jars) == 2 and COOKIE_SECRET in config.cookie_jars[0]
+    assert TOKEN_SECRET in config.extractor_args
+    shown = [json.dumps(po.get_all_options()), str(po), repr(config),
+             str(JobServiceHandle.encode_pipeline_options(po.get_all_options())),
+             ]
+    for secret in (COOKIE_SECRET, PROXY_SECRET, TOKEN_SECRET):
+        assert not any(secret in text for text in shown), secret
+    assert po.view_as(BuildOptions).proxy.startswith("http://user:***@127.0.0.1:3128")
+
+
+def test_cookies_never_reach_a_command_line(video, tmp_path, monkeypatch):
+    """yt-dlp hands the media URL's cookies to the section's ffmpeg as -cookies: visible in /proc to every
+    local user. The fetcher forgets them before the cut."""
+    from pipeline import netguard
+
+    log = tmp_path / "argv.log"
+    wrapper = tmp_path / "ffmpeg"
+    real = netguard.ffmpeg_for_ytdlp(fetch.probe.ffmpeg_exe())
+    wrapper.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" >> {log}\nexec {real} "$@"\n')
+    wrapper.chmod(0o700)
+    monkeypatch.setattr(netguard, "ffmpeg_for_ytdlp", lambda ffmpeg: str(wrapper))
+    jar = f"# Netscape HTTP Cookie File\n127.0.0.1\tFALSE\t/\tFALSE\t4102444800\tSID\t{COOKIE_SECRET}\n"
+    with LimiterServer(video, limit=10, period=1.0) as site:
+        result = fetch.fetch_clip(video_id=IDS[0], start=1.0, end=3.0, work_dir=str(tmp_path / "w"),
+                                  config=_config(site, cookie_jars=(jar,)))
+    assert result.method == "section" and site.cookies and COOKIE_SECRET in site.cookies[0]
+    argv = log.read_text()
+    assert "-i" in argv and COOKIE_SECRET not in argv
