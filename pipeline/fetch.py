@@ -311,42 +311,53 @@ def fetch_clip(*, video_id: str, start: float, end: float, work_dir: str, config
             while True:
                 identity = pool.current()
                 pacer = pacing.pacer_for(host, identity.key, interval=interval)
-                try:
-                    ticket = pacer.acquire(deadline=deadline)
-                except pacing.StillLimited as e:
-                    err = AttemptError("rate_limited", f"still rate limited when --fetch_max_seconds "
-                                       f"{config.max_seconds:g} ran out: {e} [{identity.label}]", transient=False)
-                    err.attempts = max(tries, number - 1)
-                    raise err from None
+                started: list[pacing.Ticket] = []
+
+                def pace(pacer: pacing.Pacer = pacer, started: list = started) -> None:
+                    # Called right before yt-dlp's first request: the start is timed as the site sees it.
+                    started.append(pacer.acquire(deadline=deadline))
+
+                def observe(status: int, retry_after: float | None, started: list = started) -> None:
+                    if started and (status == 429 or (status == 503 and retry_after is not None)):
+                        started[0].push_back(retry_after, f"HTTP {status} from {host}")
+
                 tries += 1
                 attempt_dir = os.path.join(call_dir, f"attempt{tries}")
                 os.mkdir(attempt_dir)
                 guard.set_upstream(identity.proxy)
-                guard.on_response = lambda status, retry_after, t=ticket: (
-                    t.push_back(retry_after, f"HTTP {status} from {host}")
-                    if status == 429 or (status == 503 and retry_after is not None) else None)
+                guard.on_response = observe
                 remaining = config.max_seconds - (time.monotonic() - began)
                 try:
                     fetched = _attempt(
                         url=url, start=start, end=end, out_dir=attempt_dir, config=config, guard=guard,
                         ffmpeg=ffmpeg, cookies_file=cookies_for(identity),
-                        timeout=max(0.1, min(config.socket_timeout, remaining)))
+                        timeout=max(0.1, min(config.socket_timeout, remaining)), pace=pace)
+                except pacing.StillLimited as e:
+                    shutil.rmtree(attempt_dir, ignore_errors=True)
+                    err = AttemptError("rate_limited", f"still rate limited when --fetch_max_seconds "
+                                       f"{config.max_seconds:g} ran out: {e} [{identity.label}]", transient=False)
+                    err.attempts = tries - 1
+                    raise err from None
                 except AttemptError as err:
                     shutil.rmtree(attempt_dir, ignore_errors=True)
-                    if ticket.pushed and err.transient:
+                    ticket = started[0] if started else None
+                    if ticket is not None and ticket.pushed and err.transient:
                         err.reason = "rate_limited"  # the guard saw the 429 behind a vaguer client error
                     err = _guard_verdict(guard, err, max_seconds=config.max_seconds)
                     err.attempts = tries
                     if err.reason != "rate_limited":
+                        if ticket is not None and not err.transient:
+                            ticket.succeeded()  # the site answered (a 404 is an answer, not a push-back)
                         raise err from None
-                    ticket.push_back(err.retry_after, _short(err.message))
+                    if ticket is not None:
+                        ticket.push_back(err.retry_after, _short(err.message))
                     pool.rotate_from(identity)
                     _LOG.info("%s: rate limited (%s) [%s]; waiting for the pacer", where, _short(err.message),
                               identity.label)
                     continue
                 finally:
                     guard.on_response = None
-                ticket.succeeded()
+                started[0].succeeded()
                 path = _claim(fetched.path, work_dir=work_dir, video_id=video_id, start=start, end=end)
                 return FetchResult(
                     path=path,
@@ -439,11 +450,13 @@ class _Fetched:
 
 
 def _attempt(*, url: str, start: float, end: float, out_dir: str, config: FetchConfig, guard: netguard.GuardProxy,
-             ffmpeg: str, cookies_file: str | None, timeout: float) -> _Fetched:
+             ffmpeg: str, cookies_file: str | None, timeout: float,
+             pace: Callable[[], None] = lambda: None) -> _Fetched:
     """Resolves, downloads and checks the clip once; raises AttemptError on failure.
 
     ``ffmpeg`` is what yt-dlp runs (see :func:`netguard.ffmpeg_for_ytdlp`);
-    the probes here run the real binary with :func:`netguard.ffmpeg_env`.
+    the probes here run the real binary with :func:`netguard.ffmpeg_env`. ``pace`` waits for the
+    pacer right before the first request.
     """
     net = ytdlp.FormatProbe(guard=guard, allow_file_urls=config.allow_file_urls)
     logger = ytdlp.CapturingLogger()
@@ -460,6 +473,7 @@ def _attempt(*, url: str, start: float, end: float, out_dir: str, config: FetchC
     try:
         with yt_dlp.YoutubeDL(params) as ydl:
             ydl.add_post_processor(planner, when="before_dl")
+            pace()  # may raise pacing.StillLimited: no request is made
             try:
                 done = ydl.extract_info(url, download=True)
             except yt_dlp.utils.YoutubeDLError as exc:

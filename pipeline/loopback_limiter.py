@@ -56,6 +56,7 @@ class LimiterServer:
         self.refused = 0
         self.page_requests = 0
         self.cookies: list[str] = []
+        self.admitted_at: list[float] = []  # monotonic times of the accepted new videos
         self._starts: collections.deque[float] = collections.deque()
         self._drop = set(drop_once)
         self._lock = threading.Lock()
@@ -87,6 +88,7 @@ class LimiterServer:
                 self._starts.popleft()
             if len(self._starts) < self.limit:
                 self._starts.append(now)
+                self.admitted_at.append(now)
                 self.new_videos += 1
                 return None
             self.refused += 1

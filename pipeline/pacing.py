@@ -7,16 +7,16 @@ with one identity (:mod:`pipeline.identities`) shares one :class:`Pacer`, which 
 the next *new video* (a fetch attempt: one page request and the media reads that follow it)
 may start:
 
-* ``--fetch_rate N/PERIOD`` spaces starts evenly, ``PERIOD/N`` apart (plus 2% slack for the
-  network's jitter). Evenly spaced starts stay inside a sliding-window limit of N per PERIOD,
-  which a burst of N followed by a pause does not, and a long period (``300/h``) never makes
-  a row wait an hour for the next window.
+* ``--fetch_rate N/PERIOD`` spaces starts evenly, ``PERIOD/N`` apart (plus 5% slack: the time
+  from a start to its page request reaching the site varies). Evenly spaced starts stay inside
+  a sliding-window limit of N per PERIOD, which a burst of N followed by a pause does not,
+  and a long period (``300/h``) never makes a row wait an hour for the next window.
 * When the site pushes back (a 429 or 503 the guard proxy sees, yt-dlp's HTTP error, or the
   rate-limit/bot-wall text: reason ``rate_limited``) every fetch of the pacer waits: until
   the server's ``Retry-After`` when it sent one (with up to 10% jitter so processes do not
   return together), else an exponential backoff with jitter that grows with each push-back
   in a row. The gap between starts doubles too (multiplicative decrease of the rate), and
-  each video fetched takes a quarter of the base gap off again (slow additive increase): an
+  each video fetched takes an eighth of the base gap off again (slow additive increase): an
   AIMD loop that settles just under what the site allows.
 * A start that cannot happen before its row's deadline (``--fetch_max_seconds``) is refused
   at once (:class:`StillLimited`): the row fails ``rate_limited`` without a request, so a wall
@@ -43,7 +43,7 @@ from collections.abc import Callable
 
 _LOG = logging.getLogger(__name__)
 
-_SLACK = 1.02  # evenly spaced starts a little wider than PERIOD/N: the network's jitter must not break the limit
+_SLACK = 1.05  # evenly spaced starts a little wider than PERIOD/N: the network's jitter must not break the limit
 BASE_GAP_S = 1.0  # the gap between new videos after the first push-back when no --fetch_rate is given
 MAX_GAP_S = 120.0
 BASE_BACKOFF_S = 2.0  # the first wait after a push-back without Retry-After
@@ -103,13 +103,14 @@ class Ticket:
     """One started video: report its outcome once (the first report counts, later ones are ignored)."""
 
     pacer: Pacer
+    started: float = 0.0  # the pacer's clock when this video started
     outcome: str | None = None  # "pushed_back" or "succeeded" once reported
 
     def push_back(self, retry_after: float | None = None, why: str = "pushed back") -> None:
         """The site pushed back on this video (429, bot wall): every fetch of the pacer waits."""
         if self.outcome is None:
             self.outcome = "pushed_back"
-            self.pacer.pushed_back(retry_after, why)
+            self.pacer.pushed_back(retry_after, why, started=self.started)
 
     def succeeded(self) -> None:
         """The video was fetched: the pacer speeds up a little."""
@@ -145,6 +146,7 @@ class Pacer:
         self._blocked_until = -math.inf  # set by a push-back: nobody starts before it
         self._gap = 0.0  # the push-back gap between starts (on top of `interval`)
         self._streak = 0  # push-backs since the last success
+        self._last_pushback = -math.inf
         self._why = "--fetch_rate"
 
     def acquire(self, deadline: float | None = None) -> Ticket:
@@ -165,15 +167,24 @@ class Pacer:
                 if slot <= now:
                     self._next = now + max(self.interval, self._gap)
                     self.starts += 1
-                    return Ticket(self)
+                    return Ticket(self, started=now)
                 self._cond.wait(timeout=slot - now)  # a push-back or a success wakes it to look again
 
-    def pushed_back(self, retry_after: float | None, why: str = "pushed back") -> None:
-        """The site said slow down: block every start for Retry-After (or a growing backoff), widen the gap."""
+    def pushed_back(self, retry_after: float | None, why: str = "pushed back", *,
+                    started: float | None = None) -> None:
+        """The site said slow down: block every start for Retry-After (or a growing backoff), widen the gap.
+
+        Videos already in flight at the last push-back (``started`` before it) hit the same wall:
+        their push-backs extend the block but do not slow down (or back off) again, so one
+        congestion event halves the rate once, as TCP's AIMD does per round trip.
+        """
         with self._cond:
             now = self._clock()
             self.pushbacks += 1
-            self._streak += 1
+            same_event = started is not None and started < self._last_pushback
+            self._last_pushback = now
+            if not same_event:
+                self._streak += 1
             if retry_after is not None:
                 wait = retry_after * self._rng.uniform(1.0, 1.1)
                 self._why = f"{why}, Retry-After {retry_after:g}s"
@@ -182,17 +193,18 @@ class Pacer:
                 wait = self._rng.uniform(cap / 2, cap)
                 self._why = f"{why}, no Retry-After: backing off {wait:.0f}s after {self._streak} push-back(s) in a row"
             self._blocked_until = max(self._blocked_until, now + wait)
-            self._gap = min(MAX_GAP_S, max(2 * self._gap, 2 * self.interval, BASE_GAP_S))
+            if not same_event:
+                self._gap = min(MAX_GAP_S, max(2 * self._gap, 2 * self.interval, BASE_GAP_S))
             self._cond.notify_all()
         _LOG.info("%s pushed back (%s): new videos wait %.1fs, then start at least %.1fs apart",
                   self.host, why, wait, self._gap)
 
     def succeeded(self) -> None:
-        """A video was fetched: the push-back streak ends and the gap shrinks by a quarter of its base."""
+        """A video was fetched: the push-back streak ends and the gap shrinks by an eighth of its base."""
         with self._cond:
             self._streak = 0
             if self._gap > 0:
-                step = max(self.interval, BASE_GAP_S) / 4
+                step = max(self.interval, BASE_GAP_S) / 8
                 self._gap = 0.0 if self._gap - step <= self.interval else self._gap - step
             self._cond.notify_all()
 

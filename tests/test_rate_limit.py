@@ -59,7 +59,7 @@ def _fetch_all(ids, config, tmp_path, workers=4):
             return e
 
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        return dict(zip(ids, pool.map(one, ids)))
+        return dict(zip(ids, pool.map(one, ids), strict=True))
 
 
 # --------------------------------------------------------------------------- the pacer itself
@@ -114,7 +114,7 @@ def test_pacer_honours_retry_after_and_backs_off_multiplicatively_then_speeds_up
     assert 40.0 + pacing.BASE_BACKOFF_S <= pacer._blocked_until <= 40.0 + 2 * pacing.BASE_BACKOFF_S
     now[0] = 100.0
     pacer.acquire().succeeded()
-    assert pacer._gap == pytest.approx(1.75 * pacing.BASE_GAP_S)  # additive: a quarter of the base per success
+    assert pacer._gap == pytest.approx(1.875 * pacing.BASE_GAP_S)  # additive: an eighth of the base per success
     now[0] = 200.0
     t = pacer.acquire()  # a second report of one ticket counts once
     t.succeeded()
@@ -155,8 +155,9 @@ def test_honest_limiter_every_row_is_fetched(video, tmp_path):
     failed = {k: v for k, v in results.items() if isinstance(v, ClipError)}
     assert not failed, {k: (v.reason, v.message) for k, v in failed.items()}
     assert site.new_videos >= len(ids)
-    # The 429s are bounded: after the first push-back the process waits for Retry-After together.
-    assert site.refused <= 2 * len(ids), site.refused
+    # After the first push-back the process waits for Retry-After together and then paces itself: a few
+    # 429s in all (without the pacer the threads keep asking during every Retry-After: 10 in a trial run).
+    assert site.refused <= len(ids) // 2 + 1, site.refused
     assert results[DROP_ID].attempts >= 2  # the broken body was a transient failure, retried
 
 
@@ -311,3 +312,21 @@ def test_cookies_never_reach_a_command_line(video, tmp_path, monkeypatch):
     assert result.method == "section" and site.cookies and COOKIE_SECRET in site.cookies[0]
     argv = log.read_text()
     assert "-i" in argv and COOKIE_SECRET not in argv
+
+
+def test_the_guard_hands_every_relayed_status_and_retry_after_to_its_observer(video):
+    import urllib.error
+    import urllib.request
+
+    from pipeline import netguard
+
+    seen = []
+    with LimiterServer(video, limit=1, period=30.0) as site:
+        url = site.url + f"/videos/{IDS[0]}.mp4"
+        with netguard.GuardProxy(netguard.AddressPolicy([url])) as guard:
+            guard.on_response = lambda status, retry_after: seen.append((status, retry_after))
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": guard.url}))
+            opener.open(url, timeout=10).close()
+            with pytest.raises(urllib.error.HTTPError):
+                opener.open(url, timeout=10)
+    assert seen[0] == (200, None) and seen[1][0] == 429 and 29 <= seen[1][1] <= 30
