@@ -48,7 +48,10 @@ def _run(video: bytes, *, rows: int, limit: int, period: float, concurrency: int
     times = site.admitted_at
     span = times[-1] - times[0] if len(times) > limit else float("nan")
     site_rate = (len(times) - limit) / span if len(times) > limit else float("nan")
+    half = times[len(times) // 2:]
+    steady = (len(half) - 1) / (half[-1] - half[0]) if len(half) > 2 else float("nan")
     return {"fetch_rate": fetch_rate or "none", "rows": rows, "fetched": ok, "seconds": seconds,
+            "steady": steady / allowed,
             "clips_per_s": ok / seconds, "allowed_per_s": allowed, "site_rate": site_rate,
             "ratio": site_rate / allowed, "ratio_all": (ok / seconds) / allowed, "http_429": site.refused}
 
@@ -73,7 +76,9 @@ def main() -> None:
             print(f"--fetch_rate {r['fetch_rate']:>6}: {r['fetched']}/{r['rows']} fetched in {r['seconds']:.1f}s = "
                   f"{r['clips_per_s']:.3f} clips/s ({r['ratio_all']:.2f} of the allowed {r['allowed_per_s']:.3f}/s, "
                   f"first and last fetch included); new videos at the site after its free first window "
-                  f"{r['site_rate']:.3f}/s = {r['ratio']:.2f} of allowed; HTTP 429s: {r['http_429']}")
+                  f"{r['site_rate']:.3f}/s = {r['ratio']:.2f} of allowed, second half of the run "
+                  f"{r['steady']:.2f} of allowed; "
+                  f"HTTP 429s: {r['http_429']}")
 
 
 if __name__ == "__main__":

@@ -65,6 +65,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
@@ -313,6 +314,8 @@ def fetch_clip(*, video_id: str, start: float, end: float, work_dir: str, config
                 pacer = pacing.pacer_for(host, identity.key, interval=interval)
                 started: list[pacing.Ticket] = []
 
+                _warm_extractors(url)
+
                 def pace(pacer: pacing.Pacer = pacer, started: list = started) -> None:
                     # Called right before yt-dlp's first request: the start is timed as the site sees it.
                     started.append(pacer.acquire(deadline=deadline))
@@ -387,6 +390,27 @@ def fetch_clip(*, video_id: str, start: float, end: float, work_dir: str, config
     finally:
         guard.stop()
         shutil.rmtree(call_dir, ignore_errors=True)
+
+
+_WARM: set[str] = set()
+_WARM_LOCK = threading.Lock()
+
+
+def _warm_extractors(url: str) -> None:
+    """Matches ``url`` against yt-dlp's extractors once per process and host, before any fetch is paced.
+
+    The first match compiles every extractor's URL pattern (a second or more on a loaded machine);
+    done inside the first paced fetches it would delay their requests by that much, and the site
+    would see them bunched where the pacer spaced them.
+    """
+    host = urllib.parse.urlsplit(url).netloc
+    with _WARM_LOCK:
+        if host in _WARM:
+            return
+        for ie in yt_dlp.extractor.gen_extractor_classes():
+            if ie.suitable(url):
+                break
+        _WARM.add(host)
 
 
 def _short(message: str, limit: int = 200) -> str:
