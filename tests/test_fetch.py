@@ -24,7 +24,7 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from pipeline import fetch, probe
+from pipeline import fetch, pacing, probe
 from pipeline.errors import ClipError
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
@@ -223,6 +223,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 def _range_start(value: str | None) -> int:
     m = re.match(r"bytes=(\d+)-", value or "")
     return int(m.group(1)) if m else 0
+
+
+@pytest.fixture(autouse=True)
+def _fresh_pacers():
+    # Pacers are per process and host: one test's 429s must not make the next one wait.
+    pacing.reset()
 
 
 @pytest.fixture(scope="module")
