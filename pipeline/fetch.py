@@ -49,10 +49,15 @@ the client's "HTTP 403" or "connection reset". ffmpeg gets network-only protocol
 and plain-container formats for stranger-supplied inputs.
 
 Failures are :class:`pipeline.errors.ClipError` with ``stage="fetch"`` and a
-stable ``reason`` from :func:`classify_error`. Transient failures (HTTP 429/5xx,
+stable ``reason`` from :func:`classify_error`. Transient failures (HTTP 5xx,
 timeouts, resets, truncated bodies) are retried by :func:`pipeline.retry.call`
 (exponential backoff, full jitter), bounded by ``max_attempts`` and
-``max_seconds``; permanent ones are raised at once. The yt-dlp options, logger,
+``max_seconds``; permanent ones are raised at once. The site pushing back
+(``rate_limited``: 429, "try again later", the bot wall) is not a failed attempt:
+every attempt waits on the process's pacer for the host and identity
+(:mod:`pipeline.pacing`, :mod:`pipeline.identities`) right before yt-dlp's first
+request, a push-back makes every fetch of that pacer wait, and a row whose next
+start falls past ``max_seconds`` fails ``rate_limited`` without a request. The yt-dlp options, logger,
 hooks and error table are in :mod:`pipeline.ytdlp`.
 """
 
