@@ -390,7 +390,8 @@ def fetch_clip(*, video_id: str, start: float, end: float, work_dir: str, config
             if not err.transient:
                 raise ClipError(err.reason, f"{done}: {err.message}", stage="fetch") from None
             elapsed = time.monotonic() - began
-            raise ClipError("network", f"{done} in {elapsed:.1f}s, giving up: {err.message}", stage="fetch") from None
+            reason = "rate_limited" if err.reason == "rate_limited" else "network"
+            raise ClipError(reason, f"{done} in {elapsed:.1f}s, giving up: {err.message}", stage="fetch") from None
         return result
     finally:
         guard.stop()

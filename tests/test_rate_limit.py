@@ -161,6 +161,15 @@ def test_honest_limiter_every_row_is_fetched(video, tmp_path):
     assert results[DROP_ID].attempts >= 2  # the broken body was a transient failure, retried
 
 
+def test_push_backs_do_not_use_up_fetch_attempts(video, tmp_path):
+    """--fetch_attempts 1: a 429 is the site's pacing, not a failed attempt; every row still ends fetched."""
+    with LimiterServer(video, limit=2, period=2.0) as site:
+        results = _fetch_all(IDS[:5], _config(site, max_attempts=1), tmp_path, workers=3)
+    assert site.refused >= 1  # the limiter did push back
+    failed = {k: (v.reason, v.message) for k, v in results.items() if isinstance(v, ClipError)}
+    assert not failed, failed
+
+
 def test_fetch_rate_keeps_within_the_limit(video, tmp_path):
     """--fetch_rate at the server's own rate: evenly spaced starts, (almost) no 429 at all."""
     with LimiterServer(video, limit=3, period=2.0) as site:
