@@ -339,3 +339,18 @@ def test_the_guard_hands_every_relayed_status_and_retry_after_to_its_observer(vi
             with pytest.raises(urllib.error.HTTPError):
                 opener.open(url, timeout=10)
     assert seen[0] == (200, None) and seen[1][0] == 429 and 29 <= seen[1][1] <= 30
+
+
+def test_extractor_args_reach_yt_dlp_and_merge_with_extra_options():
+    from pipeline import ytdlp
+
+    config = fetch.FetchConfig(extractor_args="youtube:player_client=web,tv;po_token=web.gvs+T0K",
+                               extra_ytdlp_options={"extractor_args": {"youtube": {"lang": ["en"]}}})
+    params = ytdlp.build_params(config, out_dir="/tmp", logger=ytdlp.CapturingLogger(), hook=lambda s: None,
+                                ffmpeg="ffmpeg", cookies_file=None, timeout=5.0, proxy="http://127.0.0.1:1")
+    assert params["extractor_args"] == {"youtube": {"lang": ["en"], "player_client": ["web", "tv"],
+                                                    "po_token": ["web.gvs+T0K"]}}
+    assert "T0K" not in repr(config)
+    with pytest.raises(ValueError) as caught:
+        fetch.FetchConfig(extractor_args="po_token=S3CRET")
+    assert "S3CRET" not in str(caught.value)
