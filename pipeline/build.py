@@ -35,7 +35,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 
-from pipeline import annotations, csvsplit, logs, outputs, settings
+from pipeline import annotations, csvsplit, identities, logs, outputs, settings
 from pipeline import options as options_module
 from pipeline.models import registry
 from pipeline.options import BuildOptions
@@ -54,6 +54,8 @@ if TYPE_CHECKING:
     from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
     from apache_beam.runners.runner import PipelineResult
 
+    from pipeline.fetch import FetchConfig
+
 
 class UsageError(Exception):
     """A problem with the command line or the inputs as a whole; nothing has started."""
@@ -62,14 +64,15 @@ class UsageError(Exception):
 def build_pipeline(p: beam.Pipeline, options: BuildOptions, *, run_info: dict | None = None,
                    run_tag: str = "", expected_rows: int | None = None, keep_labels: tuple[str, ...] = (),
                    replaces: tuple[str, ...] = (), csv_splits: list[csvsplit.CsvSplit] | None = None,
-                   kept_shards: tuple[dict, ...] = ()) -> beam.PCollection:
+                   kept_shards: tuple[dict, ...] = (), fetch_config: FetchConfig | None = None) -> beam.PCollection:
     """Wires the whole dataset build onto `p`. Returns the PCollection holding the stats dict.
 
     `run_tag` names this run's record shards when earlier records are kept (--skip_existing);
     `keep_labels` are the earlier vocabulary's names (their indices must not change);
     `replaces` are earlier side files (failure shards) removed once this run's are complete;
     `csv_splits` are the launcher's split points of the CSV (None: read it as one split);
-    `kept_shards` the figures of the record shards a resume keeps (stats.json's dataset totals).
+    `kept_shards` the figures of the record shards a resume keeps (stats.json's dataset totals);
+    `fetch_config` is the launcher's staged one (None: built from `options` here).
     """
     config = options.model_config()
     base_dir = _dirname(options.input_csv)
@@ -84,7 +87,7 @@ def build_pipeline(p: beam.Pipeline, options: BuildOptions, *, run_info: dict | 
         clips, skipped, skipped_clips = resumed["todo"], resumed["skipped_count"], resumed["skipped"]
         resume_failures = (resumed["failures"], resumed["carried"]) | "ResumeFailures" >> beam.Flatten()
     dataset_inputs = {"requests": read["clips"], "skipped": skipped_clips}
-    fetcher = ClipFetcher(config=options.fetch_config(), clips_dir=options.clips_dir,
+    fetcher = ClipFetcher(config=fetch_config or options.fetch_config(), clips_dir=options.clips_dir,
                           concurrency=options.fetch_concurrency, sources=options.clip_sources_parsed())
     fetch_only = options.features == "none"
     fetched = clips | "FetchClips" >> beam.ParDo(FetchClips(
@@ -318,11 +321,7 @@ def run(argv: list[str] | None = None) -> dict:
         if models_run_here(pipeline_options):
             logs.import_tensorflow()  # before the pipeline's threads start printing (its start-up lines held back)
         files = registry.resolve(config)  # fails here, before any work, when files are missing
-    try:
-        fetch_config = options.fetch_config()
-    except ValueError as e:
-        raise UsageError(str(e)) from e
-    del fetch_config  # validated here; workers build their own from the options
+    fetch_config = _staged_fetch_config(pipeline_options, options)
     try:
         outputs.check_output_dir(options.output_dir)
         lock = outputs.BuildLock.acquire(options.output_dir, break_lock=options.break_lock)
@@ -331,9 +330,24 @@ def run(argv: list[str] | None = None) -> dict:
     try:
         with _private_tempdir():
             return _run_locked(pipeline_options, options, input_format=input_format, input_rows=input_rows,
-                               csv_labels=csv_labels, files=files, local=local, csv_splits=csv_splits)
+                               csv_labels=csv_labels, files=files, local=local, csv_splits=csv_splits,
+                               fetch_config=fetch_config)
     finally:
         lock.release()
+
+
+def _staged_fetch_config(pipeline_options: PipelineOptions, options: BuildOptions) -> FetchConfig:
+    """The fetch config with the cookie files read here (workers get it pickled), then the options scrubbed.
+
+    From here on the options (which Beam logs under -v, shows in the Dataflow console and gives
+    every worker process in its environment) hold no proxy password and no token.
+    """
+    try:
+        fetch_config = options.fetch_config()
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    identities.scrub_options(pipeline_options)
+    return fetch_config
 
 
 @contextlib.contextmanager
@@ -359,10 +373,11 @@ def _dry_run(pipeline_options: PipelineOptions, options: BuildOptions) -> dict:
     """
     if options.features != "none" and options.model_config().synthetic:
         _announce_synthetic()
+    fetch_config = _staged_fetch_config(pipeline_options, options)
     with _private_tempdir():
         with _runner_validation():
             p = beam.Pipeline(options=pipeline_options)
-            build_pipeline(p, options, run_info={"dry_run": True})
+            build_pipeline(p, options, run_info={"dry_run": True}, fetch_config=fetch_config)
             state = p.run().state
     print(DRY_RUN_NOTE, file=sys.stderr, flush=True)
     return {"dry_run": True, "state": str(state)}
@@ -393,7 +408,7 @@ def _private_tempdir():
 
 def _run_locked(pipeline_options: PipelineOptions, options: BuildOptions, *, input_format: str, input_rows: int,
                 csv_labels: set[str], files: registry.ModelFiles | None, local: bool,
-                csv_splits: list[csvsplit.CsvSplit] | None = None) -> dict:
+                csv_splits: list[csvsplit.CsvSplit] | None = None, fetch_config: FetchConfig | None = None) -> dict:
     """The part of `run` that holds the directory's build lock."""
     # The settings that change a record's bytes: recorded before any record, checked by a resume.
     build_settings = settings.build_settings(options, files) if files is not None else None
@@ -424,7 +439,7 @@ def _run_locked(pipeline_options: PipelineOptions, options: BuildOptions, *, inp
         p = beam.Pipeline(runner=local_runner(pipeline_options) if local else None, options=pipeline_options)
     build_pipeline(p, options, run_info=run_info, run_tag=plan.run_tag, expected_rows=input_rows,
                    keep_labels=plan.keep_labels, replaces=plan.replaces, csv_splits=csv_splits,
-                   kept_shards=plan.kept_shards)
+                   kept_shards=plan.kept_shards, fetch_config=fetch_config)
     # Local worker processes report to this process's display; on other runners they log.
     done_word = "kept" if options.features == "none" else "decoded"
     with RunProgress(total=input_rows, done_word=done_word) if local else contextlib.nullcontext():

@@ -49,10 +49,15 @@ the client's "HTTP 403" or "connection reset". ffmpeg gets network-only protocol
 and plain-container formats for stranger-supplied inputs.
 
 Failures are :class:`pipeline.errors.ClipError` with ``stage="fetch"`` and a
-stable ``reason`` from :func:`classify_error`. Transient failures (HTTP 429/5xx,
+stable ``reason`` from :func:`classify_error`. Transient failures (HTTP 5xx,
 timeouts, resets, truncated bodies) are retried by :func:`pipeline.retry.call`
 (exponential backoff, full jitter), bounded by ``max_attempts`` and
-``max_seconds``; permanent ones are raised at once. The yt-dlp options, logger,
+``max_seconds``; permanent ones are raised at once. The site pushing back
+(``rate_limited``: 429, "try again later", the bot wall) is not a failed attempt:
+every attempt waits on the process's pacer for the host and identity
+(:mod:`pipeline.pacing`, :mod:`pipeline.identities`) right before yt-dlp's first
+request, a push-back makes every fetch of that pacer wait, and a row whose next
+start falls past ``max_seconds`` fails ``rate_limited`` without a request. The yt-dlp options, logger,
 hooks and error table are in :mod:`pipeline.ytdlp`.
 """
 
@@ -65,6 +70,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
@@ -73,7 +79,7 @@ from typing import Any
 import yt_dlp
 from yt_dlp.postprocessor.ffmpeg import FFmpegPostProcessor
 
-from pipeline import netguard, probe, retry, ytdlp
+from pipeline import identities, netguard, pacing, probe, retry, ytdlp
 from pipeline.errors import ClipError
 from pipeline.probe import ProbeResult
 
@@ -131,6 +137,14 @@ class FetchConfig:
         extra_ytdlp_options: Extra ``YoutubeDL`` params (e.g. ``extractor_args``,
             ``http_headers``, ``format``/``format_sort`` overrides). Options the
             fetcher depends on are rejected (see ``ytdlp.RESERVED_OPTIONS``).
+        fetch_rate: ``N/PERIOD`` (``300/h``): new videos started per identity and
+            host in this process, evenly spaced (:mod:`pipeline.pacing`).
+        cookie_jars: Contents of the ``--cookies`` files, read by the launcher
+            (staged: workers cannot read its files). Several: one per identity.
+        proxies: User proxies, one per identity (``proxy`` is the one-value form).
+        extractor_args: yt-dlp ``--extractor-args`` text (``youtube:player_client=web;po_token=...``).
+
+    Cookies, proxy passwords and tokens never appear in the config's repr.
     """
 
     url_template: str = "https://www.youtube.com/watch?v={id}"
@@ -141,9 +155,13 @@ class FetchConfig:
     socket_timeout: float = 30.0
     rate_limit: str | None = None
     cookies_file: str | None = None
-    proxy: str | None = None
+    proxy: str | None = dataclasses.field(default=None, repr=False)
     allow_file_urls: bool = False
     extra_ytdlp_options: Mapping[str, Any] = dataclasses.field(default_factory=dict, hash=False)
+    fetch_rate: str | None = None
+    cookie_jars: tuple[str, ...] = dataclasses.field(default=(), repr=False)
+    proxies: tuple[str, ...] = dataclasses.field(default=(), repr=False)
+    extractor_args: str | None = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         """Rejects settings that would fail on every clip, before any worker runs."""
@@ -161,8 +179,12 @@ class FetchConfig:
             raise ValueError(f"backoff_base must be >= 0, got {self.backoff_base}")
         if not self.socket_timeout > 0:
             raise ValueError(f"socket_timeout must be > 0, got {self.socket_timeout}")
-        if self.proxy is not None:
-            netguard.GuardProxy.check_upstream(self.proxy)
+        for proxy in ([self.proxy] if self.proxy is not None else []) + list(self.proxies):
+            netguard.GuardProxy.check_upstream(proxy)
+        if self.fetch_rate is not None:
+            pacing.parse_rate(self.fetch_rate)
+        if self.extractor_args:
+            ytdlp.parse_extractor_args(self.extractor_args)
         if self.rate_limit is not None and ytdlp.parse_rate(self.rate_limit) is None:
             raise ValueError(f"rate_limit must look like '500K' or '2M', got {self.rate_limit!r}")
         reserved = sorted(ytdlp.RESERVED_OPTIONS.intersection(self.extra_ytdlp_options))
@@ -260,43 +282,101 @@ def fetch_clip(*, video_id: str, start: float, end: float, work_dir: str, config
         raise ClipError(e.reason, e.message, stage="fetch") from None
     # Every remote byte of this clip goes through the guard: address policy, and
     # --fetch_max_seconds as a hard deadline that closes slow transfers too.
-    guard = netguard.GuardProxy(policy, deadline=began + config.max_seconds, upstream=config.proxy)
+    deadline = began + config.max_seconds
+    pool = identities.pool_for(config.cookie_jars, config.proxies or ([config.proxy] if config.proxy else []))
+    guard = netguard.GuardProxy(policy, deadline=deadline, upstream=None)
+    host = urllib.parse.urlsplit(url).hostname or "?"
+    interval = pacing.start_interval(config.fetch_rate)
 
     os.makedirs(work_dir, exist_ok=True)
     call_dir = tempfile.mkdtemp(prefix=f".fetch-{video_id}-", dir=work_dir)
     try:
         guard.start()
         ffmpeg = netguard.ffmpeg_for_ytdlp(probe.ffmpeg_exe())
-        cookies = None
-        if config.cookies_file:
-            cookies = os.path.join(call_dir, "cookies.txt")
-            shutil.copyfile(config.cookies_file, cookies)
         where = f"{video_id} [{start:g}, {end:g}]s"
+        tries = 0  # every start of the video, rate-limited ones included
+
+        def cookies_for(identity: identities.Identity) -> str | None:
+            # A private copy per call: yt-dlp writes cookies back on close, concurrent fetches would race.
+            path = os.path.join(call_dir, f"cookies-{identity.number}.txt")
+            if not os.path.exists(path):
+                if identity.cookies is not None:
+                    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w",
+                              encoding="utf-8") as f:
+                        f.write(identity.cookies)
+                elif config.cookies_file:
+                    shutil.copyfile(config.cookies_file, path)
+                else:
+                    return None
+            return path
 
         def attempt(number: int) -> FetchResult:
-            attempt_dir = os.path.join(call_dir, f"attempt{number}")
-            os.mkdir(attempt_dir)
-            remaining = config.max_seconds - (time.monotonic() - began)
-            try:
-                fetched = _attempt(
-                    url=url, start=start, end=end, out_dir=attempt_dir, config=config, guard=guard, ffmpeg=ffmpeg,
-                    cookies_file=cookies, timeout=max(0.1, min(config.socket_timeout, remaining)))
-            except AttemptError as err:
-                shutil.rmtree(attempt_dir, ignore_errors=True)
-                err = _guard_verdict(guard, err, max_seconds=config.max_seconds)
-                err.attempts = number
-                raise err from None
-            path = _claim(fetched.path, work_dir=work_dir, video_id=video_id, start=start, end=end)
-            return FetchResult(
-                path=path,
-                start_offset=fetched.start_offset,
-                duration=float(end - start),
-                bytes_downloaded=fetched.bytes_downloaded or os.path.getsize(path),
-                seconds=time.monotonic() - began,
-                attempts=number,
-                method=fetched.method,
-                probe=fetched.probe,
-            )
+            nonlocal tries
+            # A push-back (429, the bot wall) is not a failed attempt: the pacer decides when this
+            # row (and every other of this host and identity) tries again, until its deadline.
+            while True:
+                identity = pool.current()
+                pacer = pacing.pacer_for(host, identity.key, interval=interval)
+                started: list[pacing.Ticket] = []
+
+                _warm_extractors(url)
+
+                def pace(pacer: pacing.Pacer = pacer, started: list = started) -> None:
+                    # Called right before yt-dlp's first request: the start is timed as the site sees it.
+                    started.append(pacer.acquire(deadline=deadline))
+
+                def observe(status: int, retry_after: float | None, started: list = started) -> None:
+                    if started and (status == 429 or (status == 503 and retry_after is not None)):
+                        started[0].push_back(retry_after, f"HTTP {status} from {host}")
+
+                tries += 1
+                attempt_dir = os.path.join(call_dir, f"attempt{tries}")
+                os.mkdir(attempt_dir)
+                guard.set_upstream(identity.proxy)
+                guard.on_response = observe
+                remaining = config.max_seconds - (time.monotonic() - began)
+                try:
+                    fetched = _attempt(
+                        url=url, start=start, end=end, out_dir=attempt_dir, config=config, guard=guard,
+                        ffmpeg=ffmpeg, cookies_file=cookies_for(identity),
+                        timeout=max(0.1, min(config.socket_timeout, remaining)), pace=pace)
+                except pacing.StillLimited as e:
+                    shutil.rmtree(attempt_dir, ignore_errors=True)
+                    err = AttemptError("rate_limited", f"still rate limited when --fetch_max_seconds "
+                                       f"{config.max_seconds:g} ran out: {e} [{identity.label}]", transient=False)
+                    err.attempts = tries - 1
+                    raise err from None
+                except AttemptError as err:
+                    shutil.rmtree(attempt_dir, ignore_errors=True)
+                    ticket = started[0] if started else None
+                    if ticket is not None and ticket.pushed and err.transient:
+                        err.reason = "rate_limited"  # the guard saw the 429 behind a vaguer client error
+                    err = _guard_verdict(guard, err, max_seconds=config.max_seconds)
+                    err.attempts = tries
+                    if err.reason != "rate_limited":
+                        if ticket is not None and not err.transient:
+                            ticket.succeeded()  # the site answered (a 404 is an answer, not a push-back)
+                        raise err from None
+                    if ticket is not None:
+                        ticket.push_back(err.retry_after, _short(err.message))
+                    pool.rotate_from(identity)
+                    _LOG.info("%s: rate limited (%s) [%s]; waiting for the pacer", where, _short(err.message),
+                              identity.label)
+                    continue
+                finally:
+                    guard.on_response = None
+                started[0].succeeded()
+                path = _claim(fetched.path, work_dir=work_dir, video_id=video_id, start=start, end=end)
+                return FetchResult(
+                    path=path,
+                    start_offset=fetched.start_offset,
+                    duration=float(end - start),
+                    bytes_downloaded=fetched.bytes_downloaded or os.path.getsize(path),
+                    seconds=time.monotonic() - began,
+                    attempts=tries,
+                    method=fetched.method,
+                    probe=fetched.probe,
+                )
 
         def log_retry(err: BaseException, number: int, delay: float) -> None:
             _LOG.info("%s, %d attempt(s): transient failure (%s), retrying in %.2fs", where, number, err, delay)
@@ -304,17 +384,43 @@ def fetch_clip(*, video_id: str, start: float, end: float, work_dir: str, config
         try:
             result, _ = retry.call(attempt, transient=lambda err: isinstance(err, AttemptError) and err.transient,
                                    max_attempts=config.max_attempts, backoff_base=config.backoff_base,
-                                   deadline=began + config.max_seconds, on_retry=log_retry)
+                                   deadline=deadline, on_retry=log_retry)
         except AttemptError as err:
             done = f"{where}, {err.attempts} attempt(s)"
             if not err.transient:
                 raise ClipError(err.reason, f"{done}: {err.message}", stage="fetch") from None
             elapsed = time.monotonic() - began
-            raise ClipError("network", f"{done} in {elapsed:.1f}s, giving up: {err.message}", stage="fetch") from None
+            reason = "rate_limited" if err.reason == "rate_limited" else "network"
+            raise ClipError(reason, f"{done} in {elapsed:.1f}s, giving up: {err.message}", stage="fetch") from None
         return result
     finally:
         guard.stop()
         shutil.rmtree(call_dir, ignore_errors=True)
+
+
+_WARM: set[str] = set()
+_WARM_LOCK = threading.Lock()
+
+
+def _warm_extractors(url: str) -> None:
+    """Matches ``url`` against yt-dlp's extractors once per process and host, before any fetch is paced.
+
+    The first match compiles every extractor's URL pattern (a second or more on a loaded machine);
+    done inside the first paced fetches it would delay their requests by that much, and the site
+    would see them bunched where the pacer spaced them.
+    """
+    host = urllib.parse.urlsplit(url).netloc
+    with _WARM_LOCK:
+        if host in _WARM:
+            return
+        for ie in yt_dlp.extractor.gen_extractor_classes():
+            if ie.suitable(url):
+                break
+        _WARM.add(host)
+
+
+def _short(message: str, limit: int = 200) -> str:
+    return message if len(message) <= limit else message[:limit] + "..."
 
 
 def _guard_verdict(guard: netguard.GuardProxy, err: AttemptError, *, max_seconds: float) -> AttemptError:
@@ -322,6 +428,8 @@ def _guard_verdict(guard: netguard.GuardProxy, err: AttemptError, *, max_seconds
     refusal = guard.first_refusal()
     if refusal is not None:
         return AttemptError(refusal.reason, f"{refusal.message} (client said: {err.message})", transient=False)
+    if err.reason == "rate_limited":
+        return err  # the pacer names the deadline: "still rate limited when --fetch_max_seconds ran out"
     if guard.deadline_hit or guard.expired():
         return AttemptError("timeout", f"--fetch_max_seconds {max_seconds:g} passed: {err.message}",
                              transient=False)
@@ -348,7 +456,9 @@ def download_video(url: str, dest: str, *, config: FetchConfig, sent: dict | Non
         policy = netguard.AddressPolicy([url])
     except netguard.AddressRefused as e:
         raise ClipError(e.reason, e.message, stage="fetch") from None
-    with netguard.GuardProxy(policy, deadline=time.monotonic() + config.max_seconds, upstream=config.proxy) as guard:
+    proxy = identities.pool_for(config.cookie_jars, config.proxies or ([config.proxy] if config.proxy else [])
+                                ).current().proxy
+    with netguard.GuardProxy(policy, deadline=time.monotonic() + config.max_seconds, upstream=proxy) as guard:
         try:
             return netguard.download(url, dest, guard=guard, timeout_s=config.socket_timeout, sent=sent)
         except netguard.DownloadError as e:
@@ -370,11 +480,13 @@ class _Fetched:
 
 
 def _attempt(*, url: str, start: float, end: float, out_dir: str, config: FetchConfig, guard: netguard.GuardProxy,
-             ffmpeg: str, cookies_file: str | None, timeout: float, force_full: bool = False) -> _Fetched:
+             ffmpeg: str, cookies_file: str | None, timeout: float, force_full: bool = False,
+             pace: Callable[[], None] = lambda: None) -> _Fetched:
     """Resolves, downloads and checks the clip once; raises AttemptError on failure.
 
     ``ffmpeg`` is what yt-dlp runs (see :func:`netguard.ffmpeg_for_ytdlp`);
-    the probes here run the real binary with :func:`netguard.ffmpeg_env`.
+    the probes here run the real binary with :func:`netguard.ffmpeg_env`. ``pace`` waits for the
+    pacer right before the first request.
     A section cut that is not media is tried again as a whole-file download (``force_full``):
     a static server without Range requests (``python -m http.server``) serving an MP4 whose
     index is at its end gives ffmpeg's cut nothing it can seek in.
@@ -394,6 +506,7 @@ def _attempt(*, url: str, start: float, end: float, out_dir: str, config: FetchC
     try:
         with yt_dlp.YoutubeDL(params) as ydl:
             ydl.add_post_processor(planner, when="before_dl")
+            pace()  # may raise pacing.StillLimited: no request is made
             try:
                 done = ydl.extract_info(url, download=True)
             except yt_dlp.utils.YoutubeDLError as exc:
@@ -409,7 +522,9 @@ def _attempt(*, url: str, start: float, end: float, out_dir: str, config: FetchC
                     # support an index at the file's end is out of its reach. The whole file decides.
                     full_failure = found
                 else:
-                    raise AttemptError.from_message(text) from None
+                    failed = AttemptError.from_message(text)
+                    failed.retry_after = ytdlp.retry_after_of(exc)
+                    raise failed from None
             else:
                 full_failure = None
     finally:

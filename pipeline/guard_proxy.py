@@ -18,6 +18,7 @@ import socketserver
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 
 from pipeline.address_policy import AddressPolicy, AddressRefused, url_host_port
 
@@ -97,6 +98,9 @@ class GuardProxy:
         self.deadline_hit = False
         self.connections = 0
         self.closed_at_deadline = 0
+        # Called as on_response(status, retry_after) for each plain-http response head the guard
+        # relays (the fetcher feeds 429s to its pacer); https is a tunnel whose heads it cannot read.
+        self.on_response: Callable[[int, float | None], None] | None = None
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": _ACCEPT_POLL_S},
@@ -113,6 +117,10 @@ class GuardProxy:
     def url(self) -> str:
         """The proxy's address, `http://127.0.0.1:PORT`, handed to yt-dlp and urllib downloads as their proxy."""
         return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def set_upstream(self, upstream: str | None) -> None:
+        """Connections from now on go through ``upstream`` (another identity's proxy), or directly."""
+        self.upstream = _parse_upstream(upstream) if upstream else None
 
     @staticmethod
     def check_upstream(url: str) -> None:
@@ -158,6 +166,27 @@ class GuardProxy:
                       "refusal is in the failure report)", host, port, message)
         else:
             _LOG.debug("Guard proxy refused %s:%s: %s", host, port, message)
+
+    def _observe(self, head: bytes) -> None:
+        """Hands a relayed response's status and Retry-After to ``on_response``."""
+        callback = self.on_response
+        if callback is None:
+            return
+        lines = head.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+        status = lines[0].split()
+        if len(status) < 2 or not status[1].isdigit():
+            return
+        retry_after = None
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"retry-after":
+                from pipeline.pacing import parse_retry_after  # pylint: disable=import-outside-toplevel
+
+                retry_after = parse_retry_after(value.decode("latin-1"))
+        try:
+            callback(int(status[1]), retry_after)
+        except Exception:  # pylint: disable=broad-except  (an observer never breaks the relay)
+            _LOG.debug("guard proxy response observer failed", exc_info=True)
 
     def _mark_deadline(self, tunnels: int = 0) -> None:
         with self._lock:
@@ -222,6 +251,7 @@ class GuardProxy:
                             if len(pending) > _MAX_HEAD:
                                 return
                             continue
+                        self._observe(pending)
                         data, pending = _close_response_head(pending), None
                     # A peer that stops reading must not hold the tunnel past the deadline.
                     left = self.remaining()
@@ -317,7 +347,10 @@ class _Upstream:
 def _parse_upstream(url: str) -> _Upstream:
     parts = urllib.parse.urlsplit(url if "://" in url else f"http://{url}")
     if parts.scheme.lower() != "http" or not parts.hostname:
-        raise ValueError(f"--proxy must be an http:// proxy URL when remote inputs are guarded, got {url!r}")
+        from pipeline.identities import redact_url  # pylint: disable=import-outside-toplevel
+
+        raise ValueError("--proxy must be an http:// proxy URL when remote inputs are guarded, "
+                         f"got {redact_url(url)!r}")
     auth = None
     if parts.username is not None:
         auth = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"

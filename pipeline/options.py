@@ -58,6 +58,32 @@ def non_negative_float(text: str) -> float:
 _positive_float, _positive_int, _non_negative_int = positive_float, positive_int, non_negative_int
 
 
+def _fetch_rate(text: str) -> str:
+    """--fetch_rate: N/PERIOD (checked by pipeline.pacing), kept as given."""
+    import argparse  # pylint: disable=import-outside-toplevel
+
+    from pipeline import pacing  # pylint: disable=import-outside-toplevel
+
+    try:
+        pacing.parse_rate(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--fetch_rate ")) from e
+    return text
+
+
+def _extractor_args(text: str) -> str:
+    """--yt_dlp_extractor_args: IE_KEY:ARG=VALUE[;...] as yt-dlp's parser reads it (never echoed: tokens)."""
+    import argparse  # pylint: disable=import-outside-toplevel
+
+    from pipeline import ytdlp  # pylint: disable=import-outside-toplevel
+
+    try:
+        ytdlp.parse_extractor_args(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--yt_dlp_extractor_args ")) from e
+    return text
+
+
 def _model_copies(text: str) -> int:
     """--model_copies: a positive integer, or per_process (0: no sharing across processes)."""
     if text.strip().lower() in ("per_process", "0"):
@@ -134,11 +160,21 @@ def add_fetch_flags(parser: argparse._ArgumentGroup | argparse.ArgumentParser) -
                              "(without --clips_dir); a larger one fails `too_large`.")
     parser.add_argument("--rate_limit", default=None, help="Download rate limit per fetch, e.g. 2M (yt-dlp).")
     parser.add_argument("--cookies", default=None,
-                        help="Netscape cookies file for yt-dlp (YouTube blocks anonymous bulk fetching "
-                             "from cloud addresses).")
+                        help="Netscape cookies file(s) for yt-dlp (YouTube blocks anonymous bulk fetching "
+                             "from cloud addresses): FILE, FILE1,FILE2 or @LIST (one path per line); local or "
+                             "gs://, read by the launcher and shipped to the workers. Several: one identity "
+                             "each (docs/youtube.md).")
     parser.add_argument("--proxy", default=None,
                         help="http://[user:pass@]host:port proxy for every remote connection, after the "
-                             "per-clip guard's address checks (SOCKS is not supported).")
+                             "per-clip guard's address checks (SOCKS is not supported); URL1,URL2 or @LIST "
+                             "(one per line, local or gs://) for one identity each. Passwords are never logged.")
+    parser.add_argument("--fetch_rate", type=_fetch_rate, default=None,
+                        help="N/PERIOD, e.g. 300/h or 4/4s: new videos started per identity and host by each "
+                             "worker process, evenly spaced (default: no cap; the pacer still honours "
+                             "Retry-After and backs off when the site pushes back).")
+    parser.add_argument("--yt_dlp_extractor_args", type=_extractor_args, default=None,
+                        help="yt-dlp --extractor-args, e.g. 'youtube:player_client=web;po_token=web.gvs+TOKEN' "
+                             "(several separated by spaces); tokens are never logged.")
     parser.add_argument("--clips_dir", default=None,
                         help="Keep trimmed clips as DIR/{label}/{id}.mp4 (test/ when unlabeled); a clip "
                              "already there is used instead of fetched again.")
@@ -263,14 +299,21 @@ class BuildOptions(PipelineOptions):
         return [f"--{name} is required" for name in ("input_csv", "output_dir") if not getattr(self, name)]
 
     def fetch_config(self) -> FetchConfig:
-        """The --fetch_*, --rate_limit, --cookies, --proxy and URL flags as the fetch stage's picklable config."""
+        """The --fetch_*, --rate_limit, --cookies, --proxy and URL flags as the fetch stage's picklable config.
+
+        Reads the --cookies files (and @LIST files) here: call it in the launcher, then
+        `identities.scrub_options`. Raises ValueError with a one-line message.
+        """
+        from pipeline import identities  # pylint: disable=import-outside-toplevel
         from pipeline.fetch import FetchConfig  # pylint: disable=import-outside-toplevel
 
         return FetchConfig(
             url_template=self.video_url_template, max_height=self.fetch_max_height, max_attempts=self.fetch_attempts,
             max_seconds=self.fetch_max_seconds, backoff_base=self.fetch_backoff, socket_timeout=self.fetch_timeout,
-            rate_limit=self.rate_limit, cookies_file=self.cookies, proxy=self.proxy,
-            allow_file_urls=self.allow_file_urls)
+            rate_limit=self.rate_limit, allow_file_urls=self.allow_file_urls, fetch_rate=self.fetch_rate,
+            cookie_jars=identities.stage_cookies(self.cookies),
+            proxies=tuple(identities.split_values(self.proxy, flag="--proxy")),
+            extractor_args=self.yt_dlp_extractor_args)
 
     def clip_sources_parsed(self) -> mirrors.ClipSources | None:
         """--clip_sources as `pipeline.mirrors.ClipSources`, or None without the flag."""

@@ -16,11 +16,13 @@ the whole.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
 import os
 import re
+import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -31,6 +33,7 @@ from yt_dlp.postprocessor.common import PostProcessor
 from yt_dlp.utils import download_range_func
 
 from pipeline import netguard, probe
+from pipeline.pacing import parse_retry_after
 
 if TYPE_CHECKING:
     from pipeline.fetch import FetchConfig
@@ -56,9 +59,17 @@ RESERVED_OPTIONS = frozenset({
 # private message says "Sign in if you've been granted access"), and a country
 # block by a rights holder ("blocked it in your country on copyright grounds")
 # is a country block, not a copyright takedown, because the video exists.
+# The site pushing back (HTTP 429, "rate-limited", "try again later", the "confirm you're
+# not a bot" wall) comes first of all: it is about this identity and this moment, not the
+# video (YouTube's rate-limit text also says "Video unavailable"), so it is retried once the
+# pacer (pipeline.pacing) allows, never filed as gone for good. Age and membership walls
+# ("Sign in to confirm your age", members-only) stay `unavailable_sign_in`.
 _ERROR_TABLE: tuple[tuple[str, bool, re.Pattern[str]], ...] = tuple(
     (reason, transient, re.compile(pattern, re.IGNORECASE))
     for reason, transient, pattern in (
+        ("rate_limited", True,
+         r"HTTP Error 429\b|Server returned 429|\b429 Too Many Requests|Too Many Requests"
+         r"|rate[- ]?limit(?:ed|ing)?\b|try again later|not a bot|unusual traffic"),
         ("unavailable_private", False,
          r"private video|video is private|been made private"),
         ("unavailable_country_block", False,
@@ -82,7 +93,7 @@ _ERROR_TABLE: tuple[tuple[str, bool, re.Pattern[str]], ...] = tuple(
          r"|closed their (?:youtube )?account|account has been terminated|channel (?:was|has been) removed"),
         ("unavailable_sign_in", False,
          r"sign in to confirm|confirm your age|age[- ]restricted|inappropriate for some users"
-         r"|not a bot|members[- ]only|channel'?s members|premium members|requires payment"
+         r"|members[- ]only|channel'?s members|premium members|requires payment"
          r"|registered users|login required|account authentication is required"),
         ("not_found", False,
          r"HTTP Error 40[4]\b|HTTP Error 410\b|Server returned 404|\b404 Not Found|does not exist"
@@ -93,8 +104,8 @@ _ERROR_TABLE: tuple[tuple[str, bool, re.Pattern[str]], ...] = tuple(
          r"Protocol '\w+' not on whitelist|No connection adapters were found for '(?!https?:)"
          r"|file:// URLs are disabled|Unsupported url scheme|No suitable request handler"),
         ("network", True,
-         r"HTTP Error (?:403|408|425|429|5\d\d)\b|Server returned (?:403|429|5XX|5\d\d)"
-         r"|Too Many Requests|timed out|\btimeout\b|Connection (?:reset|refused|aborted)"
+         r"HTTP Error (?:403|408|425|5\d\d)\b|Server returned (?:403|5XX|5\d\d)"
+         r"|timed out|\btimeout\b|Connection (?:reset|refused|aborted)"
          r"|reset by peer|Remote end closed|RemoteDisconnected|IncompleteRead|incomplete read"
          r"|content too short|Did not get any data blocks|Stream ends prematurely|truncated"
          r"|Temporary failure in name resolution|Name or service not known|Network is unreachable"
@@ -115,7 +126,8 @@ def classify_error(message: str) -> tuple[str, bool]:
 
     The failure report groups clips by ``reason``, so reasons are stable
     snake_case words; ``transient`` says whether another attempt can help.
-    Transient failures are all reported as ``network`` once retries run out.
+    Transient failures are reported as ``network`` once retries run out, except
+    ``rate_limited`` (the site pushing back), which keeps its reason.
     HTTP 403 counts as transient: from YouTube it usually means an expired or
     throttled media URL, which the next attempt's fresh extraction replaces.
 
@@ -142,12 +154,36 @@ class AttemptError(Exception):
         self.message = message
         self.transient = transient
         self.attempts = 0  # set by the fetcher: the attempt it ended
+        self.retry_after: float | None = None  # a server's Retry-After, seconds (pipeline.retry reads it)
 
     @classmethod
     def from_message(cls, message: str) -> AttemptError:
         """The error for yt-dlp's error text, with the reason and transience `classify_error` gives it."""
         reason, transient = classify_error(message)
         return cls(reason, message, transient=transient)
+
+
+def retry_after_of(exc: BaseException | None) -> float | None:
+    """The Retry-After (seconds) of the HTTP response behind a yt-dlp error, when it carries one.
+
+    yt-dlp wraps its ``networking.exceptions.HTTPError`` (which holds the response) in an
+    ``ExtractorError``/``DownloadError``; over https the guard only relays a tunnel and cannot read
+    the header itself, so this is where the pacer learns it.
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        response = getattr(exc, "response", None)
+        headers = getattr(response, "headers", None) or getattr(exc, "headers", None)
+        if headers is not None and getattr(exc, "status", getattr(response, "status", None)) in (429, 503):
+            with contextlib.suppress(Exception):
+                value = parse_retry_after(headers.get("Retry-After"))
+                if value is not None:
+                    return value
+        info = getattr(exc, "exc_info", None)
+        exc = (getattr(exc, "cause", None) or (info[1] if info else None) or exc.__cause__ or exc.__context__)
+    return None
+
 
 
 # --------------------------------------------------------------------------
@@ -253,11 +289,31 @@ class CutPlanner(PostProcessor):
                                 transient=False)
         if can_cut(information) and not self._force_full:
             self.method = "section"
+            self._keep_cookies_off_the_command_line()
         else:
             self.method = "full"
             information.pop("section_start", None)
             information.pop("section_end", None)
         return [], information
+
+
+    def _keep_cookies_off_the_command_line(self) -> None:
+        """Forgets the cookies yt-dlp would hand the section's ffmpeg as ``-cookies``.
+
+        yt-dlp passes the cookies matching a format URL to ffmpeg on its command line, where
+        every local user can read them (``/proc/PID/cmdline``). Media URLs (YouTube's
+        googlevideo.com) need none; the page's cookies were used for the extraction already.
+        """
+        jar = getattr(self._downloader, "cookiejar", None)
+        if jar is None:
+            return
+        for fmt in self.formats:
+            url = fmt.get("url")
+            if not url:
+                continue
+            for cookie in list(jar.get_cookies_for_url(url)):
+                with contextlib.suppress(KeyError):
+                    jar.clear(cookie.domain, cookie.path, cookie.name)
 
 
 @functools.lru_cache(maxsize=1)
@@ -272,11 +328,18 @@ def deno_exe() -> str | None:
         import deno  # pylint: disable=import-outside-toplevel  # optional at import: only YouTube needs it
     except ImportError:
         return None
-    try:
-        path = deno.find_deno_bin()
-    except FileNotFoundError:
-        return None
+    # One lookup at a time: the fetch pool's threads reach here together on a worker's first clips, and
+    # the lookup reads sysconfig, whose first call fills its table unguarded (another thread then saw
+    # EXE as None and the row failed with a TypeError).
+    with _DENO_LOOKUP:
+        try:
+            path = deno.find_deno_bin()
+        except FileNotFoundError:
+            return None
     return path if os.access(path, os.X_OK) else None
+
+
+_DENO_LOOKUP = threading.Lock()
 
 
 def js_runtimes() -> dict[str, dict[str, str]]:
@@ -338,7 +401,35 @@ def build_params(config: FetchConfig, *, out_dir: str, logger: CapturingLogger, 
         params["ratelimit"] = parse_rate(config.rate_limit)
     if cookies_file is not None:
         params["cookiefile"] = cookies_file
+    if config.extractor_args:
+        merged = {ie: dict(args) for ie, args in (params.get("extractor_args") or {}).items()}
+        for ie, args in parse_extractor_args(config.extractor_args).items():
+            merged.setdefault(ie, {}).update(args)
+        params["extractor_args"] = merged
     return params
+
+
+def parse_extractor_args(text: str) -> dict[str, dict[str, list[str]]]:
+    """``IE_KEY:ARG=V1,V2;ARG2=V3`` (yt-dlp's ``--extractor-args``; several separated by spaces) as params.
+
+    yt-dlp's own option parser does the parsing, so the syntax is exactly its CLI's.
+
+    Raises:
+        ValueError: a value yt-dlp's parser refuses (the message never quotes the value: it may
+            hold a PO token).
+    """
+    argv: list[str] = []
+    for part in text.split():
+        if ":" not in part or not part.split(":", 1)[0]:
+            raise ValueError("--yt_dlp_extractor_args must look like IE_KEY:ARG=VALUE[;ARG=VALUE] "
+                             "(e.g. youtube:player_client=web)")
+        argv += ["--extractor-args", part]
+    try:
+        parsed = yt_dlp.parse_options(argv).ydl_opts.get("extractor_args") or {}
+    except (SystemExit, Exception) as e:  # its parser exits on bad input
+        raise ValueError("--yt_dlp_extractor_args could not be parsed by yt-dlp "
+                         "(IE_KEY:ARG=VALUE[;ARG=VALUE])") from e
+    return {ie: {k: list(v) for k, v in args.items()} for ie, args in parsed.items()}
 
 
 def can_cut(info: Mapping[str, Any]) -> bool:

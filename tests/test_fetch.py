@@ -24,7 +24,7 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from pipeline import fetch, probe
+from pipeline import fetch, pacing, probe
 from pipeline.errors import ClipError
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
@@ -223,6 +223,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 def _range_start(value: str | None) -> int:
     m = re.match(r"bytes=(\d+)-", value or "")
     return int(m.group(1)) if m else 0
+
+
+@pytest.fixture(autouse=True)
+def _fresh_pacers():
+    # Pacers are per process and host: one test's 429s must not make the next one wait.
+    pacing.reset()
 
 
 @pytest.fixture(scope="module")
@@ -513,8 +519,22 @@ def test_config_rejects_settings_that_would_fail_every_clip():
      ("unavailable_country_block", False)),
     ("[youtube] abcdefghijk: Sign in to confirm your age. This video may be inappropriate for some users.",
      ("unavailable_sign_in", False)),
+    # The bot wall is the site pushing back on this identity, not the video gone: retried, paced.
     ("[youtube] abcdefghijk: Sign in to confirm you\u2019re not a bot. Use --cookies-from-browser or "
-     "--cookies for the authentication.",
+     "--cookies for the authentication. See  https://github.com/yt-dlp/yt-dlp/wiki/FAQ#how-do-i-pass-cookies-"
+     "to-yt-dlp  for how to manually pass cookies.",
+     ("rate_limited", True)),
+    ("[youtube] abcdefghijk: Sign in to confirm you're not a bot. This helps protect our community. Learn more",
+     ("rate_limited", True)),
+    ("[youtube] abcdefghijk: Video unavailable. This content isn't available, try again later. The current "
+     "session has been rate-limited by YouTube for up to an hour. It is recommended to use `-t sleep` to add "
+     "a delay between video requests to avoid exceeding the rate limit.",
+     ("rate_limited", True)),
+    ("[youtube] abcdefghijk: This content isn\u2019t available, try again later.", ("rate_limited", True)),
+    ("ERROR: unable to download video data: HTTP Error 429: Too Many Requests", ("rate_limited", True)),
+    ("[youtube] abcdefghijk: This video is only available to Music Premium members",
+     ("unavailable_sign_in", False)),
+    ("[youtube] abcdefghijk: This video is age-restricted and only available on YouTube. Use --cookies",
      ("unavailable_sign_in", False)),
     ("[youtube] abcdefghijk: Join this channel to get access to members-only content like this video, "
      "and other exclusive perks.",
@@ -541,7 +561,7 @@ def test_config_rejects_settings_that_would_fail_every_clip():
     ("[generic] abcdefghijk: Unable to download webpage: HTTP Error 404: Not Found "
      "(caused by <HTTPError 404: Not Found>)", ("not_found", False)),
     ("[generic] abcdefghijk: Unable to download webpage: HTTP Error 429: Too Many Requests "
-     "(caused by <HTTPError 429: Too Many Requests>)", ("network", True)),
+     "(caused by <HTTPError 429: Too Many Requests>)", ("rate_limited", True)),
     ("unable to download video data: HTTP Error 503: Service Unavailable", ("network", True)),
     ("[generic] x: Unable to download webpage: HTTPConnectionPool(host='h', port=1): Read timed out. "
      "(read timeout=0.5)", ("network", True)),
