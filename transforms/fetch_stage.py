@@ -45,7 +45,7 @@ from pipeline.errors import ClipError, failure_record
 from pipeline.probe import ProbeResult
 from transforms import isolation, metrics
 from transforms.ahead import in_window
-from transforms.fetch import ClipFetcher, _store, _trim, clip_path
+from transforms.fetch import ClipFetcher, _store, _trim, clip_path, kept_exists
 from transforms.progress import PROGRESS
 
 DEFAULT_MAX_BYTES = 64 << 20
@@ -205,7 +205,7 @@ class FetchClips(beam.DoFn):
     def _fetch(self, clip: ClipRequest, tmp: str) -> FetchedClip:
         if self._clips_dir:
             kept = clip_path(self._clips_dir, clip)
-            if FileSystems.exists(kept):
+            if kept_exists(kept):
                 return FetchedClip(clip=clip, path=kept, duration=section_duration(clip), fetch=dict(_KEPT_FIGURES))
             fetched = self._fetcher.fetch(clip, tmp, count=False)
             return FetchedClip(clip=clip, path=kept, duration=fetched.duration, fetch=fetched.figures,
@@ -226,7 +226,7 @@ class FetchClips(beam.DoFn):
         """Fetch-only: the row's clip into --clips_dir; returns the kept-clip dict of stats.json."""
         kept = clip_path(self._clips_dir, clip)
         figures = dict(_KEPT_FIGURES)
-        if not FileSystems.exists(kept):
+        if not kept_exists(kept):
             if clip.source == "youtube":
                 figures = self._fetcher.fetch(clip, tmp, count=False).figures
             else:
