@@ -98,6 +98,9 @@ _DURATION_SLACK_S = 0.5
 
 _PROBE_TIMEOUT_S = 60.0
 
+# CR/LF (header injection), other control characters and spaces have no place in a URL.
+_CONTROL_RE = re.compile(r"[\x00-\x20\x7f]")
+
 
 @dataclasses.dataclass(frozen=True)
 class FetchConfig:
@@ -128,6 +131,8 @@ class FetchConfig:
             and the deadline, then connects through this one; SOCKS is refused.
         allow_file_urls: Allow ``file:`` URLs; only http(s) otherwise, so a
             template cannot be turned into a local-file reader by accident.
+        max_bytes: Largest http(s) video row downloaded (``--fetch_max_bytes``);
+            a larger one fails ``too_large``.
         extra_ytdlp_options: Extra ``YoutubeDL`` params (e.g. ``extractor_args``,
             ``http_headers``, ``format``/``format_sort`` overrides). Options the
             fetcher depends on are rejected (see ``ytdlp.RESERVED_OPTIONS``).
@@ -143,6 +148,7 @@ class FetchConfig:
     cookies_file: str | None = None
     proxy: str | None = None
     allow_file_urls: bool = False
+    max_bytes: int = 64 << 20
     extra_ytdlp_options: Mapping[str, Any] = dataclasses.field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
@@ -159,6 +165,8 @@ class FetchConfig:
             raise ValueError(f"max_seconds must be > 0, got {self.max_seconds}")
         if not self.backoff_base >= 0:
             raise ValueError(f"backoff_base must be >= 0, got {self.backoff_base}")
+        if self.max_bytes < 1:
+            raise ValueError(f"max_bytes must be >= 1, got {self.max_bytes}")
         if not self.socket_timeout > 0:
             raise ValueError(f"socket_timeout must be > 0, got {self.socket_timeout}")
         if self.proxy is not None:
@@ -339,9 +347,13 @@ def download_video(url: str, dest: str, *, config: FetchConfig) -> int:
         Bytes written.
 
     Raises:
-        ClipError: stage ``fetch``; reasons ``invalid_url``, ``address_not_allowed``,
-            ``timeout``, ``not_found``, ``http_error`` or ``network``.
+        ClipError: stage ``fetch``; reasons ``invalid_url`` (not http(s), or control
+            characters such as CR/LF), ``address_not_allowed``, ``timeout``, ``not_found``,
+            ``http_error``, ``too_large`` (over ``config.max_bytes``) or ``network``.
     """
+    if _CONTROL_RE.search(url):
+        # urllib would refuse it as a protocol error ("network"); it is the row's URL that is wrong.
+        raise _invalid_url(f"refusing a URL with control characters or spaces: {url!r}")
     if urllib.parse.urlsplit(url).scheme.lower() not in ("http", "https"):
         raise _invalid_url(f"refusing URL scheme in {url!r}; allowed: http, https")
     try:
@@ -350,7 +362,8 @@ def download_video(url: str, dest: str, *, config: FetchConfig) -> int:
         raise ClipError(e.reason, e.message, stage="fetch") from None
     with netguard.GuardProxy(policy, deadline=time.monotonic() + config.max_seconds, upstream=config.proxy) as guard:
         try:
-            return netguard.download(url, dest, guard=guard, timeout_s=config.socket_timeout)
+            return netguard.download(url, dest, guard=guard, timeout_s=config.socket_timeout,
+                                     max_bytes=config.max_bytes)
         except netguard.DownloadError as e:
             raise ClipError(e.reason, e.message, stage="fetch") from None
 

@@ -154,7 +154,8 @@ class BuildOptions(PipelineOptions):
                                  "loaded.")
         parser.add_argument("--fetch_max_bytes", type=_positive_int, default=64 << 20,
                             help="Largest fetched clip carried from the fetch stage to the decoder in one element "
-                                 "(without --clips_dir); a larger one fails `too_large`.")
+                                 "(without --clips_dir), and largest http(s) video row downloaded; a larger one "
+                                 "fails `too_large`.")
         # models per VM (issue 12)
         parser.add_argument("--model_copies", type=_model_copies, default=1,
                             help="Copies of each model per worker machine, shared by all its SDK worker processes "
@@ -195,7 +196,7 @@ class BuildOptions(PipelineOptions):
             url_template=self.video_url_template, max_height=self.fetch_max_height, max_attempts=self.fetch_attempts,
             max_seconds=self.fetch_max_seconds, backoff_base=self.fetch_backoff, socket_timeout=self.fetch_timeout,
             rate_limit=self.rate_limit, cookies_file=self.cookies, proxy=self.proxy,
-            allow_file_urls=self.allow_file_urls)
+            allow_file_urls=self.allow_file_urls, max_bytes=self.fetch_max_bytes)
 
     def model_sharing(self, processes: int | None = None) -> tf_setup.ModelSharing:
         """Model copies per machine and TensorFlow threads (--model_copies, --tf_*_op_threads).
