@@ -250,7 +250,8 @@ class RowParser:
         start = _parse_seconds(values["start"], "start") if values.get("start") else None
         end = _parse_seconds(values["end"], "end") if values.get("end") else None
         _check_range(start, end)
-        clip_id = redact(values.get("id") or section_id(video, start, end))  # no credentials of a URL in ids
+        # No credentials of a URL in ids (redacted before the section suffix, which stays readable).
+        clip_id = redact(values["id"]) if values.get("id") else section_id(redact(video), start, end)
         return ClipRequest(clip_id=clip_id, source="file", video=video, start=start, end=end,
                            labels=_split_labels(values.get("labels", "")),
                            split=_check_split(values.get("split") or "all"), row=row, fields=fields)
