@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline import fileio, media
+from pipeline import fileio, media, probe
 from pipeline.annotations import ClipRequest
 from pipeline.errors import ClipError
 from pipeline.probe import ProbeResult
@@ -137,13 +137,15 @@ def lean_header(header: ProbeResult | None) -> ProbeResult | None:
 class ClipFetcher:
     """Turns a YouTube ClipRequest into a local media file, its start offset and duration."""
 
-    def __init__(self, *, config: FetchConfig | None, clips_dir: str | None = None, concurrency: int = 4):
+    def __init__(self, *, config: FetchConfig | None, clips_dir: str | None = None, concurrency: int = 4,
+                 trim_limits: TrimLimits | None = None):
         if config is None:
             from pipeline.fetch import FetchConfig  # pylint: disable=import-outside-toplevel
 
             config = FetchConfig()
         self._config = config
         self._clips_dir = clips_dir
+        self.trim_limits = trim_limits or TrimLimits()
         self._concurrency = max(1, concurrency)
         self._semaphore = None
         self._bytes = metrics.counter("fetch_bytes")
@@ -183,7 +185,7 @@ class ClipFetcher:
             return Fetched(result.path, result.start_offset, result.duration, figures, header)
         if result.method != "section" or result.start_offset > 0:
             trimmed = os.path.join(tmp, f"trimmed-{uuid.uuid4().hex}.mp4")
-            _trim(result.path, trimmed, start=result.start_offset, duration=result.duration)
+            _trim(result.path, trimmed, start=result.start_offset, duration=result.duration, limits=self.trim_limits)
             _store(trimmed, kept)
             return Fetched(trimmed, 0.0, result.duration, figures)  # a new file: its header is not the probed one
         _store(result.path, kept)
@@ -261,20 +263,44 @@ def _store(local: str, dest: str) -> None:
             os.unlink(tmp)
 
 
-def _trim(src: str, dst: str, *, start: float, duration: float | None) -> None:
+@dataclasses.dataclass(frozen=True)
+class TrimLimits:
+    """The decoder's bounds for re-encoding a kept clip: --decode_timeout, --max_frame_side, --max_frame_pixels."""
+
+    timeout_s: float = 120.0
+    max_frame_side: int = probe.MAX_FRAME_SIDE
+    max_frame_pixels: int = probe.MAX_FRAME_PIXELS
+
+
+def _trim(src: str, dst: str, *, start: float, duration: float | None, limits: TrimLimits | None = None) -> None:
     """Re-encodes [start, start+duration) so the kept clip starts at `start` within one frame.
 
-    Only needed when the source could not be fetched as a section (a whole file came back).
+    Needed when the source could not be fetched as a section (a whole file came back) and for
+    videos-CSV rows in a fetch-only build. The bounds are the decoder's: the header is checked
+    against the frame-size caps first, ffmpeg refuses larger frames met later (`-max_pixels`),
+    and the whole re-encode has the decode timeout (reason `timeout`).
     """
+    limits = limits or TrimLimits()
+    header = probe.read_header("file:" + os.path.abspath(src), input_args=probe.STRANGER_FILE_ARGS,
+                               timeout=limits.timeout_s)
+    try:
+        probe.check_decodable(header, src, max_frame_side=limits.max_frame_side,
+                              max_frame_pixels=limits.max_frame_pixels)
+    except ClipError as e:
+        raise ClipError(e.reason, e.message, stage="fetch") from None
     cmd = [media.ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
            "-protocol_whitelist", media.LOCAL_PROTOCOLS, "-format_whitelist", media.UNTRUSTED_FORMATS,
-           "-ss", f"{start:.6f}"]
+           "-max_pixels", str(int(limits.max_frame_pixels)), "-ss", f"{start:.6f}"]
     if duration is not None:
         cmd += ["-t", f"{duration:.6f}"]
     cmd += ["-i", "file:" + os.path.abspath(src), "-map", "0:v:0", "-map", "0:a:0?", "-c:v", "libx264",
             "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p", "-c:a", "aac", "-movflags", "+faststart",
             "file:" + os.path.abspath(dst)]
-    proc = subprocess.run(cmd, capture_output=True, check=False)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, check=False, timeout=limits.timeout_s)
+    except subprocess.TimeoutExpired:
+        raise ClipError("timeout", f"re-encoding the clip took longer than {limits.timeout_s:g} s (--decode_timeout)",
+                        stage="fetch") from None
     if proc.returncode != 0:
         raise ClipError("trim_failed", f"could not trim the fetched file: "
                         f"{proc.stderr.decode('utf-8', 'replace').strip()[-300:]}", stage="fetch")

@@ -264,7 +264,7 @@ def keep_video_row(clip: ClipRequest, kept: str, tmp: str, *, base_dir: str, fet
         _store(local, kept)
         return {**figures, "method": "copy"}
     trimmed = os.path.join(tmp, "trimmed.mp4")
-    _trim(local, trimmed, start=clip.start or 0.0, duration=section_duration(clip))
+    _trim(local, trimmed, start=clip.start or 0.0, duration=section_duration(clip), limits=fetcher.trim_limits)
     _store(trimmed, kept)
     logging.debug("kept %s as %s", source, kept)
     return {**figures, "method": "trim"}
