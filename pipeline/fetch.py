@@ -59,6 +59,7 @@ hooks and error table are in :mod:`pipeline.ytdlp`.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -73,7 +74,7 @@ from typing import Any
 import yt_dlp
 from yt_dlp.postprocessor.ffmpeg import FFmpegPostProcessor
 
-from pipeline import netguard, probe, retry, ytdlp
+from pipeline import bounded, netguard, probe, retry, ytdlp
 from pipeline.errors import ClipError
 from pipeline.probe import ProbeResult
 
@@ -97,6 +98,10 @@ _YOUTUBE_ID_RE = re.compile(r"[A-Za-z0-9_-]{11}")
 _DURATION_SLACK_S = 0.5
 
 _PROBE_TIMEOUT_S = 60.0
+
+# The yt-dlp child may outlive the guard's deadline by this much (to report the guard's verdict).
+_CHILD_GRACE_S = 2.0
+_PRELOAD = ("pipeline.ytdlp_preload",)
 
 # CR/LF (header injection), other control characters and spaces have no place in a URL.
 _CONTROL_RE = re.compile(r"[\x00-\x20\x7f]")
@@ -133,6 +138,8 @@ class FetchConfig:
             template cannot be turned into a local-file reader by accident.
         max_bytes: Largest http(s) video row downloaded (``--fetch_max_bytes``);
             a larger one fails ``too_large``.
+        max_memory: Resident memory of yt-dlp's child process at which an attempt
+            is stopped (``too_large``): a page that inflates to gigabytes.
         extra_ytdlp_options: Extra ``YoutubeDL`` params (e.g. ``extractor_args``,
             ``http_headers``, ``format``/``format_sort`` overrides). Options the
             fetcher depends on are rejected (see ``ytdlp.RESERVED_OPTIONS``).
@@ -149,6 +156,7 @@ class FetchConfig:
     proxy: str | None = None
     allow_file_urls: bool = False
     max_bytes: int = 64 << 20
+    max_memory: int = 1 << 30
     extra_ytdlp_options: Mapping[str, Any] = dataclasses.field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
@@ -256,6 +264,7 @@ def fetch_clip(*, video_id: str, start: float, end: float, work_dir: str, config
         OSError: ``config.cookies_file`` is unreadable or ``work_dir`` is not
             writable; these affect every clip, so they are not per-clip errors.
     """
+    bounded.start(_PRELOAD)  # once per process, before the clip's clock starts
     began = time.monotonic()
     validate_youtube_id(video_id)
     _validate_segment(start, end)
@@ -390,13 +399,68 @@ def _attempt(*, url: str, start: float, end: float, out_dir: str, config: FetchC
     the probes here run the real binary with :func:`netguard.ffmpeg_env`.
     """
     net = ytdlp.FormatProbe(guard=guard, allow_file_urls=config.allow_file_urls)
+    # yt-dlp parses pages in the process that calls it, where neither the deadline nor memory can
+    # stop it (a gzip bomb page): it runs in a child process bounded in both (pipeline.bounded).
+    try:
+        run = bounded.call(_extract, {"url": url, "start": start, "end": end, "out_dir": out_dir, "config": config,
+                                      "proxy": guard.url, "ffmpeg": ffmpeg, "cookies_file": cookies_file,
+                                      "timeout": timeout},
+                           deadline=(guard.deadline if guard.deadline is not None else time.monotonic()
+                                     + config.max_seconds) + _CHILD_GRACE_S,
+                           max_memory=config.max_memory, preload=_PRELOAD)
+    except bounded.Exceeded as e:
+        if e.kind == "timeout":
+            raise AttemptError("timeout", f"yt-dlp {e.message}", transient=False) from None
+        if e.kind == "memory":
+            raise AttemptError("too_large", f"yt-dlp's extraction of {url} {e.message} (a page or playlist of that "
+                                            "size is not a video page)", transient=False) from None
+        raise AttemptError("network", f"yt-dlp {e.message}", transient=True) from None
+    if run["error"] is not None:
+        reason, message, transient = run["error"]
+        raise AttemptError(reason, message, transient=transient)
+    if run["ytdlp_error"] is not None:
+        text = run["ytdlp_error"]
+        if run["formats"] and re.search(r"ffmpeg exited with code", text):
+            raise ytdlp.diagnose_ffmpeg_failure(text, run["formats"], net=net, timeout=timeout) from None
+        raise AttemptError.from_message(text) from None
+
+    done, method, counted = run["done"], run["method"], run["bytes"]
+    if not done or done.get("_type", "video") != "video" or method is None:
+        kind = done.get("_type") if done else None
+        raise AttemptError("not_video", f"{url} resolved to {kind or 'nothing'}, not one video", transient=False)
+    path = ytdlp.downloaded_path(done)
+    media = probe.read_header(path, input_args=probe.STRANGER_FILE_ARGS, timeout=_PROBE_TIMEOUT_S)
+    if not media.ok or not media.has_video:
+        raise AttemptError("not_video", f"downloaded file is not a video: {media.summary()}", transient=False)
+    if method == "full":
+        if media.duration is not None and media.duration <= start:
+            raise AttemptError("out_of_range", f"video is {media.duration:g}s long, clip starts at {start:g}s",
+                                transient=False)
+        offset = float(start)
+    else:
+        offset = max(0.0, -media.start)
+        _check_section_length(media=media, offset=offset, start=start, end=end, source_duration=run["duration"],
+                              formats=run["formats"], net=net, timeout=timeout)
+    return _Fetched(path=path, start_offset=offset, bytes_downloaded=counted, method=method, probe=media)
+
+
+def _extract(*, url: str, start: float, end: float, out_dir: str, config: FetchConfig, proxy: str, ffmpeg: str,
+             cookies_file: str | None, timeout: float) -> dict[str, Any]:
+    """One ``extract_info(download=True)``, in the bounded child; returns plain data only.
+
+    Keys: ``done`` (``_type`` and ``requested_downloads`` of yt-dlp's answer), ``method``,
+    ``formats`` and ``duration`` (the planner's), ``bytes`` (downloaded), and either
+    ``error`` ((reason, message, transient) of an AttemptError) or ``ytdlp_error`` (its text).
+    """
     logger = ytdlp.CapturingLogger()
     counter = ytdlp.ByteCounter()
     ranges = ytdlp.SectionRanges(start, end)
     planner = ytdlp.CutPlanner(start=start, ranges=ranges)
     params = ytdlp.build_params(config, out_dir=out_dir, logger=logger, hook=counter, ffmpeg=ffmpeg,
-                           cookies_file=cookies_file, timeout=timeout, proxy=guard.url)
+                                cookies_file=cookies_file, timeout=timeout, proxy=proxy)
     params["download_ranges"] = ranges
+    out: dict[str, Any] = {"done": None, "method": None, "formats": (), "duration": None, "bytes": 0, "error": None,
+                           "ytdlp_error": None}
     # FFmpegFD.available() and the section-downloader choice ignore the
     # `ffmpeg_location` param and read this context variable; there is no
     # ffmpeg on PATH. Set per call (contextvars are per thread) and restored.
@@ -406,31 +470,22 @@ def _attempt(*, url: str, start: float, end: float, out_dir: str, config: FetchC
             ydl.add_post_processor(planner, when="before_dl")
             try:
                 done = ydl.extract_info(url, download=True)
+                if done:
+                    out["done"] = {"_type": done.get("_type", "video"), "requested_downloads": [
+                        {"filepath": d.get("filepath")} for d in done.get("requested_downloads") or []]}
             except yt_dlp.utils.YoutubeDLError as exc:
-                text = ytdlp.error_text(exc, logger)
-                if planner.formats and re.search(r"ffmpeg exited with code", text):
-                    raise ytdlp.diagnose_ffmpeg_failure(text, planner.formats, net=net, timeout=timeout) from None
-                raise AttemptError.from_message(text) from None
+                out["ytdlp_error"] = ytdlp.error_text(exc, logger)
+    except AttemptError as err:
+        out["error"] = (err.reason, err.message, err.transient)
     finally:
         FFmpegPostProcessor._ffmpeg_location.reset(token)
+    out.update(method=planner.method, formats=_plain(planner.formats), duration=ranges.duration, bytes=counter.total)
+    return out
 
-    if not done or done.get("_type", "video") != "video" or planner.method is None:
-        kind = done.get("_type") if done else None
-        raise AttemptError("not_video", f"{url} resolved to {kind or 'nothing'}, not one video", transient=False)
-    path = ytdlp.downloaded_path(done)
-    media = probe.read_header(path, input_args=probe.STRANGER_FILE_ARGS, timeout=_PROBE_TIMEOUT_S)
-    if not media.ok or not media.has_video:
-        raise AttemptError("not_video", f"downloaded file is not a video: {media.summary()}", transient=False)
-    if planner.method == "full":
-        if media.duration is not None and media.duration <= start:
-            raise AttemptError("out_of_range", f"video is {media.duration:g}s long, clip starts at {start:g}s",
-                                transient=False)
-        offset = float(start)
-    else:
-        offset = max(0.0, -media.start)
-        _check_section_length(media=media, offset=offset, start=start, end=end, source_duration=ranges.duration,
-                              formats=planner.formats, net=net, timeout=timeout)
-    return _Fetched(path=path, start_offset=offset, bytes_downloaded=counter.total, method=planner.method, probe=media)
+
+def _plain(formats: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], ...]:
+    """The chosen formats as JSON-like data (yt-dlp's dicts may hold functions, which do not pickle)."""
+    return tuple(json.loads(json.dumps(dict(f), default=repr)) for f in formats)
 
 
 def _check_section_length(*, media: ProbeResult, offset: float, start: float, end: float,
