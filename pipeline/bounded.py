@@ -7,9 +7,10 @@ compressed bytes in time) and its memory for as long. Python cannot interrupt th
 child's whole process group (the ffmpeg it started included) when the deadline passes or the
 child's resident memory goes over the bound.
 
-Children come from a ``forkserver`` (never a fork of a threaded worker), which imports the
-main module and ``preload`` once, so an attempt costs a fork, not an interpreter start (the
-usual rule of multiprocessing applies: the main module must be importable without running). The function and its
+Children come from a ``forkserver`` (never a fork of a threaded worker), which imports
+``preload`` once, so an attempt costs a fork, not an interpreter start. The children do not
+import the parent's main module (multiprocessing would, in every child: in a Beam worker that
+is Beam's whole SDK harness): what they run lives in importable modules. The function and its
 arguments must be picklable, and so must what it returns or raises.
 """
 
@@ -25,6 +26,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from multiprocessing import spawn
 from typing import Any
 
 _POLL_S = 0.05
@@ -47,9 +49,7 @@ def _context(preload: tuple[str, ...]):
     with _CONTEXT_LOCK:
         if _CONTEXT is None:
             ctx = multiprocessing.get_context("forkserver")
-            # '__main__' as multiprocessing's default does: a child that finds the main module
-            # loaded does not import it again (each child would, otherwise).
-            ctx.set_forkserver_preload(["__main__", *preload])
+            ctx.set_forkserver_preload(list(preload))
             _CONTEXT = ctx
         return _CONTEXT
 
@@ -87,6 +87,19 @@ def _child(fn: Callable[..., Any], kwargs: dict, conn: multiprocessing.connectio
     conn.close()
 
 
+_START_LOCK = threading.Lock()
+
+
+def _without_main(real: Callable[[str], dict]) -> Callable[[str], dict]:
+    def prepare(name: str) -> dict:
+        data = real(name)
+        data.pop("init_main_from_name", None)
+        data.pop("init_main_from_path", None)
+        return data
+
+    return prepare
+
+
 def resident_bytes(pid: int) -> int:
     """Resident memory of process `pid` (0 once it is gone)."""
     try:
@@ -122,7 +135,13 @@ def call(fn: Callable[..., Any], kwargs: dict, *, deadline: float, max_memory: i
     ctx = _context(preload)
     receiver, sender = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(fn, kwargs, sender), daemon=False)
-    proc.start()
+    with _START_LOCK:
+        real = spawn.get_preparation_data
+        spawn.get_preparation_data = _without_main(real)
+        try:
+            proc.start()
+        finally:
+            spawn.get_preparation_data = real
     sender.close()
     try:
         while True:
