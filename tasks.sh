@@ -8,11 +8,24 @@ cd "$(dirname "$0")"
 VENV=${VENV:-.venv}
 PY=${PYTHON:-python3}
 
+# Every package the two commands need, the report's matplotlib included: a venv missing any of them is
+# (re)installed, not half-used.
+NEEDED="apache_beam, tensorflow, matplotlib, pytest, pipeline"
+
 ensure_venv() {
-  if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import apache_beam, tensorflow, pipeline" 2>/dev/null; then
+  if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import $NEEDED" 2>/dev/null; then
+    echo "tasks.sh: setting up $VENV with the pinned requirements (first use: several minutes, about 2 GB" \
+         "of packages; pip's progress follows)" >&2
     "$PY" -m venv "$VENV"
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet -r requirements.txt -r requirements-report.txt -e ".[test,report]"
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip || true
+    # pip's own lines ("Collecting ...", "Installing collected packages ..."): minutes of work are not silent.
+    "$VENV/bin/python" -m pip install --progress-bar off -r requirements.txt -r requirements-report.txt \
+      -e ".[test,report]" 2>&1 | grep -E "^(Collecting|Installing|Successfully|ERROR|error)" >&2 || true
+    if ! "$VENV/bin/python" -c "import $NEEDED" 2>/dev/null; then
+      echo "tasks.sh: $VENV is still missing one of: $NEEDED (see pip's errors above)" >&2
+      exit 1
+    fi
+    echo "tasks.sh: $VENV is ready" >&2
   fi
 }
 

@@ -94,19 +94,86 @@ class UnknownFormatError(ValueError):
     """The first line matches none of the supported CSV formats."""
 
 
+_VIDEOS_COLUMNS = ("video", "labels", "id", "start", "end", "split")
+# Column names people use for the videos format's columns (other datasets' spellings); a header
+# using one would otherwise build silently without labels, or be read as a headerless data row.
+_VIDEOS_SYNONYMS = {
+    "label": "labels", "category": "labels", "categories": "labels", "class": "labels", "classes": "labels",
+    "tag": "labels", "tags": "labels", "class_name": "labels", "label_name": "labels",
+    "filename": "video", "file_name": "video", "file": "video", "path": "video", "video_file": "video",
+    "video_path": "video", "url": "video", "video_url": "video", "videos": "video",
+    "video_id": "id", "clip_id": "id", "ids": "id",
+    "start_time": "start", "time_start": "start", "begin": "start", "end_time": "end", "time_end": "end",
+    "stop": "end", "subset": "split", "splits": "split",
+}
+_KINETICS_SYNONYMS = {"labels": "label", "class": "label", "category": "label", "start": "time_start",
+                      "end": "time_end", "youtube id": "youtube_id", "youtubeid": "youtube_id", "id": "youtube_id",
+                      "video_id": "youtube_id", "subset": "split"}
+_HEADER_WORD_RE = re.compile(r"^[A-Za-z][A-Za-z0-9 _-]*$")
+_VIDEOS_HELP = "a videos CSV's header is video,labels[,id,start,end,split]"
+_KINETICS_HELP = "a Kinetics header is label,youtube_id,time_start,time_end,split[,is_cc]"
+
+
+def _renames(cells: list[str], known: Iterable[str], synonyms: dict[str, str]) -> list[str]:
+    """`` `x` -> `y` `` for each header cell that is not a known column but looks like a misspelled one."""
+    import difflib  # pylint: disable=import-outside-toplevel
+
+    known = list(known)
+    fixes = []
+    for cell in cells:
+        name = cell.strip().lower()
+        if not name or name in known:
+            continue
+        target = synonyms.get(name) or next(iter(difflib.get_close_matches(name, known, n=1, cutoff=0.75)), None)
+        if target is not None:
+            fixes.append(f"`{cell.strip()}` -> `{target}`")
+    return fixes
+
+
+def _header_error(first_row: list[str], fixes: list[str], help_text: str) -> UnknownFormatError:
+    return UnknownFormatError(f"header {','.join(c.strip() for c in first_row)!r} has misspelled column(s): rename "
+                              f"{', '.join(fixes)} ({help_text}); nothing was built")
+
+
 def detect_format(first_row: list[str]) -> str:
-    """Decides the CSV format from its first row (a header, or the first data row)."""
+    """Decides the CSV format from its first row (a header, or the first data row).
+
+    Raises UnknownFormatError, naming the fix, where a header would otherwise be misread: a known
+    column misspelled (`label` for `labels`), a header of other names read as a headerless data row
+    (`filename,category`), or a file separated by something other than commas.
+    """
     names = {cell.strip().lower() for cell in first_row}
+    if len(first_row) == 1:
+        for sep, what in ((";", "semicolons"), ("\t", "tabs"), ("|", "'|'")):
+            if sep in first_row[0]:
+                raise UnknownFormatError(
+                    f"the first line {first_row[0][:100]!r} is one column with {what} in it: the CSV must be "
+                    "comma-separated (e.g. video,labels; several labels in one cell are joined by ';')")
     if "video" in names:
+        fixes = _renames(first_row, _VIDEOS_COLUMNS, _VIDEOS_SYNONYMS)
+        if fixes:
+            raise _header_error(first_row, fixes, _VIDEOS_HELP)
         return FORMAT_VIDEOS
     if names & {"youtube_id", "youtube identifier"}:
+        fixes = _renames(first_row, _KINETICS_COLUMNS, _KINETICS_SYNONYMS)
+        if fixes:
+            raise _header_error(first_row, fixes, _KINETICS_HELP)
         return FORMAT_KINETICS
+    fixes = _renames(first_row, _VIDEOS_COLUMNS, _VIDEOS_SYNONYMS)
+    header_like = len(first_row) >= 2 and all(_HEADER_WORD_RE.match(c.strip()) for c in first_row)
+    if header_like and fixes:
+        raise _header_error(first_row, fixes, _VIDEOS_HELP + "; headerless rows are video_file,labels with "
+                                                           "integer labels")
     if len(first_row) >= 1 and first_row[0].strip() and not names & {"labels", "label", "id"}:
+        if header_like and not re.fullmatch(r"[\d;\s]*", first_row[1]):
+            raise UnknownFormatError(
+                f"the first line {','.join(first_row)!r} looks like a header, but it has no `video` column "
+                f"({_VIDEOS_HELP}; headerless rows are video_file,labels with integer labels)")
         return FORMAT_YT8M
     raise UnknownFormatError(
         f"cannot tell the CSV format from its first line {first_row!r}: expected a header with a `video` "
         "column (video,labels[,id,start,end,split]), a Kinetics header (label,youtube_id,time_start,time_end,split), "
-        "or headerless `video_file,labels` rows")
+        "or headerless `video_file,labels` rows" + (f"; rename {', '.join(fixes)}" if fixes else ""))
 
 
 def _parse_seconds(text: str, what: str) -> float:

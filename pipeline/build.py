@@ -1,9 +1,11 @@
 """Builds a YouTube-8M frame-level dataset from an annotation CSV.
 
-Locally (DirectRunner, two worker processes):
+Locally (the default: one process, the models run in it; on a small machine the fastest):
 
-  python -m pipeline.build --input_csv videos.csv --output_dir out/ \
-      --model_dir ~/yt8m-models --direct_running_mode=multi_processing --direct_num_workers=2
+  python -m pipeline.build --input_csv videos.csv --output_dir out/ --model_dir ~/yt8m-models
+
+Worker processes (--direct_running_mode=multi_processing --direct_num_workers=N) pay off only with
+cores to spare: each process decodes on its own, and N above the machine's cores costs time and memory.
 
 Offline smoke run without the official model files (random weights, loudly marked):
 
@@ -33,7 +35,8 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 
-from pipeline import annotations, csvsplit, logs, outputs
+from pipeline import annotations, csvsplit, logs, outputs, settings
+from pipeline import options as options_module
 from pipeline.models import registry
 from pipeline.options import BuildOptions
 from transforms.assemble import AssembleRecords
@@ -58,25 +61,31 @@ class UsageError(Exception):
 
 def build_pipeline(p: beam.Pipeline, options: BuildOptions, *, run_info: dict | None = None,
                    run_tag: str = "", expected_rows: int | None = None, keep_labels: tuple[str, ...] = (),
-                   replaces: tuple[str, ...] = (), csv_splits: list[csvsplit.CsvSplit] | None = None
-                   ) -> beam.PCollection:
+                   replaces: tuple[str, ...] = (), csv_splits: list[csvsplit.CsvSplit] | None = None,
+                   kept_shards: tuple[dict, ...] = ()) -> beam.PCollection:
     """Wires the whole dataset build onto `p`. Returns the PCollection holding the stats dict.
 
     `run_tag` names this run's record shards when earlier records are kept (--skip_existing);
     `keep_labels` are the earlier vocabulary's names (their indices must not change);
     `replaces` are earlier side files (failure shards) removed once this run's are complete;
-    `csv_splits` are the launcher's split points of the CSV (None: read it as one split).
+    `csv_splits` are the launcher's split points of the CSV (None: read it as one split);
+    `kept_shards` the figures of the record shards a resume keeps (stats.json's dataset totals).
     """
     config = options.model_config()
     base_dir = _dirname(options.input_csv)
     read = p | "ReadAnnotations" >> ReadAnnotations(options.input_csv, keep_labels=keep_labels, splits=csv_splits)
     clips, skipped = read["clips"], p | "NothingSkipped" >> beam.Create([0])
     resume_failures = p | "NoResumeFailures" >> beam.Create([])
+    skipped_clips = p | "NoSkippedClips" >> beam.Create([])
     if options.skip_existing:
         existing = outputs.existing_records(options.output_dir)
-        clips, skipped, resume_failures = clips | "SkipExisting" >> SkipExisting(existing)
+        resumed = clips | "SkipExisting" >> SkipExisting(
+            existing, outputs.existing_failure_shards(options.output_dir), retry_permanent=options.retry_permanent)
+        clips, skipped, skipped_clips = resumed["todo"], resumed["skipped_count"], resumed["skipped"]
+        resume_failures = (resumed["failures"], resumed["carried"]) | "ResumeFailures" >> beam.Flatten()
+    dataset_inputs = {"requests": read["clips"], "skipped": skipped_clips}
     fetcher = ClipFetcher(config=options.fetch_config(), clips_dir=options.clips_dir,
-                          concurrency=options.fetch_concurrency,
+                          concurrency=options.fetch_concurrency, sources=options.clip_sources_parsed(),
                           trim_limits=TrimLimits(timeout_s=options.decode_timeout,
                                                  max_frame_side=options.max_frame_side,
                                                  max_frame_pixels=options.max_frame_pixels))
@@ -93,7 +102,7 @@ def build_pipeline(p: beam.Pipeline, options: BuildOptions, *, run_info: dict | 
             "WriteDataset" >> WriteDataset(
                 output_dir=options.output_dir, records_per_shard=options.records_per_shard,
                 failures_per_shard=options.failures_per_shard, run_info=run_info or {}, run_tag=run_tag,
-                replaces=tuple(replaces)))
+                replaces=tuple(replaces), kept_shards=kept_shards))
     # The fusion break: decoding (and the models) may run on other workers than the fetch.
     decoded = fetched.clips | "SpreadFetched" >> beam.Reshuffle() | "DecodeClips" >> beam.ParDo(
         DecodeClips(base_dir=base_dir, timeout_s=options.decode_timeout, fetcher=fetcher,
@@ -114,10 +123,10 @@ def build_pipeline(p: beam.Pipeline, options: BuildOptions, *, run_info: dict | 
     failures = ((read["failures"], resume_failures, fetched[FetchClips.FAILURES], decoded[DecodeClips.FAILURES],
                  assembly_failures) | "AllFailures" >> beam.Flatten())
     return {"records": records, "failures": failures, "vocabulary": read["vocabulary"],
-            "rows_read": read["rows_read"], "skipped_existing": skipped} | "WriteDataset" >> WriteDataset(
-        output_dir=options.output_dir, records_per_shard=options.records_per_shard,
-        failures_per_shard=options.failures_per_shard, run_info=run_info or {}, run_tag=run_tag,
-        replaces=tuple(replaces))
+            "rows_read": read["rows_read"], "skipped_existing": skipped, **dataset_inputs} | "WriteDataset" >> (
+        WriteDataset(output_dir=options.output_dir, records_per_shard=options.records_per_shard,
+                     failures_per_shard=options.failures_per_shard, run_info=run_info or {}, run_tag=run_tag,
+                     replaces=tuple(replaces), kept_shards=kept_shards))
 
 
 def sdk_processes_per_machine(pipeline_options: PipelineOptions) -> int | None:
@@ -199,7 +208,11 @@ def check_arguments(argv: list[str]) -> None:
     underscores, and one spelling keeps commands copyable between docs, scripts and Dataflow.
     """
     parser = _known_flags_parser()
-    _, unknown = parser.parse_known_args(argv)
+    # A bad value (`--models synthtic`, `--records_per_shard 0`) exits 2 with one usage line and the
+    # error, not Beam's usage of every flag it has (some 160 lines).
+    parser.prog, parser.usage = "python -m pipeline.build", options_module.USAGE
+    known_values, unknown = parser.parse_known_args(argv)
+    _check_beam_values(vars(known_values))
     if not unknown:
         return
     # Every flag here, Beam's included, is spelled --<dest>, so the options' names are the known flags.
@@ -215,6 +228,20 @@ def check_arguments(argv: list[str]) -> None:
         close = [underscored] if underscored in known else difflib.get_close_matches(name, known, n=1, cutoff=0.6)
         problems.append(f"unknown argument {name}" + (f" (did you mean {close[0]}?)" if close else ""))
     raise UsageError("; ".join(problems))
+
+
+# Beam's own numeric flags that take any integer but mean nothing (or hang a run) below a minimum.
+_BEAM_MINIMUMS = {"direct_num_workers": 0, "num_workers": 1, "max_num_workers": 1,
+                  "number_of_worker_harness_threads": 1, "disk_size_gb": 1, "sdk_worker_parallelism": 0,
+                  "max_cache_memory_usage_mb": 0}
+
+
+def _check_beam_values(values: dict) -> None:
+    """Beam's numeric flags checked here, at parse time, as ours are by their argparse types."""
+    for name, minimum in _BEAM_MINIMUMS.items():
+        value = values.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value < minimum:
+            raise UsageError(f"--{name} {value}: must be >= {minimum}")
 
 
 def is_local_run(pipeline_options: PipelineOptions) -> bool:
@@ -276,6 +303,14 @@ def run(argv: list[str] | None = None) -> dict:
                          "build reuses the clips already in --clips_dir by itself: rerun it with --overwrite")
     if pipeline_options.get_all_options().get("dry_run"):
         return _dry_run(pipeline_options, options)
+    if options.overwrite and options.skip_existing:
+        raise UsageError("--overwrite and --skip_existing contradict each other; pass one")
+    try:  # the output directory's refusals first: before the CSV pass, the banner, the model files
+        outputs.check_output_dir(options.output_dir)
+        outputs.refuse_existing_dataset(options.output_dir, overwrite=options.overwrite,
+                                        skip_existing=options.skip_existing)
+    except outputs.OutputError as e:
+        raise UsageError(str(e)) from e
     input_format, input_rows, csv_labels, csv_splits = check_input_csv(options.input_csv,
                                                                       rows_per_split=options.csv_split_rows)
     files = None  # --features none: no model is resolved or loaded, TensorFlow is never imported
@@ -286,8 +321,6 @@ def run(argv: list[str] | None = None) -> dict:
         if models_run_here(pipeline_options):
             logs.import_tensorflow()  # before the pipeline's threads start printing (its start-up lines held back)
         files = registry.resolve(config)  # fails here, before any work, when files are missing
-    if options.overwrite and options.skip_existing:
-        raise UsageError("--overwrite and --skip_existing contradict each other; pass one")
     try:
         fetch_config = options.fetch_config()
     except ValueError as e:
@@ -365,12 +398,17 @@ def _run_locked(pipeline_options: PipelineOptions, options: BuildOptions, *, inp
                 csv_labels: set[str], files: registry.ModelFiles | None, local: bool,
                 csv_splits: list[csvsplit.CsvSplit] | None = None) -> dict:
     """The part of `run` that holds the directory's build lock."""
+    # The settings that change a record's bytes: recorded before any record, checked by a resume.
+    build_settings = settings.build_settings(options, files) if files is not None else None
     try:
         plan = outputs.prepare_output_dir(options.output_dir, overwrite=options.overwrite,
-                                          skip_existing=options.skip_existing, csv_labels=csv_labels)
+                                          skip_existing=options.skip_existing, csv_labels=csv_labels,
+                                          settings=build_settings)
     except outputs.OutputError as e:
         raise UsageError(str(e)) from e
     try:
+        if build_settings is not None:
+            settings.write(options.output_dir, build_settings)
         outputs.write_vocabulary(options.output_dir, csv_labels, plan.keep_labels)
     except Exception as e:  # pylint: disable=broad-except
         raise UsageError(f"--output_dir {options.output_dir} cannot be written: {type(e).__name__}: {e}") from e
@@ -379,6 +417,7 @@ def _run_locked(pipeline_options: PipelineOptions, options: BuildOptions, *, inp
         "input_format": input_format,
         "models": files.describe() if files else None,
         "synthetic": bool(files and files.synthetic),
+        "settings": build_settings,
         "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     if options.features == "none":
@@ -387,9 +426,11 @@ def _run_locked(pipeline_options: PipelineOptions, options: BuildOptions, *, inp
     with _runner_validation():
         p = beam.Pipeline(runner=local_runner(pipeline_options) if local else None, options=pipeline_options)
     build_pipeline(p, options, run_info=run_info, run_tag=plan.run_tag, expected_rows=input_rows,
-                   keep_labels=plan.keep_labels, replaces=plan.replaces, csv_splits=csv_splits)
+                   keep_labels=plan.keep_labels, replaces=plan.replaces, csv_splits=csv_splits,
+                   kept_shards=plan.kept_shards)
     # Local worker processes report to this process's display; on other runners they log.
-    with RunProgress(total=input_rows) if local else contextlib.nullcontext():
+    done_word = "kept" if options.features == "none" else "decoded"
+    with RunProgress(total=input_rows, done_word=done_word) if local else contextlib.nullcontext():
         with _runner_validation():
             result = p.run()
         result.wait_until_finish()
@@ -417,9 +458,49 @@ def _print_summary(result: PipelineResult, wall_seconds: float, *, synthetic: bo
     print("Run summary (Beam metrics)\n" + "\n".join(lines), file=sys.stderr, flush=True)
 
 
+def _split_top_level(text: str, separator: str) -> list[str]:
+    """`text` split at `separator` where it is outside parentheses (a path or URL in them stays whole)."""
+    parts, depth, start, i = [], 0, 0, 0
+    while i < len(text):
+        char = text[i]
+        depth += (char == "(") - (char == ")")
+        if depth == 0 and text.startswith(separator, i):
+            parts.append(text[start:i + len(separator.rstrip())])
+            start = i = i + len(separator)
+            continue
+        i += 1
+    return [*parts, text[start:]]
+
+
+def readable_error(text: str, width: int = 110) -> str:
+    """A long one-line error as short lines: one per `;`-separated item, the advice after them on its own.
+
+    A missing-models error names four files, each with its cache, URL and fix: 1,500 characters
+    on one line that nobody reads to the end.
+    """
+    import textwrap  # pylint: disable=import-outside-toplevel
+
+    if len(text) <= width:
+        return text
+    lines = []
+    for k, sentence in enumerate(_split_top_level(text, ". ")):
+        indent = "" if k == 0 else "  "
+        first, *rest = _split_top_level(sentence, "; ")
+        lines.append(textwrap.fill(first, width, initial_indent=indent, subsequent_indent=indent + "    "))
+        lines += [textwrap.fill(item, width, initial_indent=indent + "  - ", subsequent_indent=indent + "    ")
+                  for item in rest]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """The CLI: -v/--verbose, then every flag of BuildOptions and Beam. Returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "--help_beam" in argv:
+        _known_flags_parser().print_help()
+        return 0
+    if any(arg in ("-h", "--help") for arg in argv):
+        options_module.help_parser().print_help()
+        return 0
     verbose = any(arg in ("-v", "--verbose") for arg in argv)
     argv = [arg for arg in argv if arg not in ("-v", "--verbose")]
     logs.setup(verbose_flag=verbose)
@@ -428,27 +509,41 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except SystemExit as e:  # argparse's verdict on a flag's value: it printed the usage line and the error
+        return e.code if isinstance(e.code, int) else 2
     except Exception as e:  # pylint: disable=broad-except
         from pipeline.errors import ModelArtifactError  # pylint: disable=import-outside-toplevel
 
         if isinstance(e, ModelArtifactError):
-            print(f"error: {e}", file=sys.stderr)
+            print(readable_error(f"error: {e}"), file=sys.stderr)
             return 2
         raise
     if stats.get("dry_run"):
         return 0
     if stats.get("features") == "none":
-        print(f"Kept {stats['clips_kept']} clips ({stats['clips_already_kept']} more were already kept) and wrote "
+        kept = stats["clips_kept"]
+        print(f"Kept {kept} clip{'' if kept == 1 else 's'} ({stats['clips_already_kept']} more "
+              f"{'was' if stats['clips_already_kept'] == 1 else 'were'} already kept) and wrote "
               f"{stats['failures']} failure line{'' if stats['failures'] == 1 else 's'} for {stats['rows_read']} rows "
               "(fetch-only build; all figures: stats.json)")
     else:
-        print(f"Wrote {stats['records_written']} records ({stats['steps_written']} steps, "
-              f"{stats['seconds_of_video']:.1f} s of video) and {stats['failures']} failure line"
+        this_run = stats.get("this_run") or stats  # the top level describes the whole dataset
+        print(f"Wrote {stats['records_written']} records ({this_run['steps_written']} steps, "
+              f"{this_run['seconds_of_video']:.1f} s of video) and {stats['failures']} failure line"
               f"{'' if stats['failures'] == 1 else 's'} for "
               f"{stats['rows_read']} rows (all figures: stats.json)")
     if not stats.get("all_rows_accounted_for", False):
         print("error: rows read != records written + records skipped (existing) + failure lines; some rows are "
               "unaccounted for; see stats.json", file=sys.stderr)
+        return 1
+    made = (stats.get("clips_kept", 0) + stats.get("clips_already_kept", 0) if stats.get("features") == "none"
+            else stats.get("records_written", 0) + stats.get("records_skipped_existing", 0))
+    if not made:  # every row failed: a dataset of nothing is not a success (scripts and CI must see it)
+        what = "no clip was kept" if stats.get("features") == "none" else "no record was written"
+        rows = stats.get("rows_read", 0)
+        print(f"error: {what}: {'the 1 row' if rows == 1 else f'all {rows} rows'} failed; the reasons are in "
+              f"{FileSystems.join(PipelineOptions(argv).view_as(BuildOptions).output_dir, 'failures-*.jsonl')} "
+              "(python -m pipeline.inspect DIR summarizes them)", file=sys.stderr)
         return 1
     return 0
 

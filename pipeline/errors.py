@@ -52,3 +52,16 @@ def os_error_reason(error: BaseException) -> str | None:
             todo.extend(v for v in details.values() if isinstance(v, BaseException))
         todo.extend((current.__cause__, current.__context__))
     return None
+
+
+# Reasons a rerun with --skip_existing tries again: the row may well succeed next time. Every other
+# reason is a verdict on the row itself (gone, private, not a video, ...): its failure line is carried
+# into the new report unless --retry_permanent is given. `internal_error` is here because it is not a
+# verdict on the row but on this code, which a rerun may have fixed; `no_space` on the disk, which
+# may have room by then.
+TRANSIENT_REASONS = frozenset({"network", "timeout", "rate_limited", "internal_error", "no_space"})
+
+
+def is_transient(reason: str) -> bool:
+    """True when a row that failed with `reason` is worth another attempt on a resumed build."""
+    return reason in TRANSIENT_REASONS

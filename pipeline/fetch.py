@@ -345,7 +345,7 @@ def _guard_verdict(guard: netguard.GuardProxy, err: AttemptError, *, max_seconds
     return err
 
 
-def download_video(url: str, dest: str, *, config: FetchConfig) -> int:
+def download_video(url: str, dest: str, *, config: FetchConfig, sent: dict | None = None) -> int:
     """Downloads an http(s) video of a CSV row to ``dest`` through a guard proxy.
 
     The same confinement as :func:`fetch_clip`: only the row's own host may be
@@ -371,7 +371,7 @@ def download_video(url: str, dest: str, *, config: FetchConfig) -> int:
         raise ClipError(e.reason, e.message, stage="fetch") from None
     with netguard.GuardProxy(policy, deadline=time.monotonic() + config.max_seconds, upstream=config.proxy) as guard:
         try:
-            return netguard.download(url, dest, guard=guard, timeout_s=config.socket_timeout,
+            return netguard.download(url, dest, guard=guard, timeout_s=config.socket_timeout, sent=sent,
                                      max_bytes=config.max_bytes)
         except netguard.DownloadError as e:
             raise ClipError(e.reason, e.message, stage="fetch") from None
@@ -392,11 +392,14 @@ class _Fetched:
 
 
 def _attempt(*, url: str, start: float, end: float, out_dir: str, config: FetchConfig, guard: netguard.GuardProxy,
-             ffmpeg: str, cookies_file: str | None, timeout: float) -> _Fetched:
+             ffmpeg: str, cookies_file: str | None, timeout: float, force_full: bool = False) -> _Fetched:
     """Resolves, downloads and checks the clip once; raises AttemptError on failure.
 
     ``ffmpeg`` is what yt-dlp runs (see :func:`netguard.ffmpeg_for_ytdlp`);
     the probes here run the real binary with :func:`netguard.ffmpeg_env`.
+    A section cut that is not media is tried again as a whole-file download (``force_full``):
+    a static server without Range requests (``python -m http.server``) serving an MP4 whose
+    index is at its end gives ffmpeg's cut nothing it can seek in.
     """
     net = ytdlp.FormatProbe(guard=guard, allow_file_urls=config.allow_file_urls)
     # yt-dlp parses pages in the process that calls it, where neither the deadline nor memory can
@@ -404,7 +407,7 @@ def _attempt(*, url: str, start: float, end: float, out_dir: str, config: FetchC
     try:
         run = bounded.call(_extract, {"url": url, "start": start, "end": end, "out_dir": out_dir, "config": config,
                                       "proxy": guard.url, "ffmpeg": ffmpeg, "cookies_file": cookies_file,
-                                      "timeout": timeout},
+                                      "timeout": timeout, "force_full": force_full},
                            deadline=(guard.deadline if guard.deadline is not None else time.monotonic()
                                      + config.max_seconds) + _CHILD_GRACE_S,
                            max_memory=config.max_memory, preload=_PRELOAD)
@@ -418,20 +421,36 @@ def _attempt(*, url: str, start: float, end: float, out_dir: str, config: FetchC
     if run["error"] is not None:
         reason, message, transient = run["error"]
         raise AttemptError(reason, message, transient=transient)
+    done, method, counted, formats = run["done"], run["method"], run["bytes"], run["formats"]
+    retry_full = {"url": url, "start": start, "end": end, "out_dir": out_dir, "config": config, "guard": guard,
+                  "ffmpeg": ffmpeg, "cookies_file": cookies_file, "timeout": timeout}
     if run["ytdlp_error"] is not None:
         text = run["ytdlp_error"]
-        if run["formats"] and re.search(r"ffmpeg exited with code", text):
-            raise ytdlp.diagnose_ffmpeg_failure(text, run["formats"], net=net, timeout=timeout) from None
-        raise AttemptError.from_message(text) from None
+        if not (formats and re.search(r"ffmpeg exited with code", text)):
+            raise AttemptError.from_message(text) from None
+        found = ytdlp.diagnose_ffmpeg_failure(text, formats, net=net, timeout=timeout)
+        if found.reason != "not_video" or method != "section":
+            raise found from None
+        ranged, sent = _ask_the_server(formats, guard=guard, timeout=timeout)
+        if ranged is not False:
+            raise AttemptError("not_video", found.message + sent, transient=False) from None
+        # What ffmpeg read through the URL is not media it can cut: without Range
+        # support an index at the file's end is out of its reach. The whole file decides.
+        _LOG.debug("%s: the section cut failed (%s); fetching the whole file", url, found.message)
+        return _attempt_full(**retry_full)
 
-    done, method, counted = run["done"], run["method"], run["bytes"]
     if not done or done.get("_type", "video") != "video" or method is None:
         kind = done.get("_type") if done else None
         raise AttemptError("not_video", f"{url} resolved to {kind or 'nothing'}, not one video", transient=False)
     path = ytdlp.downloaded_path(done)
     media = probe.read_header(path, input_args=probe.STRANGER_FILE_ARGS, timeout=_PROBE_TIMEOUT_S)
     if not media.ok or not media.has_video:
-        raise AttemptError("not_video", f"downloaded file is not a video: {media.summary()}", transient=False)
+        ranged, sent = _ask_the_server(formats, guard=guard, timeout=timeout)
+        if method == "section" and ranged is False:
+            _LOG.debug("%s: the section cut is not media (%s); fetching the whole file", url, media.summary())
+            return _attempt_full(**retry_full)
+        raise AttemptError("not_video", f"the downloaded file ({os.path.getsize(path):,} bytes) is not a video"
+                           f"{sent}: {media.summary()}", transient=False)
     if method == "full":
         if media.duration is not None and media.duration <= start:
             raise AttemptError("out_of_range", f"video is {media.duration:g}s long, clip starts at {start:g}s",
@@ -445,7 +464,7 @@ def _attempt(*, url: str, start: float, end: float, out_dir: str, config: FetchC
 
 
 def _extract(*, url: str, start: float, end: float, out_dir: str, config: FetchConfig, proxy: str, ffmpeg: str,
-             cookies_file: str | None, timeout: float) -> dict[str, Any]:
+             cookies_file: str | None, timeout: float, force_full: bool = False) -> dict[str, Any]:
     """One ``extract_info(download=True)``, in the bounded child; returns plain data only.
 
     Keys: ``done`` (``_type`` and ``requested_downloads`` of yt-dlp's answer), ``method``,
@@ -455,7 +474,7 @@ def _extract(*, url: str, start: float, end: float, out_dir: str, config: FetchC
     logger = ytdlp.CapturingLogger()
     counter = ytdlp.ByteCounter()
     ranges = ytdlp.SectionRanges(start, end)
-    planner = ytdlp.CutPlanner(start=start, ranges=ranges)
+    planner = ytdlp.CutPlanner(start=start, ranges=ranges, force_full=force_full)
     params = ytdlp.build_params(config, out_dir=out_dir, logger=logger, hook=counter, ffmpeg=ffmpeg,
                                 cookies_file=cookies_file, timeout=timeout, proxy=proxy)
     params["download_ranges"] = ranges
@@ -486,6 +505,42 @@ def _extract(*, url: str, start: float, end: float, out_dir: str, config: FetchC
 def _plain(formats: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], ...]:
     """The chosen formats as JSON-like data (yt-dlp's dicts may hold functions, which do not pickle)."""
     return tuple(json.loads(json.dumps(dict(f), default=repr)) for f in formats)
+
+
+def _attempt_full(*, out_dir: str, **kwargs: Any) -> _Fetched:
+    """The same attempt as a whole-file download, in a folder of its own."""
+    full_dir = os.path.join(out_dir, "full")
+    os.makedirs(full_dir, exist_ok=True)
+    return _attempt(out_dir=full_dir, force_full=True, **kwargs)
+
+
+def _ask_the_server(formats: Sequence[Mapping[str, Any]], *, guard: netguard.GuardProxy,
+                    timeout: float) -> tuple[bool | None, str]:
+    """(whether the chosen format's server honours Range, `` (from SERVER: HTTP ..., Content-Type ...)``).
+
+    One request for the first byte (``Range: bytes=0-0``): when a fetched file is not media, the
+    server that sent it is the one to blame, not the video; and only a server without Range
+    support deserves the whole-file fallback. (None, "") when there is no http(s) URL to ask.
+    """
+    from pipeline import downloads  # pylint: disable=import-outside-toplevel
+
+    # Only a plain file over http(s) can lack Range support; playlists (HLS) are not whole files.
+    url = next((f.get("url") for f in formats if f.get("protocol") in ("http", "https")
+                and str(f.get("url", "")).startswith(("http://", "https://"))), None)
+    if not url:
+        return None, ""
+    try:
+        with downloads.open_url(url, timeout=min(timeout, 10.0), proxy=guard.url,
+                                headers={"User-Agent": "yt8m-pipeline", "Range": "bytes=0-0"}) as response:
+            headers = response.headers
+            host = urllib.parse.urlsplit(response.geturl()).netloc
+            ranged = response.status == 206
+            size = (headers.get("Content-Range") or "").rpartition("/")[2] if ranged else headers.get("Content-Length")
+            return ranged, (f" (from {host}: HTTP {200 if ranged else response.status}, Content-Type "
+                            f"{headers.get('Content-Type') or 'none'}, Content-Length {size or 'none'}, "
+                            f"Accept-Ranges {'bytes' if ranged else 'none'})")
+    except Exception as e:  # pylint: disable=broad-except  (only a better message is lost)
+        return None, f" (from {urllib.parse.urlsplit(url).netloc}; asking it again failed: {type(e).__name__})"
 
 
 def _check_section_length(*, media: ProbeResult, offset: float, start: float, end: float,

@@ -63,6 +63,24 @@ class _Server(socketserver.ThreadingTCPServer):
         _LOG.debug("guard proxy connection error", exc_info=True)
 
 
+# Refusals already logged in this process, by (reason, host): a blocked run of 30 rows says so once,
+# not 60 times. Bounded, so a CSV of a million hostile hosts cannot grow it without end.
+_LOGGED_REFUSALS: set[tuple[str, str]] = set()
+_LOGGED_REFUSALS_LOCK = threading.Lock()
+_MAX_LOGGED_REFUSALS = 1000
+
+
+def _first_of_its_kind(reason: str, host: str) -> bool:
+    if "://" in host:  # a plain-http request names its whole URL: the destination is its host
+        host = urllib.parse.urlsplit(host).hostname or host
+    with _LOGGED_REFUSALS_LOCK:
+        key = (reason, host)
+        if key in _LOGGED_REFUSALS or len(_LOGGED_REFUSALS) >= _MAX_LOGGED_REFUSALS:
+            return False
+        _LOGGED_REFUSALS.add(key)
+        return True
+
+
 class GuardProxy:
     """``with GuardProxy(policy, deadline=...) as guard:`` proxies at ``guard.url``.
 
@@ -162,7 +180,11 @@ class GuardProxy:
     def _refuse(self, host: str, port: int, reason: str, message: str) -> None:
         with self._lock:
             self.refusals.append(Refusal(host, port, reason, message))
-        _LOG.info("Guard proxy refused %s:%s: %s", host, port, message)
+        if _first_of_its_kind(reason, host):
+            _LOG.info("Guard proxy refused %s:%s: %s (logged once per destination and reason; every row's "
+                      "refusal is in the failure report)", host, port, message)
+        else:
+            _LOG.debug("Guard proxy refused %s:%s: %s", host, port, message)
 
     def _mark_deadline(self, tunnels: int = 0) -> None:
         with self._lock:

@@ -298,17 +298,56 @@ def main(argv: list[str] | None = None) -> int:
                 stats = _fetch_only_stats(spec)
                 print(f"{spec}: a fetch-only build (--features none) has no records: {stats.get('clips_kept', 0)} "
                       f"clips kept and {stats.get('clips_already_kept', 0)} already kept in "
-                      f"{stats.get('clips_dir') or '--clips_dir'}, {stats.get('failures', 0)} failures (stats.json)")
+                      f"{stats.get('clips_dir') or '--clips_dir'}, {stats.get('failures', 0)} failure line(s) "
+                      "(stats.json)"
+                      + ("" if stats.get("clips_kept", 0) or stats.get("clips_already_kept", 0) else
+                         f"; every row failed: the reasons are in {spec.rstrip('/')}/failures-*.jsonl"))
             return 0
         print(f"error: no record files found at {' '.join(args.paths)}", file=sys.stderr)
+        for spec in args.paths:
+            if path_isdir(spec) and path_exists(spec.rstrip("/") + "/stats.json"):
+                print(_no_records_note(spec), file=sys.stderr)
         return 2
     summary = inspect_records(paths)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         _print_text(summary, sys.stdout)
+        if not summary["records"]:
+            for spec in args.paths:
+                print(_no_records_note(spec), file=sys.stdout)
     return 1 if summary["violations_total"] else 0
 
 
+def _no_records_note(spec: str) -> str:
+    """Where to look when a build wrote no record: its failure report, with stats.json's reasons."""
+    directory = dataset_dir(spec, []) or spec
+    directory = directory.rstrip("/")
+    stats = {}
+    try:
+        with gfile().GFile(directory + "/stats.json", "r") as f:
+            stats = json.loads(f.read())
+    except Exception:  # noqa: BLE001 - no stats.json (an unfinished build): the pointer alone
+        pass
+    reasons = stats.get("failures_by_reason") if isinstance(stats, dict) else None
+    why = (" (" + ", ".join(f"{reason}: {count}" for reason, count in sorted(reasons.items(), key=lambda kv: -kv[1]))
+           + ")") if reasons else ""
+    return (f"{spec}: no records: the build's {stats.get('failures', 'failed')} rows failed{why}; every row's "
+            f"reason is in {directory}/failures-*.jsonl (python -m pipeline.report {spec} plots them)")
+
+
+def run_cli() -> int:
+    """`main` for `python -m`: output cut short by a closed pipe (`| head`) ends quietly, not in a traceback."""
+    try:
+        code = main()
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # Python flushes stdout again at exit; point it at /dev/null so that flush has nowhere to fail.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli())

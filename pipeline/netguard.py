@@ -132,7 +132,7 @@ def _sh_quote(text: str) -> str:
 
 
 def download(url: str, dest: str, *, guard: GuardProxy, timeout_s: float, max_redirects: int = 5,
-             max_bytes: int = MAX_DOWNLOAD_BYTES) -> int:
+             max_bytes: int = MAX_DOWNLOAD_BYTES, sent: dict | None = None) -> int:
     """Downloads ``url`` to ``dest`` through ``guard``, following http(s) redirects only.
 
     The transfer itself is `pipeline.downloads`'; this adds the guard's policy: every hop
@@ -146,6 +146,8 @@ def download(url: str, dest: str, *, guard: GuardProxy, timeout_s: float, max_re
         timeout_s: Socket timeout of each read.
         max_redirects: Redirects followed before giving up.
         max_bytes: Largest body accepted (a hostile server could fill the disk).
+        sent: Filled with what the server said it sent (``url`` of the last hop, ``content_type``),
+            so a body that is not media can be blamed on the server that sent it.
 
     Returns:
         Bytes written.
@@ -169,6 +171,8 @@ def download(url: str, dest: str, *, guard: GuardProxy, timeout_s: float, max_re
         with downloads.open_url(url, timeout=hop_timeout, headers={"User-Agent": "yt8m-pipeline"}, proxy=guard.url,
                                 max_redirects=max_redirects, check_url=check_url) as response, \
                 open(dest, "wb") as out:
+            if sent is not None:
+                sent.update(url=response.geturl(), content_type=response.headers.get("Content-Type") or "none")
             written = downloads.read_body(response, out.write, url=response.geturl(), max_bytes=max_bytes)
     except downloads.TransferError as error:
         raise _download_failure(guard, error) from None

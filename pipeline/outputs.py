@@ -286,7 +286,7 @@ def unique_run_tag(existing: list[str]) -> str:
 # ---------------------------------------------------------------------------------------------
 # What a run does with its --output_dir (the launcher decides before any work).
 
-_OUTPUT_PATTERNS = ("records/*", "failures-*", "vocabulary.csv", "stats.json")
+_OUTPUT_PATTERNS = ("records/*", "failures-*", "vocabulary.csv", "stats.json", "settings.json")
 
 
 def _match(output_dir: str, pattern: str) -> list[str]:
@@ -304,6 +304,41 @@ def existing_records(output_dir: str) -> list[str]:
     return _match(output_dir, "records/*.tfrecord")
 
 
+def existing_failure_shards(output_dir: str) -> list[str]:
+    """The failure report shards (`failures-*.jsonl`) an earlier build left in `output_dir`, sorted."""
+    return _match(output_dir, "failures-*.jsonl")
+
+
+def _earlier_shard_figures(output_dir: str) -> dict:
+    """stats.json's per-shard figures of the earlier build (name -> figures), {} when it has none."""
+    path = join(output_dir, "stats.json")
+    try:
+        if not FileSystems.exists(path):
+            return {}
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+            shards = json.loads(f.read().decode("utf-8")).get("shards")
+    except Exception as e:  # pylint: disable=broad-except  (an edited or damaged stats.json: figures unknown)
+        logging.warning("--skip_existing: cannot read the per-shard figures of %s (%s: %s); the dataset totals "
+                        "will leave out the shards already there", path, type(e).__name__, e)
+        return {}
+    return shards if isinstance(shards, dict) else {}
+
+
+def kept_shard_figures(output_dir: str, counts: dict[str, int]) -> tuple[dict, ...]:
+    """One dict per record shard kept by a resume: name, records (from the framing walk) and, when the
+    earlier stats.json lists the shard with that many records, its steps, seconds, silent clips, sources."""
+    earlier = _earlier_shard_figures(output_dir)
+    out = []
+    for path, count in sorted(counts.items()):
+        name = path.rsplit("/", 1)[-1]
+        known = earlier.get(name)
+        if isinstance(known, dict) and known.get("records") == count:
+            out.append({**known, "name": name, "records": count})
+        else:
+            out.append({"name": name, "records": count})
+    return tuple(out)
+
+
 def _delete_stats_first(paths: list[str]) -> None:
     # stats.json goes first: from then on the directory no longer looks like a finished build.
     paths = sorted(set(paths), key=lambda path: not path.endswith("stats.json"))
@@ -319,15 +354,31 @@ class OutputPlan:
       run_tag: names this run's record shards when earlier ones are kept.
       keep_labels: the earlier vocabulary's names (--skip_existing), kept at their indices.
       replaces: earlier failure shards, removed by the run's last step once its own are complete.
+      kept_shards: the record shards kept (--skip_existing), with what is known of their figures.
     """
 
     run_tag: str = ""
     keep_labels: tuple[str, ...] = ()
     replaces: tuple[str, ...] = ()
+    kept_shards: tuple[dict, ...] = ()  # figures of the record shards a resume keeps (`kept_shard_figures`)
+
+
+def refuse_existing_dataset(output_dir: str, *, overwrite: bool, skip_existing: bool) -> list[str]:
+    """Raises OutputError when `output_dir` holds a dataset and neither flag says what to do with it.
+
+    The launcher calls it first, before any other work, and again under the build lock. Returns
+    the dataset's files found (empty for a new directory).
+    """
+    existing = _existing_outputs(output_dir)
+    if existing and not (overwrite or skip_existing):
+        raise OutputError(f"--output_dir {output_dir} already holds a dataset ({len(existing)} files, e.g. "
+                         f"{existing[0]}); pass --skip_existing to resume it, --overwrite to replace it, "
+                         "or choose another directory")
+    return existing
 
 
 def prepare_output_dir(output_dir: str, *, overwrite: bool, skip_existing: bool = False,
-                       csv_labels: set[str] | None = None) -> OutputPlan:
+                       csv_labels: set[str] | None = None, settings: dict | None = None) -> OutputPlan:
     """Refuses to mix two builds in one directory unless told how; checks a resumed dataset first.
 
     --overwrite clears the old dataset first (stats.json first, so it never looks finished).
@@ -335,19 +386,22 @@ def prepare_output_dir(output_dir: str, *, overwrite: bool, skip_existing: bool 
     every existing shard is checked (a corrupt one stops the run, named, before anything is
     touched), the vocabulary is kept (a CSV whose labels would renumber existing records stops
     the run), new shards get a unique run tag so they never overwrite earlier ones, and the old
-    failure report, vocabulary and stats are replaced only by the run's last step. Leftover
-    temporary files of a crashed run are removed. Raises OutputError.
+    failure report, vocabulary and stats are replaced only by the run's last step. With `settings`
+    (`pipeline.settings.build_settings`), a dataset recorded with other settings stops the run.
+    Leftover temporary files of a crashed run are removed. Raises OutputError.
     """
-    existing = _existing_outputs(output_dir)
-    if existing and not (overwrite or skip_existing):
-        raise OutputError(f"--output_dir {output_dir} already holds a dataset ({len(existing)} files, e.g. "
-                         f"{existing[0]}); pass --skip_existing to resume it, --overwrite to replace it, "
-                         "or choose another directory")
+    existing = refuse_existing_dataset(output_dir, overwrite=overwrite, skip_existing=skip_existing)
     leftovers = sorted(set(_match(output_dir, "records/*.tmp-*") + _match(output_dir, "*.tmp-*")))
     plan = OutputPlan()
     if skip_existing:
         records = existing_records(output_dir)
-        check_existing_shards(records)
+        counts = {path: check_tfrecord_file(path) for path in records}
+        if settings is not None:
+            from pipeline import settings as build_settings  # pylint: disable=import-outside-toplevel
+
+            refusal = build_settings.check_resume(output_dir, settings, has_records=bool(records))
+            if refusal:
+                raise OutputError(refusal)
         old_vocabulary = read_vocabulary(output_dir)
         if old_vocabulary is None and records:
             raise OutputError(
@@ -357,7 +411,8 @@ def prepare_output_dir(output_dir: str, *, overwrite: bool, skip_existing: bool 
             resumed_vocabulary(old_vocabulary, csv_labels or set(), output_dir)
         plan = OutputPlan(run_tag=unique_run_tag(records) if records else "",
                           keep_labels=tuple(old_vocabulary.names) if old_vocabulary else (),
-                          replaces=tuple(_match(output_dir, "failures-*")))
+                          replaces=tuple(_match(output_dir, "failures-*")),
+                          kept_shards=kept_shard_figures(output_dir, counts))
         if leftovers:
             delete(leftovers)
     elif overwrite:

@@ -198,17 +198,35 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 name``, ``2 names``: the report's counts in words."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def _summary_rows(data: Dataset) -> list[tuple[str, str]]:
     """The dataset's headline figures: stats.json's first (the whole build), then what was read."""
     rows = []
     s = data.stats
+    if s is not None and s.get("features") == "none":
+        for key, label in (("rows_read", "input rows read"), ("clips_kept", "clips kept (fetched now)"),
+                           ("clips_already_kept", "clips already kept"), ("failures", "failures"),
+                           ("all_rows_accounted_for", "all rows accounted for"), ("clips_dir", "clips directory"),
+                           ("started_at", "started"), ("finished_at", "finished")):
+            if key in s:
+                rows.append((f"stats.json: {label}", _fmt(s[key])))
+        fetch = s.get("fetch") or {}
+        rows.append(("stats.json: fetched", f"{_fmt(fetch.get('clips_fetched', 0))} clips, "
+                                            f"{_fmt(fetch.get('bytes_downloaded', 0))} bytes"))
+        return rows
     if s is not None:
         seconds = s.get("seconds_of_video")
         for key, label in (("rows_read", "input rows read"), ("records_written", "records written"),
                            ("failures", "failures"), ("all_rows_accounted_for", "all rows accounted for"),
                            ("steps_written", "steps written"), ("seconds_of_video", "seconds of video"),
                            ("clips_with_silent_audio", "clips with silent audio"),
-                           ("records_per_split", "records per split"), ("vocabulary_size", "vocabulary size"),
+                           ("records_per_split", "records per split"), ("records_in_dataset", "records in dataset"),
+                           ("failures_carried_over", "failures carried over from earlier runs"),
+                           ("clips_by_source", "clips by source"), ("vocabulary_size", "vocabulary size"),
                            ("synthetic", "synthetic models"), ("started_at", "started"),
                            ("finished_at", "finished")):
             if key in s:
@@ -226,7 +244,7 @@ def _summary_rows(data: Dataset) -> list[tuple[str, str]]:
         ("steps per record", f"mean {steps / data.records_read:.1f}, min {min(data.steps)}, max {max(data.steps)}"
          if data.records_read else "—"),
         ("distinct labels", f"{len(data.labels):,}; unlabeled records: {data.unlabeled:,}"),
-        ("vocabulary.csv", f"{len(data.vocabulary):,} names" if data.vocabulary else "not found"),
+        ("vocabulary.csv", _count(len(data.vocabulary), "name") if data.vocabulary else "not found"),
         ("layout violations", f"{data.violations_total:,}"),
     ]
     for name, moments in (("rgb", data.rgb), ("audio", data.audio)):
@@ -288,7 +306,7 @@ def _labels_section(datasets: list[Dataset]) -> str:
         top = data.labels.most_common(MAX_LABEL_BARS)
         items = [(f"{data.vocabulary[k]} ({k})" if k in data.vocabulary else str(k), float(v)) for k, v in top]
         shown = f"top {len(top)} of {len(data.labels):,}" if len(data.labels) > len(top) else f"all {len(top)}"
-        title = f"{data.name}: records per label ({shown} labels)"
+        title = f"{data.name}: records per label ({shown} label{'' if len(top) == 1 else 's'})"
         parts.append(f"<h3>{_esc(title)}</h3>")
         parts.append(hbar_chart(f"plot-labels{suffix}", title, items, color=COLORS[i]))
         if not data.vocabulary:
@@ -409,6 +427,46 @@ def _fetch_section(datasets: list[Dataset]) -> str:
     return "<h2>Fetching</h2>" + "".join(parts) if parts else ""
 
 
+MAX_AVAILABILITY_ROWS = 2000
+
+
+def _availability_section(datasets: list[Dataset]) -> str:
+    """stats.json's availability: per split, and per split and label, how many rows became records."""
+    parts = []
+    for i, data in enumerate(datasets):
+        table = (data.stats or {}).get("availability")
+        if not isinstance(table, dict) or not table:
+            continue
+        suffix = "" if i == 0 else f"-{i + 1}"
+        rows, split_rows = [], []
+        for split, labels in sorted(table.items()):
+            if not isinstance(labels, dict):
+                continue
+            n = sum(int(v.get("rows", 0)) for v in labels.values() if isinstance(v, dict))
+            have = sum(int(v.get("records", 0)) for v in labels.values() if isinstance(v, dict))
+            split_rows.append(f"<tr><td>{_esc(split)}</td><td>{n:,}</td><td>{have:,}</td><td>{n - have:,}</td>"
+                              f"<td>{100.0 * have / max(n, 1):.1f}%</td></tr>")
+            for label, v in sorted(labels.items()):
+                if isinstance(v, dict):
+                    n, have = int(v.get("rows", 0)), int(v.get("records", 0))
+                    rows.append((split, label, n, have))
+        head = "<thead><tr><th>split</th><th>rows</th><th>records</th><th>missing</th><th>available</th></tr></thead>"
+        parts.append(f"<h3>{_esc(data.name)}: per split</h3><table class=\"list\">{head}<tbody>"
+                     f"{''.join(split_rows)}</tbody></table>")
+        worst = sorted(rows, key=lambda r: (r[3] / max(r[2], 1), r[0], r[1]))
+        items = [(f"{split}/{label or '(unlabeled)'}", 100.0 * have / max(n, 1)) for split, label, n, have in worst]
+        title = f"{data.name}: % of rows available, least available labels first"
+        parts.append(hbar_chart(f"plot-availability{suffix}", title, items[:MAX_LABEL_BARS], color=COLORS[i]))
+        body = "".join(f"<tr><td>{_esc(split)}</td><td>{_esc(label)}</td><td>{n:,}</td><td>{have:,}</td>"
+                       f"<td>{n - have:,}</td><td>{100.0 * have / max(n, 1):.1f}%</td></tr>"
+                       for split, label, n, have in rows[:MAX_AVAILABILITY_ROWS])
+        more = f" (first {MAX_AVAILABILITY_ROWS:,} of {len(rows):,})" if len(rows) > MAX_AVAILABILITY_ROWS else ""
+        parts.append(f"<details><summary>Per split and label{more}</summary><table class=\"list\"><thead><tr>"
+                     "<th>split</th><th>label</th><th>rows</th><th>records</th><th>missing</th><th>available</th>"
+                     f"</tr></thead><tbody>{body}</tbody></table></details>")
+    return "<h2>Availability</h2>" + "".join(parts) if parts else ""
+
+
 def _violations_section(datasets: list[Dataset]) -> str:
     parts = []
     for data in datasets:
@@ -445,11 +503,16 @@ def render(datasets: list[Dataset]) -> str:
     """The whole page as one string: inline CSS and SVG only, nothing fetched when it is opened."""
     names = " vs ".join(d.name for d in datasets)
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    body = [f"<h1>Frame-level dataset report: {_esc(names)}</h1>",
+    fetch_only = all(d.stats is not None and d.stats.get("features") == "none" for d in datasets)
+    # A fetch-only build (--features none) has kept clips and failures, no records: no record sections.
+    kind = "Fetch-only build report (kept clips)" if fetch_only else "Frame-level dataset report"
+    body = [f"<h1>{kind}: {_esc(names)}</h1>",
             f"<p>Generated {now} by <code>python -m pipeline.report</code>.</p>"]
     body += [*_warnings(datasets), "<h2>Summary</h2>"]
-    body += [section(datasets) for section in (_summary_table, _labels_section, _steps_section, _failures_section,
-                                               _features_section, _fetch_section, _violations_section, _stats_details)]
+    sections = ((_summary_table, _failures_section, _fetch_section, _stats_details) if fetch_only else
+                (_summary_table, _labels_section, _steps_section, _failures_section, _features_section,
+                 _fetch_section, _availability_section, _violations_section, _stats_details))
+    body += [section(datasets) for section in sections]
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Report: {_esc(names)}</title>'
             f"<style>{_CSS}</style></head><body>\n" + "\n".join(part for part in body if part) + "\n</body></html>\n")
 

@@ -17,6 +17,7 @@ the whole.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import re
@@ -228,8 +229,9 @@ class CutPlanner(PostProcessor):
     download the whole file with its own downloader.
     """
 
-    def __init__(self, *, start: float, ranges: SectionRanges):
+    def __init__(self, *, start: float, ranges: SectionRanges, force_full: bool = False):
         super().__init__(None)
+        self._force_full = force_full
         self._start = start
         self._ranges = ranges
         self.method: str | None = None
@@ -249,13 +251,42 @@ class CutPlanner(PostProcessor):
         if duration is not None and self._start >= duration:
             raise AttemptError("out_of_range", f"video is {duration:g}s long, clip starts at {self._start:g}s",
                                 transient=False)
-        if can_cut(information):
+        if can_cut(information) and not self._force_full:
             self.method = "section"
         else:
             self.method = "full"
             information.pop("section_start", None)
             information.pop("section_end", None)
         return [], information
+
+
+@functools.lru_cache(maxsize=1)
+def deno_exe() -> str | None:
+    """Path of the deno binary of the pinned ``deno`` wheel; None when it is not installed.
+
+    The wheel puts the binary in the environment's scripts folder (or ``bin/`` beside a
+    ``pip install --target``), which is not on PATH for ``.venv/bin/python -m pipeline.build``
+    or on a Dataflow worker, so the path is found from the package and handed to yt-dlp.
+    """
+    try:
+        import deno  # pylint: disable=import-outside-toplevel  # optional at import: only YouTube needs it
+    except ImportError:
+        return None
+    try:
+        path = deno.find_deno_bin()
+    except FileNotFoundError:
+        return None
+    return path if os.access(path, os.X_OK) else None
+
+
+def js_runtimes() -> dict[str, dict[str, str]]:
+    """yt-dlp's ``js_runtimes`` param: deno at its package path (yt-dlp's own lookup when not installed).
+
+    YouTube's players need their challenges solved in JavaScript (yt-dlp's EJS scripts from the
+    ``yt-dlp-ejs`` package, run by deno); without a runtime, formats go missing.
+    """
+    path = deno_exe()
+    return {"deno": {"path": path} if path else {}}
 
 
 def build_params(config: FetchConfig, *, out_dir: str, logger: CapturingLogger, hook: Callable[..., None],
@@ -266,6 +297,8 @@ def build_params(config: FetchConfig, *, out_dir: str, logger: CapturingLogger, 
         # MP4 decode everywhere and allow section cuts (see pipeline.fetch's docstring).
         "format": "bv+ba/b",
         "format_sort": [f"res:{config.max_height}", "vcodec:h264", "acodec:aac", "ext:mp4:m4a"],
+        # Before the extra options, so that a caller can pick another runtime (node, ...).
+        "js_runtimes": js_runtimes(),
         **dict(config.extra_ytdlp_options),
         "logger": logger,
         "quiet": True,
@@ -325,10 +358,21 @@ def downloaded_path(done: Mapping[str, Any] | None) -> str:
     return path
 
 
+# yt-dlp's `bug_reports_message()`: on an offline or blocked machine it is the wrong advice (the
+# failure is the network's, not a yt-dlp bug, and `yt-dlp -U` would replace the pinned version).
+_BUG_REPORT_RE = re.compile(r"[;.]?\s*please report this issue on\s.*?yt-dlp -U\S*", re.IGNORECASE | re.DOTALL)
+
+
+def strip_bug_report_advice(text: str) -> str:
+    """`text` without yt-dlp's "please report this issue ... yt-dlp -U" sentence."""
+    return _BUG_REPORT_RE.sub("", text).strip()
+
+
 def error_text(exc: BaseException, logger: CapturingLogger) -> str:
-    """yt-dlp's error message without its "ERROR:" prefix (the last logged error if it has none)."""
+    """yt-dlp's error message without its "ERROR:" prefix (the last logged error if it has none)
+    and without its bug-report advice."""
     text = str(exc).strip() or (logger.errors[-1] if logger.errors else type(exc).__name__)
-    return re.sub(r"^ERROR:\s*", "", text)
+    return strip_bug_report_advice(re.sub(r"^ERROR:\s*", "", text))
 
 
 def parse_rate(rate: str) -> int | None:

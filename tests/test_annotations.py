@@ -92,3 +92,31 @@ def test_real_kinetics_files_parse_completely(shared_dir):
     with open(shared_dir / "data" / "kinetics" / "kinetics-600_test.csv", newline="") as f:
         test_rows = [r for _, r in A.read_rows(f)]
     assert test_rows and all(isinstance(r, A.ClipRequest) and r.labels == () for r in test_rows)
+
+
+@pytest.mark.parametrize("header,fix", [
+    ("video,label", "`label` -> `labels`"),                      # Kinetics' singular
+    ("video,labels,spilt", "`spilt` -> `split`"),                # a typo
+    ("filename,category", "`filename` -> `video`"),              # other names: not a headerless data row
+    ("path,labels", "`path` -> `video`"),
+    ("labels,youtube_id,time_start,time_end,split", "`labels` -> `label`"),
+])
+def test_misspelled_header_is_an_error_naming_the_fix(header, fix):
+    with pytest.raises(A.UnknownFormatError, match="rename") as e:
+        list(A.read_rows(io.StringIO(f"{header}\na.mp4,cat\n")))
+    assert fix in str(e.value)
+
+
+def test_semicolon_separated_csv_is_an_error():
+    with pytest.raises(A.UnknownFormatError, match="comma-separated"):
+        list(A.read_rows(io.StringIO("video;labels\na.mp4;cat\n")))
+    with pytest.raises(A.UnknownFormatError, match="comma-separated"):
+        list(A.read_rows(io.StringIO("/data/a.mp4;3\n")))
+
+
+def test_header_like_first_line_without_video_column_is_an_error():
+    with pytest.raises(A.UnknownFormatError, match="looks like a header"):
+        list(A.read_rows(io.StringIO("clip,topic\na.mp4,cat\n")))
+    # a real headerless row still reads: a path, integer labels
+    (row,) = parse("/data/a.mp4,3\n")
+    assert row.labels == ("3",)

@@ -285,3 +285,29 @@ def test_hostile_label_names_are_drawn_as_text(ours, tmp_path):
     assert "<b>x</b>" not in text and "&lt;b&gt;x&lt;/b&gt;" in text
     tick_texts = {"".join(t.itertext()) for t in svgs["plot-labels"].iter() if t.tag.endswith("}text")}
     assert "$\\frac{1}{$ (0)" in tick_texts
+
+
+def test_one_name_is_singular_and_a_fetch_only_build_gets_a_clips_report(tmp_path):
+    d = tmp_path / "one"
+    (d / "records").mkdir(parents=True)
+    _write_shard(d / "records" / "all-00000-of-00001.tfrecord", [_clip("a", [0], 3, np.random.default_rng(3))])
+    (d / "vocabulary.csv").write_text("Index,Name\n0,cats\n")
+    text, _ = _page(str(d), "--out", str(tmp_path / "one.html"))
+    assert "1 name<" in text and "1 names" not in text and "(all 1 label)" in text
+
+    fetch_only = tmp_path / "fetch_only"
+    fetch_only.mkdir()
+    (fetch_only / "failures-00000-of-00001.jsonl").write_text(json.dumps(
+        {"id": "x", "input": {}, "row": 2, "stage": "fetch", "reason": "not_found", "message": "gone"}) + "\n")
+    (fetch_only / "stats.json").write_text(json.dumps({
+        "rows_read": 3, "records_written": 0, "failures": 1, "failures_by_reason": {"not_found": 1},
+        "failures_by_stage": {"fetch": 1}, "all_rows_accounted_for": True, "features": "none", "clips_kept": 2,
+        "clips_already_kept": 0, "clips_dir": "/clips", "fetch": {"clips_fetched": 2, "bytes_downloaded": 10}}))
+    (fetch_only / "vocabulary.csv").write_text("Index,Name\n")
+    out = tmp_path / "fo.html"
+    assert report.main([str(fetch_only), "--out", str(out)]) == 0
+    page = out.read_text()
+    assert "Fetch-only build report (kept clips)" in page and "Frame-level dataset report" not in page
+    assert "clips kept (fetched now)" in page and "not_found" in page
+    for empty_section in ("<h2>Features", "<h2>Steps per clip", "<h2>Labels", "records read"):
+        assert empty_section not in page, empty_section

@@ -15,6 +15,17 @@ from pipeline.redact import redact
 from transforms import isolation, metrics
 
 
+def clip_source(fetch: dict | None) -> str:
+    """Where a record's clip came from, for stats.json's clips_by_source: mirror, fetched (YouTube),
+    kept (--clips_dir) or file (a videos-CSV row)."""
+    method = (fetch or {}).get("method")
+    if method == "mirror":
+        return "mirror"
+    if method in ("section", "full"):
+        return "fetched"
+    return "kept" if method == "kept" else "file"
+
+
 def _describe_joined(element: tuple[str, Mapping[str, Iterable[Any]]]) -> tuple[str, dict, int | None]:
     clip_id, grouped = element
     metas = list(grouped["meta"])
@@ -68,7 +79,8 @@ class _BuildRecord(beam.DoFn):
         yield {"split": clip.split, "id": clip_id, "record": serialized, "steps": num_steps,
                "seconds": float(meta["duration"]), "silent_audio": bool(meta["silent_audio"]),
                "fetch_bytes": int(fetch.get("bytes", 0)), "fetch_seconds": float(fetch.get("seconds", 0.0)),
-               "fetched": int(fetch.get("method") in ("section", "full"))}
+               "fetched": int(fetch.get("method") in ("section", "full")), "source": clip_source(fetch),
+               "label": clip.labels[0] if clip.labels else ""}
 
     @staticmethod
     def _ordered(items: Iterable[tuple[int, np.ndarray]], num_steps: int, name: str) -> np.ndarray:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import dataclasses
 import errno
 import hashlib
+import logging
 import os
 import shutil
 import subprocess
 import threading
+import time
 import unicodedata
 import uuid
 from typing import TYPE_CHECKING, NamedTuple
@@ -23,6 +25,7 @@ from transforms import metrics
 
 if TYPE_CHECKING:
     from pipeline.fetch import FetchConfig
+    from pipeline.mirrors import ClipSources, Template
 
 _SEMAPHORES: dict[int, threading.BoundedSemaphore] = {}
 _SEMAPHORES_LOCK = threading.Lock()
@@ -138,7 +141,8 @@ class ClipFetcher:
     """Turns a YouTube ClipRequest into a local media file, its start offset and duration."""
 
     def __init__(self, *, config: FetchConfig | None, clips_dir: str | None = None, concurrency: int = 4,
-                 trim_limits: TrimLimits | None = None):
+                 trim_limits: TrimLimits | None = None, sources: ClipSources | None = None):
+        self._sources = sources
         if config is None:
             from pipeline.fetch import FetchConfig  # pylint: disable=import-outside-toplevel
 
@@ -152,6 +156,7 @@ class ClipFetcher:
         self._fetched = metrics.counter("clips_fetched")
         self._reused = metrics.counter("clips_reused_from_clips_dir")
         self._retried = metrics.counter("fetch_retries")
+        self._mirrored = metrics.counter("clips_from_mirrors")
 
     def setup(self) -> None:
         """Takes this process's fetch semaphore (at most `concurrency` fetches at once per process)."""
@@ -173,6 +178,13 @@ class ClipFetcher:
             duration = (clip.end - (clip.start or 0.0)) if clip.end is not None else None
             return Fetched(_local_copy(kept, tmp), 0.0, duration, {"bytes": 0, "seconds": 0.0, "attempts": 0,
                                                                    "method": "kept"})
+        mirrored = self._from_mirrors(clip, tmp) if self._sources is not None else None
+        if mirrored is not None:
+            if count:
+                self.count_figures(mirrored.figures)
+            if kept:
+                _store(mirrored.path, kept)
+            return mirrored
         with self._semaphore or _process_semaphore(self._concurrency):
             result = fetch_clip(video_id=clip.video, start=clip.start or 0.0, end=clip.end, work_dir=tmp,
                                 config=self._config)
@@ -191,16 +203,80 @@ class ClipFetcher:
         _store(result.path, kept)
         return Fetched(result.path, 0.0, result.duration, figures, header)
 
+    def _from_mirrors(self, clip: ClipRequest, tmp: str) -> Fetched | None:
+        """The row's clip from the first --clip_sources template that has it (cut to [start, end)), or None.
+
+        A template the row's values cannot fill safely, a missing file, an unreadable one or one that is
+        not a video falls through to the next template (then YouTube): a mirror only ever adds clips.
+        """
+        from pipeline import probe  # pylint: disable=import-outside-toplevel
+
+        began = time.monotonic()
+        for index, template, location, why in self._sources.candidates(clip):
+            if location is None:
+                logging.debug("--clip_sources template %d skipped for %s: %s", index + 1, clip.clip_id, why)
+                continue
+            try:
+                local, size = self._mirror_copy(template, location, tmp, index)
+                if local is None:
+                    continue
+                header = probe.read_header(local, input_args=probe.STRANGER_FILE_ARGS, timeout=60.0)
+                if not header.ok or not header.has_video:
+                    logging.info("--clip_sources: %s is not a video (%s); trying the next source", location,
+                                 header.summary())
+                    continue
+                duration = (clip.end - (clip.start or 0.0)) if clip.end is not None else None
+                if not template.trimmed:  # the whole video: cut the row's section out of it
+                    trimmed = os.path.join(tmp, f"mirror-cut-{uuid.uuid4().hex}.mp4")
+                    _trim(local, trimmed, start=clip.start or 0.0, duration=duration, limits=self.trim_limits)
+                    local, header = trimmed, None
+            except ClipError as e:
+                logging.info("--clip_sources: %s failed (%s: %s); trying the next source", location, e.reason,
+                             e.message)
+                continue
+            figures = {"bytes": size, "seconds": time.monotonic() - began, "attempts": 0, "method": "mirror",
+                       "mirror": index}
+            return Fetched(local, 0.0, duration, figures, lean_header(header))
+        return None
+
+    def _mirror_copy(self, template: Template, location: str, tmp: str, index: int) -> tuple[str | None, int]:
+        """(a local file holding `location`, bytes read), or (None, 0) when the mirror lacks it. Raises ClipError."""
+        ext = os.path.splitext(location.split("?", 1)[0])[1][:16] or ".mp4"
+        local = os.path.join(tmp, f"mirror-{index}{ext}")
+        if template.remote:
+            from pipeline.fetch import download_video  # pylint: disable=import-outside-toplevel
+
+            try:
+                with self._semaphore or _process_semaphore(self._concurrency):
+                    return local, download_video(location, local, config=self._config)
+            except ClipError as e:
+                if e.reason == "not_found":
+                    return None, 0
+                raise
+        if template.scheme:
+            if not FileSystems.exists(location):
+                return None, 0
+            with FileSystems.open(location) as src, open(local, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            return local, os.path.getsize(local)
+        if not os.path.isfile(location):
+            return None, 0
+        return location, os.path.getsize(location)
+
     def count_figures(self, figures: dict) -> None:
         """Counts one clip's fetch figures (from `fetch`) in the run's metrics; call it in the bundle's thread."""
         if figures.get("method") == "kept":
             self._reused.inc()
             return
+        if figures.get("method") == "mirror":
+            self._mirrored.inc()
+            self._bytes.inc(figures.get("bytes", 0))
+            return
         self._fetched.inc()
         self._bytes.inc(figures.get("bytes", 0))
         self._retried.inc(max(0, figures.get("attempts", 1) - 1))
 
-    def download(self, url: str, dest: str, *, count: bool = True) -> int:
+    def download(self, url: str, dest: str, *, count: bool = True, sent: dict | None = None) -> int:
         """Downloads an http(s) video row to `dest` through the guard proxy; returns bytes. Raises ClipError.
 
         The fetch settings apply: --fetch_max_seconds is the hard deadline, --fetch_timeout the read
@@ -210,7 +286,7 @@ class ClipFetcher:
         from pipeline.fetch import download_video  # pylint: disable=import-outside-toplevel
 
         with self._semaphore or _process_semaphore(self._concurrency):
-            size = download_video(url, dest, config=self._config)
+            size = download_video(url, dest, config=self._config, sent=sent)
         if count:
             self.count_bytes(size)
         return size

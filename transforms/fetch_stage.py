@@ -39,7 +39,7 @@ from apache_beam.transforms.window import BoundedWindow
 from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
-from pipeline import media
+from pipeline import media, probe
 from pipeline.annotations import ClipRequest
 from pipeline.errors import ClipError, failure_record
 from pipeline.probe import ProbeResult
@@ -51,6 +51,8 @@ from transforms.progress import PROGRESS
 DEFAULT_MAX_BYTES = 64 << 20
 """Default bound of a fetched clip carried in an element (`--fetch_max_bytes`)."""
 
+# A kept clip is probed before it counts: a header read of a local file.
+_PROBE_TIMEOUT_S = 60.0
 _KEPT_FIGURES = {"bytes": 0, "seconds": 0.0, "attempts": 0, "method": "kept"}
 
 
@@ -118,6 +120,7 @@ class FetchClips(beam.DoFn):
         self._pool = None
         self._pending: list = []
         self._kept = metrics.counter("clips_kept")
+        self._already_kept = metrics.counter("clips_already_kept")
         self._element_bytes = metrics.distribution("fetched_clip_bytes")
 
     def setup(self) -> None:
@@ -173,8 +176,8 @@ class FetchClips(beam.DoFn):
             figures = value["fetch"] if self._keep_only else value.fetch
             if figures:
                 self._fetcher.count_figures(figures)
-            if self._keep_only:
-                self._kept.inc()
+            if self._keep_only:  # the same two figures as stats.json's clips_kept and clips_already_kept
+                (self._already_kept if value["reused"] else self._kept).inc()
                 PROGRESS.record(ok=True, total=self._expected)
             elif value.data is not None:
                 self._element_bytes.update(len(value.data))
@@ -234,6 +237,26 @@ class FetchClips(beam.DoFn):
         return {"id": clip.clip_id, "path": kept, "reused": figures["method"] == "kept", "fetch": figures}
 
 
+def check_media(local: str, source: str, sent: dict | None = None) -> None:
+    """Raises ClipError (stage fetch) unless `local` is media with a video stream.
+
+    A kept clip must be one: an .mp4 row is copied byte for byte, so an HTML page or an empty
+    file named .mp4 would otherwise be counted as kept. For a download the message says which
+    server sent what (its content type and size), not that the video is bad.
+    """
+    try:
+        probe.check_local_input(local)
+        info = probe.read_header(local, input_args=probe.STRANGER_FILE_ARGS, timeout=_PROBE_TIMEOUT_S)
+        probe.check_decodable(info, source)
+    except ClipError as e:
+        if sent:
+            size = os.path.getsize(local) if os.path.exists(local) else 0
+            raise ClipError("not_video", f"{sent.get('url', source)} sent {size:,} bytes of Content-Type "
+                            f"{sent.get('content_type')!r}, which is not a video ({e.reason}: {e.message})",
+                            stage="fetch") from None
+        raise ClipError(e.reason, e.message, stage="fetch") from None
+
+
 def keep_video_row(clip: ClipRequest, kept: str, tmp: str, *, base_dir: str, fetcher: ClipFetcher) -> dict:
     """A videos-CSV row (local file, gs:// or http(s)) into the kept clip `kept`. Raises ClipError.
 
@@ -247,9 +270,10 @@ def keep_video_row(clip: ClipRequest, kept: str, tmp: str, *, base_dir: str, fet
     source = resolve_video_path(clip.video, base_dir)
     figures = {"bytes": 0, "seconds": 0.0, "attempts": 1}
     ext = os.path.splitext(source.split("?", 1)[0])[1].lower()
+    sent: dict = {}
     if media.is_remote(source):
         local = os.path.join(tmp, "remote-input" + ext)
-        figures["bytes"] = fetcher.download(source, local, count=False)  # counted by FetchClips from the figures
+        figures["bytes"] = fetcher.download(source, local, count=False, sent=sent)  # counted by FetchClips
     elif "://" in source:
         if not FileSystems.exists(source):
             raise ClipError("missing_file", f"no such file: {source}", stage="fetch")
@@ -260,6 +284,7 @@ def keep_video_row(clip: ClipRequest, kept: str, tmp: str, *, base_dir: str, fet
         local = source
         if not os.path.isfile(local):
             raise ClipError("missing_file", f"no such file: {source}", stage="fetch")
+    check_media(local, source, sent)
     if clip.start is None and clip.end is None and ext == ".mp4":
         _store(local, kept)
         return {**figures, "method": "copy"}

@@ -26,6 +26,7 @@ import numpy as np
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunInference
 
 from pipeline.models import registry, shared_access, tf_setup
+from transforms.progress import PROGRESS
 
 # Model objects this process has loaded: the k-th (copy k of --model_copies, all hosted here by
 # Beam) runs on GPU k % GPUs, so a worker's GPUs each get a copy.
@@ -96,10 +97,14 @@ class _FeatureModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
         files = registry.resolve(self._config)
         names = self.loaded_models()
         device = tf_setup.copy_device(next(_LOADED))
-        for name in names:
-            logging.info("Loading %s model in process %d (TensorFlow threads: %d intra-op, %d inter-op) from %s%s",
-                         name, os.getpid(), intra, inter, files.describe()[name], f" on {device}" if device else "")
-        return registry.Featurizers(files, names, device=device)
+        PROGRESS.phase("loading models")
+        described = files.describe()
+        logging.info("Loading the %s model%s in process %d%s (TensorFlow: %d intra-op, %d inter-op threads): %s",
+                     " and ".join(names), "s" if len(names) > 1 else "", os.getpid(), f" on {device}" if device else "",
+                     intra, inter, "; ".join(_in_words(described[name]) for name in names))
+        featurizers = registry.Featurizers(files, names, device=device)
+        PROGRESS.phase("models loaded, decoding the first clips")
+        return featurizers
 
     def model_input(self, batch: Sequence[np.ndarray]) -> Any:
         """What this step's featurizer takes for ``batch``: one stacked array."""
@@ -177,3 +182,9 @@ class ExtractFeatures(beam.PTransform):
             | "RunInference" >> RunInference(_KeyedHandler(self._handler),
                                              model_identifier=self._handler.model_tag)
             | "KeyByClip" >> beam.Map(_rekey))
+
+
+def _in_words(described: dict) -> str:
+    """One model's entry of stats.json's `models` in words: ``vggish: checkpoint PATH, pca PATH``."""
+    files = ", ".join(f"{key} {value}" for key, value in described.items() if key != "model" and value)
+    return f"{described.get('model', 'model')}" + (f" ({files})" if files else "")

@@ -48,6 +48,7 @@ class Tally:
     done: int = 0
     failed: int = 0
     seconds: float = 0.0
+    phase: str = ""  # what the workers said they are doing (loading models, writing), latest first
 
     @property
     def finished(self) -> int:
@@ -72,6 +73,16 @@ class _Progress:
         self._started = time.monotonic()
         self._last_log = self._started
 
+    def phase(self, text: str) -> None:
+        """Tells the launcher's display what this process is busy with (``loading models``, ``writing``).
+
+        Between the clips there are long waits that are not clips: worker start, model loading,
+        writing the shards. The display says which one it is instead of sitting still.
+        """
+        directory = os.environ.get(PROGRESS_DIR_ENV)
+        if directory:
+            self._write(directory, f"phase {' '.join(text.split())}\n".encode())
+
     def record(self, *, ok: bool, seconds: float = 0.0, total: int | None = None) -> None:
         """Counts one clip: decoded (`ok`, with its `seconds` of video) or failed."""
         directory = os.environ.get(PROGRESS_DIR_ENV)
@@ -80,9 +91,12 @@ class _Progress:
         else:
             self._log(ok, seconds, total)
 
+    @classmethod
+    def _append(cls, directory: str, ok: bool, seconds: float) -> None:
+        cls._write(directory, f"{'ok' if ok else 'failed'} {max(0.0, seconds):.3f}\n".encode())
+
     @staticmethod
-    def _append(directory: str, ok: bool, seconds: float) -> None:
-        line = f"{'ok' if ok else 'failed'} {max(0.0, seconds):.3f}\n".encode()
+    def _write(directory: str, line: bytes) -> None:
         try:
             fd = os.open(os.path.join(directory, f"{os.getpid()}.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
@@ -125,6 +139,9 @@ def read_new_records(directory: str, offsets: dict[str, int], tally: Tally) -> b
         offsets[name] = offsets.get(name, 0) + len(complete)
         for line in complete.splitlines():
             kind, _, seconds = line.decode("ascii", "replace").partition(" ")
+            if kind == "phase":
+                tally.phase, changed = seconds.strip(), True
+                continue
             try:
                 tally.add(kind == "ok", float(seconds) if kind == "ok" else 0.0)
             except ValueError:
@@ -149,8 +166,11 @@ class RunProgress:
     """
 
     def __init__(self, *, total: int | None, stream: TextIO | None = None, live: bool | None = None,
-                 interval: float | None = None):
+                 interval: float | None = None, done_word: str = "decoded"):
         self.total = total
+        self.done_word = done_word  # what a clip that made it is: decoded, or kept (fetch-only builds)
+        self._closing = False
+        self._said_starting = False
         self.stream = stream if stream is not None else sys.stderr
         self.live = is_terminal(self.stream) if live is None else live
         self.interval = _interval() if interval is None else interval
@@ -175,11 +195,12 @@ class RunProgress:
         return self
 
     def __exit__(self, *exc_info) -> None:
+        self._closing = True
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
         if self._display is not None:
-            self._display.update(self._read)
+            self._display.update(self._read)  # the final state once: not again if the last line showed it
             self._display.finish()
         if self._previous_env is None:
             os.environ.pop(PROGRESS_DIR_ENV, None)
@@ -193,20 +214,46 @@ class RunProgress:
     def _poll_loop(self) -> None:
         # The display decides when to draw; this loop only reads what the workers wrote.
         while not self._stop.wait(_POLL_S):
-            self._display.update(self._read)
+            self._display.update(lambda: self._read() or self._starting_is_news())
+
+    def _starting_is_news(self) -> bool:
+        # Workers take seconds to start and say nothing meanwhile: after a second of that, a line says so.
+        if self._said_starting or self.tally.finished or time.monotonic() - self._started < 1.0:
+            return False
+        self._said_starting = True
+        return True
+
+    def waiting_for(self) -> str:
+        """What the run waits for when no clip moves: workers starting, models loading, writing; "" otherwise."""
+        t = self.tally
+        if self._closing:
+            return ""
+        if t.phase.startswith("writing"):
+            return t.phase
+        if self.total and t.finished >= self.total:
+            return "writing the dataset, stopping workers"
+        if not t.finished:
+            return t.phase or "starting workers"
+        return t.phase if t.phase == "loading models" else ""
 
     def line(self) -> str:
         """The plain progress line for the current tallies."""
         t, elapsed = self.tally, max(time.monotonic() - self._started, 1e-9)
         of = f"/{self.total}" if self.total else ""
+        waiting = self.waiting_for()
+        if self.done_word != "decoded":  # fetch-only: no video is decoded, so no video-s/s
+            return (f"progress: {t.finished}{of} rows done ({t.done} {self.done_word}, {t.failed} failed), elapsed "
+                    f"{format_clock(elapsed)}" + (f"; {waiting}" if waiting else self._eta(elapsed)))
         text = (f"progress: {t.finished}{of} rows done ({t.done} decoded, {t.failed} failed), "
                 f"{t.seconds:.0f} s of video at {t.seconds / elapsed:.1f} video-s/s, elapsed {format_clock(elapsed)}")
-        return text + self._eta(elapsed)
+        return text + (f"; {waiting}" if waiting else self._eta(elapsed))
 
     def _bar_text(self) -> str:
         """What the bar shows beside clips done/total and elapsed time."""
         t, elapsed = self.tally, max(time.monotonic() - self._started, 1e-9)
-        return f"{t.failed} failed, {t.seconds / elapsed:.1f} video-s/s" + self._eta(elapsed)
+        waiting = self.waiting_for()
+        rate = "" if self.done_word != "decoded" else f", {t.seconds / elapsed:.1f} video-s/s"
+        return f"{t.failed} failed{rate}" + (f"; {waiting}..." if waiting else self._eta(elapsed))
 
     def _eta(self, elapsed: float) -> str:
         if not (self.total and self.tally.finished):

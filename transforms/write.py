@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import re
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 
@@ -20,6 +21,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline import annotations, shardindex, tfrecord
 from pipeline.fileio import atomic_write, write_atomically
 from transforms import metrics
+from transforms.progress import PROGRESS
 
 FAILURES_SPLIT = "\x00failures"  # internal key; cannot clash with a CSV split name
 
@@ -92,8 +94,10 @@ class _WriteShard(beam.DoFn):
 
     def process(self, element: tuple[tuple[str, int, int], Iterable[tuple[str, bytes]]]) -> Iterator[dict]:
         (split, shard, num_shards), items = element
+        PROGRESS.phase("writing the dataset")
         path = shard_path(self._output_dir, split, shard, num_shards, self._run_tag)
         count = 0
+        figures = _empty_figures()
         with atomic_write(path) as f:
             if split == FAILURES_SPLIT:
                 for _, payload in items:
@@ -105,14 +109,69 @@ class _WriteShard(beam.DoFn):
                 with atomic_write(shardindex.index_path(path)) as index_file:
                     index = shardindex.Writer(index_file)
                     size = 0
-                    for clip_id, payload in items:
+                    for clip_id, item in items:
+                        # (record, its figures) from WriteDataset; a bare record counts without figures
+                        payload, record_figures = item if isinstance(item, tuple) else (item, None)
+                        if record_figures is not None:
+                            _add_figures(figures, record_figures)
                         framed = tfrecord.frame(payload)
                         f.write(framed)
                         index.add(clip_id, framed)
                         size += len(framed)
                         count += 1
                     index.close(size)
-        yield {"split": split, "shard": shard, "num_shards": num_shards, "path": path, "count": count}
+        out = {"split": split, "shard": shard, "num_shards": num_shards, "path": path, "count": count}
+        if split != FAILURES_SPLIT:
+            out["figures"] = figures
+        yield out
+
+
+def _empty_figures() -> dict:
+    return {"steps": 0, "seconds": 0.0, "silent_audio": 0, "sources": {}}
+
+
+def _add_figures(figures: dict, record: tuple) -> None:
+    """Adds one record's (steps, seconds, silent, source) to a shard's figures."""
+    steps, seconds, silent, source = record
+    figures["steps"] += steps
+    figures["seconds"] += seconds
+    figures["silent_audio"] += int(silent)
+    figures["sources"][source] = figures["sources"].get(source, 0) + 1
+
+
+def _record_figures(record: dict) -> tuple:
+    return (record["steps"], record["seconds"], bool(record["silent_audio"]), record.get("source", "file"))
+
+
+def _split_of_shard_name(name: str) -> str:
+    """The split of a record shard's file name (`{split}[-{run tag}]-SSSSS-of-NNNNN.tfrecord`)."""
+    match = re.match(r"^(.*?)(?:-r\d{8}T\d{6}(?:x\d+)?)?-\d{5}-of-\d{5}\.tfrecord$", name)
+    return match.group(1) if match else name
+
+
+def dataset_figures(shards: list[dict]) -> dict:
+    """The whole dataset's figures from its record shards' (kept and new): records, steps, seconds, ...
+
+    `shards`: {name, split?, records, steps?, seconds?, silent_audio?, sources?}; a kept shard whose
+    figures are unknown (its build did not finish, or predates per-shard figures) counts its records
+    only, and is named under `shards_without_figures`.
+    """
+    out = {"records": 0, "steps": 0, "seconds": 0.0, "silent_audio": 0, "sources": {}, "per_split": {},
+           "without_figures": []}
+    for shard in shards:
+        split = shard.get("split") or _split_of_shard_name(shard["name"])
+        out["records"] += shard["records"]
+        out["per_split"][split] = out["per_split"].get(split, 0) + shard["records"]
+        if "steps" not in shard:
+            if shard["records"]:
+                out["without_figures"].append(shard["name"])
+            continue
+        out["steps"] += shard["steps"]
+        out["seconds"] += shard["seconds"]
+        out["silent_audio"] += shard["silent_audio"]
+        for source, n in (shard.get("sources") or {}).items():
+            out["sources"][source] = out["sources"].get(source, 0) + n
+    return out
 
 
 class _WriteShards(beam.PTransform):
@@ -152,15 +211,18 @@ def _sum_tuples(values: Iterable[tuple]) -> tuple:
 class _Finalize(beam.DoFn):
     """Runs once, after all shards exist: fills empty shard slots, vocabulary.csv, then stats.json."""
 
-    def __init__(self, *, output_dir: str, run_info: dict, run_tag: str, replaces: tuple[str, ...] = ()):
+    def __init__(self, *, output_dir: str, run_info: dict, run_tag: str, replaces: tuple[str, ...] = (),
+                 kept_shards: tuple[dict, ...] = ()):
         self._output_dir = output_dir
         self._run_info = run_info
         self._run_tag = run_tag
         self._replaces = tuple(replaces)
+        self._kept_shards = tuple(kept_shards)
 
     def process(self, _: None, shards: list[dict], vocabulary: annotations.Vocabulary, rows_read: list[int],
                 record_totals: tuple, failure_reasons: Mapping[str, int], failure_stages: Mapping[str, int],
-                existing: list[int], kept: tuple | None = None) -> Iterator[dict]:
+                existing: list[int], kept: tuple | None = None, carried: list[int] = (),
+                availability: list | None = None) -> Iterator[dict]:
         written = {(s["split"], s["shard"], s["num_shards"]) for s in shards}
         layouts = {(s["split"], s["num_shards"]) for s in shards}
         if not any(split == FAILURES_SPLIT for split, _ in layouts):
@@ -174,33 +236,63 @@ class _Finalize(beam.DoFn):
                         write_atomically(shardindex.index_path(path), shardindex.empty_index())
                     write_atomically(path, b"")
         write_atomically(FileSystems.join(self._output_dir, "vocabulary.csv"), vocabulary.to_csv().encode("utf-8"))
+        new_shards = [{"name": s["path"].rsplit("/", 1)[-1], "split": s["split"], "records": s["count"],
+                       **s.get("figures", {})}
+                      for s in shards if s["split"] != FAILURES_SPLIT]
+        new_names = {s["name"] for s in new_shards}
+        for split, num_shards in sorted(layouts):
+            for shard in range(num_shards):  # the empty slots filled above
+                name = shard_path(self._output_dir, split, shard, num_shards, self._run_tag).rsplit("/", 1)[-1]
+                if split != FAILURES_SPLIT and name not in new_names:
+                    new_shards.append({"name": name, "split": split, "records": 0, **_empty_figures()})
+        all_shards = [s for s in self._kept_shards if s["name"] not in new_names] + new_shards
+        dataset = dataset_figures(all_shards)
+        run = dataset_figures(new_shards)
         totals = dict(zip(_TOTALS, record_totals, strict=True))
         records, steps, seconds, silent = (totals[k] for k in ("records", "steps", "seconds", "silent"))
         failures = sum(failure_reasons.values())
         rows = sum(rows_read)
         skipped = sum(existing)
+        carried_over = sum(carried)
         kept_clips, already_kept, kept_bytes, kept_seconds, kept_fetched = kept or (0, 0, 0, 0.0, 0)
+        fetch = {"clips_fetched": totals["fetched"], "bytes_downloaded": totals["fetch_bytes"],
+                 "seconds": round(totals["fetch_seconds"], 3)}
         stats = {
             "rows_read": rows,
             "records_written": records,
             "records_skipped_existing": skipped,
             "failures": failures,
+            "failures_carried_over": carried_over,
             "failures_by_reason": dict(sorted(failure_reasons.items())),
             "failures_by_stage": dict(sorted(failure_stages.items())),
             "all_rows_accounted_for": rows_accounted_for(rows=rows, records=records, skipped=skipped,
                                                          failures=failures, kept=kept_clips),
-            "seconds_of_video": round(seconds, 3),
-            "steps_written": steps,
-            "clips_with_silent_audio": silent,
-            "records_per_split": {split: sum(s["count"] for s in shards if s["split"] == split)
-                                  for split, _ in sorted(layouts) if split != FAILURES_SPLIT},
-            "record_shards": sorted(s["path"] for s in shards if s["split"] != FAILURES_SPLIT),
+            # From here on: the whole dataset, the records kept by a resume included.
+            "records_in_dataset": dataset["records"],
+            "seconds_of_video": round(dataset["seconds"], 3),
+            "steps_written": dataset["steps"],
+            "clips_with_silent_audio": dataset["silent_audio"],
+            "records_per_split": dict(sorted(dataset["per_split"].items())),
+            "record_shards": sorted(FileSystems.join(self._output_dir, "records", s["name"]) for s in all_shards),
+            "clips_by_source": dict(sorted(dataset["sources"].items())),
+            "availability": _availability_table(availability or []),
             "vocabulary_size": len(vocabulary.names),
-            "fetch": {"clips_fetched": totals["fetched"], "bytes_downloaded": totals["fetch_bytes"],
-                      "seconds": round(totals["fetch_seconds"], 3)},
+            "fetch": fetch,
             "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             **self._run_info,
         }
+        if dataset["without_figures"]:
+            stats["shards_without_figures"] = dataset["without_figures"]
+        # This run alone (equal to the dataset's figures unless a resume kept earlier records).
+        stats["this_run"] = {
+            "records_written": records, "records_skipped_existing": skipped, "failures_new": failures - carried_over,
+            "failures_carried_over": carried_over, "steps_written": steps, "seconds_of_video": round(seconds, 3),
+            "clips_with_silent_audio": silent, "records_per_split": dict(sorted(run["per_split"].items())),
+            "record_shards": sorted(FileSystems.join(self._output_dir, "records", s["name"]) for s in new_shards),
+            "clips_by_source": dict(sorted(run["sources"].items())), "fetch": fetch,
+            "started_at": self._run_info.get("started_at"), "finished_at": stats["finished_at"]}
+        stats["shards"] = {s["name"]: {k: (round(v, 3) if k == "seconds" else v) for k, v in s.items() if k != "name"}
+                           for s in all_shards}
         if kept is not None:  # a fetch-only build (--features none): kept clips, no records
             stats.update({"features": "none", "clips_kept": kept_clips - already_kept,
                           "clips_already_kept": already_kept,
@@ -222,13 +314,34 @@ class _Finalize(beam.DoFn):
         yield stats
 
 
+def _availability_table(rows: list) -> dict:
+    """{split: {label: {"rows", "records", "missing"}}} from ((split, label), (rows, records)) pairs."""
+    table: dict = {}
+    for (split, label), (n, have) in sorted(rows):
+        table.setdefault(split, {})[label] = {"rows": n, "records": have, "missing": n - have}
+    return table
+
+
+def _sum_pairs(values: Iterable[tuple[int, int]]) -> tuple[int, int]:
+    rows = records = 0
+    for a, b in values:
+        rows += a
+        records += b
+    return rows, records
+
+
+def _first_label(labels: tuple[str, ...]) -> str:
+    return labels[0] if labels else ""
+
+
 class WriteDataset(beam.PTransform):
     """Writes the dataset layout pinned in the README. Returns a PCollection holding the stats dict."""
 
     def __init__(self, *, output_dir: str, records_per_shard: int, failures_per_shard: int, run_info: dict,
-                 run_tag: str = "", replaces: tuple[str, ...] = ()):
+                 run_tag: str = "", replaces: tuple[str, ...] = (), kept_shards: tuple[dict, ...] = ()):
         super().__init__()
         self._replaces = tuple(replaces)
+        self._kept_shards = tuple(kept_shards)
         self._run_tag = run_tag
         self._output_dir = output_dir
         self._records_per_shard = records_per_shard
@@ -236,9 +349,14 @@ class WriteDataset(beam.PTransform):
         self._run_info = run_info
 
     def expand(self, inputs: Mapping[str, beam.PCollection]) -> beam.PCollection:
-        """`records`, `failures`, `vocabulary`, `rows_read`, `skipped_existing` (and `kept`) -> the stats dict."""
+        """`records`, `failures`, `vocabulary`, `rows_read`, `skipped_existing` -> the stats dict.
+
+        Optional: `kept` (fetch-only builds), `requests` and `skipped` (the ClipRequests read and those
+        skipped as existing: the availability table per split and label).
+        """
         records, failures = inputs["records"], inputs["failures"]
-        record_items = records | "RecordItems" >> beam.Map(lambda r: (r["split"], r["id"], r["record"]))
+        record_items = records | "RecordItems" >> beam.Map(
+            lambda r: (r["split"], r["id"], (r["record"], _record_figures(r))))
         failure_items = failures | "FailureItems" >> beam.Map(
             lambda f: (FAILURES_SPLIT, f["id"] or str(f.get("row")), failure_line(f)))
         record_shards = record_items | "WriteRecords" >> _WriteShards(
@@ -252,7 +370,19 @@ class WriteDataset(beam.PTransform):
         reasons = (failures | "ByReason" >> beam.Map(lambda f: (f["reason"], 1))
                    | "SumReasons" >> beam.CombinePerKey(sum))
         stages = failures | "ByStage" >> beam.Map(lambda f: (f["stage"], 1)) | "SumStages" >> beam.CombinePerKey(sum)
-        extra = {}
+        carried = (failures | "CarriedOver" >> beam.Map(lambda f: int(bool(f.get("carried_over"))))
+                   | "SumCarried" >> beam.CombineGlobally(sum))
+        extra = {"carried": beam.pvalue.AsList(carried)}
+        if inputs.get("requests") is not None:
+            parts = [inputs["requests"] | "RowsPerLabel" >> beam.Map(
+                lambda c: ((c.split, _first_label(c.labels)), (1, 0))),
+                records | "RecordsPerLabel" >> beam.Map(lambda r: ((r["split"], r.get("label", "")), (0, 1)))]
+            if inputs.get("skipped") is not None:
+                parts.append(inputs["skipped"] | "SkippedPerLabel" >> beam.Map(
+                    lambda c: ((c.split, _first_label(c.labels)), (0, 1))))
+            availability = (parts | "AvailabilityParts" >> beam.Flatten()
+                            | "SumAvailability" >> beam.CombinePerKey(_sum_pairs))
+            extra["availability"] = beam.pvalue.AsList(availability)
         if inputs.get("kept") is not None:  # fetch-only builds: one dict per clip in --clips_dir
             kept_totals = inputs["kept"] | "KeptTotals" >> beam.Map(_kept_totals)
             extra["kept"] = beam.pvalue.AsSingleton(kept_totals | "SumKept" >> beam.CombineGlobally(_sum_columns))
@@ -261,7 +391,7 @@ class WriteDataset(beam.PTransform):
             | "FinalizeTrigger" >> beam.Create([None])
             | "Finalize" >> beam.ParDo(
                 _Finalize(output_dir=self._output_dir, run_info=self._run_info, run_tag=self._run_tag,
-                          replaces=self._replaces),
+                          replaces=self._replaces, kept_shards=self._kept_shards),
                 shards=beam.pvalue.AsList(shards),
                 vocabulary=beam.pvalue.AsSingleton(inputs["vocabulary"]),
                 rows_read=beam.pvalue.AsList(inputs["rows_read"]),
