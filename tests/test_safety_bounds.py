@@ -44,7 +44,7 @@ def test_fetch_only_build_applies_max_frame_side(tmp_path, videos):
     csv_path.write_text(f"video,labels,id,start,end\n{videos['v3_30fps']},a,cut,1,2\n")
     out, clips = tmp_path / "out", tmp_path / "clips"
     assert build.main(["--input_csv", str(csv_path), "--output_dir", str(out), "--features", "none",
-                       "--clips_dir", str(clips), "--max_frame_side", "64"]) == 0
+                       "--clips_dir", str(clips), "--max_frame_side", "64"]) == 1  # no clip kept
     stats = json.load(open(out / "stats.json"))
     assert (stats["clips_kept"], stats["failures_by_reason"]) == (0, {"too_large": 1})
 
