@@ -24,6 +24,8 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, BinaryIO
 
+from pipeline.redact import redact
+
 YOUTUBE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{11}$")
 # A split name becomes part of a shard file name: one path component, no dot names, no separators.
 SPLIT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
@@ -303,7 +305,7 @@ class RowParser:
             if not re.fullmatch(r"\d+", token):
                 raise _RowProblem("bad_label", f"label {token!r} is not a non-negative integer "
                                                "(headerless video_file,labels rows take integer labels joined by ';')")
-        return ClipRequest(clip_id=video, source="file", video=video, start=None, end=None,
+        return ClipRequest(clip_id=redact(video), source="file", video=video, start=None, end=None,
                            labels=tuple(str(int(t)) for t in labels), split="all", row=row, fields=fields)
 
     def _parse_videos(self, cells: list[str], row: int, fields: dict) -> ClipRequest:
@@ -315,7 +317,8 @@ class RowParser:
         start = _parse_seconds(values["start"], "start") if values.get("start") else None
         end = _parse_seconds(values["end"], "end") if values.get("end") else None
         _check_range(start, end)
-        clip_id = values.get("id") or section_id(video, start, end)
+        # No credentials of a URL in ids (redacted before the section suffix, which stays readable).
+        clip_id = redact(values["id"]) if values.get("id") else section_id(redact(video), start, end)
         return ClipRequest(clip_id=clip_id, source="file", video=video, start=start, end=end,
                            labels=_split_labels(values.get("labels", "")),
                            split=_check_split(values.get("split") or "all"), row=row, fields=fields)

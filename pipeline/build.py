@@ -41,7 +41,7 @@ from pipeline.models import registry
 from pipeline.options import BuildOptions
 from transforms.assemble import AssembleRecords
 from transforms.decode import DecodeClips
-from transforms.fetch import ClipFetcher
+from transforms.fetch import ClipFetcher, TrimLimits
 from transforms.fetch_stage import FetchClips
 from transforms.inference import AudioModelHandler, ExtractFeatures, RgbModelHandler
 from transforms.metrics import NAMESPACE
@@ -88,7 +88,10 @@ def build_pipeline(p: beam.Pipeline, options: BuildOptions, *, run_info: dict | 
         resume_failures = (resumed["failures"], resumed["carried"]) | "ResumeFailures" >> beam.Flatten()
     dataset_inputs = {"requests": read["clips"], "skipped": skipped_clips}
     fetcher = ClipFetcher(config=fetch_config or options.fetch_config(), clips_dir=options.clips_dir,
-                          concurrency=options.fetch_concurrency, sources=options.clip_sources_parsed())
+                          concurrency=options.fetch_concurrency, sources=options.clip_sources_parsed(),
+                          trim_limits=TrimLimits(timeout_s=options.decode_timeout,
+                                                 max_frame_side=options.max_frame_side,
+                                                 max_frame_pixels=options.max_frame_pixels))
     fetch_only = options.features == "none"
     fetched = clips | "FetchClips" >> beam.ParDo(FetchClips(
         fetcher=fetcher, clips_dir=options.clips_dir, base_dir=base_dir, concurrency=options.fetch_concurrency,

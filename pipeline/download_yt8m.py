@@ -238,21 +238,27 @@ def _open(url: str, *, timeout: float):
         raise TransientError("connection_error", f"{url}: {error.cause}") from None
 
 
+# A plan is remote input held in memory: the official ones are ~100 KB (a few thousand names and md5s).
+MAX_PLAN_BYTES = 16 << 20
+
 _BODY_REASONS = {"timeout": "timeout", "incomplete": "truncated", "truncated": "truncated",
                  "network": "connection_error"}
 
 
 def _read_body(response: http.client.HTTPResponse, url: str, sink: Callable[[bytes], object], *,
-               stop: threading.Event) -> int:
+               stop: threading.Event, max_bytes: int | None = None) -> int:
     """Streams the body into ``sink(chunk)`` (`pipeline.downloads`); detects truncation.
 
     A local write error in ``sink`` (disk full) is raised as it is: not a network error to retry.
+    A body over ``max_bytes`` is a PermanentError ``too_large``.
     """
     try:
-        return downloads.read_body(response, sink, url=url, chunk_bytes=_CHUNK_BYTES, stop=stop)
+        return downloads.read_body(response, sink, url=url, chunk_bytes=_CHUNK_BYTES, stop=stop, max_bytes=max_bytes)
     except downloads.TransferError as error:
         if error.kind == "stopped":
             raise Interrupted() from None
+        if error.kind == "too_large":
+            raise PermanentError("too_large", error.message) from None
         raise TransientError(_BODY_REASONS[error.kind], error.message) from None
 
 
@@ -269,7 +275,11 @@ def fetch_plan(url: str, *, timeout: float = 60.0, max_attempts: int = 5, backof
     def attempt(_: int) -> dict[str, str]:
         buffer = bytearray()
         with _open(url, timeout=timeout) as response:
-            _read_body(response, url, buffer.extend, stop=stop)
+            try:
+                _read_body(response, url, buffer.extend, stop=stop, max_bytes=MAX_PLAN_BYTES)
+            except PermanentError as error:
+                raise PermanentError("bad_plan", f"download plan is over {MAX_PLAN_BYTES:,} bytes "
+                                     f"({error.message})") from None
         return parse_plan(bytes(buffer))
 
     plan, _ = _with_retries(attempt, max_attempts=max_attempts, backoff_base=backoff_base,

@@ -21,6 +21,7 @@ of the guard means): this module decides nothing beyond the mechanics.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import threading
 import urllib.error
@@ -112,8 +113,13 @@ def _opener(proxy: str | None) -> urllib.request.OpenerDirector:
 def _request(url: str, headers: Mapping[str, str], proxy: str | None) -> urllib.request.Request:
     request = urllib.request.Request(url, headers=dict(headers))
     if proxy is not None:
-        # Public Request API: http goes to the proxy in absolute form, https through CONNECT.
-        request.set_proxy(urllib.parse.urlsplit(proxy).netloc, "http")
+        # Public Request API: http goes to the proxy in absolute form, https through CONNECT
+        # (urllib moves a Proxy-Authorization header onto the CONNECT request).
+        parts = urllib.parse.urlsplit(proxy)
+        request.set_proxy(parts.hostname + (f":{parts.port}" if parts.port else ""), "http")
+        if parts.username is not None:
+            credential = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+            request.add_header("Proxy-Authorization", "Basic " + base64.b64encode(credential.encode()).decode())
     return request
 
 

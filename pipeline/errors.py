@@ -1,5 +1,9 @@
 """Typed errors. Each per-clip error carries a stable snake_case reason for the failure report."""
 
+import errno
+
+from pipeline.redact import redact
+
 
 class ClipError(Exception):
     """A clip produced no record. `reason` is a stable word; `stage` names where it happened."""
@@ -16,15 +20,46 @@ class ModelArtifactError(Exception):
 
 
 def failure_record(*, clip_id: str, fields: dict, row: int | None, stage: str, reason: str, message: str) -> dict:
-    """One line of the failure report: the input row that produced no record, and why."""
-    return {"id": clip_id, "input": fields, "row": row, "stage": stage, "reason": reason, "message": message}
+    """One line of the failure report: the input row that produced no record, and why.
+
+    Credentials in URLs (userinfo, signed-URL signatures, tokens) are redacted from all of it
+    (`pipeline.redact`): the report is read by people the row's credentials were not meant for.
+    """
+    return {"id": redact(clip_id), "input": redact(fields), "row": row, "stage": stage, "reason": reason,
+            "message": redact(message)}
+
+
+# OS errors a clip can meet that are not bugs: their own reasons, so the report says what to fix.
+_OS_REASONS = {errno.ENOSPC: "no_space", errno.EDQUOT: "no_space", errno.ENAMETOOLONG: "name_too_long"}
+
+
+def os_error_reason(error: BaseException) -> str | None:
+    """`no_space` (disk full, quota) or `name_too_long` for such an OSError anywhere in `error`'s chain, else None.
+
+    Beam's file systems wrap OSErrors (BeamIOError's ``exception_details``); those count too.
+    """
+    seen: set[int] = set()
+    todo = [error]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in _OS_REASONS:
+            return _OS_REASONS[current.errno]
+        details = getattr(current, "exception_details", None)
+        if isinstance(details, dict):
+            todo.extend(v for v in details.values() if isinstance(v, BaseException))
+        todo.extend((current.__cause__, current.__context__))
+    return None
 
 
 # Reasons a rerun with --skip_existing tries again: the row may well succeed next time. Every other
 # reason is a verdict on the row itself (gone, private, not a video, ...): its failure line is carried
 # into the new report unless --retry_permanent is given. `internal_error` is here because it is not a
-# verdict on the row but on this code, which a rerun may have fixed.
-TRANSIENT_REASONS = frozenset({"network", "timeout", "rate_limited", "internal_error"})
+# verdict on the row but on this code, which a rerun may have fixed; `no_space` on the disk, which
+# may have room by then.
+TRANSIENT_REASONS = frozenset({"network", "timeout", "rate_limited", "internal_error", "no_space"})
 
 
 def is_transient(reason: str) -> bool:

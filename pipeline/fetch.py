@@ -64,6 +64,7 @@ hooks and error table are in :mod:`pipeline.ytdlp`.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -79,7 +80,7 @@ from typing import Any
 import yt_dlp
 from yt_dlp.postprocessor.ffmpeg import FFmpegPostProcessor
 
-from pipeline import identities, netguard, pacing, probe, retry, ytdlp
+from pipeline import bounded, identities, netguard, pacing, probe, retry, ytdlp
 from pipeline.errors import ClipError
 from pipeline.probe import ProbeResult
 
@@ -103,6 +104,13 @@ _YOUTUBE_ID_RE = re.compile(r"[A-Za-z0-9_-]{11}")
 _DURATION_SLACK_S = 0.5
 
 _PROBE_TIMEOUT_S = 60.0
+
+# The yt-dlp child may outlive the guard's deadline by this much (to report the guard's verdict).
+_CHILD_GRACE_S = 2.0
+_PRELOAD = ("pipeline.ytdlp_preload",)
+
+# CR/LF (header injection), other control characters and spaces have no place in a URL.
+_CONTROL_RE = re.compile(r"[\x00-\x20\x7f]")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +142,10 @@ class FetchConfig:
             and the deadline, then connects through this one; SOCKS is refused.
         allow_file_urls: Allow ``file:`` URLs; only http(s) otherwise, so a
             template cannot be turned into a local-file reader by accident.
+        max_bytes: Largest http(s) video row downloaded (``--fetch_max_bytes``);
+            a larger one fails ``too_large``.
+        max_memory: Resident memory of yt-dlp's child process at which an attempt
+            is stopped (``too_large``): a page that inflates to gigabytes.
         extra_ytdlp_options: Extra ``YoutubeDL`` params (e.g. ``extractor_args``,
             ``http_headers``, ``format``/``format_sort`` overrides). Options the
             fetcher depends on are rejected (see ``ytdlp.RESERVED_OPTIONS``).
@@ -157,6 +169,8 @@ class FetchConfig:
     cookies_file: str | None = None
     proxy: str | None = dataclasses.field(default=None, repr=False)
     allow_file_urls: bool = False
+    max_bytes: int = 64 << 20
+    max_memory: int = 1 << 30
     extra_ytdlp_options: Mapping[str, Any] = dataclasses.field(default_factory=dict, hash=False)
     fetch_rate: str | None = None
     cookie_jars: tuple[str, ...] = dataclasses.field(default=(), repr=False)
@@ -177,6 +191,8 @@ class FetchConfig:
             raise ValueError(f"max_seconds must be > 0, got {self.max_seconds}")
         if not self.backoff_base >= 0:
             raise ValueError(f"backoff_base must be >= 0, got {self.backoff_base}")
+        if self.max_bytes < 1:
+            raise ValueError(f"max_bytes must be >= 1, got {self.max_bytes}")
         if not self.socket_timeout > 0:
             raise ValueError(f"socket_timeout must be > 0, got {self.socket_timeout}")
         for proxy in ([self.proxy] if self.proxy is not None else []) + list(self.proxies):
@@ -270,6 +286,7 @@ def fetch_clip(*, video_id: str, start: float, end: float, work_dir: str, config
         OSError: ``config.cookies_file`` is unreadable or ``work_dir`` is not
             writable; these affect every clip, so they are not per-clip errors.
     """
+    bounded.start(_PRELOAD)  # once per process, before the clip's clock starts
     began = time.monotonic()
     validate_youtube_id(video_id)
     _validate_segment(start, end)
@@ -447,9 +464,13 @@ def download_video(url: str, dest: str, *, config: FetchConfig, sent: dict | Non
         Bytes written.
 
     Raises:
-        ClipError: stage ``fetch``; reasons ``invalid_url``, ``address_not_allowed``,
-            ``timeout``, ``not_found``, ``http_error`` or ``network``.
+        ClipError: stage ``fetch``; reasons ``invalid_url`` (not http(s), or control
+            characters such as CR/LF), ``address_not_allowed``, ``timeout``, ``not_found``,
+            ``http_error``, ``too_large`` (over ``config.max_bytes``) or ``network``.
     """
+    if _CONTROL_RE.search(url):
+        # urllib would refuse it as a protocol error ("network"); it is the row's URL that is wrong.
+        raise _invalid_url(f"refusing a URL with control characters or spaces: {url!r}")
     if urllib.parse.urlsplit(url).scheme.lower() not in ("http", "https"):
         raise _invalid_url(f"refusing URL scheme in {url!r}; allowed: http, https")
     try:
@@ -460,7 +481,8 @@ def download_video(url: str, dest: str, *, config: FetchConfig, sent: dict | Non
                                 ).current().proxy
     with netguard.GuardProxy(policy, deadline=time.monotonic() + config.max_seconds, upstream=proxy) as guard:
         try:
-            return netguard.download(url, dest, guard=guard, timeout_s=config.socket_timeout, sent=sent)
+            return netguard.download(url, dest, guard=guard, timeout_s=config.socket_timeout, sent=sent,
+                                     max_bytes=config.max_bytes)
         except netguard.DownloadError as e:
             raise ClipError(e.reason, e.message, stage="fetch") from None
 
@@ -492,13 +514,88 @@ def _attempt(*, url: str, start: float, end: float, out_dir: str, config: FetchC
     index is at its end gives ffmpeg's cut nothing it can seek in.
     """
     net = ytdlp.FormatProbe(guard=guard, allow_file_urls=config.allow_file_urls)
+    # yt-dlp parses pages in the process that calls it, where neither the deadline nor memory can
+    # stop it (a gzip bomb page): it runs in a child process bounded in both (pipeline.bounded).
+    # The pacer is this worker process's, shared by its fetch threads: it is waited for here.
+    pace()  # may raise pacing.StillLimited: no request is made
+    try:
+        run = bounded.call(_extract, {"url": url, "start": start, "end": end, "out_dir": out_dir, "config": config,
+                                      "proxy": guard.url, "ffmpeg": ffmpeg, "cookies_file": cookies_file,
+                                      "timeout": timeout, "force_full": force_full},
+                           deadline=(guard.deadline if guard.deadline is not None else time.monotonic()
+                                     + config.max_seconds) + _CHILD_GRACE_S,
+                           max_memory=config.max_memory, preload=_PRELOAD)
+    except bounded.Exceeded as e:
+        if e.kind == "timeout":
+            raise AttemptError("timeout", f"yt-dlp {e.message}", transient=False) from None
+        if e.kind == "memory":
+            raise AttemptError("too_large", f"yt-dlp's extraction of {url} {e.message} (a page or playlist of that "
+                                            "size is not a video page)", transient=False) from None
+        raise AttemptError("network", f"yt-dlp {e.message}", transient=True) from None
+    if run["error"] is not None:
+        reason, message, transient = run["error"]
+        raise AttemptError(reason, message, transient=transient)
+    done, method, counted, formats = run["done"], run["method"], run["bytes"], run["formats"]
+    retry_full = {"url": url, "start": start, "end": end, "out_dir": out_dir, "config": config, "guard": guard,
+                  "ffmpeg": ffmpeg, "cookies_file": cookies_file, "timeout": timeout}
+    if run["ytdlp_error"] is not None:
+        text = run["ytdlp_error"]
+        if not (formats and re.search(r"ffmpeg exited with code", text)):
+            failed = AttemptError.from_message(text)
+            failed.retry_after = run["retry_after"]
+            raise failed from None
+        found = ytdlp.diagnose_ffmpeg_failure(text, formats, net=net, timeout=timeout)
+        if found.reason != "not_video" or method != "section":
+            raise found from None
+        ranged, sent = _ask_the_server(formats, guard=guard, timeout=timeout)
+        if ranged is not False:
+            raise AttemptError("not_video", found.message + sent, transient=False) from None
+        # What ffmpeg read through the URL is not media it can cut: without Range
+        # support an index at the file's end is out of its reach. The whole file decides.
+        _LOG.debug("%s: the section cut failed (%s); fetching the whole file", url, found.message)
+        return _attempt_full(**retry_full)
+
+    if not done or done.get("_type", "video") != "video" or method is None:
+        kind = done.get("_type") if done else None
+        raise AttemptError("not_video", f"{url} resolved to {kind or 'nothing'}, not one video", transient=False)
+    path = ytdlp.downloaded_path(done)
+    media = probe.read_header(path, input_args=probe.STRANGER_FILE_ARGS, timeout=_PROBE_TIMEOUT_S)
+    if not media.ok or not media.has_video:
+        ranged, sent = _ask_the_server(formats, guard=guard, timeout=timeout)
+        if method == "section" and ranged is False:
+            _LOG.debug("%s: the section cut is not media (%s); fetching the whole file", url, media.summary())
+            return _attempt_full(**retry_full)
+        raise AttemptError("not_video", f"the downloaded file ({os.path.getsize(path):,} bytes) is not a video"
+                           f"{sent}: {media.summary()}", transient=False)
+    if method == "full":
+        if media.duration is not None and media.duration <= start:
+            raise AttemptError("out_of_range", f"video is {media.duration:g}s long, clip starts at {start:g}s",
+                                transient=False)
+        offset = float(start)
+    else:
+        offset = max(0.0, -media.start)
+        _check_section_length(media=media, offset=offset, start=start, end=end, source_duration=run["duration"],
+                              formats=run["formats"], net=net, timeout=timeout)
+    return _Fetched(path=path, start_offset=offset, bytes_downloaded=counted, method=method, probe=media)
+
+
+def _extract(*, url: str, start: float, end: float, out_dir: str, config: FetchConfig, proxy: str, ffmpeg: str,
+             cookies_file: str | None, timeout: float, force_full: bool = False) -> dict[str, Any]:
+    """One ``extract_info(download=True)``, in the bounded child; returns plain data only.
+
+    Keys: ``done`` (``_type`` and ``requested_downloads`` of yt-dlp's answer), ``method``,
+    ``formats`` and ``duration`` (the planner's), ``bytes`` (downloaded), and either
+    ``error`` ((reason, message, transient) of an AttemptError) or ``ytdlp_error`` (its text).
+    """
     logger = ytdlp.CapturingLogger()
     counter = ytdlp.ByteCounter()
     ranges = ytdlp.SectionRanges(start, end)
     planner = ytdlp.CutPlanner(start=start, ranges=ranges, force_full=force_full)
     params = ytdlp.build_params(config, out_dir=out_dir, logger=logger, hook=counter, ffmpeg=ffmpeg,
-                           cookies_file=cookies_file, timeout=timeout, proxy=guard.url)
+                                cookies_file=cookies_file, timeout=timeout, proxy=proxy)
     params["download_ranges"] = ranges
+    out: dict[str, Any] = {"done": None, "method": None, "formats": (), "duration": None, "bytes": 0, "error": None,
+                           "ytdlp_error": None, "retry_after": None}
     # FFmpegFD.available() and the section-downloader choice ignore the
     # `ffmpeg_location` param and read this context variable; there is no
     # ffmpeg on PATH. Set per call (contextvars are per thread) and restored.
@@ -506,57 +603,25 @@ def _attempt(*, url: str, start: float, end: float, out_dir: str, config: FetchC
     try:
         with yt_dlp.YoutubeDL(params) as ydl:
             ydl.add_post_processor(planner, when="before_dl")
-            pace()  # may raise pacing.StillLimited: no request is made
             try:
                 done = ydl.extract_info(url, download=True)
+                if done:
+                    out["done"] = {"_type": done.get("_type", "video"), "requested_downloads": [
+                        {"filepath": d.get("filepath")} for d in done.get("requested_downloads") or []]}
             except yt_dlp.utils.YoutubeDLError as exc:
-                text = ytdlp.error_text(exc, logger)
-                if planner.formats and re.search(r"ffmpeg exited with code", text):
-                    found = ytdlp.diagnose_ffmpeg_failure(text, planner.formats, net=net, timeout=timeout)
-                    if found.reason != "not_video" or planner.method != "section":
-                        raise found from None
-                    ranged, sent = _ask_the_server(planner.formats, guard=guard, timeout=timeout)
-                    if ranged is not False:
-                        raise AttemptError("not_video", found.message + sent, transient=False) from None
-                    # What ffmpeg read through the URL is not media it can cut: without Range
-                    # support an index at the file's end is out of its reach. The whole file decides.
-                    full_failure = found
-                else:
-                    failed = AttemptError.from_message(text)
-                    failed.retry_after = ytdlp.retry_after_of(exc)
-                    raise failed from None
-            else:
-                full_failure = None
+                out["ytdlp_error"] = ytdlp.error_text(exc, logger)
+                out["retry_after"] = ytdlp.retry_after_of(exc)
+    except AttemptError as err:
+        out["error"] = (err.reason, err.message, err.transient)
     finally:
         FFmpegPostProcessor._ffmpeg_location.reset(token)
-    if full_failure is not None:
-        _LOG.debug("%s: the section cut failed (%s); fetching the whole file", url, full_failure.message)
-        return _attempt_full(url=url, start=start, end=end, out_dir=out_dir, config=config, guard=guard,
-                             ffmpeg=ffmpeg, cookies_file=cookies_file, timeout=timeout)
+    out.update(method=planner.method, formats=_plain(planner.formats), duration=ranges.duration, bytes=counter.total)
+    return out
 
-    if not done or done.get("_type", "video") != "video" or planner.method is None:
-        kind = done.get("_type") if done else None
-        raise AttemptError("not_video", f"{url} resolved to {kind or 'nothing'}, not one video", transient=False)
-    path = ytdlp.downloaded_path(done)
-    media = probe.read_header(path, input_args=probe.STRANGER_FILE_ARGS, timeout=_PROBE_TIMEOUT_S)
-    if not media.ok or not media.has_video:
-        ranged, sent = _ask_the_server(planner.formats, guard=guard, timeout=timeout)
-        if planner.method == "section" and ranged is False:
-            _LOG.debug("%s: the section cut is not media (%s); fetching the whole file", url, media.summary())
-            return _attempt_full(url=url, start=start, end=end, out_dir=out_dir, config=config, guard=guard,
-                                 ffmpeg=ffmpeg, cookies_file=cookies_file, timeout=timeout)
-        raise AttemptError("not_video", f"the downloaded file ({os.path.getsize(path):,} bytes) is not a video"
-                           f"{sent}: {media.summary()}", transient=False)
-    if planner.method == "full":
-        if media.duration is not None and media.duration <= start:
-            raise AttemptError("out_of_range", f"video is {media.duration:g}s long, clip starts at {start:g}s",
-                                transient=False)
-        offset = float(start)
-    else:
-        offset = max(0.0, -media.start)
-        _check_section_length(media=media, offset=offset, start=start, end=end, source_duration=ranges.duration,
-                              formats=planner.formats, net=net, timeout=timeout)
-    return _Fetched(path=path, start_offset=offset, bytes_downloaded=counter.total, method=planner.method, probe=media)
+
+def _plain(formats: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], ...]:
+    """The chosen formats as JSON-like data (yt-dlp's dicts may hold functions, which do not pickle)."""
+    return tuple(json.loads(json.dumps(dict(f), default=repr)) for f in formats)
 
 
 def _attempt_full(*, out_dir: str, **kwargs: Any) -> _Fetched:

@@ -4,14 +4,22 @@ See `pipeline.netguard` (which re-exports `GuardProxy` and `Refusal`) for what i
 against. For each connection it asks the address policy (`pipeline.address_policy`), connects
 to the checked address itself (or through the user's ``--proxy`` with ``CONNECT``), relays
 bytes both ways and closes every tunnel when the clip's deadline passes.
+
+Its port on 127.0.0.1 is open to every local user, so each proxy has a credential of its own
+(random, per clip): a request without ``Proxy-Authorization: Basic`` for it gets 407 and no
+connection anywhere. The clients get it in the proxy URL (``guard.url``: yt-dlp's ``proxy``,
+ffmpeg's ``http_proxy`` environment variable, urllib's header), never on a command line.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
+import hmac
 import http.client
 import logging
+import secrets
 import select
 import socket
 import socketserver
@@ -24,6 +32,7 @@ from pipeline.address_policy import AddressPolicy, AddressRefused, url_host_port
 
 _LOG = logging.getLogger("pipeline.netguard")  # the name its log lines always had
 
+_USER = "clip"  # the user name of every guard's credential; the secret is per proxy
 _MAX_HEAD = 64 * 1024
 _CONNECT_TIMEOUT_S = 15.0
 _POLL_S = 0.25  # how often an idle tunnel looks at the deadline
@@ -86,6 +95,7 @@ class GuardProxy:
     Attributes:
         refusals: Destinations refused, in order.
         deadline_hit: True once the deadline closed a tunnel or refused a request.
+        unauthorized: Requests refused (407) for a missing or wrong credential.
         connections: Upstream connections made.
         closed_at_deadline: Tunnels that were open when the deadline passed.
     """
@@ -96,6 +106,9 @@ class GuardProxy:
         self.upstream = _parse_upstream(upstream) if upstream else None
         self.refusals: list[Refusal] = []
         self.deadline_hit = False
+        self.unauthorized = 0
+        self._secret = secrets.token_urlsafe(24)
+        self._authorization = "Basic " + base64.b64encode(f"{_USER}:{self._secret}".encode()).decode()
         self.connections = 0
         self.closed_at_deadline = 0
         # Called as on_response(status, retry_after) for each plain-http response head the guard
@@ -115,12 +128,26 @@ class GuardProxy:
 
     @property
     def url(self) -> str:
-        """The proxy's address, `http://127.0.0.1:PORT`, handed to yt-dlp and urllib downloads as their proxy."""
+        """The proxy with its credential, `http://clip:SECRET@127.0.0.1:PORT`: what yt-dlp, ffmpeg and urllib get."""
+        return f"http://{_USER}:{self._secret}@127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def address(self) -> str:
+        """The proxy's address without the credential, `http://127.0.0.1:PORT`, for messages."""
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def set_upstream(self, upstream: str | None) -> None:
         """Connections from now on go through ``upstream`` (another identity's proxy), or directly."""
         self.upstream = _parse_upstream(upstream) if upstream else None
+
+    @property
+    def proxy_authorization(self) -> str:
+        """The `Proxy-Authorization` header value this proxy accepts."""
+        return self._authorization
+
+    def _authorized(self, headers: list[tuple[str, str]]) -> bool:
+        given = [v for k, v in headers if k.lower() == "proxy-authorization"]
+        return len(given) == 1 and hmac.compare_digest(given[0].encode("latin-1"), self._authorization.encode())
 
     @staticmethod
     def check_upstream(url: str) -> None:
@@ -286,6 +313,13 @@ class GuardProxy:
                 except ValueError:
                     _reply(client, 400, "bad request")
                     return
+                if not guard._authorized(headers):
+                    # ffmpeg asks without a credential first and retries with it after the 407.
+                    with guard._lock:
+                        guard.unauthorized += 1
+                    _reply(client, 407, "proxy authentication required",
+                           extra='Proxy-Authenticate: Basic realm="clip"\r\n')
+                    return
                 if guard.expired():
                     guard._mark_deadline()
                     _reply(client, 504, "clip deadline passed")
@@ -420,12 +454,12 @@ def _split_authority(target: str, *, default_port: int) -> tuple[str, int]:
         raise AddressRefused("invalid_url", f"bad CONNECT target {target!r}") from e
 
 
-def _reply(sock: socket.socket, status: int, text: str) -> None:
+def _reply(sock: socket.socket, status: int, text: str, *, extra: str = "") -> None:
     body = text.encode("utf-8", "replace")
     phrase = http.client.responses.get(status, "Error")
     with contextlib.suppress(OSError):
         sock.sendall(f"HTTP/1.1 {status} {phrase}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
-                     f"Connection: close\r\n\r\n".encode() + body)
+                     f"{extra}Connection: close\r\n\r\n".encode() + body)
 
 
 def _close(sock: socket.socket) -> None:

@@ -157,7 +157,8 @@ def add_fetch_flags(parser: argparse._ArgumentGroup | argparse.ArgumentParser) -
                         help="Clips fetched at once per worker process.")
     parser.add_argument("--fetch_max_bytes", type=positive_int, default=64 << 20,
                         help="Largest fetched clip carried from the fetch stage to the decoder in one element "
-                             "(without --clips_dir); a larger one fails `too_large`.")
+                             "(without --clips_dir), and largest http(s) video row downloaded; a larger one "
+                             "fails `too_large`.")
     parser.add_argument("--rate_limit", default=None, help="Download rate limit per fetch, e.g. 2M (yt-dlp).")
     parser.add_argument("--cookies", default=None,
                         help="Netscape cookies file(s) for yt-dlp (YouTube blocks anonymous bulk fetching "
@@ -313,7 +314,7 @@ class BuildOptions(PipelineOptions):
             rate_limit=self.rate_limit, allow_file_urls=self.allow_file_urls, fetch_rate=self.fetch_rate,
             cookie_jars=identities.stage_cookies(self.cookies),
             proxies=tuple(identities.split_values(self.proxy, flag="--proxy")),
-            extractor_args=self.yt_dlp_extractor_args)
+            extractor_args=self.yt_dlp_extractor_args, max_bytes=self.fetch_max_bytes)
 
     def clip_sources_parsed(self) -> mirrors.ClipSources | None:
         """--clip_sources as `pipeline.mirrors.ClipSources`, or None without the flag."""

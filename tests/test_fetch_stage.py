@@ -241,7 +241,7 @@ def test_fetch_only_build_keeps_clips_loads_no_model_and_reuses_kept_clips(tmp_p
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "TF_MODULES []" in proc.stdout and "Kept 2 clips" in proc.stdout
     kept = sorted(os.path.relpath(p, clips) for p in glob.glob(str(clips / "*" / "*.mp4")))
-    assert kept == [f"abseiling/{OK_ID}_000002_000006.mp4", f"air_drumming/{SHORT_ID}_000008_000012.mp4"]
+    assert kept == [f"abseiling/{OK_ID}_000002_000006.mp4", f"air drumming/{SHORT_ID}_000008_000012.mp4"]
     info = media.probe(str(clips / "abseiling" / f"{OK_ID}_000002_000006.mp4"))
     assert abs(info.duration - 4.0) < 0.6  # the section, not the 12-s source
     assert not glob.glob(str(out / "records" / "*.tfrecord"))

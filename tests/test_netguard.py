@@ -363,7 +363,8 @@ def test_connect_tunnel_policy(hostile):
         for target, status in [(f"127.0.0.1:{other.server_address[1]}", b"403"),
                                (f"127.0.0.1:{server.server_address[1]}", b"200")]:
             with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-                s.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+                s.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
+                          f"Proxy-Authorization: {guard.proxy_authorization}\r\n\r\n".encode())
                 assert s.recv(100).split()[1] == status
                 if status == b"200":
                     s.sendall(f"GET /{GOOD}.mp4 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())

@@ -11,6 +11,7 @@ import numpy as np
 from pipeline import quantization, records
 from pipeline.annotations import Vocabulary
 from pipeline.errors import ClipError, failure_record
+from pipeline.redact import redact
 from transforms import isolation, metrics
 
 
@@ -64,7 +65,7 @@ class _BuildRecord(beam.DoFn):
             serialized = records.build_sequence_example(records.ClipFeatures(
                 clip_id=clip_id, labels=label_ids, rgb=rgb, audio=audio,
                 rgb_quantized=quantization.quantize_rgb(rgb), audio_quantized=audio_quantized,
-                label_names=sorted(set(clip.labels)), source=clip.video, start_us=int(round(start * 1e6)),
+                label_names=sorted(set(clip.labels)), source=redact(clip.video), start_us=int(round(start * 1e6)),
                 end_us=int(round((start + meta["duration"]) * 1e6)), duration_us=int(round(meta["duration"] * 1e6)),
                 video_level=self._video_level))
         except (_Incomplete, ClipError) as e:  # ClipError: non-finite features cannot be quantized

@@ -178,7 +178,7 @@ class DecodeClips(beam.DoFn):
         except Exception as e:  # pylint: disable=broad-except
             # A bug or an unforeseen input must not kill a run of a million clips: report it loudly.
             yield functools.partial(PROGRESS.record, ok=False, total=self._expected)
-            yield functools.partial(metrics.count_failure, "internal_error")
+            yield functools.partial(metrics.count_failure, isolation.failure_reason(e))
             yield beam.pvalue.TaggedOutput(self.FAILURES, isolation.internal_error(
                 clip_id=clip.clip_id, fields=clip.fields, row=clip.row, stage=stage, error=e, count=False))
 

@@ -45,7 +45,7 @@ from pipeline.errors import ClipError, failure_record
 from pipeline.probe import ProbeResult
 from transforms import isolation, metrics
 from transforms.ahead import in_window
-from transforms.fetch import ClipFetcher, _store, _trim, clip_path
+from transforms.fetch import ClipFetcher, _store, _trim, clip_path, kept_exists
 from transforms.progress import PROGRESS
 
 DEFAULT_MAX_BYTES = 64 << 20
@@ -208,7 +208,7 @@ class FetchClips(beam.DoFn):
     def _fetch(self, clip: ClipRequest, tmp: str) -> FetchedClip:
         if self._clips_dir:
             kept = clip_path(self._clips_dir, clip)
-            if FileSystems.exists(kept):
+            if kept_exists(kept):
                 return FetchedClip(clip=clip, path=kept, duration=section_duration(clip), fetch=dict(_KEPT_FIGURES))
             fetched = self._fetcher.fetch(clip, tmp, count=False)
             return FetchedClip(clip=clip, path=kept, duration=fetched.duration, fetch=fetched.figures,
@@ -229,7 +229,7 @@ class FetchClips(beam.DoFn):
         """Fetch-only: the row's clip into --clips_dir; returns the kept-clip dict of stats.json."""
         kept = clip_path(self._clips_dir, clip)
         figures = dict(_KEPT_FIGURES)
-        if not FileSystems.exists(kept):
+        if not kept_exists(kept):
             if clip.source == "youtube":
                 figures = self._fetcher.fetch(clip, tmp, count=False).figures
             else:
@@ -289,7 +289,7 @@ def keep_video_row(clip: ClipRequest, kept: str, tmp: str, *, base_dir: str, fet
         _store(local, kept)
         return {**figures, "method": "copy"}
     trimmed = os.path.join(tmp, "trimmed.mp4")
-    _trim(local, trimmed, start=clip.start or 0.0, duration=section_duration(clip))
+    _trim(local, trimmed, start=clip.start or 0.0, duration=section_duration(clip), limits=fetcher.trim_limits)
     _store(trimmed, kept)
     logging.debug("kept %s as %s", source, kept)
     return {**figures, "method": "trim"}

@@ -25,7 +25,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunInference
 
-from pipeline.models import registry, tf_setup
+from pipeline.models import registry, shared_access, tf_setup
 from transforms.progress import PROGRESS
 
 # Model objects this process has loaded: the k-th (copy k of --model_copies, all hosted here by
@@ -65,6 +65,12 @@ class _FeatureModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
 
     def share_model_across_processes(self) -> bool:
         return self._sharing.shared
+
+    def set_environment_vars(self) -> None:
+        """RunInference's first step on a worker: with sharing, this run's key and private folder for it."""
+        super().set_environment_vars()
+        if self._sharing.shared:
+            shared_access.install(self._sharing.authkey)
 
     def model_copies(self) -> int:
         return max(1, self._sharing.copies)
@@ -141,6 +147,14 @@ class AudioModelHandler(_FeatureModelHandler):
     name = "audio"
 
 
+class _KeyedHandler(KeyedModelHandler):
+    """Beam's KeyedModelHandler, passing RunInference's setup hook on to the handler it wraps (Beam's does not)."""
+
+    def set_environment_vars(self) -> None:
+        super().set_environment_vars()
+        self._unkeyed.set_environment_vars()
+
+
 # The hints are for readers: Beam keeps inferring the output type from the code (a KV, whose
 # coder the join downstream uses) instead of taking the hint, which it reads as Any.
 @beam.typehints.no_annotations
@@ -165,7 +179,7 @@ class ExtractFeatures(beam.PTransform):
         """((clip_id, k), model input) -> (clip_id, (k, float32 features)), batched across clips."""
         return (
             inputs
-            | "RunInference" >> RunInference(KeyedModelHandler(self._handler),
+            | "RunInference" >> RunInference(_KeyedHandler(self._handler),
                                              model_identifier=self._handler.model_tag)
             | "KeyByClip" >> beam.Map(_rekey))
 

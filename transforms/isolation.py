@@ -18,7 +18,8 @@ from typing import Any
 import apache_beam as beam
 
 from pipeline import annotations
-from pipeline.errors import failure_record
+from pipeline.errors import failure_record, os_error_reason
+from pipeline.redact import redact
 from transforms import metrics
 
 FAILURES = "failures"
@@ -28,15 +29,27 @@ def internal_error(*, clip_id: str, fields: dict, row: int | None, stage: str, e
                    count: bool = True) -> dict:
     """The failure line of an unexpected exception; also logged with its traceback and counted.
 
+    A full disk or a file name over the file system's limit is no bug: its line says `no_space`
+    or `name_too_long` (`errors.os_error_reason`), logged without a traceback, and the run goes on.
     `count=False` leaves the counting to the caller (a thread other than the bundle's, whose
-    metric updates Beam would not see).
+    metric updates Beam would not see; `failure_reason` says what to count).
     """
-    logging.error("Unexpected error at stage %s on clip %r (row %s)", stage, clip_id, row,
-                  exc_info=(type(error), error, error.__traceback__))
+    reason = failure_reason(error)
+    if reason == "internal_error":
+        logging.error("Unexpected error at stage %s on clip %r (row %s)", stage, redact(str(clip_id)), row,
+                      exc_info=(type(error), error, error.__traceback__))
+    else:
+        logging.warning("%s at stage %s on clip %r (row %s): %s", reason, stage, redact(str(clip_id)), row,
+                        redact(str(error)))
     if count:
-        metrics.count_failure("internal_error")
+        metrics.count_failure(reason)
     return failure_record(clip_id=str(clip_id), fields=annotations.printable(fields or {}), row=row, stage=stage,
-                          reason="internal_error", message=f"{type(error).__name__}: {error}")
+                          reason=reason, message=f"{type(error).__name__}: {error}")
+
+
+def failure_reason(error: BaseException) -> str:
+    """The reason of an exception no code path expected: `no_space`, `name_too_long`, else `internal_error`."""
+    return os_error_reason(error) or "internal_error"
 
 
 def isolate(stage: str, describe: Callable[[object], tuple[str, dict, int | None]], *,

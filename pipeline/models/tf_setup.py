@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import secrets
 import threading
 import uuid
 
@@ -79,6 +80,8 @@ class ModelSharing:
         inter_op_threads: --tf_inter_op_threads (None: derived).
         tag: RunInference's model identifier, one per built pipeline: both model steps share
             it, so one process per machine hosts the run's models together (ignored by ==).
+        authkey: The key (hex) of the machine's model-sharing connections, random per built
+            pipeline (`pipeline.models.shared_access`); never shown (no repr, ignored by ==).
     """
 
     copies: int = 1
@@ -87,6 +90,7 @@ class ModelSharing:
     inter_op_threads: int | None = None
     tag: str = dataclasses.field(default_factory=lambda: f"video_features_models_{uuid.uuid4().hex}",
                                  compare=False)
+    authkey: str = dataclasses.field(default_factory=lambda: secrets.token_hex(32), compare=False, repr=False)
 
     @property
     def shared(self) -> bool:
