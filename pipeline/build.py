@@ -33,7 +33,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 
-from pipeline import annotations, csvsplit, logs, outputs
+from pipeline import annotations, csvsplit, interrupts, logs, outputs
 from pipeline.models import registry
 from pipeline.options import BuildOptions
 from transforms.assemble import AssembleRecords
@@ -273,6 +273,9 @@ def run(argv: list[str] | None = None) -> dict:
                          "build reuses the clips already in --clips_dir by itself: rerun it with --overwrite")
     if pipeline_options.get_all_options().get("dry_run"):
         return _dry_run(pipeline_options, options)
+    if fetch_only:
+        interrupts.set_resume_hint("rerun the same command to resume: the clips already kept in --clips_dir are "
+                                   "reused")
     input_format, input_rows, csv_labels, csv_splits = check_input_csv(options.input_csv,
                                                                       rows_per_split=options.csv_split_rows)
     files = None  # --features none: no model is resolved or loaded, TensorFlow is never imported
@@ -296,7 +299,8 @@ def run(argv: list[str] | None = None) -> dict:
     except outputs.OutputError as e:
         raise UsageError(str(e)) from e
     try:
-        with _private_tempdir():
+        with interrupts.on_interrupt(lock.release), \
+                interrupts.on_interrupt(lambda: outputs.remove_leftovers(options.output_dir)), _private_tempdir():
             return _run_locked(pipeline_options, options, input_format=input_format, input_rows=input_rows,
                                csv_labels=csv_labels, files=files, local=local, csv_splits=csv_splits)
     finally:
@@ -348,7 +352,8 @@ def _private_tempdir():
     tempfile.tempdir = path
     os.environ["TMPDIR"] = path
     try:
-        yield path
+        with interrupts.on_interrupt(lambda: shutil.rmtree(path, ignore_errors=True)):
+            yield path
     finally:
         tempfile.tempdir = saved_tempdir
         if saved_env is None:
@@ -421,7 +426,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = [arg for arg in argv if arg not in ("-v", "--verbose")]
     logs.setup(verbose_flag=verbose)
     try:
-        stats = run(argv)
+        with interrupts.interruptible():
+            stats = run(argv)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
