@@ -73,7 +73,7 @@ from typing import Any
 import yt_dlp
 from yt_dlp.postprocessor.ffmpeg import FFmpegPostProcessor
 
-from pipeline import netguard, probe, retry, ytdlp
+from pipeline import fileio, netguard, probe, retry, ytdlp
 from pipeline.errors import ClipError
 from pipeline.probe import ProbeResult
 
@@ -270,7 +270,7 @@ def fetch_clip(*, video_id: str, start: float, end: float, work_dir: str, config
         cookies = None
         if config.cookies_file:
             cookies = os.path.join(call_dir, "cookies.txt")
-            shutil.copyfile(config.cookies_file, cookies)
+            fileio.copy_to_local(config.cookies_file, cookies)  # a gs:// cookies file too
         where = f"{video_id} [{start:g}, {end:g}]s"
 
         def attempt(number: int) -> FetchResult:

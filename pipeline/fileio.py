@@ -130,6 +130,18 @@ def list_files(directory: str, pattern: str = "*") -> list[str]:
     return sorted(prefix + n for n in names if "/" not in n and fnmatch.fnmatchcase(n, pattern))
 
 
+def stat(path: str) -> tuple[int, int]:
+    """(size in bytes, modification time in ns) of the file at `path` (taken literally)."""
+    if is_local(path):
+        info = os.stat(path)
+        return info.st_size, info.st_mtime_ns
+    match = _fs().match([escape_glob(path)])[0]
+    if not match.metadata_list:
+        raise FileNotFoundError(path)
+    metadata = match.metadata_list[0]
+    return int(metadata.size_in_bytes), int(metadata.last_updated_in_seconds * 1e9)
+
+
 def open_read(path: str) -> BinaryIO:
     """A binary read channel on `path` (local or gs://), bytes as stored (no decompression by name)."""
     from apache_beam.io.filesystem import CompressionTypes  # pylint: disable=import-outside-toplevel

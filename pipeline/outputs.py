@@ -181,14 +181,17 @@ class BuildLock:
             existing = bucket.get_blob(name)
             if existing is None:
                 continue  # released in between
+            # Kept before the download, which refreshes the blob's properties from the response headers.
+            generation = existing.generation
+            if not generation:
+                raise OutputError(f"the build lock {path} has no generation number; cannot take it over safely")
             try:
-                text = existing.download_as_bytes(if_generation_match=existing.generation)
+                text = existing.download_as_bytes(if_generation_match=generation)
             except (gexc.NotFound, gexc.PreconditionFailed):
                 continue  # replaced or released in between
             _check_takeover(output_dir, path, _parse_lock(text), owner, break_lock)
             try:
-                blob.upload_from_string(data, content_type="application/json",
-                                        if_generation_match=existing.generation)
+                blob.upload_from_string(data, content_type="application/json", if_generation_match=generation)
                 return cls(path, owner, _generation=blob.generation)
             except gexc.PreconditionFailed:
                 continue  # another build took it over first
