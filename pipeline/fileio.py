@@ -86,6 +86,16 @@ def _fs():
     return FileSystems
 
 
+@contextlib.contextmanager
+def _escaped_patterns() -> Iterator[None]:
+    """Beam compiles an escaped `[` (`[[]`) into a regex that Python flags as a possible nested set; it is not."""
+    import warnings  # pylint: disable=import-outside-toplevel
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Possible nested set", FutureWarning)
+        yield
+
+
 def exists(path: str) -> bool:
     """Whether the file (or, locally, the directory) `path` exists; the path is taken literally."""
     if is_local(path):
@@ -97,7 +107,8 @@ def isdir(path: str) -> bool:
     """A local directory, or a gs:// prefix holding at least one object (object stores have no folders)."""
     if is_local(path):
         return os.path.isdir(path)
-    match = _fs().match([escape_glob(path.rstrip("/")) + "/**"], limits=[1])[0]
+    with _escaped_patterns():
+        match = _fs().match([escape_glob(path.rstrip("/")) + "/**"], limits=[1])[0]
     return bool(match.metadata_list)
 
 
@@ -125,7 +136,8 @@ def list_files(directory: str, pattern: str = "*") -> list[str]:
         return sorted(os.path.join(directory, n) for n in names
                       if fnmatch.fnmatchcase(n, pattern) and os.path.isfile(os.path.join(directory, n)))
     prefix = directory.rstrip("/") + "/"
-    match = _fs().match([escape_glob(prefix) + "*"])[0]
+    with _escaped_patterns():
+        match = _fs().match([escape_glob(prefix) + "*"])[0]
     names = [m.path[len(prefix):] for m in match.metadata_list if m.path.startswith(prefix)]
     return sorted(prefix + n for n in names if "/" not in n and fnmatch.fnmatchcase(n, pattern))
 
@@ -135,7 +147,8 @@ def stat(path: str) -> tuple[int, int]:
     if is_local(path):
         info = os.stat(path)
         return info.st_size, info.st_mtime_ns
-    match = _fs().match([escape_glob(path)])[0]
+    with _escaped_patterns():
+        match = _fs().match([escape_glob(path)])[0]
     if not match.metadata_list:
         raise FileNotFoundError(path)
     metadata = match.metadata_list[0]
@@ -301,7 +314,8 @@ def delete(paths: list[str]) -> None:
         except FileNotFoundError:
             pass
     if remote:
-        FileSystems.delete([escape_glob(p) for p in remote])
+        with _escaped_patterns():
+            FileSystems.delete([escape_glob(p) for p in remote])
 
 
 def _discard(tmp: str) -> None:

@@ -138,7 +138,7 @@ def test_build_reads_and_writes_gs_and_inspect_and_report_read_it_back(built, tm
     objects = _objects(out)
     assert not [p for p in objects if fileio.TEMP_MARKER in p or p.endswith(outputs.LOCK_NAME)], objects
     assert sorted(p.rsplit("/", 1)[-1] for p in objects if p.endswith(".tfrecord")) == [
-        "train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord"]
+        "all-00000-of-00002.tfrecord", "all-00001-of-00002.tfrecord"]
     # The model files were read through FileSystems into the local cache; TensorFlow read only that copy.
     assert list(pathlib.Path(built["cache"], "copied").glob("*/classify_image_graph_def.pb"))
     capsys.readouterr()
@@ -212,29 +212,35 @@ def test_overwrite_of_a_bracketed_dir_leaves_its_glob_twin_alone(gcs, tmp_path, 
 # The lock: of builds that start together exactly one gets it, stale locks included.
 
 
+def race_for_the_lock(out: str, racers: int) -> tuple[list, list[str]]:
+    """`racers` threads call BuildLock.acquire(out) at the same moment; returns (locks taken, refusals)."""
+    start, held, refused = threading.Barrier(racers), [], []
+
+    def race():
+        start.wait()
+        try:
+            held.append(outputs.BuildLock.acquire(out))
+        except outputs.OutputError as e:
+            refused.append(str(e))
+
+    threads = [threading.Thread(target=race) for _ in range(racers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return held, refused
+
+
 def test_gs_lock_has_exactly_one_holder_of_many_racing_creates(gcs):
-    racers, tries = 4, 30
+    racers, tries = 4, 20
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
     for attempt in range(tries):
         out = f"gs://bucket/race{attempt}"
         if attempt % 2:  # a stale lock of a dead process on this host: everybody tries to take it over
-            dead = subprocess.Popen([sys.executable, "-c", "pass"])
-            dead.wait()
             _put(f"{out}/{outputs.LOCK_NAME}", json.dumps({"host": socket.gethostname(), "pid": dead.pid,
                                                              "started_at": "2026-01-01T00:00:00+00:00"}).encode())
-        start, held, refused = threading.Barrier(racers), [], []
-
-        def race():
-            start.wait()
-            try:
-                held.append(outputs.BuildLock.acquire(out))
-            except outputs.OutputError as e:
-                refused.append(str(e))
-
-        threads = [threading.Thread(target=race) for _ in range(racers)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        held, refused = race_for_the_lock(out, racers)
         assert len(held) == 1, (attempt, refused)
         assert all("in use by another build" in e for e in refused), refused
         assert json.loads(fileio.read_text(f"{out}/{outputs.LOCK_NAME}"))["token"] == held[0].owner["token"]
