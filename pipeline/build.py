@@ -35,7 +35,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 
-from pipeline import annotations, csvsplit, identities, logs, outputs, settings
+from pipeline import annotations, csvsplit, identities, interrupts, logs, outputs, settings
 from pipeline import options as options_module
 from pipeline.models import registry
 from pipeline.options import BuildOptions
@@ -314,6 +314,9 @@ def run(argv: list[str] | None = None) -> dict:
                                         skip_existing=options.skip_existing)
     except outputs.OutputError as e:
         raise UsageError(str(e)) from e
+    if fetch_only:
+        interrupts.set_resume_hint("rerun the same command to resume: the clips already kept in --clips_dir are "
+                                   "reused")
     input_format, input_rows, csv_labels, csv_splits = check_input_csv(options.input_csv,
                                                                       rows_per_split=options.csv_split_rows)
     files = None  # --features none: no model is resolved or loaded, TensorFlow is never imported
@@ -331,7 +334,8 @@ def run(argv: list[str] | None = None) -> dict:
     except outputs.OutputError as e:
         raise UsageError(str(e)) from e
     try:
-        with _private_tempdir():
+        with interrupts.on_interrupt(lock.release), \
+                interrupts.on_interrupt(lambda: outputs.remove_leftovers(options.output_dir)), _private_tempdir():
             return _run_locked(pipeline_options, options, input_format=input_format, input_rows=input_rows,
                                csv_labels=csv_labels, files=files, local=local, csv_splits=csv_splits,
                                fetch_config=fetch_config)
@@ -399,7 +403,8 @@ def _private_tempdir():
     tempfile.tempdir = path
     os.environ["TMPDIR"] = path
     try:
-        yield path
+        with interrupts.on_interrupt(lambda: shutil.rmtree(path, ignore_errors=True)):
+            yield path
     finally:
         tempfile.tempdir = saved_tempdir
         if saved_env is None:
@@ -520,7 +525,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = [arg for arg in argv if arg not in ("-v", "--verbose")]
     logs.setup(verbose_flag=verbose)
     try:
-        stats = run(argv)
+        with interrupts.interruptible():
+            stats = run(argv)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

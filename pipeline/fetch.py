@@ -80,7 +80,7 @@ from typing import Any
 import yt_dlp
 from yt_dlp.postprocessor.ffmpeg import FFmpegPostProcessor
 
-from pipeline import bounded, identities, netguard, pacing, probe, retry, ytdlp
+from pipeline import bounded, fileio, identities, netguard, pacing, probe, retry, ytdlp
 from pipeline.errors import ClipError
 from pipeline.probe import ProbeResult
 
@@ -322,7 +322,7 @@ def fetch_clip(*, video_id: str, start: float, end: float, work_dir: str, config
                               encoding="utf-8") as f:
                         f.write(identity.cookies)
                 elif config.cookies_file:
-                    shutil.copyfile(config.cookies_file, path)
+                    fileio.copy_to_local(config.cookies_file, path)  # a gs:// cookies file too
                 else:
                     return None
             return path

@@ -49,10 +49,143 @@ def escape_glob(path: str) -> str:
 
 
 def gfile() -> ModuleType:
-    """`tf.io.gfile`, imported on first use so that importing a caller does not load TensorFlow."""
+    """`tf.io.gfile`, for TensorFlow's own readers only; the project reads and writes through `FileSystems`."""
     from pipeline import logs  # pylint: disable=import-outside-toplevel
 
     return logs.import_tensorflow().io.gfile  # without TensorFlow's start-up lines
+
+
+EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
+"""Set (to `http://127.0.0.1:PORT`), gs:// paths go to a GCS emulator (google-cloud-storage reads it)."""
+
+
+def use_emulator_if_set() -> bool:
+    """With STORAGE_EMULATOR_HOST set, connects Beam's GCS client anonymously at once.
+
+    Beam looks for Google credentials with four retries (about 30 s) before it connects
+    anonymously, which is what google-cloud-storage does for an emulator anyway. A Dataflow
+    worker or a launcher without the variable is not touched. Returns whether it applied.
+    """
+    if not os.environ.get(EMULATOR_ENV):
+        return False
+    try:
+        from apache_beam.internal.gcp import auth  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        return False
+    credentials = getattr(auth, "_Credentials", None)
+    if credentials is None or not hasattr(credentials, "_credentials_init"):
+        return False  # another Beam: it finds no credentials the slow way, with the same result
+    with credentials._credentials_lock:  # pylint: disable=protected-access
+        credentials._credentials, credentials._credentials_init = None, True  # pylint: disable=protected-access
+    return True
+
+
+def _fs():
+    from apache_beam.io.filesystems import FileSystems  # pylint: disable=import-outside-toplevel
+
+    return FileSystems
+
+
+@contextlib.contextmanager
+def _escaped_patterns() -> Iterator[None]:
+    """Beam compiles an escaped `[` (`[[]`) into a regex that Python flags as a possible nested set; it is not."""
+    import warnings  # pylint: disable=import-outside-toplevel
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Possible nested set", FutureWarning)
+        yield
+
+
+def exists(path: str) -> bool:
+    """Whether the file (or, locally, the directory) `path` exists; the path is taken literally."""
+    if is_local(path):
+        return os.path.exists(path)
+    return _fs().exists(path)
+
+
+def isdir(path: str) -> bool:
+    """A local directory, or a gs:// prefix holding at least one object (object stores have no folders)."""
+    if is_local(path):
+        return os.path.isdir(path)
+    with _escaped_patterns():
+        match = _fs().match([escape_glob(path.rstrip("/")) + "/**"], limits=[1])[0]
+    return bool(match.metadata_list)
+
+
+def glob(pattern: str) -> list[str]:
+    """Files matching a glob pattern (Beam's syntax: `*` within a name, `**` across folders), sorted."""
+    if is_local(pattern):
+        import glob as globbing  # pylint: disable=import-outside-toplevel
+
+        return sorted(p for p in globbing.glob(os.path.expanduser(pattern)) if os.path.isfile(p))
+    return sorted(m.path for m in _fs().match([pattern])[0].metadata_list)
+
+
+def list_files(directory: str, pattern: str = "*") -> list[str]:
+    """Files directly in `directory` whose name matches `pattern` (a glob on the name only), sorted.
+
+    The directory part is taken literally, whatever characters it holds (`run[1]` is not `run1`).
+    """
+    import fnmatch  # pylint: disable=import-outside-toplevel
+
+    if is_local(directory):
+        try:
+            names = os.listdir(directory)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted(os.path.join(directory, n) for n in names
+                      if fnmatch.fnmatchcase(n, pattern) and os.path.isfile(os.path.join(directory, n)))
+    prefix = directory.rstrip("/") + "/"
+    with _escaped_patterns():
+        match = _fs().match([escape_glob(prefix) + "*"])[0]
+    names = [m.path[len(prefix):] for m in match.metadata_list if m.path.startswith(prefix)]
+    return sorted(prefix + n for n in names if "/" not in n and fnmatch.fnmatchcase(n, pattern))
+
+
+def stat(path: str) -> tuple[int, int]:
+    """(size in bytes, modification time in ns) of the file at `path` (taken literally)."""
+    if is_local(path):
+        info = os.stat(path)
+        return info.st_size, info.st_mtime_ns
+    with _escaped_patterns():
+        match = _fs().match([escape_glob(path)])[0]
+    if not match.metadata_list:
+        raise FileNotFoundError(path)
+    metadata = match.metadata_list[0]
+    return int(metadata.size_in_bytes), int(metadata.last_updated_in_seconds * 1e9)
+
+
+def open_read(path: str) -> BinaryIO:
+    """A binary read channel on `path` (local or gs://), bytes as stored (no decompression by name)."""
+    from apache_beam.io.filesystem import CompressionTypes  # pylint: disable=import-outside-toplevel
+
+    return _fs().open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+def read_bytes(path: str) -> bytes:
+    """The whole file at `path`."""
+    with open_read(path) as handle:
+        return handle.read()
+
+
+def read_text(path: str) -> str:
+    """The whole file at `path` as UTF-8 text."""
+    return read_bytes(path).decode("utf-8")
+
+
+def copy_to_local(path: str, local: str) -> None:
+    """Copies `path` (local or gs://) to the local file `local`, in 1 MiB pieces."""
+    with open_read(path) as src, open(local, "wb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+
+
+def delete_tree(directory: str) -> None:
+    """Removes `directory` and everything under it (a gs:// prefix: every object under `directory/`)."""
+    if is_local(directory):
+        shutil.rmtree(directory, ignore_errors=True)
+    else:
+        # A path ending in `/` is deleted as a prefix, listed literally (no glob).
+        _fs().delete([directory.rstrip("/") + "/"])
 
 
 def temp_name(path: str) -> str:
@@ -143,15 +276,13 @@ def staging_dir(directory: str) -> Iterator[str]:
     staging = temp_name(join(directory, ".staging"))
     if is_local(staging):
         os.makedirs(staging)
-    else:
-        gfile().makedirs(staging)
     try:
         yield staging
     finally:
-        if is_local(staging):
-            shutil.rmtree(staging, ignore_errors=True)
-        elif gfile().exists(staging):
-            gfile().rmtree(staging)
+        try:
+            delete_tree(staging)
+        except Exception:  # noqa: BLE001 - cleanup must not mask the error being raised; the next run removes it
+            pass
 
 
 def publish_files(staging: str, directory: str, names: Iterable[str]) -> None:
@@ -167,7 +298,12 @@ def publish_files(staging: str, directory: str, names: Iterable[str]) -> None:
 
 
 def delete(paths: list[str]) -> None:
-    """Deletes files by their literal paths (Beam's local delete treats each path as a glob); missing ones are fine."""
+    """Deletes files by their literal paths; missing ones are fine.
+
+    Beam's deletes treat each path as a glob (GCS: `FileSystems.delete` matches it first), so
+    `gs://b/run[1]/x` would delete `gs://b/run1/x`: remote paths are escaped to match only
+    themselves, local ones removed with `os.remove`.
+    """
     from apache_beam.io.filesystems import FileSystems  # pylint: disable=import-outside-toplevel
 
     local = [p for p in paths if is_local(p)]
@@ -178,7 +314,8 @@ def delete(paths: list[str]) -> None:
         except FileNotFoundError:
             pass
     if remote:
-        FileSystems.delete(remote)
+        with _escaped_patterns():
+            FileSystems.delete([escape_glob(p) for p in remote])
 
 
 def _discard(tmp: str) -> None:
@@ -187,3 +324,6 @@ def _discard(tmp: str) -> None:
         delete([tmp])
     except Exception:  # noqa: BLE001 - cleanup must not mask the error being raised (a remote tmp may not exist)
         pass
+
+
+use_emulator_if_set()  # every process that touches gs:// imports this module first (workers too)

@@ -24,24 +24,23 @@ from typing import TextIO
 
 import numpy as np
 
-from pipeline import quantization, records
-from pipeline.fileio import escape_glob, gfile
+from pipeline import fileio, quantization, records, tfrecord
 
 _HIST_EDGES = (1, 2, 5, 10, 30, 60, 120, 240, 300)
 
 
 def path_exists(path: str) -> bool:
-    """tf.io.gfile.exists, but False instead of an error for paths the filesystem rejects (e.g. `gs://x.csv`)."""
+    """`fileio.exists`, but False instead of an error for paths the filesystem rejects (e.g. `gs://x.csv`)."""
     try:
-        return gfile().exists(path)
-    except Exception:  # noqa: BLE001 - tf raises assorted errors for unusable names; all mean "not there"
+        return fileio.exists(path)
+    except Exception:  # noqa: BLE001 - assorted errors for unusable names; all mean "not there"
         return False
 
 
 def path_isdir(path: str) -> bool:
-    """tf.io.gfile.isdir, but False instead of an error for paths the filesystem rejects."""
+    """`fileio.isdir`, but False instead of an error for paths the filesystem rejects."""
     try:
-        return gfile().isdir(path)
+        return fileio.isdir(path)
     except Exception:  # noqa: BLE001 - same as path_exists
         return False
 
@@ -75,9 +74,9 @@ def expand_paths(spec: str) -> list[str]:
     if path_isdir(spec):
         inner = spec.rstrip("/") + "/records"
         base = inner if path_isdir(inner) else spec.rstrip("/")
-        return sorted(gfile().glob(escape_glob(base) + "/*.tfrecord"))
+        return fileio.list_files(base, "*.tfrecord")
     if any(ch in spec for ch in "*?[") and not path_exists(spec):  # a file named with `[` is itself
-        return sorted(p for p in gfile().glob(spec) if not _is_legacy_index(p))
+        return [p for p in fileio.glob(spec) if not _is_legacy_index(p)]
     return [spec] if path_exists(spec) else []
 
 
@@ -136,8 +135,7 @@ def read_vocabulary(paths: list[str], directory: str | None = None) -> dict[int,
     for folder in dict.fromkeys(candidates):
         candidate = folder.rstrip("/") + "/vocabulary.csv"
         if path_exists(candidate):
-            with gfile().GFile(candidate) as f:
-                return parse_vocabulary_csv(f.read())
+            return parse_vocabulary_csv(fileio.read_text(candidate))
     return {}
 
 
@@ -192,27 +190,30 @@ def iter_records(paths: list[str], *, max_records: int | None = None) -> Iterato
     Shared by `inspect` (everything) and `report` (a sample): a corrupt file or a record that
     breaks the layout becomes a ReadResult with a problem instead of stopping the read.
     """
-    from pipeline import logs  # pylint: disable=import-outside-toplevel
-
-    tf = logs.import_tensorflow()  # without its start-up lines
     count = 0
     for path in paths:
         if max_records is not None and count >= max_records:
             return
         try:
-            for i, data in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator()):
-                if max_records is not None and count >= max_records:
-                    return
-                count += 1
-                where = f"{path}#{i}"
-                try:
-                    yield ReadResult(where, records.check_record(data))
-                except records.RecordError as e:
-                    yield ReadResult(where, clip_id=e.clip_id, problem=e.problem)
-        except tf.errors.DataLossError as e:
-            yield ReadResult(path, problem=f"corrupt TFRecord file: {e.message}")
-        except tf.errors.OpError as e:  # unreadable (permissions, vanished): named, not a traceback
-            yield ReadResult(path, problem=f"cannot read the file: {e.message}")
+            with fileio.open_read(path) as handle:
+                for i, data in enumerate(tfrecord.read_records(handle)):
+                    if max_records is not None and count >= max_records:
+                        return
+                    count += 1
+                    where = f"{path}#{i}"
+                    try:
+                        yield ReadResult(where, records.check_record(data))
+                    except records.RecordError as e:
+                        yield ReadResult(where, clip_id=e.clip_id, problem=e.problem)
+        except ValueError as e:  # the framing: a truncated record or a checksum that does not match
+            yield ReadResult(path, problem=f"corrupt TFRecord file: {e}")
+        except Exception as e:  # noqa: BLE001 - unreadable (permissions, vanished): named, not a traceback
+            yield ReadResult(path, problem=f"cannot read the file: {type(e).__name__}: {_one_line(e)}")
+
+
+def _one_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0][:300] if lines else type(e).__name__
 
 
 def inspect_records(paths: list[str], *, max_errors: int = 20) -> dict:
@@ -279,8 +280,7 @@ def _fetch_only_stats(spec: str) -> dict | None:
     if directory is None or not path_exists(directory.rstrip("/") + "/stats.json"):
         return None
     try:
-        with gfile().GFile(directory.rstrip("/") + "/stats.json", "r") as f:
-            stats = json.loads(f.read())
+        stats = json.loads(fileio.read_text(directory.rstrip("/") + "/stats.json"))
     except Exception:  # noqa: BLE001 - unreadable or not JSON: not a fetch-only build we can describe
         return None
     return stats if isinstance(stats, dict) and stats.get("features") == "none" else None
@@ -331,8 +331,7 @@ def _no_records_note(spec: str) -> str:
     directory = directory.rstrip("/")
     stats = {}
     try:
-        with gfile().GFile(directory + "/stats.json", "r") as f:
-            stats = json.loads(f.read())
+        stats = json.loads(fileio.read_text(directory + "/stats.json"))
     except Exception:  # noqa: BLE001 - no stats.json (an unfinished build): the pointer alone
         pass
     reasons = stats.get("failures_by_reason") if isinstance(stats, dict) else None

@@ -85,14 +85,13 @@ class Dataset:
 
 
 def _read_text(path: str) -> str:
-    with fileio.gfile().GFile(path) as f:
-        return f.read()
+    return fileio.read_text(path)
 
 
 def _read_failures(directory: str, stats: dict | None) -> Failures | None:
     """Counts the failure shards line by line; falls back to stats.json's counts when there are none."""
     try:
-        shards = sorted(fileio.gfile().glob(fileio.escape_glob(directory.rstrip("/")) + "/failures-*.jsonl"))
+        shards = fileio.list_files(directory.rstrip("/"), "failures-*.jsonl")
     except Exception:  # noqa: BLE001 - an unreadable folder reads as "no failure shards"
         shards = []
     if shards:

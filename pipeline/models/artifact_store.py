@@ -19,7 +19,7 @@ import posixpath
 import shutil
 import tarfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO
 
 from pipeline import downloads, fileio
@@ -93,19 +93,21 @@ HOW_TO_PROVIDE = (
 
 
 # --------------------------------------------------------------------------------------------
-# Small file-system helpers (local paths and gs:// through tf.io.gfile).
+# Small file-system helpers (local paths and gs:// through Beam's FileSystems, as every other path).
 
 
 def _exists(path: str) -> bool:
     try:
-        return fileio.gfile().exists(path)
+        return fileio.exists(path)
     except Exception:  # pylint: disable=broad-except  # an unreachable bucket reads as absent
         return False
 
 
 def is_file(path: str) -> bool:
     """Whether ``path`` (local or gs://) is an existing file; an unreachable bucket reads as absent."""
-    return _exists(path) and not fileio.gfile().isdir(path)
+    if fileio.is_local(path):
+        return os.path.isfile(path)
+    return _exists(path)
 
 
 def is_archive_path(path: str) -> bool:
@@ -142,11 +144,10 @@ def _stat_paths(artifact: Artifact, path: str) -> list[str]:
 
 def _identity(paths: list[str]) -> str:
     """A hash of paths, sizes and modification times: changes whenever any file is replaced."""
-    gfile = fileio.gfile()
     parts = []
     for path in paths:
-        stat = gfile.stat(path)
-        parts.append([path, int(stat.length), int(stat.mtime_nsec)])
+        size, mtime_ns = fileio.stat(path)
+        parts.append([path, size, mtime_ns])
     return hashlib.sha256(json.dumps(parts).encode("utf-8")).hexdigest()[:32]
 
 
@@ -295,7 +296,8 @@ def download(url: str, destination: str, *, timeout_s: float) -> None:
         raise DownloadError(f"{type(error).__name__}: {error}") from error
 
 
-def _publish(artifact: Artifact, directory: str, *, source: str, produce: Callable[[str], None]) -> str:
+def _publish(artifact: Artifact, directory: str, *, source: str, produce: Callable[[str], None],
+             names: Iterable[str] | None = None) -> str:
     """Fills ``directory`` with the artifact's files, checked, unless another process already did.
 
     ``produce(staging)`` writes the files into a private staging folder; they are checked there
@@ -314,7 +316,7 @@ def _publish(artifact: Artifact, directory: str, *, source: str, produce: Callab
             except ModelArtifactError as error:
                 raise ModelArtifactError(f"{artifact.describe()} from {source} failed the layout check: {error}") \
                     from error
-            fileio.publish_files(staging, directory, artifact.files)
+            fileio.publish_files(staging, directory, artifact.files if names is None else names)
     return final
 
 
@@ -323,10 +325,38 @@ def extract_to_cache(artifact: Artifact, archive: str, *, cache_dir: str) -> str
     directory = os.path.join(cache_dir, "extracted", _identity([archive]))
 
     def produce(staging: str) -> None:
-        with fileio.gfile().GFile(archive, "rb") as handle:
+        with fileio.open_read(archive) as handle:
             extract_members(handle, artifact.files, staging, source=archive)
 
     return _publish(artifact, directory, source=archive, produce=produce)
+
+
+def _remote_files(artifact: Artifact, path: str) -> list[tuple[str, str]]:
+    """(remote file, its name in the cache) of an artifact at ``path``; the name that marks it complete last."""
+    if artifact.is_directory:
+        return [(fileio.join(path, name), name) for name in artifact.files]
+    if artifact.key == "audio_checkpoint" and not is_file(path):  # a V2 checkpoint: PREFIX.index, PREFIX.data-*
+        folder, base = path.rstrip("/").rsplit("/", 1)
+        found = [p for p in fileio.list_files(folder) if p.rsplit("/", 1)[-1].startswith(base + ".")]
+        pairs = [(p, artifact.files[0] + p.rsplit("/", 1)[-1][len(base):]) for p in found]
+        return sorted(pairs, key=lambda pair: pair[1].endswith(".index"))  # `present` looks for the .index
+    return [(path, artifact.files[0])]
+
+
+def copy_to_cache(artifact: Artifact, path: str, *, cache_dir: str) -> str:
+    """A remote (gs://) artifact copied into the local cache, checked, once per version of its files.
+
+    TensorFlow's loaders then read local files only: gs:// is reached through Beam's FileSystems
+    alone, with the build's own credentials (and emulator, in tests).
+    """
+    files = _remote_files(artifact, path)
+    directory = os.path.join(cache_dir, "copied", _identity([remote for remote, _ in files]))
+
+    def produce(staging: str) -> None:
+        for remote, name in files:
+            fileio.copy_to_local(remote, os.path.join(staging, name))
+
+    return _publish(artifact, directory, source=path, produce=produce, names=[name for _, name in files])
 
 
 def download_dir(cache_dir: str, base_url: str | None) -> str:

@@ -41,6 +41,7 @@ from pipeline.models.artifact_store import (  # the catalogue and the cache; imp
     Artifact,
     DownloadError,
     artifact_url,
+    copy_to_cache,
     download,
     download_dir,
     download_to_cache,
@@ -74,7 +75,9 @@ def _from_user_path(artifact: Artifact, path: str, *, cache_dir: str) -> tuple[s
     """A per-file flag's path: the extracted artifact or the released archive. Returns (path, source)."""
     if is_archive_path(path) and is_file(path):
         return extract_to_cache(artifact, path, cache_dir=cache_dir), path
-    return (path, path) if present(artifact, path) else None
+    if not present(artifact, path):
+        return None
+    return (path, path) if fileio.is_local(path) else (copy_to_cache(artifact, path, cache_dir=cache_dir), path)
 
 
 def _from_model_dir(artifact: Artifact, model_dir: str, *, cache_dir: str) -> tuple[str, str] | None:
@@ -84,6 +87,8 @@ def _from_model_dir(artifact: Artifact, model_dir: str, *, cache_dir: str) -> tu
         candidates.append(target(artifact, fileio.join(model_dir, artifact.archive[: -len(".tgz")])))
     for candidate in candidates:
         if present(artifact, candidate):
+            if not fileio.is_local(candidate):  # TensorFlow reads a local copy, made through FileSystems
+                return copy_to_cache(artifact, candidate, cache_dir=cache_dir), candidate
             return candidate, candidate
     archive = fileio.join(model_dir, artifact.archive) if artifact.archive else None
     if archive and is_file(archive):
