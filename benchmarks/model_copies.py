@@ -6,7 +6,7 @@
 Runs ``python -m pipeline.build`` on the DirectRunner with ``--direct_running_mode=multi_processing
 --direct_num_workers=N`` and ``--models synthetic`` over a few generated clips, once per
 ``--model_copies`` mode, and prints per mode: how many times each model was loaded and in how
-many processes, with how many intra-op TensorFlow threads (the "Loading rgb model in process P
+many processes, with how many intra-op TensorFlow threads (the "Loading the rgb model in process P
 (TensorFlow threads: T intra-op ..." lines the workers log), the peak of the
 run's process tree memory (sum of RSS, and of PSS, which counts pages shared between processes
 once; sampled from /proc every --interval seconds) and the wall time. The synthetic model files
@@ -25,7 +25,8 @@ import time
 
 from benchmarks.proctree import TreeMemory
 
-_LOAD = re.compile(r"Loading (rgb|audio) model in process (\d+) \(TensorFlow threads: (\d+) intra-op")
+_LOAD = re.compile(r"Loading the ((?:rgb|audio)(?: and (?:rgb|audio))?) models? in process (\d+)(?: on \S+)? "
+        r"\(TensorFlow: (\d+) intra-op")
 
 
 def _prepare(args: argparse.Namespace, env: dict) -> str:
@@ -66,7 +67,8 @@ def measure(mode: str, csv_path: str, args: argparse.Namespace, env: dict) -> di
     wall = time.perf_counter() - began
     if process.returncode != 0:
         raise SystemExit(f"--model_copies {mode}: the build failed ({process.returncode}):\n{output[-4000:]}")
-    loads = _LOAD.findall(output)
+    loads = [(name, pid, threads) for names, pid, threads in _LOAD.findall(output)
+             for name in names.split(" and ")]
     stats_path = os.path.join(out, "stats.json")
     with open(stats_path, encoding="utf-8") as handle:
         records = json.load(handle)["records_written"]

@@ -309,7 +309,7 @@ def run(argv: list[str] | None = None) -> dict:
     if options.overwrite and options.skip_existing:
         raise UsageError("--overwrite and --skip_existing contradict each other; pass one")
     try:  # the output directory's refusals first: before the CSV pass, the banner, the model files
-        outputs.check_output_dir(options.output_dir)
+        outputs.check_output_dir(options.output_dir, create=False)
         outputs.refuse_existing_dataset(options.output_dir, overwrite=options.overwrite,
                                         skip_existing=options.skip_existing)
     except outputs.OutputError as e:

@@ -48,17 +48,25 @@ def list_files(directory: str, pattern: str = "*") -> list[str]:
     return fileio.list_files(directory, pattern)
 
 
-def check_output_dir(output_dir: str) -> None:
-    """Creates `output_dir` (and records/) or says in one line why it cannot be used."""
+def check_output_dir(output_dir: str, *, create: bool = True) -> None:
+    """Creates `output_dir` (and records/) or says in one line why it cannot be used.
+
+    With `create=False` (the launcher's first look, before the run may still stop on its model
+    files) nothing is created: a failed start leaves no empty dataset directory behind.
+    """
     try:
         if is_local(output_dir):
             if os.path.exists(output_dir) and not os.path.isdir(output_dir):
                 raise OutputError(f"--output_dir {output_dir} is a file, not a directory")
+            if not create:
+                if os.path.isdir(output_dir) and not os.access(output_dir, os.W_OK | os.X_OK):
+                    raise OutputError(f"--output_dir {output_dir} is not writable")
+                return
             os.makedirs(os.path.join(output_dir, "records"), exist_ok=True)
             if not os.access(output_dir, os.W_OK | os.X_OK) or \
                     not os.access(os.path.join(output_dir, "records"), os.W_OK | os.X_OK):
                 raise OutputError(f"--output_dir {output_dir} is not writable")
-        else:
+        elif create:
             records = join(output_dir, "records")
             if not FileSystems.exists(records):
                 FileSystems.mkdirs(records)

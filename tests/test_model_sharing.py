@@ -33,7 +33,10 @@ def test_two_worker_processes_share_one_copy_of_each_model(tmp_path, videos, mod
         capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=600, check=False)
     text = result.stdout + result.stderr
     assert result.returncode == 0, text
-    loads = re.findall(r"Loading (rgb|audio) model in process (\d+) \(TensorFlow threads: (\d+) intra-op", text)
+    # One line per load, naming every model it loads ("the rgb and audio models"): one entry per model.
+    loads = [(name, pid, threads) for names, pid, threads in re.findall(
+        r"Loading the ((?:rgb|audio)(?: and (?:rgb|audio))?) models? in process (\d+)(?: on \S+)? "
+        r"\(TensorFlow: (\d+) intra-op", text) for name in names.split(" and ")]
     assert sorted(name for name, _, _ in loads) == ["audio", "rgb"], text  # once each, not once per worker
     # Both in ONE process (one tag for both steps): two hosts would each take all the cores' threads.
     assert len({pid for _, pid, _ in loads}) == 1, loads

@@ -238,7 +238,7 @@ def test_hostile_rows_fail_alone_and_nothing_escapes(hostile):
     assert sorted(os.listdir(d)) == ["in.csv", "out[x]*?", "tmp"]
     assert not os.path.exists(d.parent.parent / "escaped") and not os.path.exists(d / "abs_split")
     assert _tree(out) == ["failures-00000-of-00001.jsonl", "index/train-00000-of-00001.ids",
-                          "records/train-00000-of-00001.tfrecord", "stats.json",
+                          "records/train-00000-of-00001.tfrecord", "settings.json", "stats.json",
                           "vocabulary.csv"]  # no lock or temp file left; the shard's id index in index/
     assert os.listdir(hostile["tmp"]) == []  # nothing of the run left in the temp directory
 
