@@ -2,7 +2,7 @@
 # The two quickstart commands, and what CI runs:
 #   bash tasks.sh sample   # builds and inspects the sample dataset in sample_output/
 #   bash tasks.sh test     # runs the test suite
-# Both create .venv (Python 3.10+) with the pinned requirements on first use.
+# Both create .venv (Python 3.11+) with the pinned requirements on first use.
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=${VENV:-.venv}

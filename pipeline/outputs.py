@@ -511,7 +511,11 @@ def refuse_existing_dataset(output_dir: str, *, overwrite: bool, skip_existing: 
     The launcher calls it first, before any other work, and again under the build lock. Returns
     the dataset's files found (empty for a new directory).
     """
-    existing = _existing_outputs(output_dir)
+    try:
+        existing = _existing_outputs(output_dir)
+    except Exception as e:  # pylint: disable=broad-except  (a missing bucket, no access: one line)
+        raise OutputError(f"--output_dir {output_dir} cannot be used: {type(e).__name__}: "
+                          f"{' '.join(str(e).split())[:300]}") from e
     if existing and not (overwrite or skip_existing):
         raise OutputError(f"--output_dir {output_dir} already holds a dataset ({len(existing)} files, e.g. "
                          f"{existing[0]}); pass --skip_existing to resume it, --overwrite to replace it, "

@@ -65,6 +65,6 @@ def test_whitelists_are_defined_once_and_public_names_stay():
     assert probe.REMOTE_PROTOCOLS is netguard.NETWORK_PROTOCOLS
     assert media.UNTRUSTED_FORMATS is probe.UNTRUSTED_FORMATS and media.probe is probe.probe
     assert media.ffmpeg_exe is probe.ffmpeg_exe and media.generate_test_video is not None
-    assert fetch.classify_error("HTTP Error 429: Too Many Requests") == ("network", True)
+    assert fetch.classify_error("HTTP Error 429: Too Many Requests") == ("rate_limited", True)
     assert "file" not in probe.network_protocols().split(",")
     assert probe.network_protocols(allow_file=True).endswith(",file")
