@@ -4,7 +4,7 @@
 #   docker push REGION-docker.pkg.dev/PROJECT/REPO/video-features:0.1.0
 # then run with --sdk_container_image=THAT_TAG --experiments=use_runner_v2 (and no --setup_file).
 # The Beam SDK image's version must equal the apache-beam pin in requirements.txt
-# (tests/test_dataflow_job.py checks it); its Python must match the launcher's.
+# (tests/e2e/test_dataflow_job.py checks it); its Python must match the launcher's.
 # Inference runtime: TensorFlow on CPU and on GPU workers alike; nothing else to install. OpenVINO and
 # ONNX Runtime were measured no faster in FP32 on CPU and are not used (docs/runtime.md).
 ARG PYTHON_VERSION=3.11

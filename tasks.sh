@@ -33,7 +33,7 @@ case "${1:-}" in
   sample)
     ensure_venv
     shift
-    # Quiet by itself (pipeline/logs.py); -v shows everything, TensorFlow's C++ lines included.
+    # Quiet by itself (pipeline/cli/logs.py); -v shows everything, TensorFlow's C++ lines included.
     exec "$VENV/bin/python" -m pipeline.sample "$@"
     ;;
   test)

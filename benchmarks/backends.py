@@ -67,7 +67,7 @@ def inception_network(graph_path: str):
     JPEG decoder (which neither converter needs) are pruned. Legacy batch norm is rewritten as the
     TensorFlow loader does.
     """
-    from pipeline.models import inception, tf_setup  # pylint: disable=import-outside-toplevel
+    from pipeline.features import inception, tf_setup  # pylint: disable=import-outside-toplevel
 
     tf_setup.configure()
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
@@ -112,7 +112,7 @@ class TensorFlowBackend:
     has_audio = True
 
     def __init__(self, files, threads: int, **_):
-        from pipeline.models import inception, vggish  # pylint: disable=import-outside-toplevel
+        from pipeline.features import inception, vggish  # pylint: disable=import-outside-toplevel
 
         del threads  # set through the environment before TensorFlow's first op (main)
         self.inception = inception.InceptionV3Features.from_graph_def_file(files.rgb_graph)
@@ -205,7 +205,7 @@ def load(name: str, files, threads: int, reference: TensorFlowBackend | None):
 
 
 def _ffmpeg_raw(source: str, args: list[str]) -> bytes:
-    from pipeline.probe import ffmpeg_exe  # pylint: disable=import-outside-toplevel
+    from pipeline.decode.probe import ffmpeg_exe  # pylint: disable=import-outside-toplevel
 
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", source, *args, "-"]
     return subprocess.run(cmd, check=True, capture_output=True).stdout
@@ -226,7 +226,7 @@ def generated_examples(kind: str, count: int):
     """float32 [count, 96, 64] log-mel examples of a 16 kHz sine, silence or white noise."""
     import numpy as np  # pylint: disable=import-outside-toplevel
 
-    from pipeline import audio  # pylint: disable=import-outside-toplevel
+    from pipeline.features import audio  # pylint: disable=import-outside-toplevel
 
     seconds = count + 1
     source = {"moving": f"sine=frequency=440:sample_rate=16000:duration={seconds}",
@@ -250,8 +250,11 @@ def exactness(backends: dict, files, frames_per_kind: int) -> dict:
     """Each backend vs TensorFlow on generated inputs: float differences and quantized-byte agreement."""
     import numpy as np  # pylint: disable=import-outside-toplevel
 
-    from pipeline import postprocess, quantization  # pylint: disable=import-outside-toplevel
-    from pipeline.models import inception  # pylint: disable=import-outside-toplevel
+    from pipeline.features import (  # pylint: disable=import-outside-toplevel
+        inception,  # pylint: disable=import-outside-toplevel
+        postprocess,
+        quantization,
+    )
 
     rgb_pca = postprocess.RgbPca.from_dir(files.rgb_pca_dir)
     audio_pca = postprocess.AudioPca.from_npz(files.audio_pca)
@@ -332,7 +335,7 @@ def child(name: str, files, threads: int) -> dict:
     """Peak RSS of one process that imports TensorFlow, loads both models on `name` and runs a batch of each."""
     import numpy as np  # pylint: disable=import-outside-toplevel
 
-    from pipeline.models import tf_setup  # pylint: disable=import-outside-toplevel
+    from pipeline.features import tf_setup  # pylint: disable=import-outside-toplevel
 
     tf_setup.configure()
     imported = _maxrss_mib()
@@ -354,14 +357,14 @@ def child(name: str, files, threads: int) -> dict:
 
 
 def _set_threads(threads: int) -> None:
-    from pipeline.models import tf_setup  # pylint: disable=import-outside-toplevel
+    from pipeline.features import tf_setup  # pylint: disable=import-outside-toplevel
 
     os.environ[tf_setup.INTRA_OP_THREADS_ENV] = str(threads)
     os.environ[tf_setup.INTER_OP_THREADS_ENV] = str(threads)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipeline.models import registry, tf_setup  # pylint: disable=import-outside-toplevel
+    from pipeline.features import registry, tf_setup  # pylint: disable=import-outside-toplevel
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backends", nargs="+", choices=BACKENDS + ("openvino_bf16_default",),

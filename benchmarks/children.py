@@ -16,6 +16,8 @@ import tempfile
 import time
 import urllib.request
 
+from pipeline.decode import probe
+
 
 def _emit(result: dict) -> None:
     print("RESULT " + json.dumps(result), flush=True)
@@ -29,7 +31,7 @@ def model_bound(args: dict) -> dict:
     """Inception-v3 frames/s and VGGish examples/s at the pipeline's batch sizes (models already loaded)."""
     import numpy as np  # pylint: disable=import-outside-toplevel
 
-    from pipeline.models import registry  # pylint: disable=import-outside-toplevel
+    from pipeline.features import registry  # pylint: disable=import-outside-toplevel
 
     config = registry.ModelConfig(mode="synthetic", model_cache=args["model_cache"])
     files = registry.resolve(config)
@@ -68,7 +70,7 @@ def baseline(args: dict) -> dict:
     import cv2  # pylint: disable=import-outside-toplevel
     import numpy as np  # pylint: disable=import-outside-toplevel
 
-    from pipeline.models import inception, registry  # pylint: disable=import-outside-toplevel
+    from pipeline.features import inception, registry  # pylint: disable=import-outside-toplevel
 
     files = registry.resolve(registry.ModelConfig(mode="synthetic", model_cache=args["model_cache"]))
     model = inception.InceptionV3Features.from_graph_def_file(files.rgb_graph)
@@ -105,8 +107,8 @@ def baseline(args: dict) -> dict:
 
 
 def build(args: dict) -> dict:
-    """Runs pipeline.build.main in this process; wall time and peak RSS of this process and its children."""
-    from pipeline import build as build_module  # pylint: disable=import-outside-toplevel
+    """Runs pipeline.cli.build.main in this process; wall time and peak RSS of this process and its children."""
+    from pipeline.cli import build as build_module  # pylint: disable=import-outside-toplevel
 
     profile = args.get("profile")
     began = time.perf_counter()
@@ -129,10 +131,9 @@ def build(args: dict) -> dict:
 
 
 def fetch(args: dict) -> dict:
-    """A 10-s section through pipeline.fetch.fetch_clip vs whole download + libx264 re-encode."""
-    from pipeline import fetch as fetch_module  # pylint: disable=import-outside-toplevel
-    from pipeline import media  # pylint: disable=import-outside-toplevel
-    from pipeline.loopback import LoopbackServer  # pylint: disable=import-outside-toplevel
+    """A 10-s section through pipeline.fetch.clips.fetch_clip vs whole download + libx264 re-encode."""
+    from pipeline.fetch import clips as fetch_module  # pylint: disable=import-outside-toplevel
+    from pipeline.testing.loopback import LoopbackServer  # pylint: disable=import-outside-toplevel
 
     start, end = args["start"], args["end"]
     work = tempfile.mkdtemp(prefix="fetch-bench-")
@@ -158,7 +159,7 @@ def fetch(args: dict) -> dict:
                 shutil.copyfileobj(r, out, 1 << 20)
             downloaded = time.perf_counter()
             cut = os.path.join(work, "cut.mp4")
-            subprocess.run([media.ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+            subprocess.run([probe.ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
                             "-ss", str(start), "-t", str(end - start), "-i", whole,
                             "-c:v", "libx264", "-c:a", "aac", cut], check=True)
             full = {"bytes": server.bytes_sent(), "seconds": time.perf_counter() - began,
@@ -178,7 +179,7 @@ def failfast(args: dict) -> dict:
     import socket  # pylint: disable=import-outside-toplevel
     import threading  # pylint: disable=import-outside-toplevel
 
-    from pipeline import build as build_module  # pylint: disable=import-outside-toplevel
+    from pipeline.cli import build as build_module  # pylint: disable=import-outside-toplevel
 
     real_getaddrinfo = socket.getaddrinfo
 
@@ -249,7 +250,7 @@ def extractor(args: dict) -> dict:
     import numpy as np  # pylint: disable=import-outside-toplevel
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
-    from pipeline.models import inception, registry  # pylint: disable=import-outside-toplevel
+    from pipeline.features import inception, registry  # pylint: disable=import-outside-toplevel
 
     ref = _extractor_reference()
     marks["imported"] = time.time()
@@ -316,7 +317,7 @@ def dataset_model_bound(args: dict) -> dict:
     import numpy as np  # pylint: disable=import-outside-toplevel
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
-    from pipeline.models import registry  # pylint: disable=import-outside-toplevel
+    from pipeline.features import registry  # pylint: disable=import-outside-toplevel
 
     files = registry.resolve(registry.ModelConfig(mode="synthetic", model_cache=args["model_cache"]))
     gpus = [device.name for device in tf.config.list_physical_devices("GPU")]

@@ -9,7 +9,7 @@ For each row count it writes a headered videos CSV (`video,labels`, paths that d
 every row ends as a `missing_file` failure line without decoding anything) and measures, each in
 a fresh process:
 
-  * the launcher's pass over the CSV (`pipeline.build.check_input_csv`: format, row count,
+  * the launcher's pass over the CSV (`pipeline.cli.build.check_input_csv`: format, row count,
     labels, split points): rows/s and how much it grew the process's peak RSS;
   * the whole build (`python -m pipeline.build --models synthetic --audio zeros`, DirectRunner
     multi_processing with 2 workers): rows/s, and the peak RSS of the launching process and of
@@ -52,7 +52,7 @@ def write_csv(path: str, rows: int) -> None:
 
 _PASS = """
 import json, resource, sys, time
-from pipeline import build
+from pipeline.cli import build
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 began = time.perf_counter()
 fmt, rows, labels, splits = build.check_input_csv(sys.argv[1])
@@ -120,7 +120,7 @@ def _peaks(result: dict) -> str:
 
 
 def ensure_models(model_cache: str) -> None:
-    code = ("import sys; from pipeline.models import registry; "
+    code = ("import sys; from pipeline.features import registry; "
             "registry.ensure_synthetic(registry.ModelConfig(mode='synthetic', model_cache=sys.argv[1]))")
     subprocess.run([sys.executable, "-c", code, model_cache], cwd=REPO, env=_env(), check=True)
 

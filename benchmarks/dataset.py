@@ -35,6 +35,8 @@ import sys
 import threading
 import time
 
+from pipeline.testing import testvideo
+
 RUNS = ("zeros_w1", "vggish_w1", "zeros_w2", "vggish_w2", "zeros_mp1")
 _RUN_NAME = r"(zeros|vggish)_(w|mp)(\d+)"
 CLIP_SECONDS, CLIP_SIZE, CLIP_FPS = 10, "640x360", 30
@@ -79,7 +81,6 @@ def _runner(name: str) -> str:
 
 def make_inputs(work_dir: str, clips: int) -> tuple[str, list[tuple[str, list[int]]]]:
     """Generates the clip once, copies it `clips` times; returns the CSV and (path, labels) per clip."""
-    from pipeline import media  # pylint: disable=import-outside-toplevel
 
     directory = os.path.join(work_dir, "inputs", "dataset")
     os.makedirs(directory, exist_ok=True)
@@ -87,7 +88,7 @@ def make_inputs(work_dir: str, clips: int) -> tuple[str, list[tuple[str, list[in
     if not os.path.exists(source):
         _log(f"generating {source}")
         tmp = source + ".tmp.mp4"
-        media.generate_test_video(tmp, seconds=CLIP_SECONDS, size=CLIP_SIZE, rate=CLIP_FPS, audio=True)
+        testvideo.generate_test_video(tmp, seconds=CLIP_SECONDS, size=CLIP_SIZE, rate=CLIP_FPS, audio=True)
         os.replace(tmp, source)
     videos = []
     for i in range(clips):
@@ -175,7 +176,7 @@ def run_dataset(cfg, child, model_cache: str, rgb_batch: int, audio_batch: int) 
                 "model_loaded_s": marks["model_loaded"] - spawn, "first_features_s": marks["first_features"] - spawn,
                 "first_clip_s": marks["first_clip"] - spawn})
     results["extractor"] = ext
-    steps = ext["frames"]  # the pipeline writes the same steps (tests/test_models_e2e.py checks the selection)
+    steps = ext["frames"]  # the pipeline writes the same steps (tests/e2e/test_models_e2e.py checks the selection)
 
     _log(f"dataset: model bound over {steps} steps (batches of {rgb_batch} frames / {audio_batch} examples)")
     results["model_bound"] = child("dataset_model_bound", {"model_cache": model_cache, "steps": steps,

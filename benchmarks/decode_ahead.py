@@ -23,6 +23,8 @@ import os
 import statistics
 import time
 
+from pipeline.testing import testvideo
+
 BATCH = 32
 
 
@@ -37,7 +39,7 @@ def run_once(paths: list[str], *, ahead: int, ms_per_frame: float) -> tuple[floa
     from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=import-outside-toplevel
     from apache_beam.testing.util import assert_that, equal_to  # pylint: disable=import-outside-toplevel
 
-    from pipeline import annotations  # pylint: disable=import-outside-toplevel
+    from pipeline.read import annotations  # pylint: disable=import-outside-toplevel
     from transforms.decode import DecodeClips  # pylint: disable=import-outside-toplevel
 
     clips = [annotations.ClipRequest(clip_id=f"c{i}", source="file", video=path, start=None, end=None, labels=(),
@@ -65,13 +67,13 @@ def main() -> None:
     parser.add_argument("--ahead", type=int, default=4, help="--decode_ahead to compare with 0")
     parser.add_argument("--reps", type=int, default=3)
     args = parser.parse_args()
-    from pipeline import logs, media  # pylint: disable=import-outside-toplevel
+    from pipeline.cli import logs  # pylint: disable=import-outside-toplevel
 
     logs.setup()
     os.makedirs(args.work_dir, exist_ok=True)
     source = os.path.join(args.work_dir, "clip_640x360_30fps_10s.mp4")
     if not os.path.exists(source):
-        media.generate_test_video(source, seconds=10, size="640x360", rate=30)
+        testvideo.generate_test_video(source, seconds=10, size="640x360", rate=30)
     paths = [source] * args.clips  # the same file N times: identical work per clip
 
     decode_only = statistics.median(run_once(paths, ahead=0, ms_per_frame=0.0)[0] for _ in range(args.reps))

@@ -1,4 +1,4 @@
-"""Decode throughput of `pipeline.media.ClipDecoder` alone (no models), to compare two versions.
+"""Decode throughput of `pipeline.decode.media.ClipDecoder` alone (no models), to compare two versions.
 
     PYTHONPATH=/path/to/checkout python benchmarks/decode_speed.py --work_dir /tmp/decode-bench [--reps 3]
 
@@ -18,6 +18,9 @@ import resource
 import statistics
 import time
 
+from pipeline.decode import probe
+from pipeline.testing import testvideo
+
 
 def _cpu_seconds() -> float:
     """CPU time of this process and its finished children (ffmpeg): robust to other load on the machine."""
@@ -30,7 +33,7 @@ def main() -> None:
     parser.add_argument("--work_dir", required=True)
     parser.add_argument("--reps", type=int, default=3)
     args = parser.parse_args()
-    from pipeline import media  # pylint: disable=import-outside-toplevel
+    from pipeline.decode import media  # pylint: disable=import-outside-toplevel
 
     os.makedirs(args.work_dir, exist_ok=True)
     clips = {"720p_60s": (60, "1280x720")} | {f"360p_10s_{i}": (10, "640x360") for i in range(4)}
@@ -38,7 +41,7 @@ def main() -> None:
     for name, (seconds, size) in clips.items():
         path = os.path.join(args.work_dir, f"{name}.mp4")
         if not os.path.exists(path):
-            media.generate_test_video(path, seconds=seconds, size=size, rate=25)
+            testvideo.generate_test_video(path, seconds=seconds, size=size, rate=25)
         paths[name] = path
     for group in (["720p_60s"], [n for n in clips if n.startswith("360p")]):
         rates, cpu = [], []
@@ -46,7 +49,7 @@ def main() -> None:
             began, cpu_began = time.perf_counter(), _cpu_seconds()
             total = 0.0
             for name in group:
-                info = media.probe(paths[name])
+                info = probe.probe(paths[name])
                 decoder = media.ClipDecoder(paths[name], has_audio=info.has_audio)
                 for step in decoder.steps():
                     step.frame.sum()  # touch the pixels, as the resize does

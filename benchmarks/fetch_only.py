@@ -34,6 +34,9 @@ import sys
 import tempfile
 import time
 
+from pipeline.decode import probe
+from pipeline.testing import testvideo
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECTION_S = 10
 
@@ -45,12 +48,11 @@ def _ids(n: int) -> list[str]:
 
 
 def _serve_root(work: str, ids: list[str], seconds: int) -> str:
-    from pipeline import media  # pylint: disable=import-outside-toplevel
 
     root = os.path.join(work, "youtube")
     os.makedirs(os.path.join(root, "videos"), exist_ok=True)
     first = os.path.join(root, "videos", f"{ids[0]}.mp4")
-    media.generate_test_video(first, seconds=seconds, size="640x360", rate=25)
+    testvideo.generate_test_video(first, seconds=seconds, size="640x360", rate=25)
     for vid in ids[1:]:
         shutil.copyfile(first, os.path.join(root, "videos", f"{vid}.mp4"))
     return root
@@ -83,7 +85,6 @@ def run_pipeline(csv_path: str, url: str, work: str, concurrency: int, name: str
 
 def _crawl_one(row: tuple[str, str, int, int], url: str, work: str) -> str:
     """One row the crawler's way: whole download with yt-dlp, then a libx264 re-encode of the section."""
-    from pipeline import media  # pylint: disable=import-outside-toplevel
 
     label, vid, start, end = row
     tmp = os.path.join(work, "tmp", f"{vid}.mp4")
@@ -92,7 +93,7 @@ def _crawl_one(row: tuple[str, str, int, int], url: str, work: str) -> str:
     dest = os.path.join(dest_dir, f"{vid}_{start:06d}_{end:06d}.mp4")
     subprocess.run([sys.executable, "-m", "yt_dlp", "--quiet", "--no-warnings", "--no-part", "-f", "mp4",
                     "-o", tmp, f"{url}/videos/{vid}.mp4"], check=True, capture_output=True)
-    subprocess.run([media.ffmpeg_exe(), "-nostdin", "-y", "-i", tmp, "-ss", str(start), "-t", str(end - start),
+    subprocess.run([probe.ffmpeg_exe(), "-nostdin", "-y", "-i", tmp, "-ss", str(start), "-t", str(end - start),
                     "-c:v", "libx264", "-c:a", "copy", "-threads", "1", "-loglevel", "panic", dest],
                    check=True, capture_output=True)
     os.remove(tmp)
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work_dir", help="keep the inputs and outputs here (default: a removed temp dir)")
     args = parser.parse_args(argv)
     sys.path.insert(0, REPO)
-    from pipeline.loopback import LoopbackServer  # pylint: disable=import-outside-toplevel
+    from pipeline.testing.loopback import LoopbackServer  # pylint: disable=import-outside-toplevel
 
     work = args.work_dir or tempfile.mkdtemp(prefix="fetch-only-bench-")
     try:

@@ -24,6 +24,7 @@ import sys
 import time
 
 from benchmarks.proctree import TreeMemory
+from pipeline.testing import testvideo
 
 _LOAD = re.compile(r"Loading the ((?:rgb|audio)(?: and (?:rgb|audio))?) models? in process (\d+)(?: on \S+)? "
         r"\(TensorFlow: (\d+) intra-op")
@@ -31,7 +32,6 @@ _LOAD = re.compile(r"Loading the ((?:rgb|audio)(?: and (?:rgb|audio))?) models? 
 
 def _prepare(args: argparse.Namespace, env: dict) -> str:
     """Generates the clips and the CSV once, and the synthetic model files into the cache."""
-    from pipeline import media  # pylint: disable=import-outside-toplevel
 
     clips_dir = os.path.join(args.work_dir, "clips")
     os.makedirs(clips_dir, exist_ok=True)
@@ -39,12 +39,12 @@ def _prepare(args: argparse.Namespace, env: dict) -> str:
     for index in range(args.clips):
         path = os.path.join(clips_dir, f"clip{index}-{args.size}-{args.seconds:g}s.mp4")
         if not os.path.exists(path):
-            media.generate_test_video(path, seconds=args.seconds, size=args.size, rate=25, audio=True)
+            testvideo.generate_test_video(path, seconds=args.seconds, size=args.size, rate=25, audio=True)
         rows.append(f"{path},label{index % 2}")
     csv_path = os.path.join(args.work_dir, "clips.csv")
     with open(csv_path, "w", encoding="utf-8") as handle:
         handle.write("\n".join(rows) + "\n")
-    code = ("from pipeline.models import registry; "
+    code = ("from pipeline.features import registry; "
             f"registry.resolve(registry.ModelConfig(mode='synthetic', model_cache={args.model_cache!r}))")
     subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True)
     return csv_path

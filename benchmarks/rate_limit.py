@@ -1,6 +1,6 @@
 """Clips/s the fetcher achieves against a loopback limiter, against the rate the limiter allows.
 
-A loopback site (pipeline.loopback_limiter) lets at most R new videos start per PERIOD and answers
+A loopback site (pipeline.testing.loopback_limiter) lets at most R new videos start per PERIOD and answers
 the rest 429 with Retry-After. N rows are fetched on --concurrency threads of one process (the
 pacer is per process), once without --fetch_rate (the pacer learns from the 429s) and once with
 --fetch_rate R/PERIOD. Prints clips/s, the ratio to R/PERIOD (target >= 0.9) and the 429 count.
@@ -16,9 +16,11 @@ import os
 import tempfile
 import time
 
-from pipeline import fetch, pacing, testvideo
 from pipeline.errors import ClipError
-from pipeline.loopback_limiter import LimiterServer
+from pipeline.fetch import clips as fetch
+from pipeline.net import pacing
+from pipeline.testing import testvideo
+from pipeline.testing.loopback_limiter import LimiterServer
 
 
 def _run(video: bytes, *, rows: int, limit: int, period: float, concurrency: int, fetch_rate: str | None,

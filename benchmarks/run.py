@@ -10,14 +10,14 @@ its own child process (benchmarks/children.py). Sections:
             --audio_batch_size 64, and 1 / (1/rgb_fps + 1/audio_eps) video-seconds/s
   baseline  reference-style extraction (OpenCV decodes every frame, one frame per second,
             one frame per model call at DecodeJpeg:0, RGB only)
-  pipeline  pipeline.build.main on the DirectRunner, multi_processing with 1 and 2 workers,
+  pipeline  pipeline.cli.build.main on the DirectRunner, multi_processing with 1 and 2 workers,
             for a set of 10-s 360p clips and one long 720p video; a 2-s clip run per worker
             count measures the fixed start-up cost (process start, TF import, model load and
             first-call graph optimization), and "steady" figures subtract it
   memory    peak RSS of an in-process (in_memory, 1 worker) build for a 60-s and a 300-s 720p input
   profile   (with --profile) cProfile of an in-process build of 4 clips, time per stage
   fetch     a 10-s section of a 5-minute 720p source over loopback HTTP through
-            pipeline.fetch.fetch_clip vs whole download + libx264 re-encode
+            pipeline.fetch.clips.fetch_clip vs whole download + libx264 re-encode
   failfast  seconds until a build without model files exits 2, offline (no DNS; includes the
             process's TensorFlow import) and behind a model mirror that accepts connections
             but never answers (0.5-s timeout); the bounds tests used to assert
@@ -48,7 +48,7 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 from benchmarks import dataset  # noqa: E402  pylint: disable=wrong-import-position
-from pipeline import media  # noqa: E402  pylint: disable=wrong-import-position
+from pipeline.testing import testvideo  # noqa: E402
 
 SECTIONS = ("model", "baseline", "pipeline", "memory", "fetch", "failfast", "profile", "dataset")
 RGB_BATCH, AUDIO_BATCH = 32, 64  # the pipeline's defaults (--rgb_batch_size / --audio_batch_size)
@@ -89,7 +89,7 @@ class Inputs:
         if not os.path.exists(path):
             _log(f"generating {path} ({seconds:g} s, {size})")
             tmp = path + ".tmp.mp4"
-            media.generate_test_video(tmp, seconds=seconds, size=size, rate=25, audio=True)
+            testvideo.generate_test_video(tmp, seconds=seconds, size=size, rate=25, audio=True)
             os.replace(tmp, path)
         return path
 
@@ -327,13 +327,13 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     os.makedirs(cfg.work_dir, exist_ok=True)
     inputs = Inputs(cfg.work_dir)
-    from pipeline.models import registry  # pylint: disable=import-outside-toplevel
+    from pipeline.features import registry  # pylint: disable=import-outside-toplevel
 
     if not os.path.exists(os.path.join(registry.synthetic_dir(registry.ModelConfig(mode="synthetic",
                                                                                    model_cache=cfg.model_cache)),
                                        "audio", registry.AUDIO_PCA)):
         _log(f"generating synthetic models into {cfg.model_cache} (once)")
-        subprocess.run([sys.executable, "-c", "import sys; from pipeline.models import registry; "
+        subprocess.run([sys.executable, "-c", "import sys; from pipeline.features import registry; "
                         "registry.ensure_synthetic(registry.ModelConfig(mode='synthetic', model_cache=sys.argv[1]))",
                         cfg.model_cache], cwd=REPO, check=True,
                        env=dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2"))

@@ -19,11 +19,14 @@ import sys
 import tempfile
 import time
 
+from pipeline.decode import probe
+from pipeline.testing import testvideo
+
 
 def _fingerprint(path: str) -> tuple:
-    from pipeline import media  # pylint: disable=import-outside-toplevel
+    from pipeline.decode import media  # pylint: disable=import-outside-toplevel
 
-    info = media.probe(path)
+    info = probe.probe(path)
     decoder = media.ClipDecoder(path, has_audio=info.has_audio, declared_duration=info.duration)
     digest = hashlib.sha1()
     indices = []
@@ -64,14 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--busy", type=int, default=0,
                         help="extra CPU-burning processes alongside the decoding workers (0: the workers alone)")
     args = parser.parse_args(argv)
-    from pipeline import media  # pylint: disable=import-outside-toplevel
 
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         paths = [
-            media.generate_test_video(os.path.join(tmp, "a.mp4"), seconds=3, size="64x48", rate=25),
-            media.generate_test_video(os.path.join(tmp, "b.mp4"), seconds=3, size="64x48", rate=30),
-            media.generate_test_video(os.path.join(tmp, "c.mp4"), seconds=2.5, size="96x64", rate=24, audio=False),
-            media.generate_test_video(os.path.join(tmp, "d.mp4"), seconds=3, size="64x48", rate=60),
+            testvideo.generate_test_video(os.path.join(tmp, "a.mp4"), seconds=3, size="64x48", rate=25),
+            testvideo.generate_test_video(os.path.join(tmp, "b.mp4"), seconds=3, size="64x48", rate=30),
+            testvideo.generate_test_video(os.path.join(tmp, "c.mp4"), seconds=2.5, size="96x64", rate=24, audio=False),
+            testvideo.generate_test_video(os.path.join(tmp, "d.mp4"), seconds=3, size="64x48", rate=60),
         ]
         expected = {path: _fingerprint(path) for path in paths}
         stop = multiprocessing.Event()

@@ -2,7 +2,7 @@
 
 import errno
 
-from pipeline.redact import redact
+from pipeline.net.redact import redact
 
 
 class ClipError(Exception):
@@ -23,7 +23,7 @@ def failure_record(*, clip_id: str, fields: dict, row: int | None, stage: str, r
     """One line of the failure report: the input row that produced no record, and why.
 
     Credentials in URLs (userinfo, signed-URL signatures, tokens) are redacted from all of it
-    (`pipeline.redact`): the report is read by people the row's credentials were not meant for.
+    (`pipeline.net.redact`): the report is read by people the row's credentials were not meant for.
     """
     return {"id": redact(clip_id), "input": redact(fields), "row": row, "stage": stage, "reason": reason,
             "message": redact(message)}

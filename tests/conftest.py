@@ -7,7 +7,8 @@ import pathlib
 
 import pytest
 
-from pipeline import media
+from pipeline.decode import probe
+from pipeline.testing import testvideo
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -25,10 +26,10 @@ def videos(tmp_path_factory) -> dict[str, str]:
     """Small generated videos, made once per test session."""
     d = tmp_path_factory.mktemp("videos")
     out = {
-        "v10_audio": media.generate_test_video(str(d / "v10_audio.mp4"), seconds=10, audio=True),
-        "v4_5_silent": media.generate_test_video(str(d / "v4_5_silent.mp4"), seconds=4.5, audio=False),
-        "v0_5": media.generate_test_video(str(d / "v0_5.mp4"), seconds=0.5, audio=True),
-        "v3_30fps": media.generate_test_video(str(d / "v3_30fps.mp4"), seconds=3, rate=30, audio=True),
+        "v10_audio": testvideo.generate_test_video(str(d / "v10_audio.mp4"), seconds=10, audio=True),
+        "v4_5_silent": testvideo.generate_test_video(str(d / "v4_5_silent.mp4"), seconds=4.5, audio=False),
+        "v0_5": testvideo.generate_test_video(str(d / "v0_5.mp4"), seconds=0.5, audio=True),
+        "v3_30fps": testvideo.generate_test_video(str(d / "v3_30fps.mp4"), seconds=3, rate=30, audio=True),
     }
     empty = d / "empty.mp4"
     empty.write_bytes(b"")
@@ -39,7 +40,7 @@ def videos(tmp_path_factory) -> dict[str, str]:
     audio_only = d / "audio_only.m4a"
     import subprocess
 
-    subprocess.run([media.ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
+    subprocess.run([probe.ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
                     "sine=frequency=300:duration=3", "-c:a", "aac", str(audio_only)], check=True)
     out["audio_only"] = str(audio_only)
     out["missing"] = str(d / "does_not_exist.mp4")

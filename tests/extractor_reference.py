@@ -1,6 +1,6 @@
 """Test-only re-implementations of the YouTube-8M starter extractor (`extract_tfrecords_main.py`).
 
-Written from its published behaviour (SPEC §2, §3) so tests can compare the pipeline with what
+Written from its published behaviour (docs/spec.md §2, §3) so tests can compare the pipeline with what
 users compare it with; nothing here is used by the pipeline.
 """
 

@@ -1,7 +1,7 @@
 """Reference code the tests compare the package against, kept out of the package.
 
 * `examples_per_second`: one 0.96-s log-mel example per whole second, the straightforward
-  form of what `pipeline.audio.examples_at` computes for whole-second starts;
+  form of what `pipeline.features.audio.examples_at` computes for whole-second starts;
 * `yt8m_reader_parse`: the YouTube-8M starter code's frame-level parsing, to prove records
   parse with it;
 * `write_rgb_pca_dir`: an RGB PCA in the released ``yt8m_pca.tgz`` layout.
@@ -15,7 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pipeline import audio, fileio, postprocess, records
+from pipeline.dataset import fileio, records
+from pipeline.features import audio, postprocess
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from pipeline.models.inception import FEATURE_SIZE
-from pipeline.models.synthetic_inception import GraphBuilder, build_graph_def, write_graph_def
+from pipeline.features.inception import FEATURE_SIZE
+from pipeline.features.synthetic_inception import GraphBuilder, build_graph_def, write_graph_def
 
 
 def _standin_network(builder: GraphBuilder, x: tf.Tensor) -> tf.Tensor:

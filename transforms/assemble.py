@@ -8,11 +8,12 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 
-from pipeline import quantization, records
-from pipeline.annotations import Vocabulary
+from pipeline.dataset import records
 from pipeline.errors import ClipError, failure_record
-from pipeline.redact import redact
-from transforms import isolation, metrics
+from pipeline.features import quantization
+from pipeline.net.redact import redact
+from pipeline.read.annotations import Vocabulary
+from transforms.support import isolation, metrics
 
 
 def clip_source(fetch: dict | None) -> str:

@@ -16,17 +16,17 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import BoundedWindow
 from apache_beam.utils.timestamp import Timestamp
 
-from pipeline import media
-from pipeline.annotations import ClipRequest
+from pipeline.decode import media, probe
+from pipeline.decode.probe import ProbeResult, check_decodable
 from pipeline.errors import ClipError, failure_record
-from pipeline.probe import ProbeResult, check_decodable
-from transforms import isolation, metrics
-from transforms.ahead import Ahead, in_window
-from transforms.fetch_stage import FetchedClip
-from transforms.progress import PROGRESS
+from pipeline.read.annotations import ClipRequest
+from transforms.fetch import FetchedClip
+from transforms.support import isolation, metrics
+from transforms.support.ahead import Ahead, in_window
+from transforms.support.progress import PROGRESS
 
 if TYPE_CHECKING:
-    from transforms.fetch import ClipFetcher
+    from transforms.support.fetch_rows import ClipFetcher
 
 
 # Decoded outputs a worker may hold ahead of its models (--decode_ahead clips, at most this many bytes).
@@ -72,7 +72,7 @@ class DecodeClips(beam.DoFn):
 
     def __init__(self, *, base_dir: str, timeout_s: float = 120.0, fetcher: ClipFetcher | None = None,
                  expected: int | None = None, frames_per_second: float = 1.0, audio_mode: str = "vggish",
-                 max_frame_side: int = media.MAX_FRAME_SIDE, max_frame_pixels: int = media.MAX_FRAME_PIXELS,
+                 max_frame_side: int = probe.MAX_FRAME_SIDE, max_frame_pixels: int = probe.MAX_FRAME_PIXELS,
                  decode_ahead: int = 0):
         if decode_ahead < 0:
             raise ValueError(f"decode_ahead must be >= 0, got {decode_ahead}")
@@ -202,18 +202,18 @@ class DecodeClips(beam.DoFn):
 
         Local paths are read in place; remote inputs are copied to a temp file first.
 
-        http(s) videos are downloaded through the clip's guard proxy (pipeline.netguard:
+        http(s) videos are downloaded through the clip's guard proxy (pipeline.net.netguard:
         address policy, redirects, hard deadline) so ffmpeg never touches the network for
         a CSV row; other Beam filesystems (gs://) are copied with FileSystems. Either way
         the copy is decoded with the strict whitelists of an untrusted input.
         """
         if "://" not in uri:
             return uri, None
-        if media.is_remote(uri):
+        if probe.is_remote(uri):
             local = os.path.join(tmp, "remote-input")
             fetcher = self._fetcher
             if fetcher is None:
-                from transforms.fetch import ClipFetcher  # pylint: disable=import-outside-toplevel
+                from transforms.support.fetch_rows import ClipFetcher  # pylint: disable=import-outside-toplevel
 
                 fetcher = ClipFetcher(config=None)
             return local, (fetcher, fetcher.download(uri, local, count=False))
@@ -226,20 +226,20 @@ class DecodeClips(beam.DoFn):
 
     def _decode(self, clip: ClipRequest, uri: str, *, start: float, duration: float | None, fetch: dict | None,
                 untrusted: bool = False, header: ProbeResult | None = None):
-        from pipeline import audio  # pylint: disable=import-outside-toplevel
+        from pipeline.features import audio  # pylint: disable=import-outside-toplevel
 
         if header is not None:  # the fetcher probed these very bytes (strict whitelists): check, don't re-run
             info = check_decodable(header, uri, max_frame_side=self._max_frame_side,
                                    max_frame_pixels=self._max_frame_pixels)
         else:
-            info = media.probe(uri, timeout_s=self._timeout_s, max_frame_side=self._max_frame_side,
+            info = probe.probe(uri, timeout_s=self._timeout_s, max_frame_side=self._max_frame_side,
                                max_frame_pixels=self._max_frame_pixels, untrusted=untrusted)
         zeros = self._audio_mode == "zeros"
         decoder = media.ClipDecoder(uri, start=start, duration=duration, has_audio=info.has_audio and not zeros,
                                     timeout_s=self._timeout_s, frames_per_second=self._frames_per_second,
                                     declared_duration=info.duration, max_frame_pixels=self._max_frame_pixels,
                                     untrusted=untrusted)
-        # T is the number of frames SPEC §2 selects, so every step that comes out is part of the record.
+        # T is the number of frames docs/spec.md §2 selects, so every step that comes out is part of the record.
         for step in decoder.steps():
             yield beam.pvalue.TaggedOutput(self.RGB, ((clip.clip_id, step.step), step.frame))
         summary = decoder.summary

@@ -1,382 +1,295 @@
-"""Fetching one YouTube row: bounded concurrency per worker, kept clips, metrics (used by FetchClips)."""
+"""FetchClips: the fetch stage, I/O-bound, apart from decoding and inference.
+
+Fetching waits on the network; decoding and the models use the CPU (or GPU). Fused in one
+step, every network wait idles the processor. FetchClips runs the fetches of a bundle in its
+own thread pool, so `--fetch_concurrency` clips are in flight per worker process whatever
+threads the runner gives the step, and hands each clip on as soon as it is fetched. A fusion
+break (`Reshuffle`) follows it in `pipeline.build`, so decoding may run on another machine:
+what crosses that break must be readable there, never a path in this worker's temp directory.
+
+What a fetched clip becomes (`FetchedClip`):
+
+- without `--clips_dir`: the fetched section's bytes, in the element (a 10-s Kinetics section
+  at 360p is a few MB; more than `--fetch_max_bytes` fails `too_large`, stage fetch);
+- with `--clips_dir`: the kept clip's path (`DIR/{label}/{id}.mp4`, a shared location such as
+  gs:// on Dataflow), which the decoder reads as it reads a gs:// row.
+
+Rows that are not YouTube ids (local files, gs:// paths, http(s) URLs) pass through unchanged
+(`FetchedClip` with neither bytes nor path) and the decoder reads them as before: an http(s)
+row names a whole video of any length, which has no place in a bounded element.
+
+With `keep_only=True` (`--features none`, the fetch-only build) the stage is the last one:
+every row, a videos CSV's local files included, ends as a kept clip in `--clips_dir` (one dict
+per clip on the main output, for stats.json) or a failure line.
+"""
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
-import errno
-import hashlib
 import logging
 import os
 import shutil
-import subprocess
-import threading
-import time
-import unicodedata
-import uuid
-from typing import TYPE_CHECKING, NamedTuple
+import tempfile
+from collections.abc import Iterator
 
+import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.transforms.window import BoundedWindow
+from apache_beam.utils.timestamp import Timestamp
+from apache_beam.utils.windowed_value import WindowedValue
 
-from pipeline import fileio, media, probe
-from pipeline.annotations import ClipRequest
-from pipeline.errors import ClipError
-from pipeline.probe import ProbeResult
-from transforms import metrics
+from pipeline.decode import probe
+from pipeline.decode.probe import ProbeResult
+from pipeline.errors import ClipError, failure_record
+from pipeline.read.annotations import ClipRequest
+from transforms.support import isolation, metrics
+from transforms.support.ahead import in_window
+from transforms.support.fetch_rows import ClipFetcher, _store, _trim, clip_path, kept_exists
+from transforms.support.progress import PROGRESS
 
-if TYPE_CHECKING:
-    from pipeline.fetch import FetchConfig
-    from pipeline.mirrors import ClipSources, Template
+DEFAULT_MAX_BYTES = 64 << 20
+"""Default bound of a fetched clip carried in an element (`--fetch_max_bytes`)."""
 
-_SEMAPHORES: dict[int, threading.BoundedSemaphore] = {}
-_SEMAPHORES_LOCK = threading.Lock()
-
-
-def _process_semaphore(limit: int) -> threading.BoundedSemaphore:
-    """One semaphore per worker process (DoFn instances in threads share it)."""
-    with _SEMAPHORES_LOCK:
-        if limit not in _SEMAPHORES:
-            _SEMAPHORES[limit] = threading.BoundedSemaphore(limit)
-        return _SEMAPHORES[limit]
-
-
-# A kept clip's name: one path component per label and per id, never the same for two different
-# ones (two rows sharing a name would share, or overwrite, one clip). A name made only of letters
-# and digits (any script), `-_.()'` and inner spaces, in NFC, not starting with `.` or `-` and at
-# most _PLAIN_BYTES long is used as it is; any other becomes its readable part (other characters
-# as `_`, cut to _READABLE_BYTES) + `~` + 16 hex digits of its SHA-256. Plain names hold no `~`,
-# so the two kinds never meet, and the hash tells apart names that read the same.
-_PLAIN_PUNCT = frozenset("-_.()' ")
-_PLAIN_BYTES = 150
-_READABLE_BYTES = 96
-HASH_MARK = "~"
-
-
-def _keeps(ch: str) -> bool:
-    if ch.isascii():
-        return ch.isalnum() or ch in _PLAIN_PUNCT
-    return unicodedata.category(ch)[0] in "LN"  # letters and numbers; no marks, format or control characters
-
-
-def path_component(text: str) -> str:
-    """`text` (a label or clip id) as one file-name component; different texts give different components.
-
-    Unicode letters and digits are kept; a text that cannot be used as it is (separators, dot names,
-    `..`, control or format characters, not NFC, leading/trailing spaces, longer than 150 bytes)
-    gets a hash suffix, so `a/b` and `a_b` stay apart. At most ~120 bytes: with `.mp4` and a
-    temporary suffix it stays under the 255-byte limit of file names.
-    """
-    plain = (bool(text) and all(_keeps(ch) for ch in text) and not text.startswith((".", "-"))
-             and text == text.strip() and unicodedata.is_normalized("NFC", text)
-             and len(text.encode("utf-8")) <= _PLAIN_BYTES)
-    if plain:
-        return text
-    readable = "".join(ch if _keeps(ch) and ch != " " else "_" for ch in text).lstrip(".-")
-    readable = readable.encode("utf-8")[:_READABLE_BYTES].decode("utf-8", "ignore")
-    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    return f"{readable}{HASH_MARK}{digest}"
-
-
-def clip_path(clips_dir: str, clip: ClipRequest) -> str:
-    """DIR/{label}/{id}.mp4 with both parts made one path component each (`path_component`), inside `clips_dir`.
-
-    Raises ClipError(`unsafe_path`) when a symlink inside a local `clips_dir` leads out of it: a
-    kept clip is never read from or written to a place the user did not name.
-    """
-    folder = path_component(clip.labels[0]) if clip.labels else "test"
-    name = path_component(clip.clip_id)
-    path = FileSystems.join(clips_dir, folder, f"{name}.mp4")
-    if "://" not in clips_dir:
-        root = os.path.realpath(clips_dir)
-        real = os.path.realpath(path)
-        if os.path.commonpath([root, real]) != root:
-            raise ClipError("unsafe_path", f"kept-clip path {path} leads out of --clips_dir {clips_dir} "
-                            f"(to {real}) through a symlink", stage="fetch")
-    return path
-
-
-def kept_exists(path: str) -> bool:
-    """Whether the kept clip `path` is there under exactly this name.
-
-    On a local disk that ignores case or Unicode normalization (macOS, Windows) `Abc.mp4` is
-    found as `abc.mp4`: that is another clip's file, a collision (ClipError `name_collision`),
-    never a reuse.
-    """
-    if not FileSystems.exists(path):
-        return False
-    if "://" in path:
-        return True
-    if os.path.basename(path) not in os.listdir(os.path.dirname(path)):
-        raise ClipError("name_collision", f"kept clip {path} collides with another clip's file there (the disk "
-                        "ignores case or Unicode normalization): put --clips_dir on a case-sensitive disk",
-                        stage="fetch")
-    return True
-
-
-class Fetched(NamedTuple):
-    """One fetched row, as `ClipFetcher.fetch` returns it.
-
-    Attributes:
-      path: the local media file.
-      start: seconds from the file's beginning to the clip's start (the decoder seeks there).
-      duration: seconds of the clip, or None for the rest of the file.
-      figures: fetch figures for stats.json (bytes, seconds, attempts, method).
-      header: the file's header as the fetcher probed it (strict whitelists), when `path` is the
-        file it probed; the decoder checks it instead of probing the same bytes again. None for a
-        reused kept clip or one re-cut after the probe.
-    """
-
-    path: str
-    start: float
-    duration: float | None
-    figures: dict
-    header: ProbeResult | None = None
-
-
-def lean_header(header: ProbeResult | None) -> ProbeResult | None:
-    """A successful probe without ffmpeg's text (only a failed one's message reads it), to travel light."""
-    return dataclasses.replace(header, stderr="") if header is not None and header.ok else None
-
-
-class ClipFetcher:
-    """Turns a YouTube ClipRequest into a local media file, its start offset and duration."""
-
-    def __init__(self, *, config: FetchConfig | None, clips_dir: str | None = None, concurrency: int = 4,
-                 trim_limits: TrimLimits | None = None, sources: ClipSources | None = None):
-        self._sources = sources
-        if config is None:
-            from pipeline.fetch import FetchConfig  # pylint: disable=import-outside-toplevel
-
-            config = FetchConfig()
-        self._config = config
-        self._clips_dir = clips_dir
-        self.trim_limits = trim_limits or TrimLimits()
-        self._concurrency = max(1, concurrency)
-        self._semaphore = None
-        self._bytes = metrics.counter("fetch_bytes")
-        self._fetched = metrics.counter("clips_fetched")
-        self._reused = metrics.counter("clips_reused_from_clips_dir")
-        self._retried = metrics.counter("fetch_retries")
-        self._mirrored = metrics.counter("clips_from_mirrors")
-
-    def setup(self) -> None:
-        """Takes this process's fetch semaphore (at most `concurrency` fetches at once per process)."""
-        self._semaphore = _process_semaphore(self._concurrency)
-
-    def fetch(self, clip: ClipRequest, tmp: str, *, count: bool = True) -> Fetched:
-        """Fetches (or finds kept) the row's clip. Raises ClipError.
-
-        With `count=False` no metric is touched (Beam metrics only count in the thread running the
-        bundle, so the FetchClips stage fetches in its pool and calls `count_figures` itself).
-        """
-        from pipeline.fetch import fetch_clip  # pylint: disable=import-outside-toplevel
-
-        kept = clip_path(self._clips_dir, clip) if self._clips_dir else None
-        if kept and kept_exists(kept):
-            if count:
-                self._reused.inc()
-            # A kept clip starts at `start`; the clip still ends at `end` (a section can hold a frame past it).
-            duration = (clip.end - (clip.start or 0.0)) if clip.end is not None else None
-            return Fetched(_local_copy(kept, tmp), 0.0, duration, {"bytes": 0, "seconds": 0.0, "attempts": 0,
-                                                                   "method": "kept"})
-        mirrored = self._from_mirrors(clip, tmp) if self._sources is not None else None
-        if mirrored is not None:
-            if count:
-                self.count_figures(mirrored.figures)
-            if kept:
-                _store(mirrored.path, kept)
-            return mirrored
-        with self._semaphore or _process_semaphore(self._concurrency):
-            result = fetch_clip(video_id=clip.video, start=clip.start or 0.0, end=clip.end, work_dir=tmp,
-                                config=self._config)
-        figures = {"bytes": result.bytes_downloaded, "seconds": result.seconds, "attempts": result.attempts,
-                   "method": result.method}
-        if count:
-            self.count_figures(figures)
-        header = lean_header(result.probe)
-        if not kept:
-            return Fetched(result.path, result.start_offset, result.duration, figures, header)
-        if result.method != "section" or result.start_offset > 0:
-            trimmed = os.path.join(tmp, f"trimmed-{uuid.uuid4().hex}.mp4")
-            _trim(result.path, trimmed, start=result.start_offset, duration=result.duration, limits=self.trim_limits)
-            _store(trimmed, kept)
-            return Fetched(trimmed, 0.0, result.duration, figures)  # a new file: its header is not the probed one
-        _store(result.path, kept)
-        return Fetched(result.path, 0.0, result.duration, figures, header)
-
-    def _from_mirrors(self, clip: ClipRequest, tmp: str) -> Fetched | None:
-        """The row's clip from the first --clip_sources template that has it (cut to [start, end)), or None.
-
-        A template the row's values cannot fill safely, a missing file, an unreadable one or one that is
-        not a video falls through to the next template (then YouTube): a mirror only ever adds clips.
-        """
-        from pipeline import probe  # pylint: disable=import-outside-toplevel
-
-        began = time.monotonic()
-        for index, template, location, why in self._sources.candidates(clip):
-            if location is None:
-                logging.debug("--clip_sources template %d skipped for %s: %s", index + 1, clip.clip_id, why)
-                continue
-            try:
-                local, size = self._mirror_copy(template, location, tmp, index)
-                if local is None:
-                    continue
-                header = probe.read_header(local, input_args=probe.STRANGER_FILE_ARGS, timeout=60.0)
-                if not header.ok or not header.has_video:
-                    logging.info("--clip_sources: %s is not a video (%s); trying the next source", location,
-                                 header.summary())
-                    continue
-                duration = (clip.end - (clip.start or 0.0)) if clip.end is not None else None
-                if not template.trimmed:  # the whole video: cut the row's section out of it
-                    trimmed = os.path.join(tmp, f"mirror-cut-{uuid.uuid4().hex}.mp4")
-                    _trim(local, trimmed, start=clip.start or 0.0, duration=duration, limits=self.trim_limits)
-                    local, header = trimmed, None
-            except ClipError as e:
-                logging.info("--clip_sources: %s failed (%s: %s); trying the next source", location, e.reason,
-                             e.message)
-                continue
-            figures = {"bytes": size, "seconds": time.monotonic() - began, "attempts": 0, "method": "mirror",
-                       "mirror": index}
-            return Fetched(local, 0.0, duration, figures, lean_header(header))
-        return None
-
-    def _mirror_copy(self, template: Template, location: str, tmp: str, index: int) -> tuple[str | None, int]:
-        """(a local file holding `location`, bytes read), or (None, 0) when the mirror lacks it. Raises ClipError."""
-        ext = os.path.splitext(location.split("?", 1)[0])[1][:16] or ".mp4"
-        local = os.path.join(tmp, f"mirror-{index}{ext}")
-        if template.remote:
-            from pipeline.fetch import download_video  # pylint: disable=import-outside-toplevel
-
-            try:
-                with self._semaphore or _process_semaphore(self._concurrency):
-                    return local, download_video(location, local, config=self._config)
-            except ClipError as e:
-                if e.reason == "not_found":
-                    return None, 0
-                raise
-        if template.scheme:
-            if not FileSystems.exists(location):
-                return None, 0
-            with FileSystems.open(location) as src, open(local, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-            return local, os.path.getsize(local)
-        if not os.path.isfile(location):
-            return None, 0
-        return location, os.path.getsize(location)
-
-    def count_figures(self, figures: dict) -> None:
-        """Counts one clip's fetch figures (from `fetch`) in the run's metrics; call it in the bundle's thread."""
-        if figures.get("method") == "kept":
-            self._reused.inc()
-            return
-        if figures.get("method") == "mirror":
-            self._mirrored.inc()
-            self._bytes.inc(figures.get("bytes", 0))
-            return
-        self._fetched.inc()
-        self._bytes.inc(figures.get("bytes", 0))
-        self._retried.inc(max(0, figures.get("attempts", 1) - 1))
-
-    def download(self, url: str, dest: str, *, count: bool = True, sent: dict | None = None) -> int:
-        """Downloads an http(s) video row to `dest` through the guard proxy; returns bytes. Raises ClipError.
-
-        The fetch settings apply: --fetch_max_seconds is the hard deadline, --fetch_timeout the read
-        timeout, --proxy the upstream proxy. With `count=False` the caller counts the bytes
-        (`count_bytes`, in the bundle's thread).
-        """
-        from pipeline.fetch import download_video  # pylint: disable=import-outside-toplevel
-
-        with self._semaphore or _process_semaphore(self._concurrency):
-            size = download_video(url, dest, config=self._config, sent=sent)
-        if count:
-            self.count_bytes(size)
-        return size
-
-    def count_bytes(self, size: int) -> None:
-        """Counts downloaded bytes (from `download`) in the run's metrics; call it in the bundle's thread."""
-        self._bytes.inc(size)
-
-
-def _local_copy(path: str, tmp: str) -> str:
-    if "://" not in path:
-        return path
-    local = os.path.join(tmp, "kept.mp4")
-    with FileSystems.open(path) as src, open(local, "wb") as dst:
-        shutil.copyfileobj(src, dst, 1 << 20)
-    return local
-
-
-def _store(local: str, dest: str) -> None:
-    """Publishes `local` as the kept clip `dest`, complete or not at all, never over another file.
-
-    Locally the copy goes to a temporary sibling that is hard-linked to `dest`, which fails if
-    `dest` exists: a writer that finds it there already (another run keeping the same clip id,
-    the same name by `path_component`) leaves it and drops its own copy; a file of another
-    name there (a case-insensitive disk) is a `name_collision`. On gs:// (no create-if-absent
-    through Beam's FileSystems) it is written under a temporary name and renamed; a writer
-    racing it writes the same clip id.
-    """
-    if "://" in dest:
-        with open(local, "rb") as src, fileio.atomic_write(dest) as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-        return
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    tmp = fileio.temp_name(dest)
-    try:
-        shutil.copyfile(local, tmp)
-        try:
-            os.link(tmp, dest)
-        except FileExistsError:
-            kept_exists(dest)  # the same name: the same clip id, kept by another writer; else a collision
-        except OSError as e:
-            if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
-                raise
-            # No hard links on this disk: check, then rename (a racing writer keeps the same clip id).
-            if kept_exists(dest):
-                return
-            os.replace(tmp, dest)
-    finally:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
+# A kept clip is probed before it counts: a header read of a local file.
+_PROBE_TIMEOUT_S = 60.0
+_KEPT_FIGURES = {"bytes": 0, "seconds": 0.0, "attempts": 0, "method": "kept"}
 
 
 @dataclasses.dataclass(frozen=True)
-class TrimLimits:
-    """The decoder's bounds for re-encoding a kept clip: --decode_timeout, --max_frame_side, --max_frame_pixels."""
+class FetchedClip:
+    """What crosses the fusion break between FetchClips and DecodeClips.
 
-    timeout_s: float = 120.0
-    max_frame_side: int = probe.MAX_FRAME_SIDE
-    max_frame_pixels: int = probe.MAX_FRAME_PIXELS
-
-
-def _trim(src: str, dst: str, *, start: float, duration: float | None, limits: TrimLimits | None = None) -> None:
-    """Re-encodes [start, start+duration) so the kept clip starts at `start` within one frame.
-
-    Needed when the source could not be fetched as a section (a whole file came back) and for
-    videos-CSV rows in a fetch-only build. The bounds are the decoder's: the header is checked
-    against the frame-size caps first, ffmpeg refuses larger frames met later (`-max_pixels`),
-    and the whole re-encode has the decode timeout (reason `timeout`).
+    Attributes:
+      clip: the row.
+      data: the fetched media file's bytes (YouTube rows without --clips_dir), else None.
+      path: the kept clip (--clips_dir, local or gs://), else None.
+      suffix: file name extension of the fetched media (`.mp4`, `.webm`), for the decoder's temp file.
+      start: seconds from the beginning of the media to the clip's start (the decoder seeks there).
+      duration: seconds of the clip, or None for the rest of the media.
+      fetch: fetch figures (bytes, seconds, attempts, method), None for rows not fetched here.
+      header: the media's header as the fetcher probed it, when the media is that very file;
+        DecodeClips checks it (`pipeline.decode.probe.check_decodable`) instead of probing again.
     """
-    limits = limits or TrimLimits()
-    header = probe.read_header("file:" + os.path.abspath(src), input_args=probe.STRANGER_FILE_ARGS,
-                               timeout=limits.timeout_s)
+
+    clip: ClipRequest
+    data: bytes | None = None
+    path: str | None = None
+    suffix: str = ".mp4"
+    start: float = 0.0
+    duration: float | None = None
+    fetch: dict | None = None
+    header: ProbeResult | None = None
+
+    @property
+    def fetched(self) -> bool:
+        """True when this stage fetched (or found kept) the media; False for rows passed through."""
+        return self.data is not None or self.path is not None
+
+
+def section_duration(clip: ClipRequest) -> float | None:
+    """end - start of the row's section, or None when it runs to the end of the video."""
+    return (clip.end - (clip.start or 0.0)) if clip.end is not None else None
+
+
+class FetchClips(beam.DoFn):
+    """ClipRequest -> FetchedClip (main output) or a failure dict (FAILURES), fetching in a thread pool.
+
+    Each bundle's YouTube rows are submitted to a pool of `concurrency` threads (and the process-wide
+    semaphore of ClipFetcher bounds all instances of one process together); finished ones are emitted
+    from later `process` calls, the rest in `finish_bundle`, with their own window and timestamp. At
+    most `concurrency` clips of a bundle wait in memory at once. Metrics and the progress line are
+    updated in the bundle's thread, once per row: a failure here is the row's only progress record;
+    a fetched clip is recorded by the decoder, or here when `keep_only`.
+    """
+
+    FAILURES = "failures"
+
+    def __init__(self, *, fetcher: ClipFetcher, clips_dir: str | None = None, base_dir: str = ".",
+                 concurrency: int = 4, max_bytes: int = DEFAULT_MAX_BYTES, keep_only: bool = False,
+                 expected: int | None = None):
+        if keep_only and not clips_dir:
+            raise ValueError("keep_only needs clips_dir")
+        self._fetcher = fetcher
+        self._clips_dir = clips_dir
+        self._base_dir = base_dir
+        self._concurrency = max(1, concurrency)
+        self._max_bytes = max_bytes
+        self._keep_only = keep_only
+        self._expected = expected
+        self._pool = None
+        self._pending: list = []
+        self._kept = metrics.counter("clips_kept")
+        self._already_kept = metrics.counter("clips_already_kept")
+        self._element_bytes = metrics.distribution("fetched_clip_bytes")
+
+    def setup(self) -> None:
+        """Starts the pool of `concurrency` fetch threads."""
+        self._fetcher.setup()
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=self._concurrency, thread_name_prefix="fetch")
+
+    def teardown(self) -> None:
+        """Stops the pool; queued fetches are cancelled (teardown ends the DoFn; its bundles are done)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def start_bundle(self) -> None:
+        """Every bundle starts with no fetch in flight (finish_bundle drained the last one's)."""
+        self._pending = []
+
+    def process(self, clip: ClipRequest, window: BoundedWindow = beam.DoFn.WindowParam,
+                timestamp: Timestamp = beam.DoFn.TimestampParam) -> Iterator[WindowedValue | beam.pvalue.TaggedOutput]:
+        """Starts the row's fetch in the pool; emits the fetches that have finished (FetchedClip or FAILURES).
+
+        Rows the stage does not fetch (files, gs://, http(s) outside fetch-only builds) pass through
+        as a FetchedClip without media. With `concurrency` fetches in flight, waits for one to end.
+        """
+        if not self._keep_only and clip.source != "youtube":
+            yield FetchedClip(clip=clip)  # the decoder reads files, gs:// and http(s) rows as before
+            return
+        if self._pool is None:  # a runner that skipped setup()
+            self.setup()
+        self._pending.append((self._pool.submit(self._work, clip), clip, window, timestamp))
+        if len(self._pending) >= self._concurrency:
+            concurrent.futures.wait([item[0] for item in self._pending],
+                                    return_when=concurrent.futures.FIRST_COMPLETED)
+        yield from self._emit(wait=False)
+
+    def finish_bundle(self) -> Iterator[WindowedValue | beam.pvalue.TaggedOutput]:
+        """Waits for the bundle's fetches still in flight and emits them: no row leaves the bundle unanswered."""
+        yield from self._emit(wait=True)
+
+    def _emit(self, *, wait: bool):
+        pending, self._pending = self._pending, []
+        for item in pending:
+            future, clip, window, timestamp = item
+            if not (wait or future.done()):
+                self._pending.append(item)
+                continue
+            for output in self._outputs(clip, future.result()):
+                yield in_window(output, window, timestamp)
+
+    def _outputs(self, clip: ClipRequest, outcome: tuple):
+        """The outputs of one finished fetch, with its metrics and progress (in the bundle's thread)."""
+        kind, value = outcome
+        if kind == "ok":
+            figures = value["fetch"] if self._keep_only else value.fetch
+            if figures:
+                self._fetcher.count_figures(figures)
+            if self._keep_only:  # the same two figures as stats.json's clips_kept and clips_already_kept
+                (self._already_kept if value["reused"] else self._kept).inc()
+                PROGRESS.record(ok=True, total=self._expected)
+            elif value.data is not None:
+                self._element_bytes.update(len(value.data))
+            yield value
+            return
+        PROGRESS.record(ok=False, total=self._expected)
+        if kind == "clip_error":
+            metrics.count_failure(value.reason)
+            yield beam.pvalue.TaggedOutput(self.FAILURES, failure_record(
+                clip_id=clip.clip_id, fields=clip.fields, row=clip.row, stage=value.stage or "fetch",
+                reason=value.reason, message=value.message))
+        else:
+            yield beam.pvalue.TaggedOutput(self.FAILURES, isolation.internal_error(
+                clip_id=clip.clip_id, fields=clip.fields, row=clip.row, stage="fetch", error=value))
+
+    def _work(self, clip: ClipRequest) -> tuple:
+        """Runs in a pool thread; never raises: ("ok", result), ("clip_error", ClipError), ("error", exc)."""
+        try:
+            with tempfile.TemporaryDirectory(prefix="fetch-") as tmp:
+                if self._keep_only:
+                    return "ok", self._keep(clip, tmp)
+                return "ok", self._fetch(clip, tmp)
+        except ClipError as e:
+            return "clip_error", e
+        except Exception as e:  # pylint: disable=broad-except  (becomes an internal_error line)
+            return "error", e
+
+    def _fetch(self, clip: ClipRequest, tmp: str) -> FetchedClip:
+        if self._clips_dir:
+            kept = clip_path(self._clips_dir, clip)
+            if kept_exists(kept):
+                return FetchedClip(clip=clip, path=kept, duration=section_duration(clip), fetch=dict(_KEPT_FIGURES))
+            fetched = self._fetcher.fetch(clip, tmp, count=False)
+            return FetchedClip(clip=clip, path=kept, duration=fetched.duration, fetch=fetched.figures,
+                               header=fetched.header)
+        path, start, duration, figures, header = self._fetcher.fetch(clip, tmp, count=False)
+        size = os.path.getsize(path)
+        if size > self._max_bytes:
+            raise ClipError("too_large", f"the fetched media is {size:,} bytes, over --fetch_max_bytes "
+                            f"{self._max_bytes:,} (a clip travels to the decoder in one element); pass "
+                            "--clips_dir to keep clips in a shared location instead, or raise the bound",
+                            stage="fetch")
+        with open(path, "rb") as f:
+            data = f.read()
+        return FetchedClip(clip=clip, data=data, suffix=os.path.splitext(path)[1] or ".mp4", start=start,
+                           duration=duration, fetch=figures, header=header)
+
+    def _keep(self, clip: ClipRequest, tmp: str) -> dict:
+        """Fetch-only: the row's clip into --clips_dir; returns the kept-clip dict of stats.json."""
+        kept = clip_path(self._clips_dir, clip)
+        figures = dict(_KEPT_FIGURES)
+        if not kept_exists(kept):
+            if clip.source == "youtube":
+                figures = self._fetcher.fetch(clip, tmp, count=False).figures
+            else:
+                figures = keep_video_row(clip, kept, tmp, base_dir=self._base_dir, fetcher=self._fetcher)
+        return {"id": clip.clip_id, "path": kept, "reused": figures["method"] == "kept", "fetch": figures}
+
+
+def check_media(local: str, source: str, sent: dict | None = None) -> None:
+    """Raises ClipError (stage fetch) unless `local` is media with a video stream.
+
+    A kept clip must be one: an .mp4 row is copied byte for byte, so an HTML page or an empty
+    file named .mp4 would otherwise be counted as kept. For a download the message says which
+    server sent what (its content type and size), not that the video is bad.
+    """
     try:
-        probe.check_decodable(header, src, max_frame_side=limits.max_frame_side,
-                              max_frame_pixels=limits.max_frame_pixels)
+        probe.check_local_input(local)
+        info = probe.read_header(local, input_args=probe.STRANGER_FILE_ARGS, timeout=_PROBE_TIMEOUT_S)
+        probe.check_decodable(info, source)
     except ClipError as e:
+        if sent:
+            size = os.path.getsize(local) if os.path.exists(local) else 0
+            raise ClipError("not_video", f"{sent.get('url', source)} sent {size:,} bytes of Content-Type "
+                            f"{sent.get('content_type')!r}, which is not a video ({e.reason}: {e.message})",
+                            stage="fetch") from None
         raise ClipError(e.reason, e.message, stage="fetch") from None
-    cmd = [media.ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-           "-protocol_whitelist", media.LOCAL_PROTOCOLS, "-format_whitelist", media.UNTRUSTED_FORMATS,
-           "-max_pixels", str(int(limits.max_frame_pixels)), "-ss", f"{start:.6f}"]
-    if duration is not None:
-        cmd += ["-t", f"{duration:.6f}"]
-    cmd += ["-i", "file:" + os.path.abspath(src), "-map", "0:v:0", "-map", "0:a:0?", "-c:v", "libx264",
-            "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p", "-c:a", "aac", "-movflags", "+faststart",
-            "file:" + os.path.abspath(dst)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, check=False, timeout=limits.timeout_s)
-    except subprocess.TimeoutExpired:
-        raise ClipError("timeout", f"re-encoding the clip took longer than {limits.timeout_s:g} s (--decode_timeout)",
-                        stage="fetch") from None
-    if proc.returncode != 0:
-        raise ClipError("trim_failed", f"could not trim the fetched file: "
-                        f"{proc.stderr.decode('utf-8', 'replace').strip()[-300:]}", stage="fetch")
+
+
+def keep_video_row(clip: ClipRequest, kept: str, tmp: str, *, base_dir: str, fetcher: ClipFetcher) -> dict:
+    """A videos-CSV row (local file, gs:// or http(s)) into the kept clip `kept`. Raises ClipError.
+
+    A row with a section ([start, end) given) is cut and re-encoded (libx264, as a whole-file YouTube
+    fetch is, so the clip starts at `start` within one frame); a row without one is copied byte for
+    byte when it is an .mp4 and re-encoded to one otherwise (kept clips are `{id}.mp4`). Returns the
+    fetch figures (`method`: `trim` or `copy`).
+    """
+    from transforms.decode import resolve_video_path  # pylint: disable=import-outside-toplevel
+
+    source = resolve_video_path(clip.video, base_dir)
+    figures = {"bytes": 0, "seconds": 0.0, "attempts": 1}
+    ext = os.path.splitext(source.split("?", 1)[0])[1].lower()
+    sent: dict = {}
+    if probe.is_remote(source):
+        local = os.path.join(tmp, "remote-input" + ext)
+        figures["bytes"] = fetcher.download(source, local, count=False, sent=sent)  # counted by FetchClips
+    elif "://" in source:
+        if not FileSystems.exists(source):
+            raise ClipError("missing_file", f"no such file: {source}", stage="fetch")
+        local = os.path.join(tmp, "input" + ext)
+        with FileSystems.open(source) as src, open(local, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    else:
+        local = source
+        if not os.path.isfile(local):
+            raise ClipError("missing_file", f"no such file: {source}", stage="fetch")
+    check_media(local, source, sent)
+    if clip.start is None and clip.end is None and ext == ".mp4":
+        _store(local, kept)
+        return {**figures, "method": "copy"}
+    trimmed = os.path.join(tmp, "trimmed.mp4")
+    _trim(local, trimmed, start=clip.start or 0.0, duration=section_duration(clip), limits=fetcher.trim_limits)
+    _store(trimmed, kept)
+    logging.debug("kept %s as %s", source, kept)
+    return {**figures, "method": "trim"}

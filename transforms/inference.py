@@ -10,7 +10,7 @@ one VGGish in one process with 8 TensorFlow threads, instead of 8 copies fightin
 machine (Beam 2.77 hosts them all in the process that loads them first); ``--model_copies
 per_process`` loads one copy in every process (Beam's default, no proxy), as does a run with one
 process per machine, where each step loads just its own model. See
-``pipeline.models.tf_setup.ModelSharing``.
+``pipeline.features.tf_setup.ModelSharing``.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunInference
 
-from pipeline.models import registry, shared_access, tf_setup
-from transforms.progress import PROGRESS
+from pipeline.features import registry, shared_access, tf_setup
+from transforms.support.progress import PROGRESS
 
 # Model objects this process has loaded: the k-th (copy k of --model_copies, all hosted here by
 # Beam) runs on GPU k % GPUs, so a worker's GPUs each get a copy.

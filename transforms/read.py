@@ -6,13 +6,13 @@ from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
 
-from pipeline import annotations, csvsplit
 from pipeline.errors import failure_record
-from transforms import isolation, metrics
+from pipeline.read import annotations, csvsplit
+from transforms.support import isolation, metrics
 
 
 class _ReadSplit(beam.DoFn):
-    """Parses one split of the CSV (`pipeline.csvsplit`); its labels and row count come out after its last row."""
+    """Parses one split of the CSV (`pipeline.read.csvsplit`); its labels and row count come out after its last row."""
 
     FAILURES = "failures"
     LABELS = "labels"
@@ -97,7 +97,7 @@ class ReadAnnotations(beam.PTransform):
     Args:
       csv_path: the annotation CSV.
       keep_labels: labels kept from an earlier build (--skip_existing).
-      splits: the launcher's split points (`pipeline.csvsplit.scan`); None reads the file as one
+      splits: the launcher's split points (`pipeline.read.csvsplit.scan`); None reads the file as one
         split (a pipeline built without the launcher's pass: dry runs, tests).
 
     Returns a dict of PCollections: `clips` (unique ClipRequests, reshuffled so the expensive

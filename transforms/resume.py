@@ -7,8 +7,9 @@ from typing import Any
 
 import apache_beam as beam
 
-from pipeline import errors, example_proto
-from transforms import isolation, metrics
+from pipeline import errors
+from pipeline.dataset import example_proto
+from transforms.support import isolation, metrics
 
 
 def record_id(serialized: bytes) -> str:
@@ -20,7 +21,7 @@ def record_id(serialized: bytes) -> str:
 def _ids_of_shard(path: str):
     """The ids of one existing shard, read by path (never as a glob: the path may hold `[`, `*`, `?`).
 
-    From the shard's id index when it provably belongs to the shard (`pipeline.shardindex.check`:
+    From the shard's id index when it provably belongs to the shard (`pipeline.dataset.shardindex.check`:
     a framing walk, no payload read); otherwise (a dataset written before indexes, a missing,
     truncated, edited or stale index) from the records themselves.
     """
@@ -29,7 +30,7 @@ def _ids_of_shard(path: str):
     from apache_beam.io.filesystem import CompressionTypes  # pylint: disable=import-outside-toplevel
     from apache_beam.io.filesystems import FileSystems  # pylint: disable=import-outside-toplevel
 
-    from pipeline import shardindex, tfrecord  # pylint: disable=import-outside-toplevel
+    from pipeline.dataset import shardindex, tfrecord  # pylint: disable=import-outside-toplevel
 
     problem = shardindex.check(path)
     if problem is None:

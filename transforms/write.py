@@ -1,9 +1,9 @@
 """WriteDataset: sharded records and failure report, vocabulary.csv and, last, stats.json.
 
-Every file is written under a temporary name and renamed when complete (`pipeline.fileio`). stats.json is
+Every file is written under a temporary name and renamed when complete (`pipeline.dataset.fileio`). stats.json is
 written after everything else, so its presence marks a finished build; a crashed run
 leaves no file that looks complete. Each record shard gets its id index `index/NAME.ids`
-(`pipeline.shardindex`; beside records/, so records/ holds shards only), renamed into place
+(`pipeline.dataset.shardindex`; beside records/, so records/ holds shards only), renamed into place
 just before the shard, for resumed builds.
 """
 
@@ -19,10 +19,11 @@ from collections.abc import Iterable, Iterator, Mapping
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline import annotations, shardindex, tfrecord
-from pipeline.fileio import atomic_write, write_atomically
-from transforms import metrics
-from transforms.progress import PROGRESS
+from pipeline.dataset import shardindex, tfrecord
+from pipeline.dataset.fileio import atomic_write, write_atomically
+from pipeline.read import annotations
+from transforms.support import metrics
+from transforms.support.progress import PROGRESS
 
 FAILURES_SPLIT = "\x00failures"  # internal key; cannot clash with a CSV split name
 
@@ -106,7 +107,7 @@ class _WriteShard(beam.DoFn):
                     count += 1
             else:
                 # The id index is renamed into place before the shard (the inner block closes first):
-                # a shard never exists without its index (pipeline.shardindex).
+                # a shard never exists without its index (pipeline.dataset.shardindex).
                 with atomic_write(shardindex.index_path(path)) as index_file:
                     index = shardindex.Writer(index_file)
                     size = 0
@@ -307,7 +308,7 @@ class _Finalize(beam.DoFn):
             for split, n in layouts for shard in range(n)}
         stale = [path for path in self._replaces if path not in new_paths]
         if stale:
-            from pipeline import outputs  # pylint: disable=import-outside-toplevel
+            from pipeline.dataset import outputs  # pylint: disable=import-outside-toplevel
 
             outputs.delete(stale)
         write_atomically(FileSystems.join(self._output_dir, "stats.json"),

@@ -1,0 +1,1 @@
+"""The written dataset: records, TFRecord framing, the shard id index, the output directory."""

@@ -1,0 +1,1 @@
+"""Probing and decoding media with ffmpeg."""

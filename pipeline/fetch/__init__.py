@@ -1,0 +1,1 @@
+"""Fetching remote clips: the per-clip fetcher and yt-dlp."""

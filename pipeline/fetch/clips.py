@@ -1,0 +1,713 @@
+"""Per-clip media fetcher for Kinetics-style rows (YouTube id, start, end seconds).
+
+The Beam DoFn calls :func:`fetch_clip` once per row. It is a plain function (no
+Beam import, no global state beyond caches) so it can be tested against a
+loopback server and reused outside the pipeline.
+
+How a clip is fetched (one ``YoutubeDL.extract_info(download=True)`` per attempt):
+
+1. The URL comes from ``FetchConfig.url_template`` with ``{id}`` substituted, so
+   a mirror or a test server can stand in for YouTube.
+2. yt-dlp resolves it and picks the smallest format whose short side is at
+   most ``max_height`` (the RGB model only sees 299x299, so more pixels are
+   wasted bandwidth), preferring h264/AAC in MP4.
+3. yt-dlp's ``download_ranges`` always asks for ``[start, end]``. A
+   ``before_dl`` hook looks at the chosen format(s): if ffmpeg can read their
+   protocol and the output container is MP4-family, the section is fetched
+   (``method="section"``); otherwise the hook drops the range and the whole
+   file is fetched (``method="full"``) for the decoder to trim.
+   For a section yt-dlp runs ffmpeg with ``-ss start`` before ``-i`` and
+   ``-c copy``: nothing is re-encoded and, with HTTP Range requests, only the
+   index and the bytes from the keyframe at or before ``start`` to ``end`` are
+   read. ffmpeg shifts timestamps so that ``start`` lands at 0; the packets
+   from the keyframe up to ``start`` (needed to decode) get negative
+   timestamps, which the MP4 muxer keeps behind an edit list. Demuxers that
+   honour the edit list (ffmpeg, OpenCV) present the first frame at or after
+   ``start`` at time 0. Matroska/WebM cannot store negative timestamps, so
+   ffmpeg would shift the pre-roll to 0 and the position of ``start`` in the
+   file would be lost; that is why only MP4-family output is cut.
+4. The result is probed with :func:`pipeline.decode.probe.read_header` (``ffmpeg -i``;
+   there is no ffprobe, and yt-dlp is kept off every path that wants one) to
+   check it is media with a video stream, to find where ``start`` lies in it
+   (``FetchResult.start_offset``), and to detect sections cut short by a
+   dropped connection, which ffmpeg reports as success. The header travels on
+   as ``FetchResult.probe``.
+
+``start_offset`` is measured on the timeline ffmpeg's ``-ss`` uses: seconds
+from the container's start time as ``ffmpeg -i`` reports it. For a section it
+is ``max(0, -container start)``, normally 0.0 (positive only if a demuxer
+exposes pre-roll before 0); seeking there yields the first frame at or after
+``start``, and the section's timeline is that frame's, so it can lead the
+requested ``start`` by less than one frame. For a full file it is ``start``.
+
+Every remote byte of a clip (yt-dlp's requests, the ffmpeg it runs, the probes
+here) goes through one :class:`pipeline.net.netguard.GuardProxy`: destinations are
+checked (link-local never; loopback/private only for the template's own host and
+port) and ``max_seconds`` is a hard deadline that closes slow transfers. What the
+guard saw decides the reason: ``address_not_allowed`` or ``timeout`` rather than
+the client's "HTTP 403" or "connection reset". ffmpeg gets network-only protocols
+and plain-container formats for stranger-supplied inputs.
+
+Failures are :class:`pipeline.errors.ClipError` with ``stage="fetch"`` and a
+stable ``reason`` from :func:`classify_error`. Transient failures (HTTP 5xx,
+timeouts, resets, truncated bodies) are retried by :func:`pipeline.net.retry.call`
+(exponential backoff, full jitter), bounded by ``max_attempts`` and
+``max_seconds``; permanent ones are raised at once. The site pushing back
+(``rate_limited``: 429, "try again later", the bot wall) is not a failed attempt:
+every attempt waits on the process's pacer for the host and identity
+(:mod:`pipeline.net.pacing`, :mod:`pipeline.fetch.identities`) right before yt-dlp's first
+request, a push-back makes every fetch of that pacer wait, and a row whose next
+start falls past ``max_seconds`` fails ``rate_limited`` without a request. The yt-dlp options, logger,
+hooks and error table are in :mod:`pipeline.fetch.ytdlp`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import yt_dlp
+from yt_dlp.postprocessor.ffmpeg import FFmpegPostProcessor
+
+from pipeline.dataset import fileio
+from pipeline.decode import probe
+from pipeline.decode.probe import ProbeResult
+from pipeline.errors import ClipError
+from pipeline.fetch import bounded, identities, ytdlp
+
+# The yt-dlp plumbing and its error table live in pipeline.fetch.ytdlp; classify_error stays importable here.
+from pipeline.fetch.ytdlp import AttemptError
+from pipeline.net import address_policy, guard_proxy, netguard, pacing, retry
+
+__all__ = [
+    "FetchConfig", "download_video", "FetchResult", "fetch_clip", "validate_youtube_id"
+]
+
+_LOG = logging.getLogger(__name__)
+
+_YOUTUBE_ID_RE = re.compile(r"[A-Za-z0-9_-]{11}")
+
+# packet boundaries (one video frame, one audio frame) make it differ slightly.
+_DURATION_SLACK_S = 0.5
+
+_PROBE_TIMEOUT_S = 60.0
+
+# The yt-dlp child may outlive the guard's deadline by this much (to report the guard's verdict).
+_CHILD_GRACE_S = 2.0
+_PRELOAD = ("pipeline.fetch.ytdlp_preload",)
+
+# CR/LF (header injection), other control characters and spaces have no place in a URL.
+_CONTROL_RE = re.compile(r"[\x00-\x20\x7f]")
+
+
+@dataclasses.dataclass(frozen=True)
+class FetchConfig:
+    """How clips are fetched. Picklable, so Beam can ship it to workers.
+
+    Attributes:
+        url_template: URL with ``{id}`` replaced by the YouTube id; a mirror or
+            loopback server can stand in for YouTube.
+        max_height: Largest short side (pixels) worth fetching. The smallest
+            format at or below it is preferred, else the smallest above it.
+        max_attempts: Attempts per clip, the first included.
+        max_seconds: Time budget per clip over all attempts and backoff sleeps,
+            and a hard deadline on the clip's network traffic: the guard proxy
+            closes every connection when it passes (reason ``timeout``).
+        backoff_base: Base of the exponential backoff (seconds); the sleep
+            before attempt ``n + 1`` is uniform in ``[0, backoff_base * 2**(n-1)]``
+            (full jitter, so many workers hitting one server spread out).
+        socket_timeout: Seconds a network read may stall (yt-dlp's
+            ``socket_timeout``; ffmpeg's ``-rw_timeout`` for section cuts).
+        rate_limit: yt-dlp ``ratelimit`` such as ``"2M"`` (bytes/s). It applies
+            to yt-dlp's own downloader (full files); ffmpeg section cuts are
+            small and not rate limited.
+        cookies_file: Netscape cookies file for yt-dlp. Each call works on a
+            private copy because yt-dlp writes cookies back on close and
+            concurrent workers would otherwise race on the file.
+        proxy: User HTTP proxy (``http://[user:pass@]host:port``). The per-clip
+            guard proxy (:mod:`pipeline.net.netguard`) still checks every destination
+            and the deadline, then connects through this one; SOCKS is refused.
+        allow_file_urls: Allow ``file:`` URLs; only http(s) otherwise, so a
+            template cannot be turned into a local-file reader by accident.
+        max_bytes: Largest http(s) video row downloaded (``--fetch_max_bytes``);
+            a larger one fails ``too_large``.
+        max_memory: Resident memory of yt-dlp's child process at which an attempt
+            is stopped (``too_large``): a page that inflates to gigabytes.
+        extra_ytdlp_options: Extra ``YoutubeDL`` params (e.g. ``extractor_args``,
+            ``http_headers``, ``format``/``format_sort`` overrides). Options the
+            fetcher depends on are rejected (see ``ytdlp.RESERVED_OPTIONS``).
+        fetch_rate: ``N/PERIOD`` (``300/h``): new videos started per identity and
+            host in this process, evenly spaced (:mod:`pipeline.net.pacing`).
+        cookie_jars: Contents of the ``--cookies`` files, read by the launcher
+            (staged: workers cannot read its files). Several: one per identity.
+        proxies: User proxies, one per identity (``proxy`` is the one-value form).
+        extractor_args: yt-dlp ``--extractor-args`` text (``youtube:player_client=web;po_token=...``).
+
+    Cookies, proxy passwords and tokens never appear in the config's repr.
+    """
+
+    url_template: str = "https://www.youtube.com/watch?v={id}"
+    max_height: int = 360
+    max_attempts: int = 5
+    max_seconds: float = 300.0
+    backoff_base: float = 1.0
+    socket_timeout: float = 30.0
+    rate_limit: str | None = None
+    cookies_file: str | None = None
+    proxy: str | None = dataclasses.field(default=None, repr=False)
+    allow_file_urls: bool = False
+    max_bytes: int = 64 << 20
+    max_memory: int = 1 << 30
+    extra_ytdlp_options: Mapping[str, Any] = dataclasses.field(default_factory=dict, hash=False)
+    fetch_rate: str | None = None
+    cookie_jars: tuple[str, ...] = dataclasses.field(default=(), repr=False)
+    proxies: tuple[str, ...] = dataclasses.field(default=(), repr=False)
+    extractor_args: str | None = dataclasses.field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        """Rejects settings that would fail on every clip, before any worker runs."""
+        if "{id}" not in self.url_template:
+            raise ValueError(f"url_template must contain '{{id}}': {self.url_template!r}")
+        _check_url_scheme(self.url_template.replace("{id}", "a" * 11), allow_file_urls=self.allow_file_urls,
+                          error=ValueError)
+        if self.max_height < 1:
+            raise ValueError(f"max_height must be >= 1, got {self.max_height}")
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
+        if not self.max_seconds > 0:
+            raise ValueError(f"max_seconds must be > 0, got {self.max_seconds}")
+        if not self.backoff_base >= 0:
+            raise ValueError(f"backoff_base must be >= 0, got {self.backoff_base}")
+        if self.max_bytes < 1:
+            raise ValueError(f"max_bytes must be >= 1, got {self.max_bytes}")
+        if not self.socket_timeout > 0:
+            raise ValueError(f"socket_timeout must be > 0, got {self.socket_timeout}")
+        for proxy in ([self.proxy] if self.proxy is not None else []) + list(self.proxies):
+            guard_proxy.GuardProxy.check_upstream(proxy)
+        if self.fetch_rate is not None:
+            pacing.parse_rate(self.fetch_rate)
+        if self.extractor_args:
+            ytdlp.parse_extractor_args(self.extractor_args)
+        if self.rate_limit is not None and ytdlp.parse_rate(self.rate_limit) is None:
+            raise ValueError(f"rate_limit must look like '500K' or '2M', got {self.rate_limit!r}")
+        reserved = sorted(ytdlp.RESERVED_OPTIONS.intersection(self.extra_ytdlp_options))
+        if reserved:
+            raise ValueError(f"extra_ytdlp_options may not set {reserved}; use the FetchConfig fields")
+
+
+@dataclasses.dataclass(frozen=True)
+class FetchResult:
+    """A fetched clip. ``path`` belongs to the caller, who must delete it.
+
+    Attributes:
+        path: Local media file directly under ``work_dir``.
+        start_offset: Seconds from the beginning of ``path`` (the container
+            start time, the origin of ffmpeg's ``-ss``) to the requested
+            ``start``; the decoder seeks there accurately.
+        duration: Requested ``end - start`` in seconds.
+        bytes_downloaded: Bytes yt-dlp reported as downloaded (for a section,
+            the size of the cut file ffmpeg wrote).
+        seconds: Wall time of the whole call, retries and sleeps included.
+        attempts: Attempts made, the successful one included.
+        method: ``"section"`` (only [start, end] fetched) or ``"full"``.
+        probe: The header of ``path`` as the fetcher read it (local, strict
+            whitelists). A decoder can check it with
+            :func:`pipeline.decode.probe.check_decodable` instead of probing the
+            file again.
+    """
+
+    path: str
+    start_offset: float
+    duration: float
+    bytes_downloaded: int
+    seconds: float
+    attempts: int
+    method: str
+    probe: ProbeResult | None = dataclasses.field(default=None, compare=False, repr=False)
+
+
+# --------------------------------------------------------------------------
+# Public entry points
+# --------------------------------------------------------------------------
+
+
+def validate_youtube_id(video_id: str) -> None:
+    """Checks that ``video_id`` is a well-formed YouTube id.
+
+    Ids end up in URLs and file names, so anything but the 11-character
+    ``[A-Za-z0-9_-]`` alphabet is refused before it reaches either.
+
+    Raises:
+        ClipError: reason ``invalid_id``, stage ``read``.
+    """
+    if not isinstance(video_id, str) or not _YOUTUBE_ID_RE.fullmatch(video_id):
+        raise ClipError("invalid_id", f"not an 11-character YouTube id: {video_id!r}", stage="read")
+
+
+def fetch_clip(*, video_id: str, start: float, end: float, work_dir: str, config: FetchConfig) -> FetchResult:
+    """Fetches the ``[start, end]`` seconds of one video into ``work_dir``.
+
+    Scratch files live in a private temporary directory under ``work_dir``,
+    removed on every exit path. On success the media file is moved directly
+    under ``work_dir`` and returned; deleting it is the caller's job.
+
+    Args:
+        video_id: YouTube id (11 chars of ``[A-Za-z0-9_-]``).
+        start: Requested start, seconds from the beginning of the video.
+        end: Requested end, seconds; must be greater than ``start``.
+        work_dir: Local directory for scratch and result files (created if
+            missing).
+        config: Fetch settings.
+
+    Returns:
+        The fetched clip; see :class:`FetchResult`.
+
+    Raises:
+        ClipError: ``invalid_id``/``invalid_segment`` (stage ``read``) for bad
+            rows; stage ``fetch`` with a reason from :func:`classify_error`
+            (``network`` once transient failures exhaust the budget),
+            ``invalid_url`` for a refused URL scheme (a redirect to ``file://``
+            included), ``address_not_allowed`` for a destination the guard
+            refused, ``timeout`` when ``max_seconds`` passed, or ``out_of_range``
+            when the video ends before ``start``.
+        OSError: ``config.cookies_file`` is unreadable or ``work_dir`` is not
+            writable; these affect every clip, so they are not per-clip errors.
+    """
+    bounded.start(_PRELOAD)  # once per process, before the clip's clock starts
+    began = time.monotonic()
+    validate_youtube_id(video_id)
+    _validate_segment(start, end)
+    url = config.url_template.replace("{id}", video_id)
+    _check_url_scheme(url, allow_file_urls=config.allow_file_urls, error=_invalid_url)
+
+    try:
+        policy = address_policy.AddressPolicy([url])
+    except address_policy.AddressRefused as e:
+        raise ClipError(e.reason, e.message, stage="fetch") from None
+    # Every remote byte of this clip goes through the guard: address policy, and
+    # --fetch_max_seconds as a hard deadline that closes slow transfers too.
+    deadline = began + config.max_seconds
+    pool = identities.pool_for(config.cookie_jars, config.proxies or ([config.proxy] if config.proxy else []))
+    guard = guard_proxy.GuardProxy(policy, deadline=deadline, upstream=None)
+    host = urllib.parse.urlsplit(url).hostname or "?"
+    interval = pacing.start_interval(config.fetch_rate)
+
+    os.makedirs(work_dir, exist_ok=True)
+    call_dir = tempfile.mkdtemp(prefix=f".fetch-{video_id}-", dir=work_dir)
+    try:
+        guard.start()
+        ffmpeg = netguard.ffmpeg_for_ytdlp(probe.ffmpeg_exe())
+        where = f"{video_id} [{start:g}, {end:g}]s"
+        tries = 0  # every start of the video, rate-limited ones included
+
+        def cookies_for(identity: identities.Identity) -> str | None:
+            # A private copy per call: yt-dlp writes cookies back on close, concurrent fetches would race.
+            path = os.path.join(call_dir, f"cookies-{identity.number}.txt")
+            if not os.path.exists(path):
+                if identity.cookies is not None:
+                    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w",
+                              encoding="utf-8") as f:
+                        f.write(identity.cookies)
+                elif config.cookies_file:
+                    fileio.copy_to_local(config.cookies_file, path)  # a gs:// cookies file too
+                else:
+                    return None
+            return path
+
+        def attempt(number: int) -> FetchResult:
+            nonlocal tries
+            # A push-back (429, the bot wall) is not a failed attempt: the pacer decides when this
+            # row (and every other of this host and identity) tries again, until its deadline.
+            while True:
+                identity = pool.current()
+                pacer = pacing.pacer_for(host, identity.key, interval=interval)
+                started: list[pacing.Ticket] = []
+
+                _warm_extractors(url)
+
+                def pace(pacer: pacing.Pacer = pacer, started: list = started) -> None:
+                    # Called right before yt-dlp's first request: the start is timed as the site sees it.
+                    started.append(pacer.acquire(deadline=deadline))
+
+                def observe(status: int, retry_after: float | None, started: list = started) -> None:
+                    if started and (status == 429 or (status == 503 and retry_after is not None)):
+                        started[0].push_back(retry_after, f"HTTP {status} from {host}")
+
+                tries += 1
+                attempt_dir = os.path.join(call_dir, f"attempt{tries}")
+                os.mkdir(attempt_dir)
+                guard.set_upstream(identity.proxy)
+                guard.on_response = observe
+                remaining = config.max_seconds - (time.monotonic() - began)
+                try:
+                    fetched = _attempt(
+                        url=url, start=start, end=end, out_dir=attempt_dir, config=config, guard=guard,
+                        ffmpeg=ffmpeg, cookies_file=cookies_for(identity),
+                        timeout=max(0.1, min(config.socket_timeout, remaining)), pace=pace)
+                except pacing.StillLimited as e:
+                    shutil.rmtree(attempt_dir, ignore_errors=True)
+                    err = AttemptError("rate_limited", f"still rate limited when --fetch_max_seconds "
+                                       f"{config.max_seconds:g} ran out: {e} [{identity.label}]", transient=False)
+                    err.attempts = tries - 1
+                    raise err from None
+                except AttemptError as err:
+                    shutil.rmtree(attempt_dir, ignore_errors=True)
+                    ticket = started[0] if started else None
+                    if ticket is not None and ticket.pushed and err.transient:
+                        err.reason = "rate_limited"  # the guard saw the 429 behind a vaguer client error
+                    err = _guard_verdict(guard, err, max_seconds=config.max_seconds)
+                    err.attempts = tries
+                    if err.reason != "rate_limited":
+                        if ticket is not None and not err.transient:
+                            ticket.succeeded()  # the site answered (a 404 is an answer, not a push-back)
+                        raise err from None
+                    if ticket is not None:
+                        ticket.push_back(err.retry_after, _short(err.message))
+                    pool.rotate_from(identity)
+                    _LOG.info("%s: rate limited (%s) [%s]; waiting for the pacer", where, _short(err.message),
+                              identity.label)
+                    continue
+                finally:
+                    guard.on_response = None
+                started[0].succeeded()
+                path = _claim(fetched.path, work_dir=work_dir, video_id=video_id, start=start, end=end)
+                return FetchResult(
+                    path=path,
+                    start_offset=fetched.start_offset,
+                    duration=float(end - start),
+                    bytes_downloaded=fetched.bytes_downloaded or os.path.getsize(path),
+                    seconds=time.monotonic() - began,
+                    attempts=tries,
+                    method=fetched.method,
+                    probe=fetched.probe,
+                )
+
+        def log_retry(err: BaseException, number: int, delay: float) -> None:
+            _LOG.info("%s, %d attempt(s): transient failure (%s), retrying in %.2fs", where, number, err, delay)
+
+        try:
+            result, _ = retry.call(attempt, transient=lambda err: isinstance(err, AttemptError) and err.transient,
+                                   max_attempts=config.max_attempts, backoff_base=config.backoff_base,
+                                   deadline=deadline, on_retry=log_retry)
+        except AttemptError as err:
+            done = f"{where}, {err.attempts} attempt(s)"
+            if not err.transient:
+                raise ClipError(err.reason, f"{done}: {err.message}", stage="fetch") from None
+            elapsed = time.monotonic() - began
+            reason = "rate_limited" if err.reason == "rate_limited" else "network"
+            raise ClipError(reason, f"{done} in {elapsed:.1f}s, giving up: {err.message}", stage="fetch") from None
+        return result
+    finally:
+        guard.stop()
+        shutil.rmtree(call_dir, ignore_errors=True)
+
+
+_WARM: set[str] = set()
+_WARM_LOCK = threading.Lock()
+
+
+def _warm_extractors(url: str) -> None:
+    """Matches ``url`` against yt-dlp's extractors once per process and host, before any fetch is paced.
+
+    The first match compiles every extractor's URL pattern (a second or more on a loaded machine);
+    done inside the first paced fetches it would delay their requests by that much, and the site
+    would see them bunched where the pacer spaced them.
+    """
+    host = urllib.parse.urlsplit(url).netloc
+    with _WARM_LOCK:
+        if host in _WARM:
+            return
+        for ie in yt_dlp.extractor.gen_extractor_classes():
+            if ie.suitable(url):
+                break
+        _WARM.add(host)
+
+
+def _short(message: str, limit: int = 200) -> str:
+    return message if len(message) <= limit else message[:limit] + "..."
+
+
+def _guard_verdict(guard: guard_proxy.GuardProxy, err: AttemptError, *, max_seconds: float) -> AttemptError:
+    """What the guard saw beats the client's error text (a refused address looks like HTTP 403 to yt-dlp)."""
+    refusal = guard.first_refusal()
+    if refusal is not None:
+        return AttemptError(refusal.reason, f"{refusal.message} (client said: {err.message})", transient=False)
+    if err.reason == "rate_limited":
+        return err  # the pacer names the deadline: "still rate limited when --fetch_max_seconds ran out"
+    if guard.deadline_hit or guard.expired():
+        return AttemptError("timeout", f"--fetch_max_seconds {max_seconds:g} passed: {err.message}",
+                             transient=False)
+    return err
+
+
+def download_video(url: str, dest: str, *, config: FetchConfig, sent: dict | None = None) -> int:
+    """Downloads an http(s) video of a CSV row to ``dest`` through a guard proxy.
+
+    The same confinement as :func:`fetch_clip`: only the row's own host may be
+    loopback/private, link-local never, http(s) redirects only, and
+    ``config.max_seconds`` is a hard deadline.
+
+    Returns:
+        Bytes written.
+
+    Raises:
+        ClipError: stage ``fetch``; reasons ``invalid_url`` (not http(s), or control
+            characters such as CR/LF), ``address_not_allowed``, ``timeout``, ``not_found``,
+            ``http_error``, ``too_large`` (over ``config.max_bytes``) or ``network``.
+    """
+    if _CONTROL_RE.search(url):
+        # urllib would refuse it as a protocol error ("network"); it is the row's URL that is wrong.
+        raise _invalid_url(f"refusing a URL with control characters or spaces: {url!r}")
+    if urllib.parse.urlsplit(url).scheme.lower() not in ("http", "https"):
+        raise _invalid_url(f"refusing URL scheme in {url!r}; allowed: http, https")
+    try:
+        policy = address_policy.AddressPolicy([url])
+    except address_policy.AddressRefused as e:
+        raise ClipError(e.reason, e.message, stage="fetch") from None
+    proxy = identities.pool_for(config.cookie_jars, config.proxies or ([config.proxy] if config.proxy else [])
+                                ).current().proxy
+    with guard_proxy.GuardProxy(policy, deadline=time.monotonic() + config.max_seconds, upstream=proxy) as guard:
+        try:
+            return netguard.download(url, dest, guard=guard, timeout_s=config.socket_timeout, sent=sent,
+                                     max_bytes=config.max_bytes)
+        except netguard.DownloadError as e:
+            raise ClipError(e.reason, e.message, stage="fetch") from None
+
+
+# --------------------------------------------------------------------------
+# One attempt
+# --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Fetched:
+    path: str
+    start_offset: float
+    bytes_downloaded: int
+    method: str
+    probe: ProbeResult
+
+
+def _attempt(*, url: str, start: float, end: float, out_dir: str, config: FetchConfig, guard: guard_proxy.GuardProxy,
+             ffmpeg: str, cookies_file: str | None, timeout: float, force_full: bool = False,
+             pace: Callable[[], None] = lambda: None) -> _Fetched:
+    """Resolves, downloads and checks the clip once; raises AttemptError on failure.
+
+    ``ffmpeg`` is what yt-dlp runs (see :func:`netguard.ffmpeg_for_ytdlp`);
+    the probes here run the real binary with :func:`netguard.ffmpeg_env`. ``pace`` waits for the
+    pacer right before the first request.
+    A section cut that is not media is tried again as a whole-file download (``force_full``):
+    a static server without Range requests (``python -m http.server``) serving an MP4 whose
+    index is at its end gives ffmpeg's cut nothing it can seek in.
+    """
+    net = ytdlp.FormatProbe(guard=guard, allow_file_urls=config.allow_file_urls)
+    # yt-dlp parses pages in the process that calls it, where neither the deadline nor memory can
+    # stop it (a gzip bomb page): it runs in a child process bounded in both (pipeline.fetch.bounded).
+    # The pacer is this worker process's, shared by its fetch threads: it is waited for here.
+    pace()  # may raise pacing.StillLimited: no request is made
+    try:
+        run = bounded.call(_extract, {"url": url, "start": start, "end": end, "out_dir": out_dir, "config": config,
+                                      "proxy": guard.url, "ffmpeg": ffmpeg, "cookies_file": cookies_file,
+                                      "timeout": timeout, "force_full": force_full},
+                           deadline=(guard.deadline if guard.deadline is not None else time.monotonic()
+                                     + config.max_seconds) + _CHILD_GRACE_S,
+                           max_memory=config.max_memory, preload=_PRELOAD)
+    except bounded.Exceeded as e:
+        if e.kind == "timeout":
+            raise AttemptError("timeout", f"yt-dlp {e.message}", transient=False) from None
+        if e.kind == "memory":
+            raise AttemptError("too_large", f"yt-dlp's extraction of {url} {e.message} (a page or playlist of that "
+                                            "size is not a video page)", transient=False) from None
+        raise AttemptError("network", f"yt-dlp {e.message}", transient=True) from None
+    if run["error"] is not None:
+        reason, message, transient = run["error"]
+        raise AttemptError(reason, message, transient=transient)
+    done, method, counted, formats = run["done"], run["method"], run["bytes"], run["formats"]
+    retry_full = {"url": url, "start": start, "end": end, "out_dir": out_dir, "config": config, "guard": guard,
+                  "ffmpeg": ffmpeg, "cookies_file": cookies_file, "timeout": timeout}
+    if run["ytdlp_error"] is not None:
+        text = run["ytdlp_error"]
+        if not (formats and re.search(r"ffmpeg exited with code", text)):
+            failed = AttemptError.from_message(text)
+            failed.retry_after = run["retry_after"]
+            raise failed from None
+        found = ytdlp.diagnose_ffmpeg_failure(text, formats, net=net, timeout=timeout)
+        if found.reason != "not_video" or method != "section":
+            raise found from None
+        ranged, sent = _ask_the_server(formats, guard=guard, timeout=timeout)
+        if ranged is not False:
+            raise AttemptError("not_video", found.message + sent, transient=False) from None
+        # What ffmpeg read through the URL is not media it can cut: without Range
+        # support an index at the file's end is out of its reach. The whole file decides.
+        _LOG.debug("%s: the section cut failed (%s); fetching the whole file", url, found.message)
+        return _attempt_full(**retry_full)
+
+    if not done or done.get("_type", "video") != "video" or method is None:
+        kind = done.get("_type") if done else None
+        raise AttemptError("not_video", f"{url} resolved to {kind or 'nothing'}, not one video", transient=False)
+    path = ytdlp.downloaded_path(done)
+    media = probe.read_header(path, input_args=probe.STRANGER_FILE_ARGS, timeout=_PROBE_TIMEOUT_S)
+    if not media.ok or not media.has_video:
+        ranged, sent = _ask_the_server(formats, guard=guard, timeout=timeout)
+        if method == "section" and ranged is False:
+            _LOG.debug("%s: the section cut is not media (%s); fetching the whole file", url, media.summary())
+            return _attempt_full(**retry_full)
+        raise AttemptError("not_video", f"the downloaded file ({os.path.getsize(path):,} bytes) is not a video"
+                           f"{sent}: {media.summary()}", transient=False)
+    if method == "full":
+        if media.duration is not None and media.duration <= start:
+            raise AttemptError("out_of_range", f"video is {media.duration:g}s long, clip starts at {start:g}s",
+                                transient=False)
+        offset = float(start)
+    else:
+        offset = max(0.0, -media.start)
+        _check_section_length(media=media, offset=offset, start=start, end=end, source_duration=run["duration"],
+                              formats=run["formats"], net=net, timeout=timeout)
+    return _Fetched(path=path, start_offset=offset, bytes_downloaded=counted, method=method, probe=media)
+
+
+def _extract(*, url: str, start: float, end: float, out_dir: str, config: FetchConfig, proxy: str, ffmpeg: str,
+             cookies_file: str | None, timeout: float, force_full: bool = False) -> dict[str, Any]:
+    """One ``extract_info(download=True)``, in the bounded child; returns plain data only.
+
+    Keys: ``done`` (``_type`` and ``requested_downloads`` of yt-dlp's answer), ``method``,
+    ``formats`` and ``duration`` (the planner's), ``bytes`` (downloaded), and either
+    ``error`` ((reason, message, transient) of an AttemptError) or ``ytdlp_error`` (its text).
+    """
+    logger = ytdlp.CapturingLogger()
+    counter = ytdlp.ByteCounter()
+    ranges = ytdlp.SectionRanges(start, end)
+    planner = ytdlp.CutPlanner(start=start, ranges=ranges, force_full=force_full)
+    params = ytdlp.build_params(config, out_dir=out_dir, logger=logger, hook=counter, ffmpeg=ffmpeg,
+                                cookies_file=cookies_file, timeout=timeout, proxy=proxy)
+    params["download_ranges"] = ranges
+    out: dict[str, Any] = {"done": None, "method": None, "formats": (), "duration": None, "bytes": 0, "error": None,
+                           "ytdlp_error": None, "retry_after": None}
+    # FFmpegFD.available() and the section-downloader choice ignore the
+    # `ffmpeg_location` param and read this context variable; there is no
+    # ffmpeg on PATH. Set per call (contextvars are per thread) and restored.
+    token = FFmpegPostProcessor._ffmpeg_location.set(ffmpeg)
+    try:
+        with yt_dlp.YoutubeDL(params) as ydl:
+            ydl.add_post_processor(planner, when="before_dl")
+            try:
+                done = ydl.extract_info(url, download=True)
+                if done:
+                    out["done"] = {"_type": done.get("_type", "video"), "requested_downloads": [
+                        {"filepath": d.get("filepath")} for d in done.get("requested_downloads") or []]}
+            except yt_dlp.utils.YoutubeDLError as exc:
+                out["ytdlp_error"] = ytdlp.error_text(exc, logger)
+                out["retry_after"] = ytdlp.retry_after_of(exc)
+    except AttemptError as err:
+        out["error"] = (err.reason, err.message, err.transient)
+    finally:
+        FFmpegPostProcessor._ffmpeg_location.reset(token)
+    out.update(method=planner.method, formats=_plain(planner.formats), duration=ranges.duration, bytes=counter.total)
+    return out
+
+
+def _plain(formats: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], ...]:
+    """The chosen formats as JSON-like data (yt-dlp's dicts may hold functions, which do not pickle)."""
+    return tuple(json.loads(json.dumps(dict(f), default=repr)) for f in formats)
+
+
+def _attempt_full(*, out_dir: str, **kwargs: Any) -> _Fetched:
+    """The same attempt as a whole-file download, in a folder of its own."""
+    full_dir = os.path.join(out_dir, "full")
+    os.makedirs(full_dir, exist_ok=True)
+    return _attempt(out_dir=full_dir, force_full=True, **kwargs)
+
+
+def _ask_the_server(formats: Sequence[Mapping[str, Any]], *, guard: guard_proxy.GuardProxy,
+                    timeout: float) -> tuple[bool | None, str]:
+    """(whether the chosen format's server honours Range, `` (from SERVER: HTTP ..., Content-Type ...)``).
+
+    One request for the first byte (``Range: bytes=0-0``): when a fetched file is not media, the
+    server that sent it is the one to blame, not the video; and only a server without Range
+    support deserves the whole-file fallback. (None, "") when there is no http(s) URL to ask.
+    """
+    from pipeline.net import downloads  # pylint: disable=import-outside-toplevel
+
+    # Only a plain file over http(s) can lack Range support; playlists (HLS) are not whole files.
+    url = next((f.get("url") for f in formats if f.get("protocol") in ("http", "https")
+                and str(f.get("url", "")).startswith(("http://", "https://"))), None)
+    if not url:
+        return None, ""
+    try:
+        with downloads.open_url(url, timeout=min(timeout, 10.0), proxy=guard.url,
+                                headers={"User-Agent": "yt8m-pipeline", "Range": "bytes=0-0"}) as response:
+            headers = response.headers
+            host = urllib.parse.urlsplit(response.geturl()).netloc
+            ranged = response.status == 206
+            size = (headers.get("Content-Range") or "").rpartition("/")[2] if ranged else headers.get("Content-Length")
+            return ranged, (f" (from {host}: HTTP {200 if ranged else response.status}, Content-Type "
+                            f"{headers.get('Content-Type') or 'none'}, Content-Length {size or 'none'}, "
+                            f"Accept-Ranges {'bytes' if ranged else 'none'})")
+    except Exception as e:  # pylint: disable=broad-except  (only a better message is lost)
+        return None, f" (from {urllib.parse.urlsplit(url).netloc}; asking it again failed: {type(e).__name__})"
+
+
+def _check_section_length(*, media: ProbeResult, offset: float, start: float, end: float,
+                          source_duration: float | None, formats: Sequence[Mapping[str, Any]],
+                          net: ytdlp.FormatProbe, timeout: float) -> None:
+    """Detects sections cut short (ffmpeg exits 0 when the server drops mid-body)."""
+    have = (media.duration or 0.0) - offset
+    if have >= (end - start) - _DURATION_SLACK_S:
+        return
+    if source_duration is None and formats and formats[0].get("url"):
+        source = net.probe(formats[0], timeout=timeout)
+        source_duration = source.duration if source.ok else None
+    if source_duration is not None:
+        if source_duration <= start:
+            raise AttemptError("out_of_range", f"video is {source_duration:g}s long, clip starts at {start:g}s",
+                                transient=False)
+        if have >= min(end, source_duration) - start - _DURATION_SLACK_S:
+            return  # The video ends before `end`; the section is complete.
+    raise AttemptError("network", f"section truncated: got {have:.2f}s of {end - start:g}s", transient=True)
+
+
+# --------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------
+
+
+def _validate_segment(start: float, end: float) -> None:
+    if not (isinstance(start, (int, float)) and isinstance(end, (int, float))
+            and math.isfinite(start) and math.isfinite(end) and 0 <= start < end):
+        raise ClipError("invalid_segment", f"need 0 <= start < end, got start={start!r} end={end!r}", stage="read")
+
+
+def _invalid_url(message: str) -> ClipError:
+    return ClipError("invalid_url", message, stage="fetch")
+
+
+def _check_url_scheme(url: str, *, allow_file_urls: bool, error: Callable[[str], Exception]) -> None:
+    """Refuses anything but http(s) (and file: when allowed) after substitution."""
+    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    allowed = {"http", "https"} | ({"file"} if allow_file_urls else set())
+    if scheme not in allowed:
+        raise error(f"refusing URL scheme {scheme!r} in {url!r}; allowed: {sorted(allowed)}")
+
+
+def _claim(path: str, *, work_dir: str, video_id: str, start: float, end: float) -> str:
+    """Moves the result out of the scratch directory under a unique name."""
+    ext = os.path.splitext(path)[1] or ".mp4"
+    fd, final = tempfile.mkstemp(prefix=f"{video_id}_{start:g}-{end:g}_", suffix=ext, dir=work_dir)
+    os.close(fd)
+    try:
+        os.replace(path, final)
+    except BaseException:
+        os.unlink(final)
+        raise
+    return final

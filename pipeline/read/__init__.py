@@ -1,0 +1,1 @@
+"""Reading annotation CSVs: formats, parallel splits, one ClipRequest per row."""

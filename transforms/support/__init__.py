@@ -1,0 +1,1 @@
+"""Helpers of the Beam stages that are not stages themselves."""
