@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import pathlib
 import signal
 import socket
 import subprocess
@@ -17,9 +18,10 @@ import sys
 import time
 
 import pytest
-from tests.test_gcs import REPO
 
 from pipeline.dataset import outputs
+
+REPO = pathlib.Path(__file__).resolve().parents[3]
 
 
 def _racer(out: str, start, done, results) -> None:
