@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -58,30 +59,47 @@ def non_negative_float(text: str) -> float:
 _positive_float, _positive_int, _non_negative_int = positive_float, positive_int, non_negative_int
 
 
-def _fetch_rate(text: str) -> str:
-    """--fetch_rate: N/PERIOD (checked by pipeline.net.pacing), kept as given."""
-    import argparse  # pylint: disable=import-outside-toplevel
+def _checked_text(flag: str, check: Callable[[str], object]) -> Callable[[str], str]:
+    """An argparse type that runs `check` on the text at parse time and keeps the text as given.
 
-    from pipeline.net import pacing  # pylint: disable=import-outside-toplevel
+    The value stays a string (Beam serializes every option to its workers); `check`'s ValueError
+    becomes argparse's one-line error, without the flag name it may start with (argparse adds it).
+    """
 
-    try:
-        pacing.parse_rate(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e).removeprefix("--fetch_rate ")) from e
-    return text
+    def parse(text: str) -> str:
+        try:
+            check(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e).removeprefix(f"{flag} ")) from e
+        return text
+
+    parse.__name__ = flag.lstrip("-")
+    return parse
 
 
-def _extractor_args(text: str) -> str:
-    """--yt_dlp_extractor_args: IE_KEY:ARG=VALUE[;...] as yt-dlp's parser reads it (never echoed: tokens)."""
-    import argparse  # pylint: disable=import-outside-toplevel
+def _parse_rate(text: str) -> object:
+    from pipeline.net import pacing  # pylint: disable=import-outside-toplevel  (the launcher stays light)
 
-    from pipeline.fetch import ytdlp  # pylint: disable=import-outside-toplevel
+    return pacing.parse_rate(text)
 
-    try:
-        ytdlp.parse_extractor_args(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e).removeprefix("--yt_dlp_extractor_args ")) from e
-    return text
+
+def _parse_extractor_args(text: str) -> object:
+    from pipeline.fetch import ytdlp  # pylint: disable=import-outside-toplevel  (imports yt-dlp)
+
+    return ytdlp.parse_extractor_args(text)
+
+
+def _parse_clip_sources(text: str) -> object:
+    from pipeline.fetch import mirrors  # pylint: disable=import-outside-toplevel
+
+    return mirrors.ClipSources.parse(text)
+
+
+# --fetch_rate N/PERIOD; --yt_dlp_extractor_args IE_KEY:ARG=VALUE[;...] (never echoed: tokens);
+# --clip_sources TEMPLATE[,...].
+_fetch_rate = _checked_text("--fetch_rate", _parse_rate)
+_extractor_args = _checked_text("--yt_dlp_extractor_args", _parse_extractor_args)
+_clip_sources = _checked_text("--clip_sources", _parse_clip_sources)
 
 
 def _model_copies(text: str) -> int:
@@ -267,22 +285,6 @@ def add_run_flags(parser: argparse._ArgumentGroup | argparse.ArgumentParser) -> 
                              "'type:nvidia-tesla-t4;count:1;install-nvidia-driver' (Dataflow GPU workers).")
 
 FLAGS_BY_STAGE = {name: globals()[f"add_{name}_flags"] for name, _ in STAGES}
-
-
-def _clip_sources(text: str):
-    """--clip_sources: the text, checked at parse time (`pipeline.fetch.mirrors.ClipSources`).
-
-    The value stays a string: Beam serializes every option to its workers.
-    """
-    import argparse  # pylint: disable=import-outside-toplevel
-
-    from pipeline.fetch import mirrors  # pylint: disable=import-outside-toplevel
-
-    try:
-        mirrors.ClipSources.parse(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from e
-    return text
 
 
 class BuildOptions(PipelineOptions):

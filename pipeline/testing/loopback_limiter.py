@@ -27,14 +27,8 @@ import socket
 import threading
 import time
 
-_RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)$")
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: socket.socket, client_address: tuple[str, int]) -> None:
-        """Clients hang up mid-body (seeks, finished sections): quiet."""
+from pipeline.testing.loopback import _RANGE_RE
+from pipeline.testing.loopback import _QuietServer as _Server
 
 
 class LimiterServer:
