@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import os
-import posixpath
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from apache_beam.utils.timestamp import Timestamp
 from pipeline.decode import media, probe
 from pipeline.decode.probe import ProbeResult, check_decodable
 from pipeline.errors import ClipError, failure_record
-from pipeline.read.annotations import ClipRequest
+from pipeline.read.annotations import ClipRequest, resolve_video_path
 from transforms.fetch import FetchedClip
 from transforms.support import isolation, metrics
 from transforms.support.ahead import Ahead, in_window
@@ -37,15 +36,6 @@ def _output_bytes(output: object) -> int:
     value = getattr(output, "value", None)
     array = value[1] if isinstance(value, tuple) and len(value) == 2 else None
     return int(getattr(array, "nbytes", 0))
-
-
-def resolve_video_path(video: str, base_dir: str) -> str:
-    """Relative paths in a CSV are relative to the CSV's own directory (so a dataset folder can move)."""
-    if "://" in video or os.path.isabs(video):
-        return video
-    if "://" in base_dir:
-        return posixpath.join(base_dir, video)
-    return os.path.join(base_dir, video)
 
 
 class DecodeClips(beam.DoFn):

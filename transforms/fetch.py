@@ -42,7 +42,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 from pipeline.decode import probe
 from pipeline.decode.probe import ProbeResult
 from pipeline.errors import ClipError, failure_record
-from pipeline.read.annotations import ClipRequest
+from pipeline.read.annotations import ClipRequest, resolve_video_path
 from transforms.support import isolation, metrics
 from transforms.support.ahead import in_window
 from transforms.support.fetch_rows import ClipFetcher, _store, _trim, clip_path, kept_exists
@@ -265,8 +265,6 @@ def keep_video_row(clip: ClipRequest, kept: str, tmp: str, *, base_dir: str, fet
     byte when it is an .mp4 and re-encoded to one otherwise (kept clips are `{id}.mp4`). Returns the
     fetch figures (`method`: `trim` or `copy`).
     """
-    from transforms.decode import resolve_video_path  # pylint: disable=import-outside-toplevel
-
     source = resolve_video_path(clip.video, base_dir)
     figures = {"bytes": 0, "seconds": 0.0, "attempts": 1}
     ext = os.path.splitext(source.split("?", 1)[0])[1].lower()

@@ -589,8 +589,8 @@ def _extract(*, url: str, start: float, end: float, out_dir: str, config: FetchC
     counter = ytdlp.ByteCounter()
     ranges = ytdlp.SectionRanges(start, end)
     planner = ytdlp.CutPlanner(start=start, ranges=ranges, force_full=force_full)
-    params = ytdlp.build_params(config, out_dir=out_dir, logger=logger, hook=counter, ffmpeg=ffmpeg,
-                                cookies_file=cookies_file, timeout=timeout, proxy=proxy)
+    params = build_params(config, out_dir=out_dir, logger=logger, hook=counter, ffmpeg=ffmpeg,
+                          cookies_file=cookies_file, timeout=timeout, proxy=proxy)
     params["download_ranges"] = ranges
     out: dict[str, Any] = {"done": None, "method": None, "formats": (), "duration": None, "bytes": 0, "error": None,
                            "ytdlp_error": None, "retry_after": None}
@@ -615,6 +615,63 @@ def _extract(*, url: str, start: float, end: float, out_dir: str, config: FetchC
         FFmpegPostProcessor._ffmpeg_location.reset(token)
     out.update(method=planner.method, formats=_plain(planner.formats), duration=ranges.duration, bytes=counter.total)
     return out
+
+
+def build_params(config: FetchConfig, *, out_dir: str, logger: ytdlp.CapturingLogger, hook: Callable[..., None],
+                 ffmpeg: str, cookies_file: str | None, timeout: float, proxy: str) -> dict[str, Any]:
+    """Builds YoutubeDL params: quiet, no internal retries (the fetcher's retry loop owns them)."""
+    params: dict[str, Any] = {
+        # Short side <= max_height, else the smallest available; h264/aac in
+        # MP4 decode everywhere and allow section cuts (see the module docstring).
+        "format": "bv+ba/b",
+        "format_sort": [f"res:{config.max_height}", "vcodec:h264", "acodec:aac", "ext:mp4:m4a"],
+        # Before the extra options, so that a caller can pick another runtime (node, ...).
+        "js_runtimes": ytdlp.js_runtimes(),
+        **dict(config.extra_ytdlp_options),
+        "logger": logger,
+        "quiet": True,
+        "no_warnings": False,
+        "noprogress": True,
+        "color": {"stdout": "no_color", "stderr": "no_color"},
+        "progress_hooks": [hook],
+        "paths": {"home": out_dir, "temp": out_dir},
+        "outtmpl": {"default": "clip.%(ext)s"},
+        "merge_output_format": "mp4",
+        "noplaylist": True,
+        # A page that resolves to a playlist is reported, never bulk-downloaded.
+        "extract_flat": "in_playlist",
+        "overwrites": True,
+        "continuedl": False,
+        "updatetime": False,
+        "fixup": "never",
+        "retries": 0,
+        "fragment_retries": 0,
+        "extractor_retries": 0,
+        "socket_timeout": timeout,
+        "ffmpeg_location": ffmpeg,
+        # Bounds every network read of the ffmpeg yt-dlp runs for sections; network
+        # protocols only (no local file from a playlist or redirect), plain containers
+        # (and HLS, whose segments the protocol list keeps on the network).
+        "external_downloader_args": {"ffmpeg_i": [
+            "-rw_timeout", str(int(timeout * 1e6)),
+            "-protocol_whitelist", probe.network_protocols(config.allow_file_urls),
+            "-format_whitelist", probe.UNTRUSTED_FORMATS + ",hls"]},
+        # The merger reads the files yt-dlp downloaded: local, plain containers only.
+        "postprocessor_args": {"merger+ffmpeg_i": list(probe.STRANGER_FILE_ARGS)},
+        # All of yt-dlp's traffic and its ffmpeg's goes through the clip's guard proxy.
+        "proxy": proxy,
+        "enable_file_urls": config.allow_file_urls,
+    }
+    if config.rate_limit is not None:
+        params["ratelimit"] = ytdlp.parse_rate(config.rate_limit)
+    if cookies_file is not None:
+        params["cookiefile"] = cookies_file
+    if config.extractor_args:
+        merged = {ie: dict(args) for ie, args in (params.get("extractor_args") or {}).items()}
+        for ie, args in ytdlp.parse_extractor_args(config.extractor_args).items():
+            merged.setdefault(ie, {}).update(args)
+        params["extractor_args"] = merged
+    return params
 
 
 def _plain(formats: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], ...]:
