@@ -17,7 +17,6 @@ clip's audio.
 
 The header probe that comes first (`probe`), the whitelists and the ffmpeg lookup are in
 `pipeline.decode.probe`, shared with the fetcher; the synthetic test clips in `pipeline.testing.testvideo`.
-Both stay importable from here.
 """
 
 from __future__ import annotations
@@ -34,9 +33,7 @@ from typing import IO
 
 import numpy as np
 
-# The probe, the whitelists and the ffmpeg lookup live in pipeline.decode.probe (shared with the fetcher);
-# they stay importable from here, where callers have always found them.
-from pipeline.decode.probe import MAX_FRAME_PIXELS, classify_ffmpeg_error, ffmpeg_exe, input_options, input_target  # noqa: F401  pylint: disable=unused-import
+from pipeline.decode.probe import MAX_FRAME_PIXELS, classify_ffmpeg_error, ffmpeg_exe, input_options, input_target
 from pipeline.errors import ClipError
 
 MAX_STEPS = 300

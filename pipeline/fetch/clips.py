@@ -41,7 +41,7 @@ exposes pre-roll before 0); seeking there yields the first frame at or after
 requested ``start`` by less than one frame. For a full file it is ``start``.
 
 Every remote byte of a clip (yt-dlp's requests, the ffmpeg it runs, the probes
-here) goes through one :class:`pipeline.net.netguard.GuardProxy`: destinations are
+here) goes through one :class:`pipeline.net.guard_proxy.GuardProxy`: destinations are
 checked (link-local never; loopback/private only for the template's own host and
 port) and ``max_seconds`` is a hard deadline that closes slow transfers. What the
 guard saw decides the reason: ``address_not_allowed`` or ``timeout`` rather than
@@ -49,7 +49,7 @@ the client's "HTTP 403" or "connection reset". ffmpeg gets network-only protocol
 and plain-container formats for stranger-supplied inputs.
 
 Failures are :class:`pipeline.errors.ClipError` with ``stage="fetch"`` and a
-stable ``reason`` from :func:`classify_error`. Transient failures (HTTP 5xx,
+stable ``reason`` from :func:`pipeline.fetch.ytdlp.classify_error`. Transient failures (HTTP 5xx,
 timeouts, resets, truncated bodies) are retried by :func:`pipeline.net.retry.call`
 (exponential backoff, full jitter), bounded by ``max_attempts`` and
 ``max_seconds``; permanent ones are raised at once. The site pushing back
@@ -85,8 +85,6 @@ from pipeline.decode import probe
 from pipeline.decode.probe import ProbeResult
 from pipeline.errors import ClipError
 from pipeline.fetch import bounded, identities, ytdlp
-
-# The yt-dlp plumbing and its error table live in pipeline.fetch.ytdlp; classify_error stays importable here.
 from pipeline.fetch.ytdlp import AttemptError
 from pipeline.net import address_policy, guard_proxy, netguard, pacing, retry
 
@@ -275,7 +273,7 @@ def fetch_clip(*, video_id: str, start: float, end: float, work_dir: str, config
 
     Raises:
         ClipError: ``invalid_id``/``invalid_segment`` (stage ``read``) for bad
-            rows; stage ``fetch`` with a reason from :func:`classify_error`
+            rows; stage ``fetch`` with a reason from :func:`pipeline.fetch.ytdlp.classify_error`
             (``network`` once transient failures exhaust the budget),
             ``invalid_url`` for a refused URL scheme (a redirect to ``file://``
             included), ``address_not_allowed`` for a destination the guard
