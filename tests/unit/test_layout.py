@@ -132,3 +132,31 @@ def test_transforms_top_level_holds_only_beam_stages():
         if not bases & BEAM_BASES:
             not_stages.append(path.name)
     assert not_stages == [], f"not a Beam stage (move it to transforms/support/): {not_stages}"
+
+
+def _hand_built_failure_lines(tree: ast.AST) -> list[int]:
+    """Lines of dict displays or dict(...) calls that carry both a "reason" and a "stage"."""
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict):
+            keys = {k.value for k in node.keys if isinstance(k, ast.Constant)}
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict":
+            keys = {k.arg for k in node.keywords}
+        else:
+            continue
+        if {"reason", "stage"} <= keys:
+            lines.append(node.lineno)
+    return lines
+
+
+def test_failure_lines_are_built_by_one_constructor():
+    # errors.failure_record redacts credentials; a line built by hand elsewhere would skip that.
+    sample = 'x = {"id": 1, "stage": "s", "reason": "r"}\ny = dict(stage=1, reason=2)'
+    assert _hand_built_failure_lines(ast.parse(sample)) == [1, 2]
+    found = {}
+    for name, path in _modules().items():
+        if name != "pipeline.errors":
+            lines = _hand_built_failure_lines(ast.parse(path.read_text(encoding="utf-8"), filename=str(path)))
+            if lines:
+                found[name] = lines
+    assert found == {}, f"failure lines built by hand (use pipeline.errors.failure_record): {found}"
