@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import functools
 import os
-import posixpath
 import shutil
 import tempfile
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import apache_beam as beam
 import numpy as np
@@ -19,15 +17,12 @@ from apache_beam.utils.timestamp import Timestamp
 from pipeline.decode import media, probe
 from pipeline.decode.probe import ProbeResult, check_decodable
 from pipeline.errors import ClipError, failure_record
-from pipeline.read.annotations import ClipRequest
+from pipeline.read.annotations import ClipRequest, resolve_video_path
 from transforms.fetch import FetchedClip
 from transforms.support import isolation, metrics
 from transforms.support.ahead import Ahead, in_window
+from transforms.support.fetch_rows import ClipFetcher
 from transforms.support.progress import PROGRESS
-
-if TYPE_CHECKING:
-    from transforms.support.fetch_rows import ClipFetcher
-
 
 # Decoded outputs a worker may hold ahead of its models (--decode_ahead clips, at most this many bytes).
 DECODE_AHEAD_BYTES = 64 << 20
@@ -37,15 +32,6 @@ def _output_bytes(output: object) -> int:
     value = getattr(output, "value", None)
     array = value[1] if isinstance(value, tuple) and len(value) == 2 else None
     return int(getattr(array, "nbytes", 0))
-
-
-def resolve_video_path(video: str, base_dir: str) -> str:
-    """Relative paths in a CSV are relative to the CSV's own directory (so a dataset folder can move)."""
-    if "://" in video or os.path.isabs(video):
-        return video
-    if "://" in base_dir:
-        return posixpath.join(base_dir, video)
-    return os.path.join(base_dir, video)
 
 
 class DecodeClips(beam.DoFn):
@@ -91,7 +77,7 @@ class DecodeClips(beam.DoFn):
         self._seconds = metrics.distribution("clip_seconds")
 
     def setup(self) -> None:
-        """Readies the fetcher of YouTube rows that reach the decoder unfetched (no TensorFlow here)."""
+        """Readies the fetcher that downloads http(s) rows (no TensorFlow here)."""
         # No TensorFlow here: frames leave as uint8 and are resized in the model's process.
         if self._fetcher is not None:
             self._fetcher.setup()
@@ -107,7 +93,7 @@ class DecodeClips(beam.DoFn):
                 timestamp: Timestamp = beam.DoFn.TimestampParam) -> Iterator[beam.pvalue.TaggedOutput]:
         """Decodes one clip into its tagged outputs (RGB, AUDIO, META) or one FAILURES line.
 
-        `element`: a FetchedClip from FetchClips, or a ClipRequest (YouTube rows then fetched here).
+        `element`: a FetchedClip from FetchClips, or a ClipRequest of a file, gs:// or http(s) row.
         Decoding ahead, the outputs that come out of a call may be earlier clips'.
         """
         if self._ahead is None:  # in step with the models (or called directly, outside a bundle)
@@ -152,13 +138,9 @@ class DecodeClips(beam.DoFn):
                 if isinstance(element, FetchedClip) and element.fetched:
                     uri = self._fetched_media(element, tmp)
                     start, duration, fetch, header = element.start, element.duration, element.fetch, element.header
-                elif clip.source == "youtube":
-                    stage = "fetch"
-                    if self._fetcher is None:
-                        raise ClipError("unsupported_source", "YouTube rows need a fetcher", stage="fetch")
-                    uri, start, duration, fetch, header = self._fetcher.fetch(clip, tmp, count=False)
-                    yield functools.partial(self._fetcher.count_figures, fetch)
-                    stage = "decode"
+                elif clip.source == "youtube":  # FetchClips fetches every YouTube row before this stage
+                    raise ClipError("unsupported_source", "a YouTube row reached the decoder unfetched (FetchClips "
+                                    "fetches them)", stage="fetch")
                 else:
                     source = resolve_video_path(clip.video, self._base_dir)
                     uri, downloaded = self._localize(source, tmp)
@@ -211,12 +193,8 @@ class DecodeClips(beam.DoFn):
             return uri, None
         if probe.is_remote(uri):
             local = os.path.join(tmp, "remote-input")
-            fetcher = self._fetcher
-            if fetcher is None:
-                from transforms.support.fetch_rows import ClipFetcher  # pylint: disable=import-outside-toplevel
-
-                fetcher = ClipFetcher(config=None)
-            return local, (fetcher, fetcher.download(uri, local, count=False))
+            fetcher = self._fetcher if self._fetcher is not None else ClipFetcher(config=None)
+            return local, (fetcher, fetcher.download(uri, local))
         if not FileSystems.exists(uri):
             raise ClipError("missing_file", f"no such file: {uri}", stage="fetch")
         local = os.path.join(tmp, "input" + os.path.splitext(uri)[1])

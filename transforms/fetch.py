@@ -42,7 +42,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 from pipeline.decode import probe
 from pipeline.decode.probe import ProbeResult
 from pipeline.errors import ClipError, failure_record
-from pipeline.read.annotations import ClipRequest
+from pipeline.read.annotations import ClipRequest, resolve_video_path
 from transforms.support import isolation, metrics
 from transforms.support.ahead import in_window
 from transforms.support.fetch_rows import ClipFetcher, _store, _trim, clip_path, kept_exists
@@ -210,10 +210,10 @@ class FetchClips(beam.DoFn):
             kept = clip_path(self._clips_dir, clip)
             if kept_exists(kept):
                 return FetchedClip(clip=clip, path=kept, duration=section_duration(clip), fetch=dict(_KEPT_FIGURES))
-            fetched = self._fetcher.fetch(clip, tmp, count=False)
+            fetched = self._fetcher.fetch(clip, tmp)
             return FetchedClip(clip=clip, path=kept, duration=fetched.duration, fetch=fetched.figures,
                                header=fetched.header)
-        path, start, duration, figures, header = self._fetcher.fetch(clip, tmp, count=False)
+        path, start, duration, figures, header = self._fetcher.fetch(clip, tmp)
         size = os.path.getsize(path)
         if size > self._max_bytes:
             raise ClipError("too_large", f"the fetched media is {size:,} bytes, over --fetch_max_bytes "
@@ -231,7 +231,7 @@ class FetchClips(beam.DoFn):
         figures = dict(_KEPT_FIGURES)
         if not kept_exists(kept):
             if clip.source == "youtube":
-                figures = self._fetcher.fetch(clip, tmp, count=False).figures
+                figures = self._fetcher.fetch(clip, tmp).figures
             else:
                 figures = keep_video_row(clip, kept, tmp, base_dir=self._base_dir, fetcher=self._fetcher)
         return {"id": clip.clip_id, "path": kept, "reused": figures["method"] == "kept", "fetch": figures}
@@ -265,15 +265,13 @@ def keep_video_row(clip: ClipRequest, kept: str, tmp: str, *, base_dir: str, fet
     byte when it is an .mp4 and re-encoded to one otherwise (kept clips are `{id}.mp4`). Returns the
     fetch figures (`method`: `trim` or `copy`).
     """
-    from transforms.decode import resolve_video_path  # pylint: disable=import-outside-toplevel
-
     source = resolve_video_path(clip.video, base_dir)
     figures = {"bytes": 0, "seconds": 0.0, "attempts": 1}
     ext = os.path.splitext(source.split("?", 1)[0])[1].lower()
     sent: dict = {}
     if probe.is_remote(source):
         local = os.path.join(tmp, "remote-input" + ext)
-        figures["bytes"] = fetcher.download(source, local, count=False, sent=sent)  # counted by FetchClips
+        figures["bytes"] = fetcher.download(source, local, sent=sent)  # counted by FetchClips
     elif "://" in source:
         if not FileSystems.exists(source):
             raise ClipError("missing_file", f"no such file: {source}", stage="fetch")

@@ -11,12 +11,12 @@ Timestamps thus come from a machine-readable muxer, never from ffmpeg's log text
 lost under load once cost a good clip). The `select` filter runs docs/spec.md §2's loop with
 the same double arithmetic as OpenCV's CAP_PROP_POS_MSEC, so only the needed frames are
 converted to RGB; every picked frame is checked against the Python recomputation before it is
-handed on, and a disagreement (never seen; the arithmetic is the same) redoes the clip with
-the choice made in Python over all frames. Memory is one frame plus the clip's audio.
+handed on, and a disagreement (the arithmetic is the same, so it would be a bug) fails the clip
+(`decode_error`) rather than hand on a frame the rule did not pick. Memory is one frame plus the
+clip's audio.
 
 The header probe that comes first (`probe`), the whitelists and the ffmpeg lookup are in
 `pipeline.decode.probe`, shared with the fetcher; the synthetic test clips in `pipeline.testing.testvideo`.
-Both stay importable from here.
 """
 
 from __future__ import annotations
@@ -33,9 +33,7 @@ from typing import IO
 
 import numpy as np
 
-# The probe, the whitelists and the ffmpeg lookup live in pipeline.decode.probe (shared with the fetcher);
-# they stay importable from here, where callers have always found them.
-from pipeline.decode.probe import MAX_FRAME_PIXELS, classify_ffmpeg_error, ffmpeg_exe, input_options, input_target  # noqa: F401  pylint: disable=unused-import
+from pipeline.decode.probe import MAX_FRAME_PIXELS, classify_ffmpeg_error, ffmpeg_exe, input_options, input_target
 from pipeline.errors import ClipError
 
 MAX_STEPS = 300
@@ -217,10 +215,6 @@ def _read_exact(stream: IO[bytes], n: int) -> bytes:
     return b"".join(chunks)
 
 
-class _SelectionMismatch(Exception):
-    pass
-
-
 class ClipDecoder:
     """Decodes one clip: iterate `steps()` for the RGB frames, then read `summary`.
 
@@ -261,11 +255,9 @@ class ClipDecoder:
         self.max_frame_pixels = max_frame_pixels
         self.untrusted = untrusted
         self.summary: ClipSummary | None = None
-        self.fallback_used = False
-        self._select_in_ffmpeg = True
 
-    def _command(self, *, all_fd: int, sel_fd: int, audio_fd: int | None, select_in_ffmpeg: bool) -> list[str]:
-        expr = select_expression(self.frames_per_second) if select_in_ffmpeg else "1"
+    def _command(self, *, all_fd: int, sel_fd: int, audio_fd: int | None) -> list[str]:
+        expr = select_expression(self.frames_per_second)
         crc = ["-c:v", "wrapped_avframe", "-enc_time_base:v", "demux", "-fps_mode", "passthrough", "-f", "framecrc"]
         cmd = [
             ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error",
@@ -285,21 +277,16 @@ class ClipDecoder:
 
     def steps(self) -> Iterator[DecodedStep]:
         """Yields each step's frame in order; sets `summary` when done. Raises ClipError."""
-        done = 0
-        try:
-            for step in self._run(select_in_ffmpeg=self._select_in_ffmpeg, skip=0):
-                done += 1
-                yield step
-        except _SelectionMismatch as e:
-            # Never seen (same arithmetic on both sides), but never silently wrong either: choose in Python.
-            log.warning("ffmpeg's frame choice differs from spec.md §2 on %s (%s); redoing it in Python", self.uri, e)
-            self.fallback_used = True
-            yield from self._run(select_in_ffmpeg=False, skip=done)
+        yield from self._run()
 
-    def _run(self, *, select_in_ffmpeg: bool, skip: int) -> Iterator[DecodedStep]:
+    def _mismatch(self, detail: str) -> ClipError:
+        # The same arithmetic on both sides, so a bug: the clip fails rather than be silently wrong.
+        return ClipError("decode_error", f"ffmpeg's frame choice differs from docs/spec.md §2 on {self.uri}: {detail}")
+
+    def _run(self) -> Iterator[DecodedStep]:
         fds = {name: os.pipe() for name in (("all", "sel", "audio") if self.has_audio else ("all", "sel"))}
         cmd = self._command(all_fd=fds["all"][1], sel_fd=fds["sel"][1],
-                            audio_fd=fds["audio"][1] if self.has_audio else None, select_in_ffmpeg=select_in_ffmpeg)
+                            audio_fd=fds["audio"][1] if self.has_audio else None)
         try:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     pass_fds=tuple(w for _, w in fds.values()))
@@ -317,8 +304,7 @@ class ClipDecoder:
             if thread is not None:
                 thread.start()
         try:
-            yield from self._pair(proc, all_frames, selected, audio, stderr, select_in_ffmpeg=select_in_ffmpeg,
-                                  skip=skip)
+            yield from self._pair(proc, all_frames, selected, audio, stderr)
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -333,8 +319,7 @@ class ClipDecoder:
                     thread.join(timeout=5)
 
     def _pair(self, proc: subprocess.Popen, all_frames: _FramecrcReader, selected: _FramecrcReader,
-              audio: _BytesReader | None, stderr: _TailReader, *, select_in_ffmpeg: bool,
-              skip: int) -> Iterator[DecodedStep]:
+              audio: _BytesReader | None, stderr: _TailReader) -> Iterator[DecodedStep]:
         """Pairs the k-th RGB frame with the k-th selected framecrc line; checks it against docs/spec.md §2."""
         selector: FrameSelector | None = None
         cursor = 0  # next frame of all_frames to feed to the selector
@@ -360,33 +345,22 @@ class ClipDecoder:
             if selector is None:
                 selector = FrameSelector(tb, frames_per_second=self.frames_per_second)
             # Feed every decoded frame up to this one to the Python rule.
-            chosen = None
-            while chosen is None:
+            index = None
+            while index is None:
                 if not all_frames.wait_for(lambda cursor=cursor: len(all_frames.frames) > cursor, self.timeout_s):
                     raise ClipError("timeout", f"ffmpeg's frame list stalled for {self.timeout_s:.0f} s on {self.uri}")
                 with all_frames.cond:
                     if len(all_frames.frames) <= cursor:
-                        raise _SelectionMismatch(f"selected frame pts {pts} is not among the decoded frames")
+                        raise self._mismatch(f"selected frame pts {pts} is not among the decoded frames")
                     frame_pts = all_frames.frames[cursor][0]
-                index = cursor
+                if selector.feed(frame_pts):
+                    index = cursor
                 cursor += 1
-                is_step = selector.feed(frame_pts)
-                if not select_in_ffmpeg:
-                    if frame_pts != pts:
-                        raise ClipError("decode_error", f"frame lists of {self.uri} disagree at frame {index}")
-                    chosen = (index, is_step)
-                elif is_step:
-                    chosen = (index, True)
-            index, is_step = chosen
-            if not is_step:
-                continue
-            if select_in_ffmpeg and all_frames.frames[index][0] != pts:
-                raise _SelectionMismatch(f"step {steps}: ffmpeg chose pts {pts}, docs/spec.md §2 pts "
-                                         f"{all_frames.frames[index][0]}")
-            if steps >= skip:
-                frame = np.frombuffer(data, dtype=np.uint8).reshape(height, width, 3)
-                yield DecodedStep(step=steps, frame=frame, pts_seconds=float(pts * tb), index=index,
-                                  msec=selector.msec(pts))
+            if all_frames.frames[index][0] != pts:
+                raise self._mismatch(f"step {steps}: ffmpeg chose pts {pts}, the rule {all_frames.frames[index][0]}")
+            frame = np.frombuffer(data, dtype=np.uint8).reshape(height, width, 3)
+            yield DecodedStep(step=steps, frame=frame, pts_seconds=float(pts * tb), index=index,
+                              msec=selector.msec(pts))
             steps += 1
             if steps >= MAX_STEPS:
                 early_stop = True
@@ -414,9 +388,7 @@ class ClipDecoder:
             # The rest of the decoded frames: docs/spec.md §2 must choose none of them (ffmpeg sent no more).
             for index in range(cursor, len(all_frames.frames)):
                 if selector.feed(all_frames.frames[index][0]):
-                    if select_in_ffmpeg:
-                        raise _SelectionMismatch(f"docs/spec.md §2 picks frame {index} that ffmpeg did not send")
-                    raise ClipError("decode_error", f"{self.uri}: frame {index} was decoded but not delivered")
+                    raise self._mismatch(f"the rule picks frame {index} that ffmpeg did not send")
             if steps == 0:
                 self._no_frames()
             self._check_integrity(all_frames)

@@ -28,14 +28,10 @@ from collections.abc import Collection, Mapping
 
 from pipeline.dataset import fileio
 from pipeline.errors import ModelArtifactError
-from pipeline.features.artifact_store import (  # the catalogue and the cache; imported from here by callers
+from pipeline.features.artifact_store import (  # the catalogue and the cache
     ARTIFACTS,
-    AUDIO_CHECKPOINT,
-    AUDIO_PCA,
     DEFAULT_DOWNLOAD_TIMEOUT_S,
     HOW_TO_PROVIDE,
-    PCA_ARCHIVE,
-    RGB_PCA_FILES,
     Artifact,
     DownloadError,
     artifact_url,
@@ -50,10 +46,7 @@ from pipeline.features.artifact_store import (  # the catalogue and the cache; i
     verify_once,
 )
 
-__all__ = [
-    "ARTIFACTS", "AUDIO_CHECKPOINT", "AUDIO_PCA", "DEFAULT_DOWNLOAD_TIMEOUT_S", "PCA_ARCHIVE", "RGB_PCA_FILES",
-    "Artifact", "DownloadError", "Resolved", "artifact_url", "download_dir", "resolve_official"
-]
+__all__ = ["Resolved", "resolve_official"]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -41,7 +41,7 @@ exposes pre-roll before 0); seeking there yields the first frame at or after
 requested ``start`` by less than one frame. For a full file it is ``start``.
 
 Every remote byte of a clip (yt-dlp's requests, the ffmpeg it runs, the probes
-here) goes through one :class:`pipeline.net.netguard.GuardProxy`: destinations are
+here) goes through one :class:`pipeline.net.guard_proxy.GuardProxy`: destinations are
 checked (link-local never; loopback/private only for the template's own host and
 port) and ``max_seconds`` is a hard deadline that closes slow transfers. What the
 guard saw decides the reason: ``address_not_allowed`` or ``timeout`` rather than
@@ -49,7 +49,7 @@ the client's "HTTP 403" or "connection reset". ffmpeg gets network-only protocol
 and plain-container formats for stranger-supplied inputs.
 
 Failures are :class:`pipeline.errors.ClipError` with ``stage="fetch"`` and a
-stable ``reason`` from :func:`classify_error`. Transient failures (HTTP 5xx,
+stable ``reason`` from :func:`pipeline.fetch.ytdlp.classify_error`. Transient failures (HTTP 5xx,
 timeouts, resets, truncated bodies) are retried by :func:`pipeline.net.retry.call`
 (exponential backoff, full jitter), bounded by ``max_attempts`` and
 ``max_seconds``; permanent ones are raised at once. The site pushing back
@@ -85,8 +85,6 @@ from pipeline.decode import probe
 from pipeline.decode.probe import ProbeResult
 from pipeline.errors import ClipError
 from pipeline.fetch import bounded, identities, ytdlp
-
-# The yt-dlp plumbing and its error table live in pipeline.fetch.ytdlp; classify_error stays importable here.
 from pipeline.fetch.ytdlp import AttemptError
 from pipeline.net import address_policy, guard_proxy, netguard, pacing, retry
 
@@ -275,7 +273,7 @@ def fetch_clip(*, video_id: str, start: float, end: float, work_dir: str, config
 
     Raises:
         ClipError: ``invalid_id``/``invalid_segment`` (stage ``read``) for bad
-            rows; stage ``fetch`` with a reason from :func:`classify_error`
+            rows; stage ``fetch`` with a reason from :func:`pipeline.fetch.ytdlp.classify_error`
             (``network`` once transient failures exhaust the budget),
             ``invalid_url`` for a refused URL scheme (a redirect to ``file://``
             included), ``address_not_allowed`` for a destination the guard
@@ -589,8 +587,8 @@ def _extract(*, url: str, start: float, end: float, out_dir: str, config: FetchC
     counter = ytdlp.ByteCounter()
     ranges = ytdlp.SectionRanges(start, end)
     planner = ytdlp.CutPlanner(start=start, ranges=ranges, force_full=force_full)
-    params = ytdlp.build_params(config, out_dir=out_dir, logger=logger, hook=counter, ffmpeg=ffmpeg,
-                                cookies_file=cookies_file, timeout=timeout, proxy=proxy)
+    params = build_params(config, out_dir=out_dir, logger=logger, hook=counter, ffmpeg=ffmpeg,
+                          cookies_file=cookies_file, timeout=timeout, proxy=proxy)
     params["download_ranges"] = ranges
     out: dict[str, Any] = {"done": None, "method": None, "formats": (), "duration": None, "bytes": 0, "error": None,
                            "ytdlp_error": None, "retry_after": None}
@@ -615,6 +613,63 @@ def _extract(*, url: str, start: float, end: float, out_dir: str, config: FetchC
         FFmpegPostProcessor._ffmpeg_location.reset(token)
     out.update(method=planner.method, formats=_plain(planner.formats), duration=ranges.duration, bytes=counter.total)
     return out
+
+
+def build_params(config: FetchConfig, *, out_dir: str, logger: ytdlp.CapturingLogger, hook: Callable[..., None],
+                 ffmpeg: str, cookies_file: str | None, timeout: float, proxy: str) -> dict[str, Any]:
+    """Builds YoutubeDL params: quiet, no internal retries (the fetcher's retry loop owns them)."""
+    params: dict[str, Any] = {
+        # Short side <= max_height, else the smallest available; h264/aac in
+        # MP4 decode everywhere and allow section cuts (see the module docstring).
+        "format": "bv+ba/b",
+        "format_sort": [f"res:{config.max_height}", "vcodec:h264", "acodec:aac", "ext:mp4:m4a"],
+        # Before the extra options, so that a caller can pick another runtime (node, ...).
+        "js_runtimes": ytdlp.js_runtimes(),
+        **dict(config.extra_ytdlp_options),
+        "logger": logger,
+        "quiet": True,
+        "no_warnings": False,
+        "noprogress": True,
+        "color": {"stdout": "no_color", "stderr": "no_color"},
+        "progress_hooks": [hook],
+        "paths": {"home": out_dir, "temp": out_dir},
+        "outtmpl": {"default": "clip.%(ext)s"},
+        "merge_output_format": "mp4",
+        "noplaylist": True,
+        # A page that resolves to a playlist is reported, never bulk-downloaded.
+        "extract_flat": "in_playlist",
+        "overwrites": True,
+        "continuedl": False,
+        "updatetime": False,
+        "fixup": "never",
+        "retries": 0,
+        "fragment_retries": 0,
+        "extractor_retries": 0,
+        "socket_timeout": timeout,
+        "ffmpeg_location": ffmpeg,
+        # Bounds every network read of the ffmpeg yt-dlp runs for sections; network
+        # protocols only (no local file from a playlist or redirect), plain containers
+        # (and HLS, whose segments the protocol list keeps on the network).
+        "external_downloader_args": {"ffmpeg_i": [
+            "-rw_timeout", str(int(timeout * 1e6)),
+            "-protocol_whitelist", probe.network_protocols(config.allow_file_urls),
+            "-format_whitelist", probe.UNTRUSTED_FORMATS + ",hls"]},
+        # The merger reads the files yt-dlp downloaded: local, plain containers only.
+        "postprocessor_args": {"merger+ffmpeg_i": list(probe.STRANGER_FILE_ARGS)},
+        # All of yt-dlp's traffic and its ffmpeg's goes through the clip's guard proxy.
+        "proxy": proxy,
+        "enable_file_urls": config.allow_file_urls,
+    }
+    if config.rate_limit is not None:
+        params["ratelimit"] = ytdlp.parse_rate(config.rate_limit)
+    if cookies_file is not None:
+        params["cookiefile"] = cookies_file
+    if config.extractor_args:
+        merged = {ie: dict(args) for ie, args in (params.get("extractor_args") or {}).items()}
+        for ie, args in ytdlp.parse_extractor_args(config.extractor_args).items():
+            merged.setdefault(ie, {}).update(args)
+        params["extractor_args"] = merged
+    return params
 
 
 def _plain(formats: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], ...]:

@@ -24,8 +24,8 @@ import os
 import re
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import yt_dlp
 from yt_dlp.downloader.external import FFmpegFD
@@ -35,9 +35,6 @@ from yt_dlp.utils import download_range_func
 from pipeline.decode import probe
 from pipeline.net import guard_proxy, netguard
 from pipeline.net.pacing import parse_retry_after
-
-if TYPE_CHECKING:
-    from pipeline.fetch.clips import FetchConfig
 
 # Containers whose muxer keeps negative timestamps (edit lists), so a
 # stream-copied cut keeps `start` at timestamp 0. See pipeline.fetch.clips's docstring.
@@ -351,63 +348,6 @@ def js_runtimes() -> dict[str, dict[str, str]]:
     """
     path = deno_exe()
     return {"deno": {"path": path} if path else {}}
-
-
-def build_params(config: FetchConfig, *, out_dir: str, logger: CapturingLogger, hook: Callable[..., None],
-                 ffmpeg: str, cookies_file: str | None, timeout: float, proxy: str) -> dict[str, Any]:
-    """Builds YoutubeDL params: quiet, no internal retries (the fetcher's retry loop owns them)."""
-    params: dict[str, Any] = {
-        # Short side <= max_height, else the smallest available; h264/aac in
-        # MP4 decode everywhere and allow section cuts (see pipeline.fetch.clips's docstring).
-        "format": "bv+ba/b",
-        "format_sort": [f"res:{config.max_height}", "vcodec:h264", "acodec:aac", "ext:mp4:m4a"],
-        # Before the extra options, so that a caller can pick another runtime (node, ...).
-        "js_runtimes": js_runtimes(),
-        **dict(config.extra_ytdlp_options),
-        "logger": logger,
-        "quiet": True,
-        "no_warnings": False,
-        "noprogress": True,
-        "color": {"stdout": "no_color", "stderr": "no_color"},
-        "progress_hooks": [hook],
-        "paths": {"home": out_dir, "temp": out_dir},
-        "outtmpl": {"default": "clip.%(ext)s"},
-        "merge_output_format": "mp4",
-        "noplaylist": True,
-        # A page that resolves to a playlist is reported, never bulk-downloaded.
-        "extract_flat": "in_playlist",
-        "overwrites": True,
-        "continuedl": False,
-        "updatetime": False,
-        "fixup": "never",
-        "retries": 0,
-        "fragment_retries": 0,
-        "extractor_retries": 0,
-        "socket_timeout": timeout,
-        "ffmpeg_location": ffmpeg,
-        # Bounds every network read of the ffmpeg yt-dlp runs for sections; network
-        # protocols only (no local file from a playlist or redirect), plain containers
-        # (and HLS, whose segments the protocol list keeps on the network).
-        "external_downloader_args": {"ffmpeg_i": [
-            "-rw_timeout", str(int(timeout * 1e6)),
-            "-protocol_whitelist", probe.network_protocols(config.allow_file_urls),
-            "-format_whitelist", probe.UNTRUSTED_FORMATS + ",hls"]},
-        # The merger reads the files yt-dlp downloaded: local, plain containers only.
-        "postprocessor_args": {"merger+ffmpeg_i": list(probe.STRANGER_FILE_ARGS)},
-        # All of yt-dlp's traffic and its ffmpeg's goes through the clip's guard proxy.
-        "proxy": proxy,
-        "enable_file_urls": config.allow_file_urls,
-    }
-    if config.rate_limit is not None:
-        params["ratelimit"] = parse_rate(config.rate_limit)
-    if cookies_file is not None:
-        params["cookiefile"] = cookies_file
-    if config.extractor_args:
-        merged = {ie: dict(args) for ie, args in (params.get("extractor_args") or {}).items()}
-        for ie, args in parse_extractor_args(config.extractor_args).items():
-            merged.setdefault(ie, {}).update(args)
-        params["extractor_args"] = merged
-    return params
 
 
 def parse_extractor_args(text: str) -> dict[str, dict[str, list[str]]]:

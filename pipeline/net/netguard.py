@@ -49,7 +49,7 @@ from pipeline.net.address_policy import DEFAULT_PORTS
 from pipeline.net.guard_proxy import GuardProxy
 
 __all__ = [
-    "NETWORK_PROTOCOLS", "STRANGER_FORMATS", "DownloadError", "GuardProxy", "download", "ffmpeg_env",
+    "NETWORK_PROTOCOLS", "STRANGER_FORMATS", "DownloadError", "download", "ffmpeg_env",
     "ffmpeg_for_ytdlp"
 ]
 

@@ -20,6 +20,8 @@ import csv
 import dataclasses
 import io
 import math
+import os
+import posixpath
 import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, BinaryIO
@@ -495,3 +497,12 @@ class Vocabulary:
         writer.writerow(["Index", "Name"])
         writer.writerows(self.rows())
         return buf.getvalue()
+
+
+def resolve_video_path(video: str, base_dir: str) -> str:
+    """Relative paths in a CSV are relative to the CSV's own directory (so a dataset folder can move)."""
+    if "://" in video or os.path.isabs(video):
+        return video
+    if "://" in base_dir:
+        return posixpath.join(base_dir, video)
+    return os.path.join(base_dir, video)

@@ -149,25 +149,25 @@ def _fetcher(world, clips_dir=None):
 def test_mirrors_are_tried_in_order_and_fall_through_to_youtube(world, tmp_path):
     fetcher = _fetcher(world)
     yt_before, http_before = len(world["yt"].requests), len(world["mirror"].requests)
-    cvdf = fetcher.fetch(_clip(CVDF_ID), _tmp(tmp_path / "a"), count=False)
+    cvdf = fetcher.fetch(_clip(CVDF_ID), _tmp(tmp_path / "a"))
     assert cvdf.figures["method"] == "mirror" and cvdf.figures["mirror"] == 1  # the missing first folder fell through
     assert cvdf.path == str(world["cvdf"] / "val" / f"{CVDF_ID}_000002_000005.mp4") and cvdf.start == 0.0
-    whole = fetcher.fetch(_clip(WHOLE_ID), _tmp(tmp_path / "b"), count=False)
+    whole = fetcher.fetch(_clip(WHOLE_ID), _tmp(tmp_path / "b"))
     assert whole.figures["mirror"] == 2
     assert probe.read_header(whole.path).duration == pytest.approx(3.0, abs=0.2)  # cut to [2, 5) of 12 s
-    over_http = fetcher.fetch(_clip(HTTP_ID), _tmp(tmp_path / "c"), count=False)
+    over_http = fetcher.fetch(_clip(HTTP_ID), _tmp(tmp_path / "c"))
     assert over_http.figures["mirror"] == 3 and over_http.figures["bytes"] > 0
     assert len(world["mirror"].requests) > http_before
     assert len(world["yt"].requests) == yt_before  # no YouTube request for a clip a mirror has
     # The broken CVDF file is not a video: the row falls through the http mirror's 404 to YouTube.
-    fetched = fetcher.fetch(_clip(YT_ID), _tmp(tmp_path / "d"), count=False)
+    fetched = fetcher.fetch(_clip(YT_ID), _tmp(tmp_path / "d"))
     assert fetched.figures["method"] in ("section", "full") and len(world["yt"].requests) > yt_before
     assert any(r[1] == f"/k/{YT_ID}_000002_000005.mp4" and r[3] == 0 for r in world["mirror"].requests)
 
 
 def test_kept_clip_comes_from_the_mirror(world, tmp_path):
     clips = tmp_path / "clips"
-    fetched = _fetcher(world, clips_dir=str(clips)).fetch(_clip(WHOLE_ID), _tmp(tmp_path / "w"), count=False)
+    fetched = _fetcher(world, clips_dir=str(clips)).fetch(_clip(WHOLE_ID), _tmp(tmp_path / "w"))
     kept = clips / "abseiling" / f"{WHOLE_ID}_000002_000005.mp4"
     assert fetched.figures["method"] == "mirror" and kept.is_file()
     assert probe.read_header(str(kept)).duration == pytest.approx(3.0, abs=0.2)
@@ -182,7 +182,7 @@ def test_http_mirror_goes_through_the_guard(world, tmp_path, caplog):
                           sources=mirrors.ClipSources.parse("http://169.254.169.254/k/{id}.mp4"))
     fetcher.setup()
     caplog.set_level(logging.INFO)
-    fetched = fetcher.fetch(_clip(YT_ID), _tmp(tmp_path / "g"), count=False)
+    fetched = fetcher.fetch(_clip(YT_ID), _tmp(tmp_path / "g"))
     assert fetched.figures["method"] in ("section", "full")
     assert "address_not_allowed" in caplog.text
 

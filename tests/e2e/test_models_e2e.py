@@ -34,7 +34,8 @@ from standins import write_standin_graph
 from pipeline.cli import build
 from pipeline.dataset import records
 from pipeline.decode import media
-from pipeline.features import artifact_store, artifacts, inception, postprocess, quantization, registry, vggish
+from pipeline.features import artifact_store, inception, postprocess, quantization, registry, vggish
+from pipeline.features.artifact_store import AUDIO_CHECKPOINT, AUDIO_PCA, PCA_ARCHIVE, RGB_PCA_FILES
 from pipeline.testing import testvideo
 
 SECONDS = 4
@@ -86,12 +87,12 @@ def standins(tmp_path_factory):
     references.write_rgb_pca_dir(str(extracted), mean=reference.mean(axis=0).astype(np.float32),
                                   eigenvecs=rows[order].astype(np.float32), eigenvals=eigenvals.astype(np.float32))
     weights = vggish.random_weights(seed=5)
-    vggish.write_checkpoint(str(extracted / artifact_store.AUDIO_CHECKPOINT), weights)
-    embedder = vggish.VGGish.from_checkpoint(str(extracted / artifact_store.AUDIO_CHECKPOINT))
+    vggish.write_checkpoint(str(extracted / AUDIO_CHECKPOINT), weights)
+    embedder = vggish.VGGish.from_checkpoint(str(extracted / AUDIO_CHECKPOINT))
     calibration = embedder(vggish.calibration_examples(5))
     eigen_vectors = _unit_rows(128, seed=6)
     spread = np.sqrt(np.mean(((calibration - calibration.mean(axis=0)) @ eigen_vectors.T) ** 2))
-    postprocess.write_audio_pca_npz(str(extracted / artifact_store.AUDIO_PCA),
+    postprocess.write_audio_pca_npz(str(extracted / AUDIO_PCA),
                                     eigen_vectors=(eigen_vectors / spread).astype(np.float32),
                                     means=calibration.mean(axis=0).astype(np.float32))
 
@@ -99,21 +100,21 @@ def standins(tmp_path_factory):
     archives = root / "archives"
     archives.mkdir()
     _write_tgz(str(archives / artifact_store.INCEPTION_ARCHIVE), {artifact_store.RGB_GRAPH: graph_path})
-    _write_tgz(str(archives / artifact_store.PCA_ARCHIVE),
-               {f"yt8m_pca/{name}": str(extracted / name) for name in artifact_store.RGB_PCA_FILES})
+    _write_tgz(str(archives / PCA_ARCHIVE),
+               {f"yt8m_pca/{name}": str(extracted / name) for name in RGB_PCA_FILES})
     for name in os.listdir(extracted):
-        if name.startswith(artifact_store.AUDIO_CHECKPOINT) or name == artifact_store.AUDIO_PCA:
+        if name.startswith(AUDIO_CHECKPOINT) or name == AUDIO_PCA:
             os.link(extracted / name, archives / name)
 
     # 3. What the official URLs serve: archives with the members at the top, a single-file V1 checkpoint.
     served = root / "served"
     served.mkdir()
     _write_tgz(str(served / artifact_store.INCEPTION_ARCHIVE), {artifact_store.RGB_GRAPH: graph_path})
-    _write_tgz(str(served / artifacts.PCA_ARCHIVE), {name: str(extracted / name) for name in artifacts.RGB_PCA_FILES})
+    _write_tgz(str(served / PCA_ARCHIVE), {name: str(extracted / name) for name in RGB_PCA_FILES})
     names = list(vggish.VGGISH_VARIABLES)
-    tf.raw_ops.Save(filename=str(served / artifact_store.AUDIO_CHECKPOINT), tensor_names=names,
+    tf.raw_ops.Save(filename=str(served / AUDIO_CHECKPOINT), tensor_names=names,
                     data=[tf.constant(weights[name]) for name in names])
-    os.link(extracted / artifact_store.AUDIO_PCA, served / artifact_store.AUDIO_PCA)
+    os.link(extracted / AUDIO_PCA, served / AUDIO_PCA)
 
     # The reference path, one step at a time.
     # RGB as the extractor computes it: DecodeJpeg:0 -> pool_3/_reshape:0, its PCA, its quantize.
@@ -121,9 +122,9 @@ def standins(tmp_path_factory):
         np.frombuffer(extractor_reference.quantize(
             extractor_reference.apply_pca(feature, str(extracted)).astype(np.float32)), np.uint8)
         for feature in reference])
-    audio_pca = postprocess.AudioPca.from_npz(str(extracted / artifact_store.AUDIO_PCA))
+    audio_pca = postprocess.AudioPca.from_npz(str(extracted / AUDIO_PCA))
     examples = references.examples_per_second(waveform, len(frames))
-    audio_model = vggish.VGGish.from_checkpoint(str(extracted / artifact_store.AUDIO_CHECKPOINT))
+    audio_model = vggish.VGGish.from_checkpoint(str(extracted / AUDIO_CHECKPOINT))
     expected = {
         "rgb": extractor_rgb,
         "audio": quantization.quantize_audio(audio_pca.apply(audio_model(examples))),
@@ -183,7 +184,7 @@ def test_released_archives_in_model_dir_give_the_same_records(standins, from_mod
     np.testing.assert_array_equal(built["rgb"], from_model_dir["rgb"])
     np.testing.assert_array_equal(built["audio"], from_model_dir["audio"])
     sources = built["stats"]["models"]["sources"]
-    assert sources["rgb_pca_dir"] == os.path.join(standins["archives"], artifact_store.PCA_ARCHIVE)
+    assert sources["rgb_pca_dir"] == os.path.join(standins["archives"], PCA_ARCHIVE)
 
 
 class _Requests(http.server.SimpleHTTPRequestHandler):
@@ -207,17 +208,17 @@ def test_download_from_a_mirror_then_reuse_the_cache(standins, from_model_dir):
         built = _build(standins, "download", "--model_base_url", base_url)
         # One request per published file: the workers' model loading found the cache and downloaded nothing.
         assert sorted(handler.log) == sorted(f"/{name}" for name in (
-            artifact_store.INCEPTION_ARCHIVE, artifacts.PCA_ARCHIVE, artifacts.AUDIO_CHECKPOINT, artifacts.AUDIO_PCA))
+            artifact_store.INCEPTION_ARCHIVE, PCA_ARCHIVE, AUDIO_CHECKPOINT, AUDIO_PCA))
         np.testing.assert_array_equal(built["rgb"], from_model_dir["rgb"])
         np.testing.assert_array_equal(built["audio"], from_model_dir["audio"])
-        assert built["stats"]["models"]["sources"]["audio_checkpoint"] == f"{base_url}/{artifacts.AUDIO_CHECKPOINT}"
+        assert built["stats"]["models"]["sources"]["audio_checkpoint"] == f"{base_url}/{AUDIO_CHECKPOINT}"
         # A second resolution (another process or run) reuses the cache: no network request.
         config = registry.ModelConfig(model_cache=str(standins["root"] / "cache_download"), model_base_url=base_url)
         files = registry.resolve(config)
         assert len(handler.log) == 4
         # The cached checkpoint is the served single-file (V1) one and loads by variable name.
         with open(files.audio_checkpoint, "rb") as cached, open(
-                os.path.join(standins["served"], artifact_store.AUDIO_CHECKPOINT), "rb") as served:
+                os.path.join(standins["served"], AUDIO_CHECKPOINT), "rb") as served:
             assert hashlib.sha256(cached.read()).digest() == hashlib.sha256(served.read()).digest()
     finally:
         server.shutdown()
@@ -251,8 +252,8 @@ def test_offline_without_artifacts_fails_before_any_work(standins, monkeypatch, 
 
 
 def test_v1_and_v2_checkpoints_load_the_same_weights(standins):
-    v1 = os.path.join(standins["served"], artifact_store.AUDIO_CHECKPOINT)
-    v2 = os.path.join(standins["extracted"], artifact_store.AUDIO_CHECKPOINT)
+    v1 = os.path.join(standins["served"], AUDIO_CHECKPOINT)
+    v2 = os.path.join(standins["extracted"], AUDIO_CHECKPOINT)
     assert not os.path.exists(v1 + ".index") and os.path.exists(v2 + ".index")
     vggish.verify_checkpoint(v1)
     reader = tf.train.load_checkpoint(v1)
@@ -265,7 +266,7 @@ def rgb_only_dir(standins):
     """A --model_dir with the Inception graph and PCA only: no VGGish file anywhere."""
     rgb_only = standins["root"] / "rgb_only"
     rgb_only.mkdir()
-    for name in (artifact_store.RGB_GRAPH, *artifact_store.RGB_PCA_FILES):
+    for name in (artifact_store.RGB_GRAPH, *RGB_PCA_FILES):
         os.link(os.path.join(standins["extracted"], name), rgb_only / name)
     return str(rgb_only)
 

@@ -28,6 +28,7 @@ from pipeline.read import annotations as A
 from transforms import assemble
 from transforms.assemble import AssembleRecords
 from transforms.decode import DecodeClips
+from transforms.fetch import FetchClips
 from transforms.support import fetch_rows as fetch
 from transforms.write import rows_accounted_for
 
@@ -115,7 +116,7 @@ class _ExplodingFetcher:
     def setup(self):
         pass
 
-    def fetch(self, clip, tmp, *, count=True):
+    def fetch(self, clip, tmp):
         raise KeyError("boom")
 
 
@@ -127,11 +128,12 @@ def test_unexpected_error_in_a_clip_becomes_internal_error(tmp_path, videos):
                       split="all", row=3, fields={}),
     ]
     with TestPipeline() as p:
-        out = p | beam.Create(clips) | beam.ParDo(
-            DecodeClips(base_dir=str(tmp_path), fetcher=_ExplodingFetcher())).with_outputs(
+        fetched = p | beam.Create(clips) | beam.ParDo(FetchClips(fetcher=_ExplodingFetcher())).with_outputs(
+            FetchClips.FAILURES, main="clips")
+        out = fetched.clips | beam.ParDo(DecodeClips(base_dir=str(tmp_path))).with_outputs(
             DecodeClips.RGB, DecodeClips.AUDIO, DecodeClips.META, DecodeClips.FAILURES)
-        assert_that(out[DecodeClips.FAILURES] | beam.Map(lambda f: (f["id"], f["reason"], f["stage"], f["row"],
-                                                                    f["message"])),
+        failures = (fetched[FetchClips.FAILURES], out[DecodeClips.FAILURES]) | beam.Flatten()
+        assert_that(failures | beam.Map(lambda f: (f["id"], f["reason"], f["stage"], f["row"], f["message"])),
                     equal_to([("yt", "internal_error", "fetch", 2, "KeyError: 'boom'")]), label="Failures")
         assert_that(out[DecodeClips.META] | beam.Map(lambda kv: kv[0]), equal_to(["ok"]), label="Meta")
 

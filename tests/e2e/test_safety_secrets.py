@@ -141,7 +141,7 @@ def test_fetch_max_bytes_bounds_http_rows(server, tmp_path):
 class _FailingFetcher(ClipFetcher):
     """A fetcher whose disk is full (ENOSPC) for one clip and refuses a long name (ENAMETOOLONG) for another."""
 
-    def fetch(self, clip, tmp, *, count=True):
+    def fetch(self, clip, tmp):
         if clip.clip_id == "full":
             raise OSError(errno.ENOSPC, "No space left on device")
         raise OSError(errno.ENAMETOOLONG, "File name too long")

@@ -40,8 +40,7 @@ class _FakeFetcher:
     def setup(self):
         pass
 
-    def fetch(self, clip, tmp, *, count=True):
-        assert not count  # the stage counts in the bundle's thread
+    def fetch(self, clip, tmp):  # takes no `count`: the stage counts in the bundle's thread (count_figures)
         if clip.clip_id in self.fail:
             raise ClipError("not_found", "gone", stage="fetch")
         if self.barrier is not None:
@@ -106,7 +105,7 @@ def test_fetch_stage_bounds_the_element_size(tmp_path):
 
 def test_fetch_stage_turns_an_unexpected_error_into_its_failure_line():
     class Exploding(_FakeFetcher):
-        def fetch(self, clip, tmp, *, count=True):
+        def fetch(self, clip, tmp):
             raise KeyError("bug")
 
     main, failures = _run_dofn(FetchClips(fetcher=Exploding(), concurrency=2), [_clip(0), _clip(1)])
@@ -177,14 +176,19 @@ def test_the_decoder_counts_what_it_downloads_and_fetches_whichever_thread_does_
                          end=None, labels=("a",), split="val", row=1, fields={}),
              ClipRequest(clip_id="yt", source="youtube", video=SHORT_ID, start=2.0, end=4.0, labels=("a",),
                          split="val", row=2, fields={})]
+    fetcher = ClipFetcher(config=config)
     p = TestPipeline()
-    _ = p | beam.Create(clips) | beam.ParDo(DecodeClips(
-        base_dir=".", audio_mode="zeros", fetcher=ClipFetcher(config=config), decode_ahead=decode_ahead)).with_outputs(
+    # The YouTube row is fetched by FetchClips (the build's path); the http row is downloaded by the decoder.
+    fetched = p | beam.Create(clips) | beam.ParDo(FetchClips(fetcher=fetcher)).with_outputs(
+        FetchClips.FAILURES, main="clips")
+    _ = fetched.clips | beam.ParDo(DecodeClips(
+        base_dir=".", audio_mode="zeros", fetcher=fetcher, decode_ahead=decode_ahead)).with_outputs(
         DecodeClips.RGB, DecodeClips.META, DecodeClips.FAILURES)
     result = p.run()
     result.wait_until_finish()
-    counters = {c.key.metric.name: c.committed
-                for c in result.metrics().query(MetricsFilter().with_namespace(metrics.NAMESPACE))["counters"]}
+    counters = {}  # summed over the steps: both stages count fetch_bytes
+    for c in result.metrics().query(MetricsFilter().with_namespace(metrics.NAMESPACE))["counters"]:
+        counters[c.key.metric.name] = counters.get(c.key.metric.name, 0) + c.committed
     whole = os.path.getsize(root / "videos" / f"{OK_ID}.mp4")
     assert counters.get("clips_decoded") == 2 and counters.get("clips_fetched") == 1, counters
     # The http row's whole file, plus the YouTube row's section (a part of the other file).

@@ -163,26 +163,22 @@ class ClipFetcher:
         """Takes this process's fetch semaphore (at most `concurrency` fetches at once per process)."""
         self._semaphore = _process_semaphore(self._concurrency)
 
-    def fetch(self, clip: ClipRequest, tmp: str, *, count: bool = True) -> Fetched:
+    def fetch(self, clip: ClipRequest, tmp: str) -> Fetched:
         """Fetches (or finds kept) the row's clip. Raises ClipError.
 
-        With `count=False` no metric is touched (Beam metrics only count in the thread running the
-        bundle, so the FetchClips stage fetches in its pool and calls `count_figures` itself).
+        No metric is touched: Beam metrics only count in the thread running the bundle, so the
+        FetchClips stage fetches in its pool and calls `count_figures` itself.
         """
         from pipeline.fetch.clips import fetch_clip  # pylint: disable=import-outside-toplevel
 
         kept = clip_path(self._clips_dir, clip) if self._clips_dir else None
         if kept and kept_exists(kept):
-            if count:
-                self._reused.inc()
             # A kept clip starts at `start`; the clip still ends at `end` (a section can hold a frame past it).
             duration = (clip.end - (clip.start or 0.0)) if clip.end is not None else None
             return Fetched(_local_copy(kept, tmp), 0.0, duration, {"bytes": 0, "seconds": 0.0, "attempts": 0,
                                                                    "method": "kept"})
         mirrored = self._from_mirrors(clip, tmp) if self._sources is not None else None
         if mirrored is not None:
-            if count:
-                self.count_figures(mirrored.figures)
             if kept:
                 _store(mirrored.path, kept)
             return mirrored
@@ -191,8 +187,6 @@ class ClipFetcher:
                                 config=self._config)
         figures = {"bytes": result.bytes_downloaded, "seconds": result.seconds, "attempts": result.attempts,
                    "method": result.method}
-        if count:
-            self.count_figures(figures)
         header = lean_header(result.probe)
         if not kept:
             return Fetched(result.path, result.start_offset, result.duration, figures, header)
@@ -277,20 +271,17 @@ class ClipFetcher:
         self._bytes.inc(figures.get("bytes", 0))
         self._retried.inc(max(0, figures.get("attempts", 1) - 1))
 
-    def download(self, url: str, dest: str, *, count: bool = True, sent: dict | None = None) -> int:
+    def download(self, url: str, dest: str, *, sent: dict | None = None) -> int:
         """Downloads an http(s) video row to `dest` through the guard proxy; returns bytes. Raises ClipError.
 
         The fetch settings apply: --fetch_max_seconds is the hard deadline, --fetch_timeout the read
-        timeout, --proxy the upstream proxy. With `count=False` the caller counts the bytes
-        (`count_bytes`, in the bundle's thread).
+        timeout, --proxy the upstream proxy. The caller counts the bytes (`count_bytes`, in the
+        bundle's thread).
         """
         from pipeline.fetch.clips import download_video  # pylint: disable=import-outside-toplevel
 
         with self._semaphore or _process_semaphore(self._concurrency):
-            size = download_video(url, dest, config=self._config, sent=sent)
-        if count:
-            self.count_bytes(size)
-        return size
+            return download_video(url, dest, config=self._config, sent=sent)
 
     def count_bytes(self, size: int) -> None:
         """Counts downloaded bytes (from `download`) in the run's metrics; call it in the bundle's thread."""

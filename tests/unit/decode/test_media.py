@@ -67,28 +67,24 @@ def test_half_second_clip_has_one_step(videos):
     assert summary.num_steps == 1 and [s.index for s in steps] == [0]
 
 
-def test_python_selection_fallback_gives_the_same_frames(videos):
-    """The path taken when ffmpeg's choice ever disagrees with docs/spec.md §2: chosen in Python over all frames."""
+def test_ffmpeg_selection_picks_the_spec_frames(videos):
     info = probe.probe(videos["v3_30fps"])
     fast = media.ClipDecoder(videos["v3_30fps"], has_audio=info.has_audio)
     fast_steps = list(fast.steps())
-    slow = media.ClipDecoder(videos["v3_30fps"], has_audio=info.has_audio)
-    slow._select_in_ffmpeg = False  # noqa: SLF001
-    slow_steps = list(slow.steps())
-    assert [s.index for s in slow_steps] == [s.index for s in fast_steps] == [0, 31, 61]
-    for a, b in zip(fast_steps, slow_steps, strict=True):
-        np.testing.assert_array_equal(a.frame, b.frame)
-    np.testing.assert_array_equal(fast.summary.waveform, slow.summary.waveform)
+    assert [s.index for s in fast_steps] == [0, 31, 61]
 
 
-def test_selection_mismatch_redoes_the_clip_in_python(videos, monkeypatch):
+def test_selection_mismatch_fails_the_clip(videos, monkeypatch):
     """A (simulated) disagreement between ffmpeg's select and docs/spec.md §2 is caught, never silently wrong."""
     monkeypatch.setattr(media, "select_expression", lambda *a, **k: "not(mod(n,30))")  # frames 0, 30, 60
     info = probe.probe(videos["v3_30fps"])
     decoder = media.ClipDecoder(videos["v3_30fps"], has_audio=info.has_audio)
-    steps = list(decoder.steps())
-    assert decoder.fallback_used
-    assert [s.index for s in steps] == [0, 31, 61] and [s.step for s in steps] == [0, 1, 2]
+    handed_on = []
+    with pytest.raises(ClipError) as e:
+        for step in decoder.steps():
+            handed_on.append((step.index, step.step))
+    assert e.value.reason == "decode_error" and "docs/spec.md §2" in e.value.message
+    assert handed_on == [(0, 0)]  # frame 0 agrees with the rule; frame 30 (the rule says 31) is never handed on
 
 
 def test_cut_in_half_mp4_fails_truncated_with_both_durations(tmp_path):

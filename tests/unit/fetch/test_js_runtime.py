@@ -11,13 +11,13 @@ import deno
 from pipeline.cli import doctor
 from pipeline.decode import probe
 from pipeline.fetch import ytdlp
-from pipeline.fetch.clips import FetchConfig
+from pipeline.fetch.clips import FetchConfig, build_params
 
 
 def _fetch_params(tmp_path) -> dict:
-    return ytdlp.build_params(FetchConfig(), out_dir=str(tmp_path), logger=ytdlp.CapturingLogger(),
-                              hook=lambda status: None, ffmpeg=probe.ffmpeg_exe(), cookies_file=None, timeout=5.0,
-                              proxy="http://127.0.0.1:9")
+    return build_params(FetchConfig(), out_dir=str(tmp_path), logger=ytdlp.CapturingLogger(),
+                        hook=lambda status: None, ffmpeg=probe.ffmpeg_exe(), cookies_file=None, timeout=5.0,
+                        proxy="http://127.0.0.1:9")
 
 
 def test_fetch_params_name_the_packaged_deno_and_ytdlp_reports_it_available(tmp_path, monkeypatch):
@@ -37,9 +37,9 @@ def test_fetch_params_name_the_packaged_deno_and_ytdlp_reports_it_available(tmp_
 
 def test_a_caller_may_choose_another_runtime(tmp_path):
     config = FetchConfig(extra_ytdlp_options={"js_runtimes": {"node": {}}})
-    params = ytdlp.build_params(config, out_dir=str(tmp_path), logger=ytdlp.CapturingLogger(),
-                                hook=lambda status: None, ffmpeg=probe.ffmpeg_exe(), cookies_file=None, timeout=5.0,
-                                proxy="http://127.0.0.1:9")
+    params = build_params(config, out_dir=str(tmp_path), logger=ytdlp.CapturingLogger(),
+                          hook=lambda status: None, ffmpeg=probe.ffmpeg_exe(), cookies_file=None, timeout=5.0,
+                          proxy="http://127.0.0.1:9")
     assert params["js_runtimes"] == {"node": {}}
 
 
