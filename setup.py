@@ -19,5 +19,8 @@ setuptools.setup(
     python_requires=">=3.11",  # yt-dlp 2026.10 needs 3.11
     packages=setuptools.find_packages(include=["pipeline", "pipeline.*", "transforms", "transforms.*"]),
     install_requires=_pins("requirements.txt"),
-    extras_require={"test": ["pytest==8.4.2", "gcp-storage-emulator==2026.7.19"], "report": _pins("requirements-report.txt")},
+    extras_require={
+        "test": ["pytest==8.4.2", "gcp-storage-emulator==2026.7.19"],
+        "report": _pins("requirements-report.txt"),
+    },
 )

@@ -27,6 +27,9 @@ Run it (from the repository root, or anywhere the package is installed)::
     python -m pipeline.download_yt8m --partition 2/frame/train \\
         --base_url http://mirror.example/yt8m --output_dir /data/yt8m
 
+    # Straight into a bucket (through Beam's FileSystems, as the build writes):
+    python -m pipeline.download_yt8m --partition 2/frame/validate --output_dir gs://my-bucket/yt8m/validate
+
 Rerunning the same command resumes: complete files are recognised by their md5 and
 not fetched again. The exit code is 0 when every selected file is present with the
 right md5, 1 when any file failed (the summary gives the reasons), 2 for bad arguments
@@ -48,7 +51,6 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import os
-import pathlib
 import random
 import sys
 import threading
@@ -298,10 +300,20 @@ def plan_downloads(*, partition: str | Partition, shard: tuple[int, int] = (1, 1
                     mirror=mirror, base_url=base_url)
 
 
+def _has_md5(path: str, md5: str) -> bool:
+    """Whether a file is at ``path`` (local or gs://) with content of hex digest ``md5``."""
+    if fileio.is_local(path):
+        if not os.path.isfile(path):
+            return False
+    elif not fileio.exists(path):
+        return False
+    return md5_file(path) == md5
+
+
 class _Downloader:
     """Fetches one PlannedFile at a time into ``output_dir``; shared by the workers."""
 
-    def __init__(self, *, output_dir: pathlib.Path, timeout: float,
+    def __init__(self, *, output_dir: str, timeout: float,
                  max_attempts: int, backoff_base: float, backoff_max: float, progress: Progress,
                  stop: threading.Event):
         self.output_dir = output_dir
@@ -318,12 +330,12 @@ class _Downloader:
         A copy under the plan's original name (left by the official script) is
         accepted too and moved to the final name, so the directory ends up uniform.
         """
-        target = self.output_dir / item.final_name
-        if target.is_file() and md5_file(target) == item.md5:
+        target = fileio.join(self.output_dir, item.final_name)
+        if _has_md5(target, item.md5):
             return True
-        original = self.output_dir / item.name
-        if item.name != item.final_name and original.is_file() and md5_file(original) == item.md5:
-            os.replace(original, target)
+        original = fileio.join(self.output_dir, item.name)
+        if item.name != item.final_name and _has_md5(original, item.md5):
+            fileio.rename(original, target)
             return True
         return False
 
@@ -337,12 +349,12 @@ class _Downloader:
         return "downloaded"
 
     def _attempt(self, item: PlannedFile) -> None:
-        target = self.output_dir / item.final_name
-        partial = self.output_dir / (item.final_name + PART_SUFFIX)
+        target = fileio.join(self.output_dir, item.final_name)
+        partial = target + PART_SUFFIX
         digest = hashlib.md5()
         # Renamed to the final name only when the block completes: readers see no file or the complete one;
         # an md5 mismatch (or any error) removes the .part, and a rerun overwrites a stale one.
-        with fileio.atomic_write(str(target), temp_path=str(partial)) as handle, \
+        with fileio.atomic_write(target, temp_path=partial) as handle, \
                 _open(item.url, timeout=self.timeout) as response:
             def sink(chunk: bytes) -> None:
                 handle.write(chunk)
@@ -350,8 +362,9 @@ class _Downloader:
                 self.progress.add_bytes(len(chunk))
 
             _read_body(response, item.url, sink, stop=self.stop)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if fileio.is_local(target):
+                handle.flush()
+                os.fsync(handle.fileno())
             actual = digest.hexdigest()
             if actual != item.md5:
                 raise TransientError("md5_mismatch", f"{item.name}: md5 {actual}, plan says {item.md5}")
@@ -371,7 +384,8 @@ def download(*, partition: str | Partition, output_dir: str | os.PathLike[str] =
 
     Args:
         partition: ``"2/frame/train"`` or a `Partition`.
-        output_dir: Created if missing.
+        output_dir: A local directory (created if missing) or a gs:// prefix; files are written through
+            Beam's FileSystems, each under its final name only once its md5 matched.
         shard: ``(X, N)``: keep the X-th (1-based) of N name-hash shards.
         mirror: ``us``, ``eu`` or ``asia``; ignored when ``base_url`` is given.
         base_url: Serve plan and files from here instead of the official hosts.
@@ -397,8 +411,10 @@ def download(*, partition: str | Partition, output_dir: str | os.PathLike[str] =
     started = time.monotonic()
     planned = plan_downloads(partition=partition, shard=shard, mirror=mirror, base_url=base_url, timeout=timeout,
                              max_attempts=max_attempts, backoff_base=backoff_base, backoff_max=backoff_max)
-    out = pathlib.Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = os.fspath(output_dir)
+    local = fileio.is_local(out)
+    if local:
+        os.makedirs(out, exist_ok=True)
     progress = Progress(total=len(planned), stream=progress_stream, interval=progress_interval)
     worker = _Downloader(output_dir=out, timeout=timeout,
                          max_attempts=max_attempts, backoff_base=backoff_base, backoff_max=backoff_max,
@@ -419,10 +435,17 @@ def download(*, partition: str | Partition, output_dir: str | os.PathLike[str] =
             outcome = "failed"
             with results_lock:
                 summary.failed[item.final_name] = detail
-        except OSError as error:  # local disk trouble: report it, keep the other files going
+        except OSError as error:  # disk or store trouble (Beam's BeamIOError is one): report it, keep going
             outcome = "failed"
             with results_lock:
-                summary.failed[item.final_name] = f"local_io_error: {error}"
+                summary.failed[item.final_name] = f"{'local_io_error' if local else 'storage_error'}: {error}"
+        except Exception as error:  # pylint: disable=broad-except
+            if local:
+                raise
+            # The store's client raises its own errors (google.api_core's NotFound, Forbidden, ...).
+            outcome = "failed"
+            with results_lock:
+                summary.failed[item.final_name] = f"storage_error: {type(error).__name__}: {error}"
         else:
             with results_lock:
                 (summary.downloaded if outcome == "downloaded" else summary.skipped).append(item.final_name)

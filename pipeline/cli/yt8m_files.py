@@ -22,6 +22,7 @@ import urllib.parse
 from collections.abc import Mapping
 
 from pipeline.cli.progress_line import format_bytes
+from pipeline.dataset import fileio
 
 #: Host of the download plans when no ``--base_url`` is given.
 PLAN_HOST = "http://data.yt8m.org"
@@ -216,9 +217,9 @@ def parse_plan(data: bytes) -> dict[str, str]:
 
 
 def md5_file(path: str | os.PathLike[str]) -> str:
-    """Hex md5 of a file's content, read in chunks (files are hundreds of MB)."""
+    """Hex md5 of a file's content (local or gs://), read in chunks (files are hundreds of MB)."""
     digest = hashlib.md5()
-    with open(path, "rb") as handle:
+    with fileio.open_read(os.fspath(path)) as handle:
         for chunk in iter(lambda: handle.read(_CHUNK_BYTES), b""):
             digest.update(chunk)
     return digest.hexdigest()
@@ -351,7 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shard", default=(1, 1), type=_shard_arg,
                         help="X,N: download the X-th of N shards (md5 of the file name), default 1,1")
     parser.add_argument("--mirror", default="us", choices=MIRRORS, help="download mirror, default us")
-    parser.add_argument("--output_dir", default=".", help="where files go (created), default current dir")
+    parser.add_argument("--output_dir", default=".",
+                        help="where files go: a local directory (created) or a gs:// prefix; default current dir")
     parser.add_argument("--base_url", default=None,
                         help="serve plan and files from here (URL/{version}/download_plans/..., "
                              "URL/{partition}/{name}) instead of the official hosts")

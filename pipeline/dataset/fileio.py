@@ -297,6 +297,16 @@ def publish_files(staging: str, directory: str, names: Iterable[str]) -> None:
         FileSystems.rename([join(staging, name)], [join(directory, name)])
 
 
+def rename(source: str, destination: str) -> None:
+    """Moves one file to a new name on the same store, replacing what is there (gs://: copy, then delete)."""
+    if is_local(source):
+        os.replace(source, destination)
+        return
+    from apache_beam.io.filesystems import FileSystems  # pylint: disable=import-outside-toplevel
+
+    FileSystems.rename([source], [destination])
+
+
 def delete(paths: list[str]) -> None:
     """Deletes files by their literal paths; missing ones are fine.
 

@@ -320,3 +320,44 @@ def test_missing_bucket_or_object_is_one_line(built, gcs, capsys, case):
 def test_inspect_of_a_missing_gs_dataset_is_one_line(gcs, capsys):
     assert inspect.main(["gs://bucket/nothing"]) == 2
     assert capsys.readouterr().err.strip() == "error: no record files found at gs://bucket/nothing"
+
+
+# ------------------------------------------------------------------------------------------
+# download_yt8m writes a partition straight into a bucket, and a rerun resumes there.
+
+
+def test_download_yt8m_into_gs_checks_md5_and_resumes(gcs, tmp_path, capsys):
+    import hashlib
+
+    from pipeline.cli import download_yt8m, yt8m_files
+    from pipeline.testing.loopback import LoopbackServer
+
+    files = {"trainaa.tfrecord": os.urandom(5000), "trainAb.tfrecord": os.urandom(7000),
+             "train09.tfrecord": os.urandom(3000)}
+    root = tmp_path / "mirror"
+    (root / "2" / "download_plans").mkdir(parents=True)
+    (root / "2" / "frame" / "train").mkdir(parents=True)
+    plan = {name: hashlib.md5(data).hexdigest() for name, data in files.items()}
+    plan["train9z.tfrecord"] = "0" * 32  # listed, not on the mirror: a failure, nothing written
+    (root / "2" / "download_plans" / "frame_train.json").write_text(json.dumps({"files": plan}))
+    for name, data in files.items():
+        (root / "2" / "frame" / "train" / name).write_bytes(data)
+    out = "gs://bucket/yt8m/frame/train"
+    # The official script's name for one file, already in the bucket: accepted and renamed, not fetched.
+    _put(f"{out}/train09.tfrecord", files["train09.tfrecord"])
+    finals = {name: yt8m_files.final_name(name) for name in files}  # the rule: tests/unit/cli/test_download_yt8m.py
+    argv = ["--partition", "2/frame/train", "--output_dir", out, "--backoff_base", "0.01", "--backoff_max",
+            "0.02", "--max_attempts", "2", "--progress_interval", "0"]
+    with LoopbackServer(str(root)) as server:
+        assert download_yt8m.main([*argv, "--base_url", server.url]) == 1  # train9z failed
+        printed = capsys.readouterr().out
+        assert "downloaded: 2, skipped (already present): 1, failed: 1" in printed
+        names = sorted(p.rsplit("/", 1)[-1] for p in _objects(out))
+        assert names == sorted(finals.values()), names  # no .part, no original name, nothing for train9z
+        for name, final in finals.items():
+            assert fileio.read_bytes(f"{out}/{final}") == files[name]
+        # A rerun finds every file by its md5 in the bucket and fetches none of them again.
+        sent = server.bytes_sent("/2/frame/")
+        assert download_yt8m.main([*argv, "--base_url", server.url]) == 1
+        assert "downloaded: 0, skipped (already present): 3, failed: 1" in capsys.readouterr().out
+        assert server.bytes_sent("/2/frame/") == sent
