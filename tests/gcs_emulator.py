@@ -1,6 +1,9 @@
 """Runs the `gcp-storage-emulator` GCS emulator on loopback for the gs:// tests.
 
-  python tests/gcs_emulator.py PORT BUCKET [BUCKET ...]
+  python tests/gcs_emulator.py PORT BUCKET [BUCKET ...] [--data_dir DIR]
+
+In memory by default; with `--data_dir` the objects live in DIR, so an emulator killed and
+started again on the same DIR serves what was written before (the "store gone mid-run" test).
 
 The emulator is a test dependency (setup.py's `test` extra). It does not implement GCS's
 generation preconditions, which the build lock relies on (`ifGenerationMatch=0`: create only if
@@ -75,12 +78,16 @@ def _patch_handlers() -> None:
 
 
 def main(argv: list[str]) -> int:
+    data_dir = None
+    if "--data_dir" in argv:
+        at = argv.index("--data_dir")
+        data_dir, argv = argv[at + 1], argv[:at] + argv[at + 2:]
     port, names = int(argv[0]), argv[1:]
     logging.basicConfig(level=logging.CRITICAL)
     _patch_handlers()
-    emulator = server.create_server("127.0.0.1", port, in_memory=True)
+    emulator = server.create_server("127.0.0.1", port, in_memory=data_dir is None, data_dir=data_dir)
     for name in names:
-        buckets.create_bucket(name, emulator._storage)  # pylint: disable=protected-access
+        buckets.create_bucket(name, emulator._storage)  # pylint: disable=protected-access  (kept if there)
     emulator.start()
     print(json.dumps({"port": port, "buckets": names}), flush=True)
     try:

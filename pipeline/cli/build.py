@@ -38,7 +38,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, 
 from pipeline.cli import interrupts, logs
 from pipeline.cli import options as options_module
 from pipeline.cli.options import BuildOptions
-from pipeline.dataset import outputs, settings
+from pipeline.dataset import fileio, outputs, settings
 from pipeline.features import registry
 from pipeline.fetch import identities
 from pipeline.read import annotations, csvsplit
@@ -434,7 +434,9 @@ def _run_locked(pipeline_options: PipelineOptions, options: BuildOptions, *, inp
             settings.write(options.output_dir, build_settings)
         outputs.write_vocabulary(options.output_dir, csv_labels, plan.keep_labels)
     except Exception as e:  # pylint: disable=broad-except
-        raise UsageError(f"--output_dir {options.output_dir} cannot be written: {type(e).__name__}: {e}") from e
+        hint = "" if fileio.is_local(options.output_dir) else " (python -m pipeline.doctor checks gs:// access)"
+        raise UsageError(f"--output_dir {options.output_dir} cannot be written: {type(e).__name__}: "
+                         f"{fileio.storage_failure(e) or e}{hint}") from e
     run_info = {
         "input_csv": options.input_csv,
         "input_format": input_format,
@@ -541,6 +543,12 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(e, ModelArtifactError):
             print(readable_error(f"error: {e}"), file=sys.stderr)
             return 2
+        store = fileio.storage_failure(e)
+        if store is not None:  # gs:// stopped answering mid-run: the client's retries are spent
+            print(f"error: the build stopped because the storage service failed ({store}). Nothing was marked "
+                  "finished (no stats.json); once it answers again, rerun with --skip_existing to resume",
+                  file=sys.stderr)
+            return 1
         raise
     if stats.get("dry_run"):
         return 0

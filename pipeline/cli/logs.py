@@ -86,8 +86,17 @@ class _QuietFilter(logging.Filter):
         if verbose():
             return True
         if record.levelno >= logging.WARNING:
-            return not _is_beam_noise(record.pathname, record.getMessage())
+            return not _is_beam_noise(record.pathname, record.getMessage()) and not _is_reported_store_failure(record)
         return record.name.split(".", 1)[0] in PROJECT_LOGGERS
+
+
+def _is_reported_store_failure(record: logging.LogRecord) -> bool:
+    """Beam's log of a bundle that failed on the object store: the launcher reports it in one line itself."""
+    if not record.name.startswith("apache_beam.runners") or not record.exc_info or not record.exc_info[1]:
+        return False
+    from pipeline.dataset import fileio  # pylint: disable=import-outside-toplevel
+
+    return fileio.storage_failure(record.exc_info[1]) is not None
 
 
 def _is_beam_noise(path: str, message: str) -> bool:

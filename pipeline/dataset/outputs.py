@@ -231,13 +231,21 @@ class BuildLock:
             finally:
                 os.close(fd)
             return
+        try:
+            self._release_remote()
+        except Exception as e:  # pylint: disable=broad-except  (the store is gone: the run's own error matters)
+            logging.warning("could not remove the build lock %s (%s); the next build into this directory takes it "
+                            "over as stale (same host), or pass --break_lock once this build is surely gone",
+                            self.path, _one_line(e))
+
+    def _release_remote(self) -> None:
         if self._generation is not None:
             from google.api_core import exceptions as gexc  # pylint: disable=import-outside-toplevel
 
             bucket, name = _gcs_bucket_and_name(self.path)
+            generation, self._generation = self._generation, None
             with contextlib.suppress(gexc.NotFound, gexc.PreconditionFailed):
-                bucket.blob(name).delete(if_generation_match=self._generation)
-            self._generation = None
+                bucket.blob(name).delete(if_generation_match=generation)
             return
         if is_local(self.path) or not FileSystems.exists(self.path):
             return

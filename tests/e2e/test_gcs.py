@@ -33,16 +33,21 @@ def _free_port() -> int:
 
 
 class Emulator:
-    """The emulator in its own process (so a test can stop it mid-run), with the given buckets."""
+    """The emulator in its own process, its objects in `data_dir`: a test can stop it mid-run and start it again."""
 
-    def __init__(self, *buckets: str):
+    def __init__(self, *buckets: str, data_dir: str):
         try:
             import gcp_storage_emulator  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
         except ImportError:
             pytest.skip("gcp-storage-emulator is not installed (pip install '.[test]')")
         self.port = _free_port()
         self.host = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen([sys.executable, str(HERE / "gcs_emulator.py"), str(self.port), *buckets],
+        self.buckets, self.data_dir = buckets, data_dir
+        self.start()
+
+    def start(self) -> None:
+        self.process = subprocess.Popen([sys.executable, str(HERE / "gcs_emulator.py"), str(self.port), *self.buckets,
+                                         "--data_dir", self.data_dir],
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.process.stdout.readline()
         if not line.startswith("{"):
@@ -57,8 +62,8 @@ class Emulator:
 
 
 @pytest.fixture(scope="module")
-def gcs():
-    emulator = Emulator("bucket")
+def gcs(tmp_path_factory):
+    emulator = Emulator("bucket", data_dir=str(tmp_path_factory.mktemp("gcs_objects")))
     saved = os.environ.get(fileio.EMULATOR_ENV)
     os.environ[fileio.EMULATOR_ENV] = emulator.host
     fileio.use_emulator_if_set()
@@ -320,6 +325,38 @@ def test_missing_bucket_or_object_is_one_line(built, gcs, capsys, case):
 def test_inspect_of_a_missing_gs_dataset_is_one_line(gcs, capsys):
     assert inspect.main(["gs://bucket/nothing"]) == 2
     assert capsys.readouterr().err.strip() == "error: no record files found at gs://bucket/nothing"
+
+
+def test_store_stopped_mid_run_is_one_line_and_a_rerun_converges(built, gcs, model_cache, caplog):
+    out = "gs://bucket/stopped"
+    argv = ["--input_csv", f"{built['inputs']}/more.csv", "--output_dir", out, "--models", "synthetic",
+            "--model_cache", model_cache, "--records_per_shard", "1"]
+    run = subprocess.Popen([sys.executable, "-m", "pipeline.build", *argv], cwd=REPO, env=_env(gcs),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and run.poll() is None:
+            if any("/records/" in p for p in _objects(out)):
+                break  # the dataset is being written
+            time.sleep(0.2)
+        assert run.poll() is None, run.communicate()
+        gcs.stop()  # the store goes away in the middle of the writes
+        _, err = run.communicate(timeout=300)
+    finally:
+        if gcs.process.poll() is not None:
+            gcs.start()  # same port, same objects: what the killed store held is back
+    assert run.returncode == 1, err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert "Traceback" not in err, err[-3000:]
+    assert len(errors) == 1 and "storage service failed" in errors[0] and "--skip_existing" in errors[0], err
+    assert not fileio.exists(f"{out}/stats.json")  # nothing looks finished
+    assert build.main([*argv, "--skip_existing"]) == 0  # the lock it could not remove: stale, taken over
+    assert "stale build lock" in caplog.text
+    stats = _stats(out)
+    assert stats["records_written"] + stats["records_skipped_existing"] == 3 and stats["all_rows_accounted_for"]
+    ids = [r.record.clip_id for r in inspect.iter_records(inspect.expand_paths(out))]
+    assert sorted(ids) == sorted(set(ids)) and len(ids) == 3
+    assert not [p for p in _objects(out) if fileio.TEMP_MARKER in p or p.endswith(outputs.LOCK_NAME)]
 
 
 # ------------------------------------------------------------------------------------------

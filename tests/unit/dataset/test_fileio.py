@@ -95,3 +95,20 @@ def test_staged_files_appear_only_when_published_and_the_staging_folder_goes(tmp
             f.write("c")
         raise ValueError("check failed")
     assert sorted(os.listdir(directory)) == ["a", "b", "marker"]
+
+
+def test_storage_failure_finds_the_store_behind_a_pipeline_error_and_nothing_else():
+    from google.api_core import exceptions as gexc
+
+    try:
+        try:
+            raise gexc.ServiceUnavailable("backend gone")
+        except gexc.ServiceUnavailable as inner:
+            raise OSError("write failed") from inner
+    except OSError as outer:
+        assert fileio.storage_failure(outer) == "ServiceUnavailable: 503 backend gone"
+    # Beam re-raises a worker's exception as a RuntimeError that carries only its text.
+    beam = RuntimeError("google.api_core.exceptions.ServiceUnavailable: 503 backend gone\nTraceback ...")
+    assert fileio.storage_failure(beam) == "google.api_core.exceptions.ServiceUnavailable: 503 backend gone"
+    assert fileio.storage_failure(RuntimeError("ValueError: a bug in a DoFn")) is None
+    assert fileio.storage_failure(KeyError("google")) is None
