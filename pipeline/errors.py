@@ -65,3 +65,37 @@ TRANSIENT_REASONS = frozenset({"network", "timeout", "rate_limited", "internal_e
 def is_transient(reason: str) -> bool:
     """True when a row that failed with `reason` is worth another attempt on a resumed build."""
     return reason in TRANSIENT_REASONS
+
+
+_STORE_ERROR_NAMES = ("google.api_core.exceptions.", "google.auth.exceptions.", "BeamIOError",
+                      "requests.exceptions.ConnectionError", "urllib3.exceptions.")
+
+
+def storage_failure(error: BaseException) -> str | None:
+    """One line on the object store's failure behind `error` (gs:// gone, refusing, retries spent), else None.
+
+    The launcher reports such a failure in one line (`pipeline.cli.build`), and the log filter drops
+    Beam's duplicate of it (`pipeline.cli.logs`).
+
+    Looks through the exception's causes, and through the text of a pipeline failure (Beam re-raises
+    a worker's exception as a RuntimeError carrying the original's name and message).
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        kind = f"{type(current).__module__}.{type(current).__name__}"
+        text = str(current).strip()
+        if any(name in kind for name in _STORE_ERROR_NAMES):
+            return _first_line(f"{type(current).__name__}: {text}")
+        if isinstance(current, RuntimeError):
+            first = _first_line(text)
+            if any(first.startswith(name) or f" {name}" in first for name in _STORE_ERROR_NAMES):
+                return first
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _first_line(text: str, limit: int = 240) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[:limit - 3] + "..."

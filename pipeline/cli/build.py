@@ -39,6 +39,7 @@ from pipeline.cli import interrupts, logs
 from pipeline.cli import options as options_module
 from pipeline.cli.options import BuildOptions
 from pipeline.dataset import fileio, outputs, settings
+from pipeline.errors import storage_failure
 from pipeline.features import registry
 from pipeline.fetch import identities
 from pipeline.read import annotations, csvsplit
@@ -436,7 +437,7 @@ def _run_locked(pipeline_options: PipelineOptions, options: BuildOptions, *, inp
     except Exception as e:  # pylint: disable=broad-except
         hint = "" if fileio.is_local(options.output_dir) else " (python -m pipeline.doctor checks gs:// access)"
         raise UsageError(f"--output_dir {options.output_dir} cannot be written: {type(e).__name__}: "
-                         f"{fileio.storage_failure(e) or e}{hint}") from e
+                         f"{storage_failure(e) or e}{hint}") from e
     run_info = {
         "input_csv": options.input_csv,
         "input_format": input_format,
@@ -543,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(e, ModelArtifactError):
             print(readable_error(f"error: {e}"), file=sys.stderr)
             return 2
-        store = fileio.storage_failure(e)
+        store = storage_failure(e)
         if store is not None:  # gs:// stopped answering mid-run: the client's retries are spent
             print(f"error: the build stopped because the storage service failed ({store}). Nothing was marked "
                   "finished (no stats.json); once it answers again, rerun with --skip_existing to resume",

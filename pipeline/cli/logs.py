@@ -94,9 +94,9 @@ def _is_reported_store_failure(record: logging.LogRecord) -> bool:
     """Beam's log of a bundle that failed on the object store: the launcher reports it in one line itself."""
     if not record.name.startswith("apache_beam.runners") or not record.exc_info or not record.exc_info[1]:
         return False
-    from pipeline.dataset import fileio  # pylint: disable=import-outside-toplevel
+    from pipeline.errors import storage_failure  # pylint: disable=import-outside-toplevel
 
-    return fileio.storage_failure(record.exc_info[1]) is not None
+    return storage_failure(record.exc_info[1]) is not None
 
 
 def _is_beam_noise(path: str, message: str) -> bool:

@@ -10,6 +10,7 @@ import os
 
 import pytest
 
+from pipeline import errors
 from pipeline.dataset import fileio
 
 
@@ -106,9 +107,9 @@ def test_storage_failure_finds_the_store_behind_a_pipeline_error_and_nothing_els
         except gexc.ServiceUnavailable as inner:
             raise OSError("write failed") from inner
     except OSError as outer:
-        assert fileio.storage_failure(outer) == "ServiceUnavailable: 503 backend gone"
+        assert errors.storage_failure(outer) == "ServiceUnavailable: 503 backend gone"
     # Beam re-raises a worker's exception as a RuntimeError that carries only its text.
     beam = RuntimeError("google.api_core.exceptions.ServiceUnavailable: 503 backend gone\nTraceback ...")
-    assert fileio.storage_failure(beam) == "google.api_core.exceptions.ServiceUnavailable: 503 backend gone"
-    assert fileio.storage_failure(RuntimeError("ValueError: a bug in a DoFn")) is None
-    assert fileio.storage_failure(KeyError("google")) is None
+    assert errors.storage_failure(beam) == "google.api_core.exceptions.ServiceUnavailable: 503 backend gone"
+    assert errors.storage_failure(RuntimeError("ValueError: a bug in a DoFn")) is None
+    assert errors.storage_failure(KeyError("google")) is None
