@@ -67,7 +67,7 @@ def is_transient(reason: str) -> bool:
     return reason in TRANSIENT_REASONS
 
 
-_STORE_ERROR_NAMES = ("google.api_core.exceptions.", "google.auth.exceptions.", "BeamIOError",
+_STORE_ERROR_NAMES = ("google.api_core.exceptions.", "google.auth.exceptions.",
                       "requests.exceptions.ConnectionError", "urllib3.exceptions.")
 
 
@@ -75,24 +75,30 @@ def storage_failure(error: BaseException) -> str | None:
     """One line on the object store's failure behind `error` (gs:// gone, refusing, retries spent), else None.
 
     The launcher reports such a failure in one line (`pipeline.cli.build`), and the log filter drops
-    Beam's duplicate of it (`pipeline.cli.logs`).
-
-    Looks through the exception's causes, and through the text of a pipeline failure (Beam re-raises
-    a worker's exception as a RuntimeError carrying the original's name and message).
+    Beam's duplicate of it (`pipeline.cli.logs`). Looks through the exception's causes, the errors a
+    Beam BeamIOError collects per path (a local disk's are not the store's), and the text of a
+    pipeline failure (Beam re-raises a worker's exception as a RuntimeError carrying the original's
+    name and message).
     """
     seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
+    pending: list[BaseException] = [error]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
         seen.add(id(current))
         kind = f"{type(current).__module__}.{type(current).__name__}"
         text = str(current).strip()
-        if any(name in kind for name in _STORE_ERROR_NAMES):
+        if any(kind.startswith(name) for name in _STORE_ERROR_NAMES):
             return _first_line(f"{type(current).__name__}: {text}")
         if isinstance(current, RuntimeError):
             first = _first_line(text)
-            if any(first.startswith(name) or f" {name}" in first for name in _STORE_ERROR_NAMES):
+            if any(first.startswith(name) for name in _STORE_ERROR_NAMES):
                 return first
-        current = current.__cause__ or current.__context__
+        details = getattr(current, "exception_details", None)  # BeamIOError: {path: exception}
+        if isinstance(details, dict):
+            pending += [e for e in details.values() if isinstance(e, BaseException)]
+        pending += [e for e in (current.__cause__, current.__context__) if e is not None]
     return None
 
 

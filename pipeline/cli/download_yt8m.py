@@ -58,8 +58,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TextIO, TypeVar
 
-from pipeline.cli.progress_line import StatusLine, format_bytes
-from pipeline.cli.progress_line import format_clock as format_duration
 from pipeline.cli.yt8m_files import (
     MIRRORS,
     DownloadSummary,
@@ -67,6 +65,7 @@ from pipeline.cli.yt8m_files import (
     Partition,
     PermanentError,
     PlannedFile,
+    Progress,
     TransientError,
     build_parser,
     md5_file,
@@ -84,12 +83,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-__all__ = [
-    "MIRRORS", "PART_SUFFIX", "DownloadSummary", "Interrupted", "Partition", "PermanentError", "PlannedFile",
-    "Progress", "TransientError", "backoff_delay", "build_parser", "download", "fetch_plan", "format_bytes",
-    "format_duration", "main", "md5_file", "parse_partition", "parse_plan", "plan_downloads", "plan_url",
-    "select_files"
-]
+__all__ = ["PART_SUFFIX", "backoff_delay", "download", "fetch_plan", "main", "plan_downloads"]
 
 PART_SUFFIX = ".part"
 
@@ -133,77 +127,6 @@ def _with_retries(action: Callable[[int], T], *, max_attempts: int, backoff_base
 
     return retry.call(attempt, transient=lambda error: isinstance(error, TransientError), max_attempts=max_attempts,
                       backoff_base=backoff_base, backoff_max=backoff_max, sleep=sleep, rng=rng)
-
-
-# -------------------------------------------------------------------- progress
-
-
-class Progress:
-    """Thread-safe progress of a download (drawn by `pipeline.cli.progress_line.StatusLine`).
-
-    On a terminal it is a rich bar (files done of the plan, elapsed time, bytes, rate, ETA)
-    whose values change at most every ``tty_interval`` seconds; elsewhere (logs, CI) a full
-    ``[yt8m] ...`` line is printed every ``interval`` seconds so logs stay readable, and the
-    final state once. The ETA uses files that needed a download only, because skipped files
-    take no time and would make it wildly optimistic.
-    """
-
-    def __init__(self, *, total: int, stream: TextIO | None, interval: float = 5.0, tty_interval: float = 0.2):
-        self._total = total
-        self._start = time.monotonic()
-        self._bytes = 0
-        self._counts = {"downloaded": 0, "skipped": 0, "failed": 0}
-        self._display = StatusLine(stream, self.line, interval=interval, tty_interval=tty_interval, label="[yt8m]",
-                                   bar_text=self._bar_text, counts=lambda: (sum(self._counts.values()), self._total))
-
-    def add_bytes(self, count: int) -> None:
-        """Counts ``count`` more bytes received (of any file)."""
-
-        def change() -> None:
-            self._bytes += count
-
-        self._display.update(change)
-
-    def file_done(self, outcome: str) -> None:
-        """Counts one finished file; ``outcome`` is downloaded, skipped or failed."""
-
-        def change() -> None:
-            self._counts[outcome] += 1
-
-        self._display.update(change)
-
-    @property
-    def bytes(self) -> int:
-        """Bytes received so far, all files together."""
-        with self._display.lock:
-            return self._bytes
-
-    def line(self) -> str:
-        """The current plain progress line (without newline)."""
-        done = sum(self._counts.values())
-        return f"[yt8m] {done}/{self._total} files, {self._bar_text()}"
-
-    def _bar_text(self) -> str:
-        """Bytes, rate, ETA and failures: what the bar shows beside files done/total."""
-        elapsed = max(time.monotonic() - self._start, 1e-9)
-        downloaded, skipped, failed = (self._counts[k] for k in ("downloaded", "skipped", "failed"))
-        done = downloaded + skipped + failed
-        work = self._total - skipped
-        finished_work = downloaded + failed
-        if done >= self._total:
-            eta = format_duration(0)
-        elif finished_work:
-            eta = format_duration(elapsed / finished_work * (work - finished_work))
-        else:
-            eta = "?"
-        text = f"{format_bytes(self._bytes)}, {format_bytes(self._bytes / elapsed)}/s, ETA {eta}"
-        if failed:
-            text += f", {failed} failed"
-        return text
-
-    def finish(self) -> None:
-        """Draws the final state (once) and stops the bar."""
-        self._display.finish()
 
 
 # -------------------------------------------------------------------- transfers
@@ -348,6 +271,27 @@ class _Downloader:
                       backoff_base=self.backoff_base, backoff_max=self.backoff_max, stop=self.stop, rng=rng)
         return "downloaded"
 
+    def outcome(self, item: PlannedFile) -> tuple[str, str] | None:
+        """``(downloaded|skipped|failed, failure detail)`` for one file; None when interrupted.
+
+        A file's failure never stops the others: network and md5 errors after their retries, and
+        local disk or store errors (a gs:// client raises its own kinds), become its detail line.
+        """
+        local = fileio.is_local(self.output_dir)
+        try:
+            return self.fetch(item), ""
+        except Interrupted:
+            return None
+        except (TransientError, PermanentError) as error:
+            attempts = getattr(error, "attempts", 1)
+            return "failed", f"{error.reason} after {attempts} attempt{'s' if attempts != 1 else ''}: {error.message}"
+        except OSError as error:  # disk or store trouble (Beam's BeamIOError is one)
+            return "failed", f"{'local_io_error' if local else 'storage_error'}: {error}"
+        except Exception as error:  # pylint: disable=broad-except
+            if local:
+                raise
+            return "failed", f"storage_error: {type(error).__name__}: {error}"  # google.api_core's NotFound, ...
+
     def _attempt(self, item: PlannedFile) -> None:
         target = fileio.join(self.output_dir, item.final_name)
         partial = target + PART_SUFFIX
@@ -368,6 +312,21 @@ class _Downloader:
             actual = digest.hexdigest()
             if actual != item.md5:
                 raise TransientError("md5_mismatch", f"{item.name}: md5 {actual}, plan says {item.md5}")
+
+
+def _run_parallel(items: list[PlannedFile], run_one: Callable[[PlannedFile], None], *, parallelism: int,
+                  stop: threading.Event) -> None:
+    """``run_one(item)`` for every item on ``parallelism`` threads; on Ctrl-C the workers drop their transfers."""
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="yt8m")
+    try:
+        futures = [executor.submit(run_one, item) for item in items]
+        for future in concurrent.futures.as_completed(futures):
+            future.result()
+    except BaseException:
+        stop.set()  # Ctrl-C lands here in the main thread
+        executor.shutdown(wait=True, cancel_futures=True)
+        raise
+    executor.shutdown(wait=True)
 
 
 def download(*, partition: str | Partition, output_dir: str | os.PathLike[str] = ".",
@@ -412,8 +371,7 @@ def download(*, partition: str | Partition, output_dir: str | os.PathLike[str] =
     planned = plan_downloads(partition=partition, shard=shard, mirror=mirror, base_url=base_url, timeout=timeout,
                              max_attempts=max_attempts, backoff_base=backoff_base, backoff_max=backoff_max)
     out = os.fspath(output_dir)
-    local = fileio.is_local(out)
-    if local:
+    if fileio.is_local(out):
         os.makedirs(out, exist_ok=True)
     progress = Progress(total=len(planned), stream=progress_stream, interval=progress_interval)
     worker = _Downloader(output_dir=out, timeout=timeout,
@@ -425,45 +383,21 @@ def download(*, partition: str | Partition, output_dir: str | os.PathLike[str] =
     def run_one(item: PlannedFile) -> None:
         if stop.is_set():
             return
-        try:
-            outcome = worker.fetch(item)
-        except Interrupted:
+        result = worker.outcome(item)
+        if result is None:  # interrupted
             return
-        except (TransientError, PermanentError) as error:
-            attempts = getattr(error, "attempts", 1)
-            detail = f"{error.reason} after {attempts} attempt{'s' if attempts != 1 else ''}: {error.message}"
-            outcome = "failed"
-            with results_lock:
+        outcome, detail = result
+        with results_lock:
+            if outcome == "failed":
                 summary.failed[item.final_name] = detail
-        except OSError as error:  # disk or store trouble (Beam's BeamIOError is one): report it, keep going
-            outcome = "failed"
-            with results_lock:
-                summary.failed[item.final_name] = f"{'local_io_error' if local else 'storage_error'}: {error}"
-        except Exception as error:  # pylint: disable=broad-except
-            if local:
-                raise
-            # The store's client raises its own errors (google.api_core's NotFound, Forbidden, ...).
-            outcome = "failed"
-            with results_lock:
-                summary.failed[item.final_name] = f"storage_error: {type(error).__name__}: {error}"
-        else:
-            with results_lock:
+            else:
                 (summary.downloaded if outcome == "downloaded" else summary.skipped).append(item.final_name)
         progress.file_done(outcome)
 
-    executor = concurrent.futures.ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="yt8m")
     try:
-        futures = [executor.submit(run_one, item) for item in planned]
-        for future in concurrent.futures.as_completed(futures):
-            future.result()
-    except BaseException:
-        # Ctrl-C lands here in the main thread: tell workers to drop their transfers.
-        stop.set()
-        executor.shutdown(wait=True, cancel_futures=True)
-        raise
+        _run_parallel(planned, run_one, parallelism=parallelism, stop=stop)
     finally:
         progress.finish()  # on Ctrl-C too: a terminal gets its cursor and a whole last line back
-    executor.shutdown(wait=True)
     summary.interrupted = stop.is_set()
     summary.downloaded.sort()
     summary.skipped.sort()

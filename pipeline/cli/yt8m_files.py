@@ -1,10 +1,9 @@
 """What a YouTube-8M partition is made of: its download plan, shard selection and file names.
 
-The pure half of `pipeline.download_yt8m` (no network, no threads): parsing ``2/frame/train``
-and ``X,N``, the plan and file URLs, the official script's name-hash shards and
-``trainAB.tfrecord`` -> ``train%04d.tfrecord`` renaming, the plan's checks, and the error and
-summary types the downloader reports with. Everything here is re-exported by
-`pipeline.download_yt8m`, where callers import it from, and so is `build_parser` (the
+The half of `pipeline.cli.download_yt8m` without network: parsing ``2/frame/train`` and
+``X,N``, the plan and file URLs, the official script's name-hash shards and
+``trainAB.tfrecord`` -> ``train%04d.tfrecord`` renaming, the plan's checks, the error and
+summary types the downloader reports with, its progress display, and `build_parser` (the
 command line's flags, checked as they are parsed).
 """
 
@@ -18,10 +17,13 @@ import math
 import os
 import re
 import string
+import time
 import urllib.parse
 from collections.abc import Mapping
+from typing import TextIO
 
-from pipeline.cli.progress_line import format_bytes
+from pipeline.cli.progress_line import StatusLine, format_bytes
+from pipeline.cli.progress_line import format_clock as format_duration
 from pipeline.dataset import fileio
 
 #: Host of the download plans when no ``--base_url`` is given.
@@ -280,6 +282,74 @@ class DownloadSummary:
         if self.interrupted:
             lines.append("  interrupted: rerun the same command to resume")
         return "\n".join(lines)
+
+
+class Progress:
+    """Thread-safe progress of a download (drawn by `pipeline.cli.progress_line.StatusLine`).
+
+    On a terminal it is a rich bar (files done of the plan, elapsed time, bytes, rate, ETA)
+    whose values change at most every ``tty_interval`` seconds; elsewhere (logs, CI) a full
+    ``[yt8m] ...`` line is printed every ``interval`` seconds so logs stay readable, and the
+    final state once. The ETA uses files that needed a download only, because skipped files
+    take no time and would make it wildly optimistic.
+    """
+
+    def __init__(self, *, total: int, stream: TextIO | None, interval: float = 5.0, tty_interval: float = 0.2):
+        self._total = total
+        self._start = time.monotonic()
+        self._bytes = 0
+        self._counts = {"downloaded": 0, "skipped": 0, "failed": 0}
+        self._display = StatusLine(stream, self.line, interval=interval, tty_interval=tty_interval, label="[yt8m]",
+                                   bar_text=self._bar_text, counts=lambda: (sum(self._counts.values()), self._total))
+
+    def add_bytes(self, count: int) -> None:
+        """Counts ``count`` more bytes received (of any file)."""
+
+        def change() -> None:
+            self._bytes += count
+
+        self._display.update(change)
+
+    def file_done(self, outcome: str) -> None:
+        """Counts one finished file; ``outcome`` is downloaded, skipped or failed."""
+
+        def change() -> None:
+            self._counts[outcome] += 1
+
+        self._display.update(change)
+
+    @property
+    def bytes(self) -> int:
+        """Bytes received so far, all files together."""
+        with self._display.lock:
+            return self._bytes
+
+    def line(self) -> str:
+        """The current plain progress line (without newline)."""
+        done = sum(self._counts.values())
+        return f"[yt8m] {done}/{self._total} files, {self._bar_text()}"
+
+    def _bar_text(self) -> str:
+        """Bytes, rate, ETA and failures: what the bar shows beside files done/total."""
+        elapsed = max(time.monotonic() - self._start, 1e-9)
+        downloaded, skipped, failed = (self._counts[k] for k in ("downloaded", "skipped", "failed"))
+        done = downloaded + skipped + failed
+        work = self._total - skipped
+        finished_work = downloaded + failed
+        if done >= self._total:
+            eta = format_duration(0)
+        elif finished_work:
+            eta = format_duration(elapsed / finished_work * (work - finished_work))
+        else:
+            eta = "?"
+        text = f"{format_bytes(self._bytes)}, {format_bytes(self._bytes / elapsed)}/s, ETA {eta}"
+        if failed:
+            text += f", {failed} failed"
+        return text
+
+    def finish(self) -> None:
+        """Draws the final state (once) and stops the bar."""
+        self._display.finish()
 
 
 def planned_files(part: Partition, selected: Mapping[str, str], *, mirror: str,

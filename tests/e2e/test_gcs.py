@@ -278,6 +278,17 @@ def test_two_concurrent_builds_into_one_gs_dir_one_is_refused(built, gcs):
     assert _stats(out)["records_written"] == 2
 
 
+def _assert_a_resume_converges(out: str, argv: list[str], caplog) -> None:
+    """A --skip_existing rerun of a stopped build of more.csv takes its stale lock and ends with 3 distinct ids."""
+    assert build.main([*argv, "--skip_existing"]) == 0
+    assert "stale build lock" in caplog.text
+    stats = _stats(out)
+    assert stats["records_written"] + stats["records_skipped_existing"] == 3 and stats["all_rows_accounted_for"]
+    ids = [r.record.clip_id for r in inspect.iter_records(inspect.expand_paths(out))]
+    assert sorted(ids) == sorted(set(ids)) and len(ids) == 3
+    assert not [p for p in _objects(out) if fileio.TEMP_MARKER in p or p.endswith(outputs.LOCK_NAME)]
+
+
 def test_kill_9_mid_write_then_rerun_converges_without_duplicates(built, gcs, caplog):
     out = "gs://bucket/killed"
     argv = [sys.executable, "-m", "pipeline.build",
@@ -292,13 +303,7 @@ def test_kill_9_mid_write_then_rerun_converges_without_duplicates(built, gcs, ca
     run.wait()
     assert not fileio.exists(f"{out}/stats.json")  # nothing looks finished
     assert fileio.exists(f"{out}/{outputs.LOCK_NAME}")  # kill -9 cannot clean up: the next run must
-    assert build.main([*argv[3:], "--skip_existing"]) == 0  # in this process: no second start-up to pay
-    assert "stale build lock" in caplog.text
-    stats = _stats(out)
-    assert stats["records_written"] + stats["records_skipped_existing"] == 3 and stats["all_rows_accounted_for"]
-    ids = [r.record.clip_id for r in inspect.iter_records(inspect.expand_paths(out))]
-    assert sorted(ids) == sorted(set(ids)) and len(ids) == 3
-    assert not [p for p in _objects(out) if fileio.TEMP_MARKER in p or p.endswith(outputs.LOCK_NAME)]
+    _assert_a_resume_converges(out, argv[3:], caplog)  # in this process: no second start-up to pay
 
 
 # ------------------------------------------------------------------------------------------
@@ -350,13 +355,7 @@ def test_store_stopped_mid_run_is_one_line_and_a_rerun_converges(built, gcs, mod
     assert "Traceback" not in err, err[-3000:]
     assert len(errors) == 1 and "storage service failed" in errors[0] and "--skip_existing" in errors[0], err
     assert not fileio.exists(f"{out}/stats.json")  # nothing looks finished
-    assert build.main([*argv, "--skip_existing"]) == 0  # the lock it could not remove: stale, taken over
-    assert "stale build lock" in caplog.text
-    stats = _stats(out)
-    assert stats["records_written"] + stats["records_skipped_existing"] == 3 and stats["all_rows_accounted_for"]
-    ids = [r.record.clip_id for r in inspect.iter_records(inspect.expand_paths(out))]
-    assert sorted(ids) == sorted(set(ids)) and len(ids) == 3
-    assert not [p for p in _objects(out) if fileio.TEMP_MARKER in p or p.endswith(outputs.LOCK_NAME)]
+    _assert_a_resume_converges(out, argv, caplog)  # the lock it could not remove: stale, taken over
 
 
 # ------------------------------------------------------------------------------------------

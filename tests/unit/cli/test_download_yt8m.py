@@ -248,7 +248,7 @@ def test_progress_rewrites_in_place_on_a_tty():
             return True
 
     stream = Tty()
-    progress = dl.Progress(total=2, stream=stream, tty_interval=0)
+    progress = yt8m_files.Progress(total=2, stream=stream, tty_interval=0)
     progress.add_bytes(2048)
     progress.file_done("downloaded")
     progress.file_done("skipped")

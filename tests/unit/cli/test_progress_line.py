@@ -12,8 +12,7 @@ import time
 
 import pytest
 
-from pipeline.cli import download_yt8m as dl
-from pipeline.cli import progress_line
+from pipeline.cli import progress_line, yt8m_files
 from transforms.support import progress
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
@@ -60,7 +59,7 @@ def _lines(stream: io.StringIO, prefix: str) -> list[str]:
 
 def test_both_tools_draw_a_rich_bar_on_a_terminal():
     download_stream = Tty()
-    download = dl.Progress(total=3, stream=download_stream, tty_interval=0)
+    download = yt8m_files.Progress(total=3, stream=download_stream, tty_interval=0)
     download.add_bytes(3 * 1024)
     download.file_done("downloaded")
     download.file_done("failed")
@@ -80,14 +79,14 @@ def test_both_tools_draw_a_rich_bar_on_a_terminal():
     assert "3.0 KiB" in download_stream.getvalue() and "1 failed" in download_stream.getvalue()
     assert "1 failed" in build_stream.getvalue() and "video-s/s" in build_stream.getvalue()
     # Neither tool draws by itself: rich is progress_line's business.
-    for module in ("transforms/support/progress.py", "pipeline/cli/download_yt8m.py"):
+    for module in ("transforms/support/progress.py", "pipeline/cli/download_yt8m.py", "pipeline/cli/yt8m_files.py"):
         source = (REPO / module).read_text()
         assert "import rich" not in source and "from rich" not in source and "\\r" not in source, module
 
 
 def test_download_plain_lines_follow_the_interval_and_end_once(clock):
     stream = io.StringIO()
-    download = dl.Progress(total=3, stream=stream, interval=10)
+    download = yt8m_files.Progress(total=3, stream=stream, interval=10)
     download.file_done("skipped")
     download.add_bytes(1024)
     assert stream.getvalue() == "", "no line before the interval has passed"
@@ -107,7 +106,7 @@ def test_download_plain_lines_follow_the_interval_and_end_once(clock):
 
 def test_download_final_state_is_printed_once_at_the_end(clock):
     stream = io.StringIO()
-    download = dl.Progress(total=2, stream=stream, interval=10)
+    download = yt8m_files.Progress(total=2, stream=stream, interval=10)
     download.file_done("downloaded")
     clock.now += 3
     download.file_done("skipped")
@@ -145,7 +144,7 @@ def test_build_prints_no_duplicate_final_line(clock):
 
 
 def test_no_stream_is_silent_and_nothing_recorded_prints_nothing(clock):
-    silent = dl.Progress(total=1, stream=None, interval=0)
+    silent = yt8m_files.Progress(total=1, stream=None, interval=0)
     silent.file_done("downloaded")
     silent.finish()
     stream = io.StringIO()

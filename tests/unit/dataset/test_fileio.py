@@ -113,3 +113,13 @@ def test_storage_failure_finds_the_store_behind_a_pipeline_error_and_nothing_els
     assert errors.storage_failure(beam) == "google.api_core.exceptions.ServiceUnavailable: 503 backend gone"
     assert errors.storage_failure(RuntimeError("ValueError: a bug in a DoFn")) is None
     assert errors.storage_failure(KeyError("google")) is None
+
+
+def test_storage_failure_looks_into_beam_io_errors_and_leaves_local_disks_out():
+    from apache_beam.io.filesystem import BeamIOError
+    from google.api_core import exceptions as gexc
+
+    remote = BeamIOError("List operation failed", {"gs://b/out/": gexc.ServiceUnavailable("gone")})
+    assert errors.storage_failure(remote) == "ServiceUnavailable: 503 gone"
+    local = BeamIOError("Rename operation failed", {"/data/out/x": OSError(28, "No space left on device")})
+    assert errors.storage_failure(local) is None
