@@ -229,24 +229,10 @@ class _Finalize(beam.DoFn):
         layouts = {(s["split"], s["num_shards"]) for s in shards}
         if not any(split == FAILURES_SPLIT for split, _ in layouts):
             layouts.add((FAILURES_SPLIT, 1))
-        for split, num_shards in sorted(layouts):
-            for shard in range(num_shards):
-                if (split, shard, num_shards) not in written:
-                    # crc32 left this slot empty: an empty file keeps the -of-N set complete.
-                    path = shard_path(self._output_dir, split, shard, num_shards, self._run_tag)
-                    if split != FAILURES_SPLIT:
-                        write_atomically(shardindex.index_path(path), shardindex.empty_index())
-                    write_atomically(path, b"")
+        self._write_empty_slots(layouts, written)
         write_atomically(FileSystems.join(self._output_dir, "vocabulary.csv"), vocabulary.to_csv().encode("utf-8"))
-        new_shards = [{"name": s["path"].rsplit("/", 1)[-1], "split": s["split"], "records": s["count"],
-                       **s.get("figures", {})}
-                      for s in shards if s["split"] != FAILURES_SPLIT]
+        new_shards = self._shard_entries(shards, layouts)
         new_names = {s["name"] for s in new_shards}
-        for split, num_shards in sorted(layouts):
-            for shard in range(num_shards):  # the empty slots filled above
-                name = shard_path(self._output_dir, split, shard, num_shards, self._run_tag).rsplit("/", 1)[-1]
-                if split != FAILURES_SPLIT and name not in new_names:
-                    new_shards.append({"name": name, "split": split, "records": 0, **_empty_figures()})
         all_shards = [s for s in self._kept_shards if s["name"] not in new_names] + new_shards
         dataset = dataset_figures(all_shards)
         run = dataset_figures(new_shards)
@@ -302,7 +288,37 @@ class _Finalize(beam.DoFn):
                                     "seconds": round(kept_seconds, 3)}})
         if not stats["all_rows_accounted_for"]:
             metrics.counter("rows_unaccounted").inc(abs(rows - records - skipped - failures - kept_clips))
-        # Earlier failure shards this run did not rewrite (another -of-N): only now, with the new set complete.
+        self._delete_replaced(shards, layouts)
+        write_atomically(FileSystems.join(self._output_dir, "stats.json"),
+                         (json.dumps(stats, indent=2, sort_keys=False) + "\n").encode("utf-8"))
+        yield stats
+
+
+    def _write_empty_slots(self, layouts: set[tuple[str, int]], written: set[tuple[str, int, int]]) -> None:
+        """An empty file (and index) for each -of-N slot crc32 left empty, so every shard set is complete."""
+        for split, num_shards in sorted(layouts):
+            for shard in range(num_shards):
+                if (split, shard, num_shards) not in written:
+                    path = shard_path(self._output_dir, split, shard, num_shards, self._run_tag)
+                    if split != FAILURES_SPLIT:
+                        write_atomically(shardindex.index_path(path), shardindex.empty_index())
+                    write_atomically(path, b"")
+
+    def _shard_entries(self, shards: list[dict], layouts: set[tuple[str, int]]) -> list[dict]:
+        """This run's record shards as stats entries (name, split, records, figures), empty slots included."""
+        entries = [{"name": s["path"].rsplit("/", 1)[-1], "split": s["split"], "records": s["count"],
+                    **s.get("figures", {})}
+                   for s in shards if s["split"] != FAILURES_SPLIT]
+        names = {s["name"] for s in entries}
+        for split, num_shards in sorted(layouts):
+            for shard in range(num_shards):  # the empty slots _write_empty_slots filled
+                name = shard_path(self._output_dir, split, shard, num_shards, self._run_tag).rsplit("/", 1)[-1]
+                if split != FAILURES_SPLIT and name not in names:
+                    entries.append({"name": name, "split": split, "records": 0, **_empty_figures()})
+        return entries
+
+    def _delete_replaced(self, shards: list[dict], layouts: set[tuple[str, int]]) -> None:
+        """Earlier failure shards this run did not rewrite (another -of-N): only now, with the new set complete."""
         new_paths = {s["path"] for s in shards} | {
             shard_path(self._output_dir, split, shard, n, self._run_tag)
             for split, n in layouts for shard in range(n)}
@@ -311,9 +327,6 @@ class _Finalize(beam.DoFn):
             from pipeline.dataset import outputs  # pylint: disable=import-outside-toplevel
 
             outputs.delete(stale)
-        write_atomically(FileSystems.join(self._output_dir, "stats.json"),
-                         (json.dumps(stats, indent=2, sort_keys=False) + "\n").encode("utf-8"))
-        yield stats
 
 
 def _availability_table(rows: list) -> dict:

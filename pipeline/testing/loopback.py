@@ -58,89 +58,98 @@ class LoopbackServer:
         self._httpd.shutdown()
         self._httpd.server_close()
 
-    def _handler(self):
-        server = self
+    def _handler(self) -> type[http.server.BaseHTTPRequestHandler]:
+        return type("Handler", (_FileHandler,), {"owner": self})
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
 
-            def setup(self):
-                # A small send buffer keeps "bytes sent" close to what the client read when it hangs up.
-                self.request.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 16)
-                super().setup()
+class _FileHandler(http.server.BaseHTTPRequestHandler):
+    """Serves `owner.root` with Range support, answering `owner.faults` first and logging to `owner.requests`."""
 
-            def log_message(self, *args):  # quiet
+    protocol_version = "HTTP/1.1"
+    owner: LoopbackServer
+
+    def setup(self):
+        # A small send buffer keeps "bytes sent" close to what the client read when it hangs up.
+        self.request.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 16)
+        super().setup()
+
+    def log_message(self, *args):  # quiet
+        pass
+
+    def _record(self, sent: int) -> None:
+        with self.owner._lock:  # pylint: disable=protected-access
+            self.owner.requests.append((self.command, self.path, self.headers.get("Range"), sent))
+
+    def _reply(self, status: int, body: bytes = b"", *, head: bool, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if body and not head:
+            self.wfile.write(body)
+        self._record(0)
+
+    def _byte_range(self, size: int) -> tuple[int, int, bool] | None:
+        """(first, last, partial) for the request's Range header; None when it starts past the end."""
+        start, end = 0, size - 1
+        match = _RANGE_RE.match(self.headers.get("Range", "") or "")
+        if not (match and (match.group(1) or match.group(2))):
+            return start, end, False
+        if match.group(1):
+            start = int(match.group(1))
+            end = int(match.group(2)) if match.group(2) else size - 1
+        else:
+            start = max(0, size - int(match.group(2)))
+        if start >= size:
+            return None
+        return start, min(end, size - 1), True
+
+    def do_HEAD(self):
+        self.do_GET(head=True)
+
+    def do_GET(self, head: bool = False):
+        server = self.owner
+        path = urllib.parse.urlparse(self.path).path
+        with server._lock:  # pylint: disable=protected-access
+            pending = server.faults.get(path)
+            status = pending.pop(0) if pending else None
+        if status is not None:
+            return self._reply(status, f"injected {status}".encode(), head=head,
+                               headers={"Content-Type": "text/plain"})
+        local = os.path.realpath(os.path.join(server.root, path.lstrip("/")))
+        if not local.startswith(server.root + os.sep) or not os.path.isfile(local):
+            return self._reply(404, head=head)
+        size = os.path.getsize(local)
+        span = self._byte_range(size)
+        if span is None:
+            return self._reply(416, head=head, headers={"Content-Range": f"bytes */{size}"})
+        start, end, partial = span
+        if partial:
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Type", "video/mp4")
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Length", str(end - start + 1))
+        self.end_headers()
+        self._record(0 if head else self._send_bytes(local, start, end - start + 1))
+        return None
+
+    def _send_bytes(self, local: str, start: int, count: int) -> int:
+        """Writes `count` bytes of `local` from `start`; returns how many went out before the client left."""
+        sent = 0
+        with open(local, "rb") as f:
+            f.seek(start)
+            try:
+                while count > 0:
+                    chunk = f.read(min(1 << 16, count))
+                    if not chunk:
+                        break
+                    self.wfile.write(chunk)
+                    sent += len(chunk)
+                    count -= len(chunk)
+            except (BrokenPipeError, ConnectionResetError):
                 pass
-
-            def _record(self, sent: int) -> None:
-                with server._lock:
-                    server.requests.append((self.command, self.path, self.headers.get("Range"), sent))
-
-            def do_HEAD(self):
-                self.do_GET(head=True)
-
-            def do_GET(self, head: bool = False):
-                path = urllib.parse.urlparse(self.path).path
-                with server._lock:
-                    pending = server.faults.get(path)
-                    status = pending.pop(0) if pending else None
-                if status is not None:
-                    body = f"injected {status}".encode()
-                    self.send_response(status)
-                    self.send_header("Content-Type", "text/plain")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    if not head:
-                        self.wfile.write(body)
-                    self._record(0)
-                    return
-                local = os.path.realpath(os.path.join(server.root, path.lstrip("/")))
-                if not local.startswith(server.root + os.sep) or not os.path.isfile(local):
-                    self.send_response(404)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    self._record(0)
-                    return
-                size = os.path.getsize(local)
-                start, end = 0, size - 1
-                match = _RANGE_RE.match(self.headers.get("Range", "") or "")
-                if match and (match.group(1) or match.group(2)):
-                    if match.group(1):
-                        start = int(match.group(1))
-                        end = int(match.group(2)) if match.group(2) else size - 1
-                    else:
-                        start = max(0, size - int(match.group(2)))
-                    end = min(end, size - 1)
-                    if start >= size:
-                        self.send_response(416)
-                        self.send_header("Content-Range", f"bytes */{size}")
-                        self.send_header("Content-Length", "0")
-                        self.end_headers()
-                        self._record(0)
-                        return
-                    self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
-                else:
-                    self.send_response(200)
-                self.send_header("Content-Type", "video/mp4")
-                self.send_header("Accept-Ranges", "bytes")
-                self.send_header("Content-Length", str(end - start + 1))
-                self.end_headers()
-                sent = 0
-                if not head:
-                    with open(local, "rb") as f:
-                        f.seek(start)
-                        remaining = end - start + 1
-                        try:
-                            while remaining > 0:
-                                chunk = f.read(min(1 << 16, remaining))
-                                if not chunk:
-                                    break
-                                self.wfile.write(chunk)
-                                sent += len(chunk)
-                                remaining -= len(chunk)
-                        except (BrokenPipeError, ConnectionResetError):
-                            pass
-                self._record(sent)
-
-        return Handler
+        return sent
