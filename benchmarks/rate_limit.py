@@ -18,6 +18,7 @@ import time
 
 from pipeline.errors import ClipError
 from pipeline.fetch import clips as fetch
+from pipeline.fetch.config import FetchConfig
 from pipeline.net import pacing
 from pipeline.testing import testvideo
 from pipeline.testing.loopback_limiter import LimiterServer
@@ -27,7 +28,7 @@ def _run(video: bytes, *, rows: int, limit: int, period: float, concurrency: int
          work: str) -> dict:
     pacing.reset()
     with LimiterServer(video, limit=limit, period=period) as site:
-        config = fetch.FetchConfig(url_template=site.url + "/videos/{id}.mp4", backoff_base=0.2, socket_timeout=10.0,
+        config = FetchConfig(url_template=site.url + "/videos/{id}.mp4", backoff_base=0.2, socket_timeout=10.0,
                                    max_attempts=3, max_seconds=max(120.0, 4 * rows * period / limit),
                                    fetch_rate=fetch_rate)
 

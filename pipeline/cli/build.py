@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
     from apache_beam.runners.runner import PipelineResult
 
-    from pipeline.fetch.clips import FetchConfig
+    from pipeline.fetch.config import FetchConfig
 
 
 class UsageError(Exception):

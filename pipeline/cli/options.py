@@ -14,7 +14,7 @@ from pipeline.read import csvsplit
 
 if TYPE_CHECKING:
     from pipeline.fetch import mirrors
-    from pipeline.fetch.clips import FetchConfig
+    from pipeline.fetch.config import FetchConfig
 
 
 # Flag value types: argparse calls them at parse time, so a bad value stops the run there (exit 2,
@@ -308,7 +308,7 @@ class BuildOptions(PipelineOptions):
         `identities.scrub_options`. Raises ValueError with a one-line message.
         """
         from pipeline.fetch import identities  # pylint: disable=import-outside-toplevel
-        from pipeline.fetch.clips import FetchConfig  # pylint: disable=import-outside-toplevel
+        from pipeline.fetch.config import FetchConfig  # pylint: disable=import-outside-toplevel
 
         return FetchConfig(
             url_template=self.video_url_template, max_height=self.fetch_max_height, max_attempts=self.fetch_attempts,

@@ -221,7 +221,7 @@ def check_decodable(info: ProbeResult, uri: str, *, max_frame_side: int = MAX_FR
                     max_frame_pixels: int = MAX_FRAME_PIXELS) -> ProbeResult:
     """Raises ClipError unless a probed file has a header, a video stream and frames within the caps.
 
-    A caller that already holds a file's header (:attr:`pipeline.fetch.clips.FetchResult.probe`) can
+    A caller that already holds a file's header (:attr:`pipeline.fetch.config.FetchResult.probe`) can
     check it here instead of probing the file again.
     """
     if not info.ok:

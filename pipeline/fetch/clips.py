@@ -85,12 +85,11 @@ from pipeline.decode import probe
 from pipeline.decode.probe import ProbeResult
 from pipeline.errors import ClipError
 from pipeline.fetch import bounded, identities, ytdlp
+from pipeline.fetch.config import FetchConfig, FetchResult, check_url_scheme
 from pipeline.fetch.ytdlp import AttemptError
 from pipeline.net import address_policy, guard_proxy, netguard, pacing, retry
 
-__all__ = [
-    "FetchConfig", "download_video", "FetchResult", "fetch_clip", "validate_youtube_id"
-]
+__all__ = ["download_video", "fetch_clip", "validate_youtube_id"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -107,132 +106,6 @@ _PRELOAD = ("pipeline.fetch.ytdlp_preload",)
 
 # CR/LF (header injection), other control characters and spaces have no place in a URL.
 _CONTROL_RE = re.compile(r"[\x00-\x20\x7f]")
-
-
-@dataclasses.dataclass(frozen=True)
-class FetchConfig:
-    """How clips are fetched. Picklable, so Beam can ship it to workers.
-
-    Attributes:
-        url_template: URL with ``{id}`` replaced by the YouTube id; a mirror or
-            loopback server can stand in for YouTube.
-        max_height: Largest short side (pixels) worth fetching. The smallest
-            format at or below it is preferred, else the smallest above it.
-        max_attempts: Attempts per clip, the first included.
-        max_seconds: Time budget per clip over all attempts and backoff sleeps,
-            and a hard deadline on the clip's network traffic: the guard proxy
-            closes every connection when it passes (reason ``timeout``).
-        backoff_base: Base of the exponential backoff (seconds); the sleep
-            before attempt ``n + 1`` is uniform in ``[0, backoff_base * 2**(n-1)]``
-            (full jitter, so many workers hitting one server spread out).
-        socket_timeout: Seconds a network read may stall (yt-dlp's
-            ``socket_timeout``; ffmpeg's ``-rw_timeout`` for section cuts).
-        rate_limit: yt-dlp ``ratelimit`` such as ``"2M"`` (bytes/s). It applies
-            to yt-dlp's own downloader (full files); ffmpeg section cuts are
-            small and not rate limited.
-        cookies_file: Netscape cookies file for yt-dlp. Each call works on a
-            private copy because yt-dlp writes cookies back on close and
-            concurrent workers would otherwise race on the file.
-        proxy: User HTTP proxy (``http://[user:pass@]host:port``). The per-clip
-            guard proxy (:mod:`pipeline.net.netguard`) still checks every destination
-            and the deadline, then connects through this one; SOCKS is refused.
-        allow_file_urls: Allow ``file:`` URLs; only http(s) otherwise, so a
-            template cannot be turned into a local-file reader by accident.
-        max_bytes: Largest http(s) video row downloaded (``--fetch_max_bytes``);
-            a larger one fails ``too_large``.
-        max_memory: Resident memory of yt-dlp's child process at which an attempt
-            is stopped (``too_large``): a page that inflates to gigabytes.
-        extra_ytdlp_options: Extra ``YoutubeDL`` params (e.g. ``extractor_args``,
-            ``http_headers``, ``format``/``format_sort`` overrides). Options the
-            fetcher depends on are rejected (see ``ytdlp.RESERVED_OPTIONS``).
-        fetch_rate: ``N/PERIOD`` (``300/h``): new videos started per identity and
-            host in this process, evenly spaced (:mod:`pipeline.net.pacing`).
-        cookie_jars: Contents of the ``--cookies`` files, read by the launcher
-            (staged: workers cannot read its files). Several: one per identity.
-        proxies: User proxies, one per identity (``proxy`` is the one-value form).
-        extractor_args: yt-dlp ``--extractor-args`` text (``youtube:player_client=web;po_token=...``).
-
-    Cookies, proxy passwords and tokens never appear in the config's repr.
-    """
-
-    url_template: str = "https://www.youtube.com/watch?v={id}"
-    max_height: int = 360
-    max_attempts: int = 5
-    max_seconds: float = 300.0
-    backoff_base: float = 1.0
-    socket_timeout: float = 30.0
-    rate_limit: str | None = None
-    cookies_file: str | None = None
-    proxy: str | None = dataclasses.field(default=None, repr=False)
-    allow_file_urls: bool = False
-    max_bytes: int = 64 << 20
-    max_memory: int = 1 << 30
-    extra_ytdlp_options: Mapping[str, Any] = dataclasses.field(default_factory=dict, hash=False)
-    fetch_rate: str | None = None
-    cookie_jars: tuple[str, ...] = dataclasses.field(default=(), repr=False)
-    proxies: tuple[str, ...] = dataclasses.field(default=(), repr=False)
-    extractor_args: str | None = dataclasses.field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        """Rejects settings that would fail on every clip, before any worker runs."""
-        if "{id}" not in self.url_template:
-            raise ValueError(f"url_template must contain '{{id}}': {self.url_template!r}")
-        _check_url_scheme(self.url_template.replace("{id}", "a" * 11), allow_file_urls=self.allow_file_urls,
-                          error=ValueError)
-        if self.max_height < 1:
-            raise ValueError(f"max_height must be >= 1, got {self.max_height}")
-        if self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
-        if not self.max_seconds > 0:
-            raise ValueError(f"max_seconds must be > 0, got {self.max_seconds}")
-        if not self.backoff_base >= 0:
-            raise ValueError(f"backoff_base must be >= 0, got {self.backoff_base}")
-        if self.max_bytes < 1:
-            raise ValueError(f"max_bytes must be >= 1, got {self.max_bytes}")
-        if not self.socket_timeout > 0:
-            raise ValueError(f"socket_timeout must be > 0, got {self.socket_timeout}")
-        for proxy in ([self.proxy] if self.proxy is not None else []) + list(self.proxies):
-            guard_proxy.GuardProxy.check_upstream(proxy)
-        if self.fetch_rate is not None:
-            pacing.parse_rate(self.fetch_rate)
-        if self.extractor_args:
-            ytdlp.parse_extractor_args(self.extractor_args)
-        if self.rate_limit is not None and ytdlp.parse_rate(self.rate_limit) is None:
-            raise ValueError(f"rate_limit must look like '500K' or '2M', got {self.rate_limit!r}")
-        reserved = sorted(ytdlp.RESERVED_OPTIONS.intersection(self.extra_ytdlp_options))
-        if reserved:
-            raise ValueError(f"extra_ytdlp_options may not set {reserved}; use the FetchConfig fields")
-
-
-@dataclasses.dataclass(frozen=True)
-class FetchResult:
-    """A fetched clip. ``path`` belongs to the caller, who must delete it.
-
-    Attributes:
-        path: Local media file directly under ``work_dir``.
-        start_offset: Seconds from the beginning of ``path`` (the container
-            start time, the origin of ffmpeg's ``-ss``) to the requested
-            ``start``; the decoder seeks there accurately.
-        duration: Requested ``end - start`` in seconds.
-        bytes_downloaded: Bytes yt-dlp reported as downloaded (for a section,
-            the size of the cut file ffmpeg wrote).
-        seconds: Wall time of the whole call, retries and sleeps included.
-        attempts: Attempts made, the successful one included.
-        method: ``"section"`` (only [start, end] fetched) or ``"full"``.
-        probe: The header of ``path`` as the fetcher read it (local, strict
-            whitelists). A decoder can check it with
-            :func:`pipeline.decode.probe.check_decodable` instead of probing the
-            file again.
-    """
-
-    path: str
-    start_offset: float
-    duration: float
-    bytes_downloaded: int
-    seconds: float
-    attempts: int
-    method: str
-    probe: ProbeResult | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
 # --------------------------------------------------------------------------
@@ -287,128 +160,159 @@ def fetch_clip(*, video_id: str, start: float, end: float, work_dir: str, config
     validate_youtube_id(video_id)
     _validate_segment(start, end)
     url = config.url_template.replace("{id}", video_id)
-    _check_url_scheme(url, allow_file_urls=config.allow_file_urls, error=_invalid_url)
-
+    check_url_scheme(url, allow_file_urls=config.allow_file_urls, error=_invalid_url)
     try:
         policy = address_policy.AddressPolicy([url])
     except address_policy.AddressRefused as e:
         raise ClipError(e.reason, e.message, stage="fetch") from None
-    # Every remote byte of this clip goes through the guard: address policy, and
-    # --fetch_max_seconds as a hard deadline that closes slow transfers too.
-    deadline = began + config.max_seconds
-    pool = identities.pool_for(config.cookie_jars, config.proxies or ([config.proxy] if config.proxy else []))
-    guard = guard_proxy.GuardProxy(policy, deadline=deadline, upstream=None)
-    host = urllib.parse.urlsplit(url).hostname or "?"
-    interval = pacing.start_interval(config.fetch_rate)
-
     os.makedirs(work_dir, exist_ok=True)
-    call_dir = tempfile.mkdtemp(prefix=f".fetch-{video_id}-", dir=work_dir)
+    call = _ClipFetch(video_id=video_id, start=start, end=end, work_dir=work_dir, config=config, url=url,
+                      policy=policy, began=began)
     try:
-        guard.start()
-        ffmpeg = netguard.ffmpeg_for_ytdlp(probe.ffmpeg_exe())
-        where = f"{video_id} [{start:g}, {end:g}]s"
-        tries = 0  # every start of the video, rate-limited ones included
+        return call.run()
+    finally:
+        call.close()
 
-        def cookies_for(identity: identities.Identity) -> str | None:
-            # A private copy per call: yt-dlp writes cookies back on close, concurrent fetches would race.
-            path = os.path.join(call_dir, f"cookies-{identity.number}.txt")
-            if not os.path.exists(path):
-                if identity.cookies is not None:
-                    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w",
-                              encoding="utf-8") as f:
-                        f.write(identity.cookies)
-                elif config.cookies_file:
-                    fileio.copy_to_local(config.cookies_file, path)  # a gs:// cookies file too
-                else:
-                    return None
-            return path
 
-        def attempt(number: int) -> FetchResult:
-            nonlocal tries
-            # A push-back (429, the bot wall) is not a failed attempt: the pacer decides when this
-            # row (and every other of this host and identity) tries again, until its deadline.
-            while True:
-                identity = pool.current()
-                pacer = pacing.pacer_for(host, identity.key, interval=interval)
-                started: list[pacing.Ticket] = []
+class _ClipFetch:
+    """One `fetch_clip` call: its guard, scratch folder, identities and attempt count."""
 
-                _warm_extractors(url)
+    def __init__(self, *, video_id: str, start: float, end: float, work_dir: str, config: FetchConfig, url: str,
+                 policy: address_policy.AddressPolicy, began: float):
+        self.video_id, self.start, self.end, self.work_dir, self.config, self.url = (
+            video_id, start, end, work_dir, config, url)
+        self.began = began
+        # Every remote byte of this clip goes through the guard: address policy, and
+        # --fetch_max_seconds as a hard deadline that closes slow transfers too.
+        self.deadline = began + config.max_seconds
+        self.pool = identities.pool_for(config.cookie_jars, config.proxies or ([config.proxy] if config.proxy else []))
+        self.guard = guard_proxy.GuardProxy(policy, deadline=self.deadline, upstream=None)
+        self.host = urllib.parse.urlsplit(url).hostname or "?"
+        self.interval = pacing.start_interval(config.fetch_rate)
+        self.where = f"{video_id} [{start:g}, {end:g}]s"
+        self.tries = 0  # every start of the video, rate-limited ones included
+        self.call_dir = tempfile.mkdtemp(prefix=f".fetch-{video_id}-", dir=work_dir)
+        self.ffmpeg = ""
 
-                def pace(pacer: pacing.Pacer = pacer, started: list = started) -> None:
-                    # Called right before yt-dlp's first request: the start is timed as the site sees it.
-                    started.append(pacer.acquire(deadline=deadline))
+    def close(self) -> None:
+        self.guard.stop()
+        shutil.rmtree(self.call_dir, ignore_errors=True)
 
-                def observe(status: int, retry_after: float | None, started: list = started) -> None:
-                    if started and (status == 429 or (status == 503 and retry_after is not None)):
-                        started[0].push_back(retry_after, f"HTTP {status} from {host}")
-
-                tries += 1
-                attempt_dir = os.path.join(call_dir, f"attempt{tries}")
-                os.mkdir(attempt_dir)
-                guard.set_upstream(identity.proxy)
-                guard.on_response = observe
-                remaining = config.max_seconds - (time.monotonic() - began)
-                try:
-                    fetched = _attempt(
-                        url=url, start=start, end=end, out_dir=attempt_dir, config=config, guard=guard,
-                        ffmpeg=ffmpeg, cookies_file=cookies_for(identity),
-                        timeout=max(0.1, min(config.socket_timeout, remaining)), pace=pace)
-                except pacing.StillLimited as e:
-                    shutil.rmtree(attempt_dir, ignore_errors=True)
-                    err = AttemptError("rate_limited", f"still rate limited when --fetch_max_seconds "
-                                       f"{config.max_seconds:g} ran out: {e} [{identity.label}]", transient=False)
-                    err.attempts = tries - 1
-                    raise err from None
-                except AttemptError as err:
-                    shutil.rmtree(attempt_dir, ignore_errors=True)
-                    ticket = started[0] if started else None
-                    if ticket is not None and ticket.pushed and err.transient:
-                        err.reason = "rate_limited"  # the guard saw the 429 behind a vaguer client error
-                    err = _guard_verdict(guard, err, max_seconds=config.max_seconds)
-                    err.attempts = tries
-                    if err.reason != "rate_limited":
-                        if ticket is not None and not err.transient:
-                            ticket.succeeded()  # the site answered (a 404 is an answer, not a push-back)
-                        raise err from None
-                    if ticket is not None:
-                        ticket.push_back(err.retry_after, _short(err.message))
-                    pool.rotate_from(identity)
-                    _LOG.info("%s: rate limited (%s) [%s]; waiting for the pacer", where, _short(err.message),
-                              identity.label)
-                    continue
-                finally:
-                    guard.on_response = None
-                started[0].succeeded()
-                path = _claim(fetched.path, work_dir=work_dir, video_id=video_id, start=start, end=end)
-                return FetchResult(
-                    path=path,
-                    start_offset=fetched.start_offset,
-                    duration=float(end - start),
-                    bytes_downloaded=fetched.bytes_downloaded or os.path.getsize(path),
-                    seconds=time.monotonic() - began,
-                    attempts=tries,
-                    method=fetched.method,
-                    probe=fetched.probe,
-                )
+    def run(self) -> FetchResult:
+        """Attempts with backoff on transient failures; a ClipError with the last reason when they run out."""
+        self.guard.start()
+        self.ffmpeg = netguard.ffmpeg_for_ytdlp(probe.ffmpeg_exe())
 
         def log_retry(err: BaseException, number: int, delay: float) -> None:
-            _LOG.info("%s, %d attempt(s): transient failure (%s), retrying in %.2fs", where, number, err, delay)
+            _LOG.info("%s, %d attempt(s): transient failure (%s), retrying in %.2fs", self.where, number, err, delay)
 
+        config = self.config
         try:
-            result, _ = retry.call(attempt, transient=lambda err: isinstance(err, AttemptError) and err.transient,
+            result, _ = retry.call(self.attempt, transient=lambda err: isinstance(err, AttemptError) and err.transient,
                                    max_attempts=config.max_attempts, backoff_base=config.backoff_base,
-                                   deadline=deadline, on_retry=log_retry)
+                                   deadline=self.deadline, on_retry=log_retry)
         except AttemptError as err:
-            done = f"{where}, {err.attempts} attempt(s)"
+            done = f"{self.where}, {err.attempts} attempt(s)"
             if not err.transient:
                 raise ClipError(err.reason, f"{done}: {err.message}", stage="fetch") from None
-            elapsed = time.monotonic() - began
+            elapsed = time.monotonic() - self.began
             reason = "rate_limited" if err.reason == "rate_limited" else "network"
             raise ClipError(reason, f"{done} in {elapsed:.1f}s, giving up: {err.message}", stage="fetch") from None
         return result
-    finally:
-        guard.stop()
-        shutil.rmtree(call_dir, ignore_errors=True)
+
+    def cookies_for(self, identity: identities.Identity) -> str | None:
+        """A private copy of the identity's cookies (yt-dlp writes cookies back on close: a shared one races)."""
+        path = os.path.join(self.call_dir, f"cookies-{identity.number}.txt")
+        if not os.path.exists(path):
+            if identity.cookies is not None:
+                with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as f:
+                    f.write(identity.cookies)
+            elif self.config.cookies_file:
+                fileio.copy_to_local(self.config.cookies_file, path)  # a gs:// cookies file too
+            else:
+                return None
+        return path
+
+    def attempt(self, number: int) -> FetchResult:
+        """One attempt in the retry budget (``number``: its place there).
+
+        A push-back (429, the bot wall) is not a failed attempt: the pacer decides when this row (and
+        every other of this host and identity) starts again, until its deadline.
+        """
+        del number
+        while True:
+            fetched = self._start_once()
+            if fetched is not None:
+                break
+        path = _claim(fetched.path, work_dir=self.work_dir, video_id=self.video_id, start=self.start, end=self.end)
+        return FetchResult(
+            path=path,
+            start_offset=fetched.start_offset,
+            duration=float(self.end - self.start),
+            bytes_downloaded=fetched.bytes_downloaded or os.path.getsize(path),
+            seconds=time.monotonic() - self.began,
+            attempts=self.tries,
+            method=fetched.method,
+            probe=fetched.probe,
+        )
+
+    def _start_once(self) -> _Fetched | None:
+        """One paced start of the video; None when the site pushed back and the pacer says wait."""
+        config = self.config
+        identity = self.pool.current()
+        pacer = pacing.pacer_for(self.host, identity.key, interval=self.interval)
+        started: list[pacing.Ticket] = []
+        _warm_extractors(self.url)
+
+        def pace() -> None:
+            # Called right before yt-dlp's first request: the start is timed as the site sees it.
+            started.append(pacer.acquire(deadline=self.deadline))
+
+        def observe(status: int, retry_after: float | None) -> None:
+            if started and (status == 429 or (status == 503 and retry_after is not None)):
+                started[0].push_back(retry_after, f"HTTP {status} from {self.host}")
+
+        self.tries += 1
+        attempt_dir = os.path.join(self.call_dir, f"attempt{self.tries}")
+        os.mkdir(attempt_dir)
+        self.guard.set_upstream(identity.proxy)
+        self.guard.on_response = observe
+        remaining = config.max_seconds - (time.monotonic() - self.began)
+        try:
+            fetched = _attempt(
+                url=self.url, start=self.start, end=self.end, out_dir=attempt_dir, config=config, guard=self.guard,
+                ffmpeg=self.ffmpeg, cookies_file=self.cookies_for(identity),
+                timeout=max(0.1, min(config.socket_timeout, remaining)), pace=pace)
+        except pacing.StillLimited as e:
+            shutil.rmtree(attempt_dir, ignore_errors=True)
+            err = AttemptError("rate_limited", f"still rate limited when --fetch_max_seconds "
+                               f"{config.max_seconds:g} ran out: {e} [{identity.label}]", transient=False)
+            err.attempts = self.tries - 1
+            raise err from None
+        except AttemptError as err:
+            shutil.rmtree(attempt_dir, ignore_errors=True)
+            self._pushed_back_or_raise(err, started[0] if started else None, identity)
+            return None
+        finally:
+            self.guard.on_response = None
+        started[0].succeeded()
+        return fetched
+
+    def _pushed_back_or_raise(self, err: AttemptError, ticket: pacing.Ticket | None,
+                              identity: identities.Identity) -> None:
+        """Returns when the site pushed back (the pacer and the next identity take it over); raises otherwise."""
+        if ticket is not None and ticket.pushed and err.transient:
+            err.reason = "rate_limited"  # the guard saw the 429 behind a vaguer client error
+        err = _guard_verdict(self.guard, err, max_seconds=self.config.max_seconds)
+        err.attempts = self.tries
+        if err.reason != "rate_limited":
+            if ticket is not None and not err.transient:
+                ticket.succeeded()  # the site answered (a 404 is an answer, not a push-back)
+            raise err from None
+        if ticket is not None:
+            ticket.push_back(err.retry_after, _short(err.message))
+        self.pool.rotate_from(identity)
+        _LOG.info("%s: rate limited (%s) [%s]; waiting for the pacer", self.where, _short(err.message), identity.label)
 
 
 _WARM: set[str] = set()
@@ -745,14 +649,6 @@ def _validate_segment(start: float, end: float) -> None:
 
 def _invalid_url(message: str) -> ClipError:
     return ClipError("invalid_url", message, stage="fetch")
-
-
-def _check_url_scheme(url: str, *, allow_file_urls: bool, error: Callable[[str], Exception]) -> None:
-    """Refuses anything but http(s) (and file: when allowed) after substitution."""
-    scheme = urllib.parse.urlsplit(url).scheme.lower()
-    allowed = {"http", "https"} | ({"file"} if allow_file_urls else set())
-    if scheme not in allowed:
-        raise error(f"refusing URL scheme {scheme!r} in {url!r}; allowed: {sorted(allowed)}")
 
 
 def _claim(path: str, *, work_dir: str, video_id: str, start: float, end: float) -> str:

@@ -167,7 +167,8 @@ def rangeless(tmp_path):
 
 
 def test_a_rangeless_mirror_gets_the_whole_file_fallback(rangeless, tmp_path):
-    from pipeline.fetch.clips import FetchConfig, fetch_clip
+    from pipeline.fetch.clips import fetch_clip
+    from pipeline.fetch.config import FetchConfig
 
     config = FetchConfig(url_template=rangeless + "/videos/{id}.mp4", max_attempts=1)
     result = fetch_clip(video_id="0wR5jVB-WPk", start=2, end=5, config=config, work_dir=str(tmp_path))
@@ -177,7 +178,8 @@ def test_a_rangeless_mirror_gets_the_whole_file_fallback(rangeless, tmp_path):
 
 def test_a_fetched_file_that_is_not_media_names_the_server_and_what_it_sent(rangeless, tmp_path):
     from pipeline.errors import ClipError
-    from pipeline.fetch.clips import FetchConfig, fetch_clip
+    from pipeline.fetch.clips import fetch_clip
+    from pipeline.fetch.config import FetchConfig
 
     config = FetchConfig(url_template=rangeless + "/videos/{id}.mp4", max_attempts=1)
     with pytest.raises(ClipError) as e:
@@ -303,7 +305,8 @@ def test_guard_refusals_log_one_line_per_destination_and_reason(tmp_path, caplog
     import logging
 
     from pipeline.errors import ClipError
-    from pipeline.fetch.clips import FetchConfig, fetch_clip
+    from pipeline.fetch.clips import fetch_clip
+    from pipeline.fetch.config import FetchConfig
     from pipeline.net import guard_proxy
 
     guard_proxy._LOGGED_REFUSALS.clear()  # pylint: disable=protected-access  (a fresh worker process)

@@ -137,7 +137,7 @@ def _tmp(path):
 
 
 def _fetcher(world, clips_dir=None):
-    from pipeline.fetch.clips import FetchConfig
+    from pipeline.fetch.config import FetchConfig
 
     config = FetchConfig(url_template=world["yt"].url + "/videos/{id}.mp4", max_attempts=1, backoff_base=0.0,
                          socket_timeout=10)
@@ -175,7 +175,7 @@ def test_kept_clip_comes_from_the_mirror(world, tmp_path):
 
 def test_http_mirror_goes_through_the_guard(world, tmp_path, caplog):
     """A mirror URL that redirects to a link-local address (the metadata server) is refused, then YouTube."""
-    from pipeline.fetch.clips import FetchConfig
+    from pipeline.fetch.config import FetchConfig
 
     fetcher = ClipFetcher(config=FetchConfig(url_template=world["yt"].url + "/videos/{id}.mp4", max_attempts=1,
                                              socket_timeout=5),

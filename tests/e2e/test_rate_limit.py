@@ -21,6 +21,7 @@ from pipeline import decode
 from pipeline.errors import ClipError
 from pipeline.fetch import clips as fetch
 from pipeline.fetch import identities, ytdlp
+from pipeline.fetch.config import FetchConfig
 from pipeline.net import address_policy, guard_proxy, pacing
 from pipeline.testing import testvideo
 from pipeline.testing.loopback_limiter import AuthProxy, LimiterServer
@@ -45,11 +46,11 @@ def video(tmp_path_factory) -> bytes:
         return f.read()
 
 
-def _config(site: LimiterServer, **overrides) -> fetch.FetchConfig:
+def _config(site: LimiterServer, **overrides) -> FetchConfig:
     values = dict(url_template=site.url + "/videos/{id}.mp4", backoff_base=0.05, socket_timeout=5.0,
                   max_attempts=3, max_seconds=60.0)
     values.update(overrides)
-    return fetch.FetchConfig(**values)
+    return FetchConfig(**values)
 
 
 def _fetch_all(ids, config, tmp_path, workers=4):
@@ -348,7 +349,7 @@ def test_the_guard_hands_every_relayed_status_and_retry_after_to_its_observer(vi
 def test_extractor_args_reach_yt_dlp_and_merge_with_extra_options():
     from pipeline.fetch import ytdlp
 
-    config = fetch.FetchConfig(extractor_args="youtube:player_client=web,tv;po_token=web.gvs+T0K",
+    config = FetchConfig(extractor_args="youtube:player_client=web,tv;po_token=web.gvs+T0K",
                                extra_ytdlp_options={"extractor_args": {"youtube": {"lang": ["en"]}}})
     params = fetch.build_params(config, out_dir="/tmp", logger=ytdlp.CapturingLogger(), hook=lambda s: None,
                                 ffmpeg="ffmpeg", cookies_file=None, timeout=5.0, proxy="http://127.0.0.1:1")
@@ -356,5 +357,5 @@ def test_extractor_args_reach_yt_dlp_and_merge_with_extra_options():
                                                     "po_token": ["web.gvs+T0K"]}}
     assert "T0K" not in repr(config)
     with pytest.raises(ValueError) as caught:
-        fetch.FetchConfig(extractor_args="po_token=S3CRET")
+        FetchConfig(extractor_args="po_token=S3CRET")
     assert "S3CRET" not in str(caught.value)

@@ -17,6 +17,7 @@ from pipeline.cli import build
 from pipeline.errors import ClipError
 from pipeline.fetch import bounded
 from pipeline.fetch import clips as fetch
+from pipeline.fetch.config import FetchConfig
 from pipeline.read import annotations as A
 from transforms.fetch import keep_video_row
 from transforms.support.fetch_rows import ClipFetcher, TrimLimits
@@ -101,7 +102,7 @@ def bomb_server():
 
 
 def _fetch_error(url_base, name, tmp_path, **config):
-    cfg = fetch.FetchConfig(url_template=url_base + "/{id}.mp4", max_attempts=1, socket_timeout=10, **config)
+    cfg = FetchConfig(url_template=url_base + "/{id}.mp4", max_attempts=1, socket_timeout=10, **config)
     with pytest.raises(ClipError) as e:
         fetch.fetch_clip(video_id=name, start=0.0, end=1.0, work_dir=str(tmp_path), config=cfg)
     assert os.listdir(tmp_path) == []

@@ -21,6 +21,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from pipeline.cli import build, download_yt8m, yt8m_files
 from pipeline.errors import ClipError
 from pipeline.fetch import clips as fetch
+from pipeline.fetch.config import FetchConfig
 from pipeline.net import address_policy, guard_proxy, redact
 from pipeline.read import annotations as A
 from pipeline.testing.loopback import LoopbackServer
@@ -127,15 +128,15 @@ def test_guard_proxy_refuses_other_local_users(server):
 def test_a_url_with_cr_lf_is_invalid_url(server, tmp_path):
     for url in (f"{server.url}/v.mp4\r\nX-Injected: 1", f"{server.url}/v.mp4\n", f"{server.url}/a b.mp4"):
         with pytest.raises(ClipError) as e:
-            fetch.download_video(url, str(tmp_path / "v"), config=fetch.FetchConfig())
+            fetch.download_video(url, str(tmp_path / "v"), config=FetchConfig())
         assert e.value.reason == "invalid_url", url
 
 
 def test_fetch_max_bytes_bounds_http_rows(server, tmp_path):
     with pytest.raises(ClipError) as e:
-        fetch.download_video(f"{server.url}/v.mp4", str(tmp_path / "v"), config=fetch.FetchConfig(max_bytes=1000))
+        fetch.download_video(f"{server.url}/v.mp4", str(tmp_path / "v"), config=FetchConfig(max_bytes=1000))
     assert e.value.reason == "too_large"
-    assert fetch.download_video(f"{server.url}/v.mp4", str(tmp_path / "v"), config=fetch.FetchConfig()) > 1000
+    assert fetch.download_video(f"{server.url}/v.mp4", str(tmp_path / "v"), config=FetchConfig()) > 1000
 
 
 class _FailingFetcher(ClipFetcher):

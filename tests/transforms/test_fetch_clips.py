@@ -128,10 +128,10 @@ def _decode_outputs(element: FetchedClip, **kw) -> tuple[int, list]:
 
 def test_a_fetched_clip_is_probed_once_by_the_fetcher_not_again_by_the_decoder(tmp_path, served, monkeypatch):
     from pipeline.decode import probe
-    from pipeline.fetch import clips as fetch
+    from pipeline.fetch.config import FetchConfig
 
     server, _ = served
-    config = fetch.FetchConfig(url_template=server.url + "/videos/{id}.mp4", socket_timeout=5.0, max_attempts=1)
+    config = FetchConfig(url_template=server.url + "/videos/{id}.mp4", socket_timeout=5.0, max_attempts=1)
     clip = ClipRequest(clip_id="c", source="youtube", video=OK_ID, start=2.0, end=4.0, labels=("a",), split="val",
                        row=1, fields={})
     probed = []
@@ -166,12 +166,12 @@ def test_the_decoder_counts_what_it_downloads_and_fetches_whichever_thread_does_
     from apache_beam.metrics.metric import MetricsFilter
     from apache_beam.testing.test_pipeline import TestPipeline
 
-    from pipeline.fetch import clips as fetch
+    from pipeline.fetch.config import FetchConfig
     from transforms.decode import DecodeClips
     from transforms.support import metrics
 
     server, root = served
-    config = fetch.FetchConfig(url_template=server.url + "/videos/{id}.mp4", socket_timeout=5.0, max_attempts=1)
+    config = FetchConfig(url_template=server.url + "/videos/{id}.mp4", socket_timeout=5.0, max_attempts=1)
     clips = [ClipRequest(clip_id="http", source="file", video=f"{server.url}/videos/{OK_ID}.mp4", start=None,
                          end=None, labels=("a",), split="val", row=1, fields={}),
              ClipRequest(clip_id="yt", source="youtube", video=SHORT_ID, start=2.0, end=4.0, labels=("a",),

@@ -25,7 +25,7 @@ from pipeline.read.annotations import ClipRequest
 from transforms.support import metrics
 
 if TYPE_CHECKING:
-    from pipeline.fetch.clips import FetchConfig
+    from pipeline.fetch.config import FetchConfig
     from pipeline.fetch.mirrors import ClipSources, Template
 
 _SEMAPHORES: dict[int, threading.BoundedSemaphore] = {}
@@ -145,7 +145,7 @@ class ClipFetcher:
                  trim_limits: TrimLimits | None = None, sources: ClipSources | None = None):
         self._sources = sources
         if config is None:
-            from pipeline.fetch.clips import FetchConfig  # pylint: disable=import-outside-toplevel
+            from pipeline.fetch.config import FetchConfig  # pylint: disable=import-outside-toplevel
 
             config = FetchConfig()
         self._config = config

@@ -28,6 +28,7 @@ from pipeline.decode import probe
 from pipeline.errors import ClipError
 from pipeline.fetch import clips as fetch
 from pipeline.fetch import ytdlp
+from pipeline.fetch.config import FetchConfig, FetchResult
 from pipeline.net import pacing
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
@@ -245,11 +246,11 @@ def server(media: dict[str, str]):
     srv.server_close()
 
 
-def _config(server: MediaServer, **overrides) -> fetch.FetchConfig:
+def _config(server: MediaServer, **overrides) -> FetchConfig:
     values = dict(url_template=f"http://127.0.0.1:{server.server_address[1]}/videos/{{id}}.mp4",
                   backoff_base=0.01, socket_timeout=5.0, max_attempts=3, max_seconds=60.0)
     values.update(overrides)
-    return fetch.FetchConfig(**values)
+    return FetchConfig(**values)
 
 
 # --------------------------------------------------------------------------
@@ -278,7 +279,7 @@ def _assert_frame_matches(fetched: str, fetched_at: float, source: str, source_a
         assert min(diffs.values()) < 0.5, diffs
 
 
-def _assert_clip_is_exact(result: fetch.FetchResult, source: str, start: float, end: float, fps: float) -> None:
+def _assert_clip_is_exact(result: FetchResult, source: str, start: float, end: float, fps: float) -> None:
     """Seeking to start_offset gives the source's first frame at or after `start`, and the
     clip reaches `end`. A section's timeline starts at that first frame, so it may be
     shifted by less than one frame against `start`; later frames are checked within one frame.
@@ -383,11 +384,11 @@ def test_cookies_and_extra_options_reach_the_server(server, media, tmp_path):
 
 def test_file_urls_need_opt_in(media, tmp_path):
     with pytest.raises(ValueError, match="scheme"):
-        fetch.FetchConfig(url_template="file:///srv/{id}.mp4")
+        FetchConfig(url_template="file:///srv/{id}.mp4")
     source_dir = tmp_path / "src"
     source_dir.mkdir()
     os.symlink(media["short"], source_dir / f"{OK}.mp4")
-    config = fetch.FetchConfig(url_template=f"file://{source_dir}/{{id}}.mp4", allow_file_urls=True,
+    config = FetchConfig(url_template=f"file://{source_dir}/{{id}}.mp4", allow_file_urls=True,
                                backoff_base=0.01)
     work = tmp_path / "work"
     result = fetch.fetch_clip(video_id=OK, start=2.0, end=4.0, work_dir=str(work), config=config)
@@ -472,7 +473,7 @@ def test_invalid_ids_are_refused(video_id, tmp_path):
         fetch.validate_youtube_id(video_id)
     assert (info.value.reason, info.value.stage) == ("invalid_id", "read")
     with pytest.raises(ClipError):
-        fetch.fetch_clip(video_id=video_id, start=0, end=1, work_dir=str(tmp_path), config=fetch.FetchConfig())
+        fetch.fetch_clip(video_id=video_id, start=0, end=1, work_dir=str(tmp_path), config=FetchConfig())
     assert os.listdir(tmp_path) == []
 
 
@@ -484,18 +485,18 @@ def test_valid_ids_pass():
 @pytest.mark.parametrize("start,end", [(5, 5), (6, 5), (-1, 2), (float("nan"), 3), (0, float("inf"))])
 def test_invalid_segments_are_refused(start, end, tmp_path):
     with pytest.raises(ClipError) as info:
-        fetch.fetch_clip(video_id=OK, start=start, end=end, work_dir=str(tmp_path), config=fetch.FetchConfig())
+        fetch.fetch_clip(video_id=OK, start=start, end=end, work_dir=str(tmp_path), config=FetchConfig())
     assert (info.value.reason, info.value.stage) == ("invalid_segment", "read")
 
 
 def test_config_rejects_settings_that_would_fail_every_clip():
     with pytest.raises(ValueError):
-        fetch.FetchConfig(url_template="https://example.com/watch")  # No {id}.
+        FetchConfig(url_template="https://example.com/watch")  # No {id}.
     with pytest.raises(ValueError):
-        fetch.FetchConfig(extra_ytdlp_options={"outtmpl": "x"})
+        FetchConfig(extra_ytdlp_options={"outtmpl": "x"})
     with pytest.raises(ValueError):
-        fetch.FetchConfig(rate_limit="fast")
-    config = fetch.FetchConfig(rate_limit="2M", extra_ytdlp_options={"extractor_args": {}})
+        FetchConfig(rate_limit="fast")
+    config = FetchConfig(rate_limit="2M", extra_ytdlp_options={"extractor_args": {}})
     assert pickle.loads(pickle.dumps(config)) == config  # Beam ships it to workers.
 
 

@@ -11,7 +11,8 @@ import deno
 from pipeline.cli import doctor
 from pipeline.decode import probe
 from pipeline.fetch import ytdlp
-from pipeline.fetch.clips import FetchConfig, build_params
+from pipeline.fetch.clips import build_params
+from pipeline.fetch.config import FetchConfig
 
 
 def _fetch_params(tmp_path) -> dict:

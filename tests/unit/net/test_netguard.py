@@ -27,6 +27,7 @@ from pipeline.decode import probe
 from pipeline.errors import ClipError
 from pipeline.fetch import clips as fetch
 from pipeline.fetch import ytdlp
+from pipeline.fetch.config import FetchConfig
 from pipeline.net import address_policy, guard_proxy, netguard
 from pipeline.testing import testvideo
 
@@ -196,7 +197,7 @@ def test_public_addresses_are_allowed():
 
 def _config(server, **kw):
     kw = {"max_attempts": 2, "backoff_base": 0.01, "socket_timeout": 10.0, **kw}
-    return fetch.FetchConfig(url_template=server.url + "/v/{id}.mp4", **kw)
+    return FetchConfig(url_template=server.url + "/v/{id}.mp4", **kw)
 
 
 def _fetch_error(server, tmp_path, video_id) -> ClipError:
@@ -265,7 +266,7 @@ def test_fetch_max_seconds_is_a_hard_deadline_against_a_slow_drip(hostile, tmp_p
 
 def test_download_video_redirects(hostile, tmp_path):
     server, other = hostile
-    config = fetch.FetchConfig(max_seconds=10)
+    config = FetchConfig(max_seconds=10)
     dest = str(tmp_path / "v")
     assert fetch.download_video(f"{server.url}/{GOOD}.mp4", dest, config=config) == len(server.video)
     cases = {TO_PORT: "address_not_allowed", TO_FILE: "invalid_url", TO_META: "address_not_allowed"}
@@ -357,7 +358,7 @@ def test_fetch_ignores_no_proxy_in_the_environment(hostile, tmp_path, monkeypatc
 
 def test_a_socks_proxy_is_refused_at_config_time():
     with pytest.raises(ValueError, match="http://"):
-        fetch.FetchConfig(proxy="socks5://127.0.0.1:1080")
+        FetchConfig(proxy="socks5://127.0.0.1:1080")
 
 
 def test_connect_tunnel_policy(hostile):
