@@ -39,6 +39,7 @@ from pipeline.cli import interrupts, logs
 from pipeline.cli import options as options_module
 from pipeline.cli.options import BuildOptions
 from pipeline.dataset import fileio, outputs, settings
+from pipeline.dataset.lock import BuildLock
 from pipeline.errors import storage_failure
 from pipeline.features import registry
 from pipeline.fetch import identities
@@ -334,7 +335,7 @@ def run(argv: list[str] | None = None) -> dict:
     fetch_config = _staged_fetch_config(pipeline_options, options)
     try:
         outputs.check_output_dir(options.output_dir)
-        lock = outputs.BuildLock.acquire(options.output_dir, break_lock=options.break_lock)
+        lock = BuildLock.acquire(options.output_dir, break_lock=options.break_lock)
     except outputs.OutputError as e:
         raise UsageError(str(e)) from e
     try:

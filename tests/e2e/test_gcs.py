@@ -21,6 +21,7 @@ import pytest
 
 from pipeline.cli import build, inspect, report
 from pipeline.dataset import fileio, outputs
+from pipeline.dataset.lock import BuildLock
 
 HERE = pathlib.Path(__file__).resolve().parents[1]
 REPO = HERE.parent
@@ -204,7 +205,7 @@ def test_overwrite_of_a_bracketed_dir_leaves_its_glob_twin_alone(gcs, tmp_path, 
         fileio.write_atomically(f"{directory}/records/train-00000-of-00001.tfrecord", b"")
         fileio.write_atomically(f"{directory}/failures-00000-of-00001.jsonl", b"")
     assert fileio.list_files(target) == [f"{target}/failures-00000-of-00001.jsonl", f"{target}/stats.json"]
-    lock = outputs.BuildLock.acquire(target)
+    lock = BuildLock.acquire(target)
     outputs.prepare_output_dir(target, overwrite=True)
     lock.release()
     assert fileio.list_files(target) == [] and fileio.list_files(f"{target}/records") == []
@@ -225,7 +226,7 @@ def race_for_the_lock(out: str, racers: int) -> tuple[list, list[str]]:
     def race():
         start.wait()
         try:
-            held.append(outputs.BuildLock.acquire(out))
+            held.append(BuildLock.acquire(out))
         except outputs.OutputError as e:
             refused.append(str(e))
 
@@ -256,8 +257,8 @@ def test_gs_lock_has_exactly_one_holder_of_many_racing_creates(gcs):
 
 def test_gs_lock_broken_and_taken_over_is_not_removed_by_its_first_owner(gcs):
     out = "gs://bucket/broken"
-    first = outputs.BuildLock.acquire(out)
-    second = outputs.BuildLock.acquire(out, break_lock=True)
+    first = BuildLock.acquire(out)
+    second = BuildLock.acquire(out, break_lock=True)
     first.release()  # its generation is gone: the precondition keeps the new owner's lock
     assert json.loads(fileio.read_text(f"{out}/{outputs.LOCK_NAME}"))["token"] == second.owner["token"]
     second.release()

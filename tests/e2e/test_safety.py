@@ -23,6 +23,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.cli import build, inspect, report, yt8m_files
 from pipeline.dataset import outputs
+from pipeline.dataset.lock import BuildLock
 from pipeline.errors import ClipError
 from pipeline.read import annotations as A
 from transforms import assemble
@@ -322,7 +323,7 @@ def test_second_build_into_a_directory_in_use_refuses(tmp_path, videos, model_ca
     csv_path.write_text(f"video,labels\n{videos['v3_30fps']},a\n")
     out = tmp_path / "out"
     out.mkdir()
-    held = outputs.BuildLock.acquire(str(out))  # a first build, still running (this live process)
+    held = BuildLock.acquire(str(out))  # a first build, still running (this live process)
     try:
         assert build.main(_argv(csv_path, out, model_cache)) == 2
         err = capsys.readouterr().err
@@ -337,8 +338,8 @@ def test_lock_of_another_host_needs_break_lock(tmp_path):
     lock = tmp_path / outputs.LOCK_NAME
     lock.write_text(json.dumps({"host": "some-other-host", "pid": 1, "started_at": "2026-01-01T00:00:00+00:00"}))
     with pytest.raises(outputs.OutputError, match="another host.*--break_lock"):
-        outputs.BuildLock.acquire(str(tmp_path))
-    taken = outputs.BuildLock.acquire(str(tmp_path), break_lock=True)
+        BuildLock.acquire(str(tmp_path))
+    taken = BuildLock.acquire(str(tmp_path), break_lock=True)
     assert json.loads(lock.read_text())["pid"] == os.getpid()
     taken.release()
     assert not lock.exists()

@@ -20,6 +20,7 @@ import time
 import pytest
 
 from pipeline.dataset import outputs
+from pipeline.dataset.lock import BuildLock
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 
@@ -27,7 +28,7 @@ REPO = pathlib.Path(__file__).resolve().parents[3]
 def _racer(out: str, start, done, results) -> None:
     start.wait()
     try:
-        lock = outputs.BuildLock.acquire(out)
+        lock = BuildLock.acquire(out)
         results.put(("held", lock.owner["token"]))
     except outputs.OutputError as e:
         lock = None
@@ -72,7 +73,7 @@ def test_stale_lock_takeover_has_exactly_one_holder(tmp_path):
 
 def test_empty_lock_left_by_a_full_disk_is_taken_over_with_a_message(tmp_path, caplog):
     (tmp_path / outputs.LOCK_NAME).write_bytes(b"")
-    lock = outputs.BuildLock.acquire(str(tmp_path))
+    lock = BuildLock.acquire(str(tmp_path))
     assert "empty or unreadable" in caplog.text and "full disk" in caplog.text
     assert json.loads((tmp_path / outputs.LOCK_NAME).read_text())["pid"] == os.getpid()
     lock.release()
@@ -85,7 +86,7 @@ def _acquire_with_no_room(directory: str, result) -> None:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead
     resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
     try:
-        outputs.BuildLock.acquire(directory)
+        BuildLock.acquire(directory)
         result.put("acquired")
     except outputs.OutputError as e:
         result.put(str(e))
@@ -100,7 +101,7 @@ def test_a_lock_that_cannot_be_written_leaves_no_empty_lock(tmp_path):
     child.join()
     assert "cannot write the build lock" in message, message
     assert not (tmp_path / outputs.LOCK_NAME).exists()  # the next build is not blocked
-    outputs.BuildLock.acquire(str(tmp_path)).release()
+    BuildLock.acquire(str(tmp_path)).release()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
