@@ -1,6 +1,6 @@
 """yt-dlp for the clip fetcher: its options, logger and hooks, and what its error messages mean.
 
-:mod:`pipeline.fetch.clips` runs one ``YoutubeDL.extract_info(download=True)`` per attempt; this module
+:mod:`pipeline.fetch.attempt` runs one ``YoutubeDL.extract_info(download=True)`` per attempt; this module
 holds what that call is made of (see the fetcher's docstring for the section/full decision) and
 :func:`classify_error`, which maps yt-dlp's, YouTube's and ffmpeg's error text to the fetch
 stage's stable reasons and whether another attempt can help, and :class:`FormatProbe`, which

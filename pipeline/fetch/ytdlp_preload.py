@@ -11,7 +11,7 @@ import contextlib
 import yt_dlp
 from yt_dlp.extractor import gen_extractor_classes, import_extractors
 
-import pipeline.fetch.clips  # noqa: F401  (what the children run)
+import pipeline.fetch.attempt  # noqa: F401  (what the children run)
 
 import_extractors()
 for _extractor in gen_extractor_classes():  # compiles every extractor's URL pattern (~2 s, once)

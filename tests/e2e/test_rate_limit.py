@@ -19,8 +19,8 @@ import pytest
 
 from pipeline import decode
 from pipeline.errors import ClipError
+from pipeline.fetch import attempt, identities, ytdlp
 from pipeline.fetch import clips as fetch
-from pipeline.fetch import identities, ytdlp
 from pipeline.fetch.config import FetchConfig
 from pipeline.net import address_policy, guard_proxy, pacing
 from pipeline.testing import testvideo
@@ -351,7 +351,7 @@ def test_extractor_args_reach_yt_dlp_and_merge_with_extra_options():
 
     config = FetchConfig(extractor_args="youtube:player_client=web,tv;po_token=web.gvs+T0K",
                                extra_ytdlp_options={"extractor_args": {"youtube": {"lang": ["en"]}}})
-    params = fetch.build_params(config, out_dir="/tmp", logger=ytdlp.CapturingLogger(), hook=lambda s: None,
+    params = attempt.build_params(config, out_dir="/tmp", logger=ytdlp.CapturingLogger(), hook=lambda s: None,
                                 ffmpeg="ffmpeg", cookies_file=None, timeout=5.0, proxy="http://127.0.0.1:1")
     assert params["extractor_args"] == {"youtube": {"lang": ["en"], "player_client": ["web", "tv"],
                                                     "po_token": ["web.gvs+T0K"]}}

@@ -11,7 +11,7 @@ import deno
 from pipeline.cli import doctor
 from pipeline.decode import probe
 from pipeline.fetch import ytdlp
-from pipeline.fetch.clips import build_params
+from pipeline.fetch.attempt import build_params
 from pipeline.fetch.config import FetchConfig
 
 
