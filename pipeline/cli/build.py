@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import difflib
 import json
 import os
 import shutil
@@ -37,7 +36,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, 
 
 from pipeline.cli import interrupts, logs
 from pipeline.cli import options as options_module
-from pipeline.cli.options import BuildOptions
+from pipeline.cli.options import BuildOptions, UsageError
 from pipeline.dataset import fileio, outputs, settings
 from pipeline.dataset.lock import BuildLock
 from pipeline.errors import storage_failure
@@ -60,10 +59,6 @@ if TYPE_CHECKING:
     from apache_beam.runners.runner import PipelineResult
 
     from pipeline.fetch.config import FetchConfig
-
-
-class UsageError(Exception):
-    """A problem with the command line or the inputs as a whole; nothing has started."""
 
 
 def build_pipeline(p: beam.Pipeline, options: BuildOptions, *, run_info: dict | None = None,
@@ -195,63 +190,6 @@ def _announce_synthetic() -> None:
     print(f"{bar}\n{registry.SYNTHETIC_WARNING}\n{bar}", file=sys.stderr, flush=True)
 
 
-def _known_flags_parser():
-    """The parser Beam itself builds from every PipelineOptions subclass (BuildOptions included).
-
-    ``PipelineOptions.get_all_options`` builds it and hands it to ``add_extra_args_fn``, the
-    public hook it gives runners for extra flags; keeping it from there reuses Beam's own
-    parser (its flags, its subclass selection, no abbreviations) without its private class.
-    """
-    parsers = []
-    PipelineOptions([]).get_all_options(add_extra_args_fn=parsers.append)
-    return parsers[0]
-
-
-def check_arguments(argv: list[str]) -> None:
-    """Raises UsageError naming every argument that neither this tool nor Beam knows.
-
-    Beam's PipelineOptions drops unknown arguments with a log line, so a typo (`--model-dir`,
-    `--skip-existing`, a flag that does not exist) would otherwise run a normal build. Hyphenated
-    spellings are not accepted as aliases: every flag here, Beam's included, is spelled with
-    underscores, and one spelling keeps commands copyable between docs, scripts and Dataflow.
-    """
-    parser = _known_flags_parser()
-    # A bad value (`--models synthtic`, `--records_per_shard 0`) exits 2 with one usage line and the
-    # error, not Beam's usage of every flag it has (some 160 lines).
-    parser.prog, parser.usage = "python -m pipeline.build", options_module.USAGE
-    known_values, unknown = parser.parse_known_args(argv)
-    _check_beam_values(vars(known_values))
-    if not unknown:
-        return
-    # Every flag here, Beam's included, is spelled --<dest>, so the options' names are the known flags.
-    known = sorted("--" + name for name in PipelineOptions([]).get_all_options())
-    problems = []
-    for arg in unknown:
-        if not arg.startswith("-"):
-            if not problems or problems[-1].startswith("unexpected"):
-                problems.append(f"unexpected argument {arg!r}")
-            continue  # most likely the value of the unknown flag before it
-        name = arg.split("=", 1)[0]
-        underscored = "--" + name.lstrip("-").replace("-", "_")
-        close = [underscored] if underscored in known else difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-        problems.append(f"unknown argument {name}" + (f" (did you mean {close[0]}?)" if close else ""))
-    raise UsageError("; ".join(problems))
-
-
-# Beam's own numeric flags that take any integer but mean nothing (or hang a run) below a minimum.
-_BEAM_MINIMUMS = {"direct_num_workers": 0, "num_workers": 1, "max_num_workers": 1,
-                  "number_of_worker_harness_threads": 1, "disk_size_gb": 1, "sdk_worker_parallelism": 0,
-                  "max_cache_memory_usage_mb": 0}
-
-
-def _check_beam_values(values: dict) -> None:
-    """Beam's numeric flags checked here, at parse time, as ours are by their argparse types."""
-    for name, minimum in _BEAM_MINIMUMS.items():
-        value = values.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and value < minimum:
-            raise UsageError(f"--{name} {value}: must be >= {minimum}")
-
-
 def is_local_run(pipeline_options: PipelineOptions) -> bool:
     """True when the run stays on this machine: no --runner, or the DirectRunner asked by name."""
     runner = pipeline_options.view_as(StandardOptions).runner
@@ -291,7 +229,7 @@ def local_runner(pipeline_options: PipelineOptions) -> FnApiRunner:
 def run(argv: list[str] | None = None) -> dict:
     """Parses flags, checks inputs and models, runs the pipeline; returns the stats."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    check_arguments(argv)
+    options_module.check_arguments(argv)
     local = is_local_run(PipelineOptions(argv))
     if local:
         argv += logs.harness_log_args(argv)
@@ -485,45 +423,11 @@ def _print_summary(result: PipelineResult, wall_seconds: float, *, synthetic: bo
     print("Run summary (Beam metrics)\n" + "\n".join(lines), file=sys.stderr, flush=True)
 
 
-def _split_top_level(text: str, separator: str) -> list[str]:
-    """`text` split at `separator` where it is outside parentheses (a path or URL in them stays whole)."""
-    parts, depth, start, i = [], 0, 0, 0
-    while i < len(text):
-        char = text[i]
-        depth += (char == "(") - (char == ")")
-        if depth == 0 and text.startswith(separator, i):
-            parts.append(text[start:i + len(separator.rstrip())])
-            start = i = i + len(separator)
-            continue
-        i += 1
-    return [*parts, text[start:]]
-
-
-def readable_error(text: str, width: int = 110) -> str:
-    """A long one-line error as short lines: one per `;`-separated item, the advice after them on its own.
-
-    A missing-models error names four files, each with its cache, URL and fix: 1,500 characters
-    on one line that nobody reads to the end.
-    """
-    import textwrap  # pylint: disable=import-outside-toplevel
-
-    if len(text) <= width:
-        return text
-    lines = []
-    for k, sentence in enumerate(_split_top_level(text, ". ")):
-        indent = "" if k == 0 else "  "
-        first, *rest = _split_top_level(sentence, "; ")
-        lines.append(textwrap.fill(first, width, initial_indent=indent, subsequent_indent=indent + "    "))
-        lines += [textwrap.fill(item, width, initial_indent=indent + "  - ", subsequent_indent=indent + "    ")
-                  for item in rest]
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     """The CLI: -v/--verbose, then every flag of BuildOptions and Beam. Returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--help_beam" in argv:
-        _known_flags_parser().print_help()
+        options_module.known_flags_parser().print_help()
         return 0
     if any(arg in ("-h", "--help") for arg in argv):
         options_module.help_parser().print_help()
@@ -543,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
         from pipeline.errors import ModelArtifactError  # pylint: disable=import-outside-toplevel
 
         if isinstance(e, ModelArtifactError):
-            print(readable_error(f"error: {e}"), file=sys.stderr)
+            print(logs.readable_error(f"error: {e}"), file=sys.stderr)
             return 2
         store = storage_failure(e)
         if store is not None:  # gs:// stopped answering mid-run: the client's retries are spent

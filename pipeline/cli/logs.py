@@ -229,3 +229,37 @@ def import_tensorflow() -> ModuleType:
         if kept:
             print("\n".join(kept), file=sys.stderr, flush=True)
     return tf
+
+
+def _split_top_level(text: str, separator: str) -> list[str]:
+    """`text` split at `separator` where it is outside parentheses (a path or URL in them stays whole)."""
+    parts, depth, start, i = [], 0, 0, 0
+    while i < len(text):
+        char = text[i]
+        depth += (char == "(") - (char == ")")
+        if depth == 0 and text.startswith(separator, i):
+            parts.append(text[start:i + len(separator.rstrip())])
+            start = i = i + len(separator)
+            continue
+        i += 1
+    return [*parts, text[start:]]
+
+
+def readable_error(text: str, width: int = 110) -> str:
+    """A long one-line error as short lines: one per `;`-separated item, the advice after them on its own.
+
+    A missing-models error names four files, each with its cache, URL and fix: 1,500 characters
+    on one line that nobody reads to the end.
+    """
+    import textwrap  # pylint: disable=import-outside-toplevel
+
+    if len(text) <= width:
+        return text
+    lines = []
+    for k, sentence in enumerate(_split_top_level(text, ". ")):
+        indent = "" if k == 0 else "  "
+        first, *rest = _split_top_level(sentence, "; ")
+        lines.append(textwrap.fill(first, width, initial_indent=indent, subsequent_indent=indent + "    "))
+        lines += [textwrap.fill(item, width, initial_indent=indent + "  - ", subsequent_indent=indent + "    ")
+                  for item in rest]
+    return "\n".join(lines)

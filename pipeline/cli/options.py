@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -383,3 +384,64 @@ def help_parser() -> argparse.ArgumentParser:
     for name, title in STAGES:
         FLAGS_BY_STAGE[name](parser.add_argument_group(title))
     return parser
+
+
+class UsageError(Exception):
+    """A problem with the command line or the inputs as a whole; nothing has started."""
+
+
+def known_flags_parser() -> argparse.ArgumentParser:
+    """The parser Beam itself builds from every PipelineOptions subclass (BuildOptions included).
+
+    ``PipelineOptions.get_all_options`` builds it and hands it to ``add_extra_args_fn``, the
+    public hook it gives runners for extra flags; keeping it from there reuses Beam's own
+    parser (its flags, its subclass selection, no abbreviations) without its private class.
+    """
+    parsers = []
+    PipelineOptions([]).get_all_options(add_extra_args_fn=parsers.append)
+    return parsers[0]
+
+
+def check_arguments(argv: list[str]) -> None:
+    """Raises UsageError naming every argument that neither this tool nor Beam knows.
+
+    Beam's PipelineOptions drops unknown arguments with a log line, so a typo (`--model-dir`,
+    `--skip-existing`, a flag that does not exist) would otherwise run a normal build. Hyphenated
+    spellings are not accepted as aliases: every flag here, Beam's included, is spelled with
+    underscores, and one spelling keeps commands copyable between docs, scripts and Dataflow.
+    """
+    parser = known_flags_parser()
+    # A bad value (`--models synthtic`, `--records_per_shard 0`) exits 2 with one usage line and the
+    # error, not Beam's usage of every flag it has (some 160 lines).
+    parser.prog, parser.usage = "python -m pipeline.build", USAGE
+    known_values, unknown = parser.parse_known_args(argv)
+    _check_beam_values(vars(known_values))
+    if not unknown:
+        return
+    # Every flag here, Beam's included, is spelled --<dest>, so the options' names are the known flags.
+    known = sorted("--" + name for name in PipelineOptions([]).get_all_options())
+    problems = []
+    for arg in unknown:
+        if not arg.startswith("-"):
+            if not problems or problems[-1].startswith("unexpected"):
+                problems.append(f"unexpected argument {arg!r}")
+            continue  # most likely the value of the unknown flag before it
+        name = arg.split("=", 1)[0]
+        underscored = "--" + name.lstrip("-").replace("-", "_")
+        close = [underscored] if underscored in known else difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        problems.append(f"unknown argument {name}" + (f" (did you mean {close[0]}?)" if close else ""))
+    raise UsageError("; ".join(problems))
+
+
+# Beam's own numeric flags that take any integer but mean nothing (or hang a run) below a minimum.
+_BEAM_MINIMUMS = {"direct_num_workers": 0, "num_workers": 1, "max_num_workers": 1,
+                  "number_of_worker_harness_threads": 1, "disk_size_gb": 1, "sdk_worker_parallelism": 0,
+                  "max_cache_memory_usage_mb": 0}
+
+
+def _check_beam_values(values: dict) -> None:
+    """Beam's numeric flags checked here, at parse time, as ours are by their argparse types."""
+    for name, minimum in _BEAM_MINIMUMS.items():
+        value = values.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value < minimum:
+            raise UsageError(f"--{name} {value}: must be >= {minimum}")

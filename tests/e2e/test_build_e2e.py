@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import references
 
-from pipeline.cli import build, inspect
+from pipeline.cli import build, inspect, options
 from pipeline.dataset import records
 
 
@@ -95,7 +95,7 @@ def test_records_folder_holds_only_shards_and_its_glob_inspects(built, capsys):
 
 
 def test_rerun_refuses_to_mix_unless_overwrite(built):
-    with pytest.raises(build.UsageError, match="--overwrite"):
+    with pytest.raises(options.UsageError, match="--overwrite"):
         build.run(built["argv"])
 
 

@@ -13,7 +13,7 @@ import textwrap
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.cli import build, logs
+from pipeline.cli import build, logs, options
 from pipeline.features import registry
 from transforms.support import progress
 
@@ -38,7 +38,7 @@ def test_unknown_arguments_exit_2_naming_them_before_any_work(tmp_path, capsys, 
 
 
 def test_known_beam_and_project_flags_pass_the_check():
-    build.check_arguments(["--input_csv", "a.csv", "--output_dir=o", "--models", "synthetic", "--skip_existing",
+    options.check_arguments(["--input_csv", "a.csv", "--output_dir=o", "--models", "synthetic", "--skip_existing",
                            "--runner", "DataflowRunner", "--project", "p", "--direct_num_workers=2",
                            "--experiments=use_runner_v2", "--no_download"])
 
@@ -53,9 +53,9 @@ def test_local_runs_get_the_fnapi_runner_and_others_what_they_ask_for():
     runner = build.local_runner(PipelineOptions(["--direct_num_workers=3", "--default_sdk_harness_log_level=WARNING"]))
     assert isinstance(runner, fn_runner.FnApiRunner)
     # What the SDK worker processes receive as PIPELINE_OPTIONS.
-    options = runner._provision_info.provision_info.pipeline_options  # pylint: disable=protected-access
-    assert str(options["beam:option:direct_num_workers:v1"]) == "3"
-    assert options["beam:option:default_sdk_harness_log_level:v1"] == "WARNING"
+    sent = runner._provision_info.provision_info.pipeline_options  # pylint: disable=protected-access
+    assert str(sent["beam:option:direct_num_workers:v1"]) == "3"
+    assert sent["beam:option:default_sdk_harness_log_level:v1"] == "WARNING"
 
 
 def _record(name: str, level: int, msg: str, *args) -> logging.LogRecord:

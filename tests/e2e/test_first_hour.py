@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from pipeline.cli import build, options
+from pipeline.cli import build, logs, options
 from pipeline.features import registry
 from pipeline.testing import testvideo
 
@@ -332,7 +332,7 @@ def test_a_long_model_error_is_short_lines(tmp_path, capsys):
     assert max(len(line) for line in lines) <= 110
     for name in ("classify_image_graph_def.pb", "vggish_model.ckpt", "--models synthetic"):
         assert name in err
-    assert build.readable_error("error: short") == "error: short"
+    assert logs.readable_error("error: short") == "error: short"
 
 
 def test_tasks_sh_checks_matplotlib_and_says_what_setup_does(tmp_path):

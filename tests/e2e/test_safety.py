@@ -21,7 +21,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.cli import build, inspect, report, yt8m_files
+from pipeline.cli import build, inspect, options, report, yt8m_files
 from pipeline.dataset import outputs
 from pipeline.dataset.lock import BuildLock
 from pipeline.errors import ClipError
@@ -250,7 +250,7 @@ def test_hostile_rows_fail_alone_and_nothing_escapes(hostile):
 
 def test_glob_output_dir_is_recognised_and_inspected(hostile, model_cache):
     out = hostile["out"]
-    with pytest.raises(build.UsageError, match="already holds a dataset"):
+    with pytest.raises(options.UsageError, match="already holds a dataset"):
         build.run(_argv(hostile["csv"], out, model_cache))
     assert inspect.main([str(out)]) == 0
     assert report.main([str(out), "--out", str(hostile["dir"] / "r.html")]) == 0
