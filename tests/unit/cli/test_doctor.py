@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from pipeline.cli import doctor
+from pipeline.cli import checks, doctor
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 PASSWORD = "s3cr3t-Pa55"
@@ -60,14 +60,14 @@ def _closed_port() -> int:
 
 def test_real_ffmpeg_has_everything_the_build_uses():
     check = doctor.check_ffmpeg()
-    assert check.status == doctor.OK, check.line()
+    assert check.status == checks.OK, check.line()
 
 
 def test_ffmpeg_lacking_something_the_build_uses_is_a_problem_naming_it(monkeypatch):
     monkeypatch.setitem(doctor.FFMPEG_NEEDS, "filters", (*doctor.FFMPEG_NEEDS["filters"], "nosuchfilter"))
     monkeypatch.setitem(doctor.FFMPEG_NEEDS, "demuxers", ("mp4", "nosuchdemuxer"))
     check = doctor.check_ffmpeg()
-    assert check.status == doctor.PROBLEM
+    assert check.status == checks.PROBLEM
     assert "filter nosuchfilter" in check.text and "demuxer nosuchdemuxer" in check.text
     assert "select" not in check.text and "mp4" not in check.text.split("lacks", 1)[1]
     assert "Fix: " in check.line()
@@ -77,34 +77,34 @@ def test_ytdlp_age():
     from yt_dlp.version import __version__
 
     released = datetime.date(*(int(p) for p in __version__.split(".")[:3]))
-    assert doctor.check_ytdlp_version(today=released + datetime.timedelta(days=30)).status == doctor.OK
+    assert doctor.check_ytdlp_version(today=released + datetime.timedelta(days=30)).status == checks.OK
     old = doctor.check_ytdlp_version(today=released + datetime.timedelta(days=200))
-    assert old.status == doctor.WARN and "200 days" in old.text
+    assert old.status == checks.WARN and "200 days" in old.text
     assert "pip install -U" in old.fix and "requirements.txt" in old.fix
 
 
 def test_js_runtime_and_ejs_are_ok_in_this_environment():
-    checks = {c.item: c for c in doctor.check_js_runtime()}
-    assert checks["js runtime"].status == doctor.OK, checks["js runtime"].line()
-    assert "deno-" in checks["js runtime"].text
-    assert checks["yt-dlp-ejs"].status == doctor.OK
-    assert checks["po-token"].status == doctor.OK and "no PO-token provider" in checks["po-token"].text
+    found = {c.item: c for c in doctor.check_js_runtime()}
+    assert found["js runtime"].status == checks.OK, found["js runtime"].line()
+    assert "deno-" in found["js runtime"].text
+    assert found["yt-dlp-ejs"].status == checks.OK
+    assert found["po-token"].status == checks.OK and "no PO-token provider" in found["po-token"].text
 
 
 def test_missing_deno_is_a_problem_with_its_fix(monkeypatch):
     monkeypatch.setattr(doctor.ytdlp, "deno_exe", lambda: None)
     monkeypatch.setattr(doctor.ytdlp, "js_runtimes", lambda: {"deno": {"path": "/nonexistent/deno"}})
-    checks = {c.item: c for c in doctor.check_js_runtime()}
-    assert checks["js runtime"].status == doctor.PROBLEM, checks["js runtime"].line()
-    assert "JS runtimes: none" in checks["js runtime"].text
-    assert "requirements.txt" in checks["js runtime"].fix
+    found = {c.item: c for c in doctor.check_js_runtime()}
+    assert found["js runtime"].status == checks.PROBLEM, found["js runtime"].line()
+    assert "JS runtimes: none" in found["js runtime"].text
+    assert "requirements.txt" in found["js runtime"].fix
 
 
 def test_ejs_of_another_version_than_ytdlp_uses_is_a_problem(monkeypatch):
     monkeypatch.setattr(doctor, "_ejs_version_wanted", lambda: "99.1.0")
-    checks = {c.item: c for c in doctor.check_js_runtime()}
-    assert checks["yt-dlp-ejs"].status == doctor.PROBLEM and "99.1.0" in checks["yt-dlp-ejs"].text
-    assert "pip install yt-dlp-ejs==99.1.0" in checks["yt-dlp-ejs"].fix
+    found = {c.item: c for c in doctor.check_js_runtime()}
+    assert found["yt-dlp-ejs"].status == checks.PROBLEM and "99.1.0" in found["yt-dlp-ejs"].text
+    assert "pip install yt-dlp-ejs==99.1.0" in found["yt-dlp-ejs"].fix
 
 
 def test_a_po_token_provider_plugin_is_found(tmp_path):
@@ -129,8 +129,8 @@ def test_a_po_token_provider_plugin_is_found(tmp_path):
 
 def test_cookies_expired_and_malformed_are_named_but_no_value_is_shown(tmp_path):
     now = time.time()
-    check = doctor.check_cookies(_cookies(tmp_path / "cookies.txt", now=now), now=now)
-    assert check.status == doctor.WARN, check.line()
+    check = checks.check_cookies(_cookies(tmp_path / "cookies.txt", now=now), now=now)
+    assert check.status == checks.WARN, check.line()
     assert "2 valid for youtube.com" in check.text
     assert "1 expired: OLD_SID (.youtube.com)" in check.text
     assert "malformed line(s) 5, 6" in check.text
@@ -141,8 +141,8 @@ def test_good_cookies_are_ok(tmp_path):
     path = tmp_path / "cookies.txt"
     expires = int(time.time()) + 9999
     path.write_text(f"# HTTP Cookie File\n.youtube.com\tTRUE\t/\tTRUE\t{expires}\tSID\t{COOKIE_VALUE}\n")
-    check = doctor.check_cookies(str(path))
-    assert check.status == doctor.OK and "none expired" in check.text, check.line()
+    check = checks.check_cookies(str(path))
+    assert check.status == checks.OK and "none expired" in check.text, check.line()
 
 
 @pytest.mark.parametrize(("content", "expected"), [
@@ -155,18 +155,18 @@ def test_unusable_cookies_are_a_problem(tmp_path, content, expected):
     path = tmp_path / "cookies.txt"
     if content is not None:
         path.write_text(content)
-    check = doctor.check_cookies(str(path))
-    assert check.status == doctor.PROBLEM and expected in check.text, check.line()
+    check = checks.check_cookies(str(path))
+    assert check.status == checks.PROBLEM and expected in check.text, check.line()
     assert COOKIE_VALUE not in check.line() and "cookies-from-browser" in check.fix
 
 
 def test_proxy_listening_vs_closed_and_the_password_is_never_shown(listening):
-    up = doctor.check_proxy(f"http://{USER}:{PASSWORD}@127.0.0.1:{listening}")
-    assert up.status == doctor.OK and "credentials given" in up.text, up.line()
-    down = doctor.check_proxy(f"http://{USER}:{PASSWORD}@127.0.0.1:{_closed_port()}", timeout=1.0)
-    assert down.status == doctor.PROBLEM and "cannot connect" in down.text, down.line()
-    socks = doctor.check_proxy(f"socks5://{USER}:{PASSWORD}@127.0.0.1:{listening}")
-    assert socks.status == doctor.PROBLEM and "SOCKS" in socks.text
+    up = checks.check_proxy(f"http://{USER}:{PASSWORD}@127.0.0.1:{listening}")
+    assert up.status == checks.OK and "credentials given" in up.text, up.line()
+    down = checks.check_proxy(f"http://{USER}:{PASSWORD}@127.0.0.1:{_closed_port()}", timeout=1.0)
+    assert down.status == checks.PROBLEM and "cannot connect" in down.text, down.line()
+    socks = checks.check_proxy(f"socks5://{USER}:{PASSWORD}@127.0.0.1:{listening}")
+    assert socks.status == checks.PROBLEM and "SOCKS" in socks.text
     for check in (up, down, socks):
         assert PASSWORD not in check.line() and USER not in check.line()
 
@@ -174,36 +174,36 @@ def test_proxy_listening_vs_closed_and_the_password_is_never_shown(listening):
 @pytest.mark.parametrize("url", [f"http://me:{PASSWORD}@h:1", f"me:{PASSWORD}@h:1", f"http://me:{PASSWORD}@h:x/",
                                  f"https://{PASSWORD}@h", f"http://me:p@ss{PASSWORD}@h:1"])
 def test_redaction_hides_user_info_even_in_malformed_urls(url):
-    assert PASSWORD not in doctor.redact_url(url) and "***@h" in doctor.redact_url(url)
-    assert PASSWORD not in doctor.check_proxy(url, timeout=0.5).line()
+    assert PASSWORD not in checks.redact_url(url) and "***@h" in checks.redact_url(url)
+    assert PASSWORD not in checks.check_proxy(url, timeout=0.5).line()
 
 
 def test_several_values_repeated_or_comma_separated():
-    assert doctor.split_values(["a.txt,b.txt", " c.txt ", ","]) == ["a.txt", "b.txt", "c.txt"]
-    assert doctor.split_values(None) == []
+    assert checks.split_values(["a.txt,b.txt", " c.txt ", ","]) == ["a.txt", "b.txt", "c.txt"]
+    assert checks.split_values(None) == []
 
 
 def test_models_missing_from_an_empty_cache_warn_unless_downloads_are_forbidden(tmp_path):
     allowed = doctor.check_models(model_cache=str(tmp_path / "cache"))
-    assert [c.status for c in allowed] == [doctor.WARN] * 4 and "will download" in allowed[0].text
+    assert [c.status for c in allowed] == [checks.WARN] * 4 and "will download" in allowed[0].text
     forbidden = doctor.check_models(model_cache=str(tmp_path / "cache"), allow_download=False, with_audio=False)
-    assert [c.status for c in forbidden] == [doctor.PROBLEM] * 2 and "--no_download" in forbidden[0].text
+    assert [c.status for c in forbidden] == [checks.PROBLEM] * 2 and "--no_download" in forbidden[0].text
     assert not os.path.exists(tmp_path / "cache" / "downloads")  # nothing fetched
 
 
 def test_model_dir_missing_files_name_each_one(tmp_path):
-    checks = doctor.check_models(model_dir=str(tmp_path), model_cache=str(tmp_path / "cache"))
-    assert [c.status for c in checks] == [doctor.PROBLEM] * 4
-    assert "classify_image_graph_def.pb" in checks[0].text and "--model_dir" in checks[0].fix
+    found = doctor.check_models(model_dir=str(tmp_path), model_cache=str(tmp_path / "cache"))
+    assert [c.status for c in found] == [checks.PROBLEM] * 4
+    assert "classify_image_graph_def.pb" in found[0].text and "--model_dir" in found[0].fix
 
 
 def test_gs_paths_are_skipped_offline_with_a_note():
-    checks = doctor.check_gcs([("--output_dir", "gs://bucket/out"), ("--model_dir", None)], online=False)
-    assert [(c.status, c.item) for c in checks] == [(doctor.SKIP, "gs:// --output_dir")]
-    assert "offline" in checks[0].text
-    assert doctor.check_gcs([("--output_dir", "/tmp/local")]) == []
+    found = checks.check_gcs([("--output_dir", "gs://bucket/out"), ("--model_dir", None)], online=False)
+    assert [(c.status, c.item) for c in found] == [(checks.SKIP, "gs:// --output_dir")]
+    assert "offline" in found[0].text
+    assert checks.check_gcs([("--output_dir", "/tmp/local")]) == []
     models = doctor.check_models(model_dir="gs://bucket/models", online=False)
-    assert [(c.status, c.item) for c in models] == [(doctor.SKIP, "models")] and "offline" in models[0].text
+    assert [(c.status, c.item) for c in models] == [(checks.SKIP, "models")] and "offline" in models[0].text
 
 
 def test_command_line_missing_model_dir_exits_non_zero_quietly_and_shows_no_secret(tmp_path, listening):
