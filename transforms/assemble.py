@@ -9,10 +9,10 @@ import apache_beam as beam
 import numpy as np
 
 from pipeline.dataset import records
+from pipeline.dataset.vocabulary import Vocabulary
 from pipeline.errors import ClipError, failure_record
 from pipeline.features import quantization
 from pipeline.net.redact import redact
-from pipeline.read.annotations import Vocabulary
 from transforms.support import isolation, metrics
 
 

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
 
+from pipeline.dataset.vocabulary import Vocabulary
 from pipeline.errors import failure_record
 from pipeline.read import annotations, csvsplit
 from transforms.support import isolation, metrics
@@ -60,8 +61,8 @@ class _UnionLabels(beam.CombineFn):
             merged.update(accumulator)
         return merged
 
-    def extract_output(self, accumulator: set[str]) -> annotations.Vocabulary:
-        return annotations.Vocabulary.from_labels(accumulator)
+    def extract_output(self, accumulator: set[str]) -> Vocabulary:
+        return Vocabulary.from_labels(accumulator)
 
 
 def _describe_group(element: tuple[str, Iterable[annotations.ClipRequest]]) -> tuple[str, dict, int]:

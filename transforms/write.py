@@ -21,7 +21,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.dataset import shardindex, tfrecord
 from pipeline.dataset.fileio import atomic_write, write_atomically
-from pipeline.read import annotations
+from pipeline.dataset.vocabulary import Vocabulary
 from transforms.support import metrics
 from transforms.support.progress import PROGRESS
 
@@ -221,7 +221,7 @@ class _Finalize(beam.DoFn):
         self._replaces = tuple(replaces)
         self._kept_shards = tuple(kept_shards)
 
-    def process(self, _: None, shards: list[dict], vocabulary: annotations.Vocabulary, rows_read: list[int],
+    def process(self, _: None, shards: list[dict], vocabulary: Vocabulary, rows_read: list[int],
                 record_totals: tuple, failure_reasons: Mapping[str, int], failure_stages: Mapping[str, int],
                 existing: list[int], kept: tuple | None = None, carried: list[int] = (),
                 availability: list | None = None) -> Iterator[dict]:

@@ -23,7 +23,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.dataset import fileio, tfrecord
 from pipeline.dataset.fileio import delete, is_local, write_atomically
-from pipeline.read import annotations
+from pipeline.dataset.vocabulary import Vocabulary
 
 LOCK_NAME = ".build.lock"
 VOCABULARY_NAME = "vocabulary.csv"
@@ -115,7 +115,7 @@ def check_existing_shards(paths: list[str]) -> int:
     return total
 
 
-def read_vocabulary(output_dir: str) -> annotations.Vocabulary | None:
+def read_vocabulary(output_dir: str) -> Vocabulary | None:
     """The vocabulary.csv of an earlier build, or None when there is none."""
     path = join(output_dir, VOCABULARY_NAME)
     if not FileSystems.exists(path):
@@ -135,20 +135,20 @@ def read_vocabulary(output_dir: str) -> annotations.Vocabulary | None:
         raise OutputError(f"{path} has a malformed row ({e}); cannot keep the label indices of the records "
                           "already written") from e
     names = [n for _, n in pairs]
-    vocab = annotations.Vocabulary.from_labels(names)
+    vocab = Vocabulary.from_labels(names)
     if [vocab.index(n) for n in names] != [i for i, _ in pairs]:
         raise OutputError(f"{path} does not number its labels as this pipeline does (sorted names, or integer "
                           "labels as themselves); cannot keep the label indices of the records already written")
     return vocab
 
 
-def resumed_vocabulary(old: annotations.Vocabulary, csv_labels: set[str], output_dir: str) -> annotations.Vocabulary:
+def resumed_vocabulary(old: Vocabulary, csv_labels: set[str], output_dir: str) -> Vocabulary:
     """The vocabulary of a resumed build: the old names plus the CSV's, provided no old index changes.
 
     Raises OutputError (the run refuses) when the CSV brings labels that would renumber the
     records already written: a name sorting before an old one, or a name among integer labels.
     """
-    new = annotations.Vocabulary.from_labels(set(old.names) | set(csv_labels))
+    new = Vocabulary.from_labels(set(old.names) | set(csv_labels))
     moved = [n for n in old.names if new.index(n) != old.index(n)]
     if old.integer and not new.integer:
         moved = list(old.names)
@@ -331,5 +331,5 @@ def remove_leftovers(output_dir: str) -> None:
 
 def write_vocabulary(output_dir: str, labels: set[str], keep_labels: tuple[str, ...]) -> None:
     """Writes vocabulary.csv before any record exists, so a crashed run's records can be resumed safely."""
-    vocabulary = annotations.Vocabulary.from_labels(set(labels) | set(keep_labels))
+    vocabulary = Vocabulary.from_labels(set(labels) | set(keep_labels))
     write_atomically(FileSystems.join(output_dir, VOCABULARY_NAME), vocabulary.to_csv().encode("utf-8"))

@@ -12,6 +12,7 @@ import pytest
 from pipeline import errors
 from pipeline.cli import build
 from pipeline.dataset import settings
+from pipeline.dataset.vocabulary import Vocabulary
 from pipeline.decode import probe
 from pipeline.fetch import mirrors
 from pipeline.read.annotations import ClipRequest
@@ -383,7 +384,6 @@ def test_stats_after_resume_describe_the_whole_dataset(tmp_path):
     import apache_beam as beam
     from apache_beam.testing.test_pipeline import TestPipeline
 
-    from pipeline.read import annotations
     from transforms.write import WriteDataset
 
     kept = ({"name": "val-00000-of-00001.tfrecord", "split": "val", "records": 2, "steps": 20, "seconds": 20.0,
@@ -397,7 +397,7 @@ def test_stats_after_resume_describe_the_whole_dataset(tmp_path):
         {"records": p | "Recs" >> beam.Create(recs),
          "failures": p | "Fails" >> beam.Create([{"id": "g", "reason": "not_found", "stage": "fetch",
                                                     "carried_over": True}]),
-         "vocabulary": p | "Vocab" >> beam.Create([annotations.Vocabulary.from_labels(["a"])]),
+         "vocabulary": p | "Vocab" >> beam.Create([Vocabulary.from_labels(["a"])]),
          "rows_read": p | "Rows" >> beam.Create([8]), "skipped_existing": p | "Skipped" >> beam.Create([5]),
          "requests": p | "Requests" >> beam.Create([_request(f"r{i}", i, "train") for i in range(3)]),
          "skipped": p | "SkippedClips" >> beam.Create([])} | WriteDataset(

@@ -24,6 +24,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from pipeline.cli import build, inspect, options, report, yt8m_files
 from pipeline.dataset import outputs
 from pipeline.dataset.lock import BuildLock
+from pipeline.dataset.vocabulary import Vocabulary
 from pipeline.errors import ClipError
 from pipeline.read import annotations as A
 from transforms import assemble
@@ -153,7 +154,7 @@ def test_assemble_reports_missing_steps_and_unexpected_errors():
     audio = [((cid, k), np.zeros(128, np.float32)) for cid in ("full", "gap", "odd") for k in range(2)]
     metas = [_meta("full", 2), _meta("gap", 2), _meta("odd", 2, labels=("not_in_vocabulary",))]
     with TestPipeline() as p:
-        vocab = p | "Vocab" >> beam.Create([A.Vocabulary.from_labels(["a"])])
+        vocab = p | "Vocab" >> beam.Create([Vocabulary.from_labels(["a"])])
         records, failures = {
             "meta": p | "Meta" >> beam.Create(metas),
             "rgb": p | "Rgb" >> beam.Create(rgb) | "KeyR" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1]))),

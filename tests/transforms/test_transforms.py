@@ -12,6 +12,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.dataset import records
+from pipeline.dataset.vocabulary import Vocabulary
 from pipeline.read import annotations
 from transforms.decode import DecodeClips
 from transforms.read import ReadAnnotations
@@ -97,7 +98,7 @@ def test_write_dataset_layout(tmp_path):
     fails = [{"id": "bad", "input": {"video": "bad.mp4"}, "row": 9, "stage": "decode", "reason": "empty_file",
               "message": "empty"}]
     with TestPipeline() as p:
-        vocab = p | "Vocab" >> beam.Create([annotations.Vocabulary.from_labels(["dog"])])
+        vocab = p | "Vocab" >> beam.Create([Vocabulary.from_labels(["dog"])])
         stats = {
             "records": p | "Recs" >> beam.Create(recs), "failures": p | "Fails" >> beam.Create(fails),
             "vocabulary": vocab, "rows_read": p | "Rows" >> beam.Create([8]),

@@ -7,6 +7,7 @@ import zlib
 import pytest
 
 from pipeline.dataset import shardindex, tfrecord
+from pipeline.dataset.vocabulary import Vocabulary
 from transforms import resume, write
 
 
@@ -97,7 +98,6 @@ def test_a_wrong_index_falls_back_to_the_records(tmp_path, damage, caplog):
 
 
 def test_empty_shard_slots_get_an_empty_index(tmp_path):
-    from pipeline.read import annotations
 
     finalize = write._Finalize(output_dir=str(tmp_path), run_info={}, run_tag="")
     os.makedirs(tmp_path / "records")
@@ -106,7 +106,7 @@ def test_empty_shard_slots_get_an_empty_index(tmp_path):
                "count": 1}]
     os.rename(path, shards[0]["path"])
     os.rename(shardindex.index_path(path), shardindex.index_path(shards[0]["path"]))
-    list(finalize.process(None, shards, annotations.Vocabulary.from_labels([]), [1], (1, 0, 0.0, 0, 0, 0.0, 0),
+    list(finalize.process(None, shards, Vocabulary.from_labels([]), [1], (1, 0, 0.0, 0, 0, 0.0, 0),
                           {}, {}, [0]))
     empty = str(tmp_path / "records" / "train-00001-of-00002.tfrecord")
     assert os.path.getsize(empty) == 0 and shardindex.check(empty) is None and _ids(empty) == []

@@ -4,6 +4,7 @@ import io
 
 import pytest
 
+from pipeline.dataset.vocabulary import Vocabulary
 from pipeline.read import annotations as A
 
 
@@ -69,14 +70,14 @@ def test_unknown_format_is_an_error():
 
 
 def test_vocabulary_sorted_names_independent_of_order():
-    v1 = A.Vocabulary.from_labels(["zebra", "apple", "mango"])
-    v2 = A.Vocabulary.from_labels(["mango", "zebra", "apple", "apple"])
+    v1 = Vocabulary.from_labels(["zebra", "apple", "mango"])
+    v2 = Vocabulary.from_labels(["mango", "zebra", "apple", "apple"])
     assert v1 == v2 and v1.index("apple") == 0 and v1.index("zebra") == 2
     assert v1.to_csv() == "Index,Name\n0,apple\n1,mango\n2,zebra\n"
 
 
 def test_vocabulary_integer_labels_keep_their_value():
-    v = A.Vocabulary.from_labels(["3", "17", "3"])
+    v = Vocabulary.from_labels(["3", "17", "3"])
     assert v.integer and v.index("17") == 17
     assert v.to_csv() == "Index,Name\n3,3\n17,17\n"
 
