@@ -1,4 +1,4 @@
-"""The layout's rules that hold today, checked on the source so a regression fails.
+"""The layout's rules that hold today, checked on the source so a regression fails (imports, sizes, stages).
 
 Import circles are found in the module-level imports (``if TYPE_CHECKING:`` blocks included:
 they are circles a type checker walks too), and again with the imports inside functions, so
@@ -167,3 +167,21 @@ def test_failure_lines_are_built_by_one_constructor():
             if lines:
                 found[name] = lines
     assert found == {}, f"failure lines built by hand (use pipeline.errors.failure_record): {found}"
+
+
+MODULE_MAX_LINES = 500
+FUNCTION_MAX_LINES = 80
+
+
+def test_no_module_over_500_lines_and_no_function_over_80():
+    long_modules, long_functions = [], []
+    for name, path in _modules().items():
+        text = path.read_text()
+        if text.count("\n") > MODULE_MAX_LINES:
+            long_modules.append(f"{name}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > FUNCTION_MAX_LINES:
+                    long_functions.append(f"{name}.{node.name}: {length} lines")
+    assert long_modules == [] and long_functions == [], (long_modules, long_functions)
