@@ -16,6 +16,36 @@ import urllib.parse
 _RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)$")
 
 
+def byte_range(header: str | None, size: int) -> tuple[int, int, bool] | None:
+    """``(first, last, partial)`` that a ``Range`` header asks of ``size`` bytes; None when it starts past the end."""
+    start, end = 0, size - 1
+    match = _RANGE_RE.match(header or "")
+    if not (match and (match.group(1) or match.group(2))):
+        return start, end, False
+    if match.group(1):
+        start = int(match.group(1))
+        end = int(match.group(2)) if match.group(2) else size - 1
+    else:
+        start = max(0, size - int(match.group(2)))
+    if start >= size:
+        return None
+    return start, min(end, size - 1), True
+
+
+def send_media_head(handler: http.server.BaseHTTPRequestHandler, first: int, last: int, size: int,
+                    partial: bool) -> None:
+    """The status and headers of an MP4 body of bytes ``first..last`` of ``size`` (206 for a range, else 200)."""
+    if partial:
+        handler.send_response(206)
+        handler.send_header("Content-Range", f"bytes {first}-{last}/{size}")
+    else:
+        handler.send_response(200)
+    handler.send_header("Content-Type", "video/mp4")
+    handler.send_header("Accept-Ranges", "bytes")
+    handler.send_header("Content-Length", str(last - first + 1))
+    handler.end_headers()
+
+
 class _QuietServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
@@ -90,21 +120,6 @@ class _FileHandler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body)
         self._record(0)
 
-    def _byte_range(self, size: int) -> tuple[int, int, bool] | None:
-        """(first, last, partial) for the request's Range header; None when it starts past the end."""
-        start, end = 0, size - 1
-        match = _RANGE_RE.match(self.headers.get("Range", "") or "")
-        if not (match and (match.group(1) or match.group(2))):
-            return start, end, False
-        if match.group(1):
-            start = int(match.group(1))
-            end = int(match.group(2)) if match.group(2) else size - 1
-        else:
-            start = max(0, size - int(match.group(2)))
-        if start >= size:
-            return None
-        return start, min(end, size - 1), True
-
     def do_HEAD(self):
         self.do_GET(head=True)
 
@@ -121,19 +136,11 @@ class _FileHandler(http.server.BaseHTTPRequestHandler):
         if not local.startswith(server.root + os.sep) or not os.path.isfile(local):
             return self._reply(404, head=head)
         size = os.path.getsize(local)
-        span = self._byte_range(size)
+        span = byte_range(self.headers.get("Range"), size)
         if span is None:
             return self._reply(416, head=head, headers={"Content-Range": f"bytes */{size}"})
         start, end, partial = span
-        if partial:
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
-        else:
-            self.send_response(200)
-        self.send_header("Content-Type", "video/mp4")
-        self.send_header("Accept-Ranges", "bytes")
-        self.send_header("Content-Length", str(end - start + 1))
-        self.end_headers()
+        send_media_head(self, start, end, size, partial)
         self._record(0 if head else self._send_bytes(local, start, end - start + 1))
         return None
 

@@ -27,8 +27,8 @@ import socket
 import threading
 import time
 
-from pipeline.testing.loopback import _RANGE_RE
 from pipeline.testing.loopback import _QuietServer as _Server
+from pipeline.testing.loopback import byte_range, send_media_head
 
 
 class LimiterServer:
@@ -120,22 +120,12 @@ class LimiterServer:
                         self.wfile.write(body)
                         return
                 data = site.video
-                first, last = 0, len(data) - 1
-                m = _RANGE_RE.match(wanted or "")
-                if m and (m.group(1) or m.group(2)):
-                    if m.group(1):
-                        first = int(m.group(1))
-                        last = min(int(m.group(2)), last) if m.group(2) else last
-                    else:
-                        first = max(0, len(data) - int(m.group(2)))
-                    self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {first}-{last}/{len(data)}")
-                else:
-                    self.send_response(200)
-                self.send_header("Content-Type", "video/mp4")
-                self.send_header("Accept-Ranges", "bytes")
-                self.send_header("Content-Length", str(last - first + 1))
-                self.end_headers()
+                span = byte_range(wanted, len(data))
+                if span is None:
+                    self.send_error(416)
+                    return
+                first, last, partial = span
+                send_media_head(self, first, last, len(data), partial)
                 drop = False
                 if wanted is not None:
                     with site._lock:
