@@ -69,6 +69,10 @@ def is_transient(reason: str) -> bool:
 
 _STORE_ERROR_NAMES = ("google.api_core.exceptions.", "google.auth.exceptions.",
                       "requests.exceptions.ConnectionError", "urllib3.exceptions.")
+# The GCS clients' own code: an exception raised in there (even an AttributeError on a response
+# that never came, as Beam's batch copy raises when the store goes away) is the store's failure.
+_STORE_CLIENT_PATHS = ("/apache_beam/io/gcp/", "/google/cloud/storage/", "/google/resumable_media/",
+                       "/google/api_core/", "/google/auth/")
 
 
 def storage_failure(error: BaseException) -> str | None:
@@ -91,15 +95,44 @@ def storage_failure(error: BaseException) -> str | None:
         text = str(current).strip()
         if any(kind.startswith(name) for name in _STORE_ERROR_NAMES):
             return _first_line(f"{type(current).__name__}: {text}")
-        if isinstance(current, RuntimeError):
+        if isinstance(current, RuntimeError):  # a worker's failure, carried as text
             first = _first_line(text)
             if any(first.startswith(name) for name in _STORE_ERROR_NAMES):
                 return first
+            reported = _store_failure_in_traceback_text(text)
+            if reported is not None:
+                return reported
+        if _raised_in_store_client(current):
+            return _first_line(f"{type(current).__name__}: {text}")
         details = getattr(current, "exception_details", None)  # BeamIOError: {path: exception}
         if isinstance(details, dict):
             pending += [e for e in details.values() if isinstance(e, BaseException)]
         pending += [e for e in (current.__cause__, current.__context__) if e is not None]
     return None
+
+
+def _in_store_client(filename: str) -> bool:
+    return any(part in filename.replace("\\", "/") for part in _STORE_CLIENT_PATHS)
+
+
+def _raised_in_store_client(error: BaseException) -> bool:
+    """Whether the innermost frame of `error`'s traceback (where it was raised) is a GCS client's code."""
+    tb = error.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return _in_store_client(tb.tb_frame.f_code.co_filename)
+
+
+def _store_failure_in_traceback_text(text: str) -> str | None:
+    """The exception line of a traceback carried as text whose innermost frame is a GCS client's code."""
+    lines = text.splitlines()
+    frames = [i for i, line in enumerate(lines) if line.lstrip().startswith('File "')]
+    if not frames or not _in_store_client(lines[frames[-1]]):
+        return None
+    after = [line.strip() for line in lines[frames[-1] + 1:] if line.strip() and not line.startswith(" ")]
+    return _first_line(after[-1]) if after else None
 
 
 def _first_line(text: str, limit: int = 240) -> str:

@@ -10,7 +10,6 @@ import os
 
 import pytest
 
-from pipeline import errors
 from pipeline.dataset import fileio
 
 
@@ -97,29 +96,3 @@ def test_staged_files_appear_only_when_published_and_the_staging_folder_goes(tmp
         raise ValueError("check failed")
     assert sorted(os.listdir(directory)) == ["a", "b", "marker"]
 
-
-def test_storage_failure_finds_the_store_behind_a_pipeline_error_and_nothing_else():
-    from google.api_core import exceptions as gexc
-
-    try:
-        try:
-            raise gexc.ServiceUnavailable("backend gone")
-        except gexc.ServiceUnavailable as inner:
-            raise OSError("write failed") from inner
-    except OSError as outer:
-        assert errors.storage_failure(outer) == "ServiceUnavailable: 503 backend gone"
-    # Beam re-raises a worker's exception as a RuntimeError that carries only its text.
-    beam = RuntimeError("google.api_core.exceptions.ServiceUnavailable: 503 backend gone\nTraceback ...")
-    assert errors.storage_failure(beam) == "google.api_core.exceptions.ServiceUnavailable: 503 backend gone"
-    assert errors.storage_failure(RuntimeError("ValueError: a bug in a DoFn")) is None
-    assert errors.storage_failure(KeyError("google")) is None
-
-
-def test_storage_failure_looks_into_beam_io_errors_and_leaves_local_disks_out():
-    from apache_beam.io.filesystem import BeamIOError
-    from google.api_core import exceptions as gexc
-
-    remote = BeamIOError("List operation failed", {"gs://b/out/": gexc.ServiceUnavailable("gone")})
-    assert errors.storage_failure(remote) == "ServiceUnavailable: 503 gone"
-    local = BeamIOError("Rename operation failed", {"/data/out/x": OSError(28, "No space left on device")})
-    assert errors.storage_failure(local) is None
