@@ -23,6 +23,7 @@ import os
 import statistics
 import time
 
+from pipeline.decode.config import DecodeConfig
 from pipeline.testing import testvideo
 
 BATCH = 32
@@ -46,8 +47,8 @@ def run_once(paths: list[str], *, ahead: int, ms_per_frame: float) -> tuple[floa
                                      split="all", row=i + 1, fields={}) for i, path in enumerate(paths)]
     began = time.perf_counter()
     with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner", "--direct_running_mode=in_memory"])) as p:
-        decoded = p | beam.Create(clips) | beam.ParDo(DecodeClips(
-            base_dir="/", audio_mode="zeros", decode_ahead=ahead)).with_outputs(DecodeClips.RGB, DecodeClips.META)
+        decode = DecodeClips(base_dir="/", config=DecodeConfig(audio_mode="zeros", decode_ahead=ahead))
+        decoded = p | beam.Create(clips) | beam.ParDo(decode).with_outputs(DecodeClips.RGB, DecodeClips.META)
         frames = (decoded[DecodeClips.RGB]
                   | beam.BatchElements(min_batch_size=BATCH, max_batch_size=BATCH)
                   | beam.Map(_model, ms_per_frame)

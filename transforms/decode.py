@@ -15,6 +15,7 @@ from apache_beam.transforms.window import BoundedWindow
 from apache_beam.utils.timestamp import Timestamp
 
 from pipeline.decode import media, probe
+from pipeline.decode.config import DecodeConfig
 from pipeline.decode.probe import ProbeResult, check_decodable
 from pipeline.errors import ClipError, failure_record
 from pipeline.read.annotations import ClipRequest, resolve_video_path
@@ -37,7 +38,8 @@ def _output_bytes(output: object) -> int:
 class DecodeClips(beam.DoFn):
     """Decodes each clip once, streaming its steps so memory holds one frame, not the whole clip.
 
-    With `decode_ahead` N > 0 a background thread decodes up to N clips ahead of the models,
+    `config` (a `pipeline.decode.config.DecodeConfig`) holds the decode flags. With its `decode_ahead`
+    N > 0 a background thread decodes up to N clips ahead of the models,
     which run inside this DoFn's `yield` (the stage is fused): ffmpeg and the log-mel work overlap
     inference instead of waiting for it. Outputs keep their order and their element's window; at
     most DECODE_AHEAD_BYTES wait; metrics and progress are counted on the bundle's own thread.
@@ -56,21 +58,12 @@ class DecodeClips(beam.DoFn):
     META = "meta"
     FAILURES = "failures"
 
-    def __init__(self, *, base_dir: str, timeout_s: float = 120.0, fetcher: ClipFetcher | None = None,
-                 expected: int | None = None, frames_per_second: float = 1.0, audio_mode: str = "vggish",
-                 max_frame_side: int = probe.MAX_FRAME_SIDE, max_frame_pixels: int = probe.MAX_FRAME_PIXELS,
-                 decode_ahead: int = 0):
-        if decode_ahead < 0:
-            raise ValueError(f"decode_ahead must be >= 0, got {decode_ahead}")
+    def __init__(self, *, base_dir: str, config: DecodeConfig | None = None, fetcher: ClipFetcher | None = None,
+                 expected: int | None = None):
         self._base_dir = base_dir
-        self._decode_ahead = decode_ahead
+        self._config = config or DecodeConfig()
         self._ahead: Ahead | None = None
-        self._frames_per_second = frames_per_second
-        self._audio_mode = audio_mode
-        self._max_frame_side = max_frame_side
-        self._max_frame_pixels = max_frame_pixels
         self._expected = expected
-        self._timeout_s = timeout_s
         self._fetcher = fetcher
         self._decoded = metrics.counter("clips_decoded")
         self._silent = metrics.counter("clips_without_audio")
@@ -84,9 +77,9 @@ class DecodeClips(beam.DoFn):
 
     def start_bundle(self) -> None:
         """Starts the decode-ahead thread (`decode_ahead` > 0); a failed bundle's leftovers are dropped first."""
-        if self._decode_ahead and (self._ahead is None or self._ahead.unfinished):
+        if self._config.decode_ahead and (self._ahead is None or self._ahead.unfinished):
             self.teardown()
-            self._ahead = Ahead(self._clip_outputs, depth=self._decode_ahead, max_bytes=DECODE_AHEAD_BYTES,
+            self._ahead = Ahead(self._clip_outputs, depth=self._config.decode_ahead, max_bytes=DECODE_AHEAD_BYTES,
                                 size=_output_bytes, name="decode-ahead")
 
     def process(self, element: FetchedClip | ClipRequest, window: BoundedWindow = beam.DoFn.WindowParam,
@@ -207,15 +200,15 @@ class DecodeClips(beam.DoFn):
         from pipeline.features import audio  # pylint: disable=import-outside-toplevel
 
         if header is not None:  # the fetcher probed these very bytes (strict whitelists): check, don't re-run
-            info = check_decodable(header, uri, max_frame_side=self._max_frame_side,
-                                   max_frame_pixels=self._max_frame_pixels)
+            info = check_decodable(header, uri, max_frame_side=self._config.max_frame_side,
+                                   max_frame_pixels=self._config.max_frame_pixels)
         else:
-            info = probe.probe(uri, timeout_s=self._timeout_s, max_frame_side=self._max_frame_side,
-                               max_frame_pixels=self._max_frame_pixels, untrusted=untrusted)
-        zeros = self._audio_mode == "zeros"
+            info = probe.probe(uri, timeout_s=self._config.timeout_s, max_frame_side=self._config.max_frame_side,
+                               max_frame_pixels=self._config.max_frame_pixels, untrusted=untrusted)
+        zeros = self._config.audio_mode == "zeros"
         decoder = media.ClipDecoder(uri, start=start, duration=duration, has_audio=info.has_audio and not zeros,
-                                    timeout_s=self._timeout_s, frames_per_second=self._frames_per_second,
-                                    declared_duration=info.duration, max_frame_pixels=self._max_frame_pixels,
+                                    timeout_s=self._config.timeout_s, frames_per_second=self._config.frames_per_second,
+                                    declared_duration=info.duration, max_frame_pixels=self._config.max_frame_pixels,
                                     untrusted=untrusted)
         # T is the number of frames docs/spec.md §2 selects, so every step that comes out is part of the record.
         for step in decoder.steps():
@@ -234,4 +227,4 @@ class DecodeClips(beam.DoFn):
             yield self._silent.inc
         yield beam.pvalue.TaggedOutput(self.META, (clip.clip_id, {
             "clip": clip, "num_steps": summary.num_steps, "duration": summary.duration, "silent_audio": silent,
-            "fetch": fetch, "audio": self._audio_mode}))
+            "fetch": fetch, "audio": self._config.audio_mode}))

@@ -49,7 +49,7 @@ from transforms.fetch import FetchClips
 from transforms.inference import AudioModelHandler, ExtractFeatures, RgbModelHandler
 from transforms.read import ReadAnnotations
 from transforms.resume import SkipExisting
-from transforms.support.fetch_rows import ClipFetcher, TrimLimits
+from transforms.support.fetch_rows import ClipFetcher
 from transforms.support.metrics import NAMESPACE
 from transforms.support.progress import RunProgress
 from transforms.write import WriteDataset
@@ -87,11 +87,10 @@ def build_pipeline(p: beam.Pipeline, options: BuildOptions, *, run_info: dict | 
         clips, skipped, skipped_clips = resumed["todo"], resumed["skipped_count"], resumed["skipped"]
         resume_failures = (resumed["failures"], resumed["carried"]) | "ResumeFailures" >> beam.Flatten()
     dataset_inputs = {"requests": read["clips"], "skipped": skipped_clips}
+    decode_config = options.decode_config()
     fetcher = ClipFetcher(config=fetch_config or options.fetch_config(), clips_dir=options.clips_dir,
                           concurrency=options.fetch_concurrency, sources=options.clip_sources_parsed(),
-                          trim_limits=TrimLimits(timeout_s=options.decode_timeout,
-                                                 max_frame_side=options.max_frame_side,
-                                                 max_frame_pixels=options.max_frame_pixels))
+                          trim_limits=decode_config)
     fetch_only = options.features == "none"
     fetched = clips | "FetchClips" >> beam.ParDo(FetchClips(
         fetcher=fetcher, clips_dir=options.clips_dir, base_dir=base_dir, concurrency=options.fetch_concurrency,
@@ -108,10 +107,7 @@ def build_pipeline(p: beam.Pipeline, options: BuildOptions, *, run_info: dict | 
                 replaces=tuple(replaces), kept_shards=kept_shards))
     # The fusion break: decoding (and the models) may run on other workers than the fetch.
     decoded = fetched.clips | "SpreadFetched" >> beam.Reshuffle() | "DecodeClips" >> beam.ParDo(
-        DecodeClips(base_dir=base_dir, timeout_s=options.decode_timeout, fetcher=fetcher,
-                    expected=expected_rows, frames_per_second=options.frames_per_second, audio_mode=options.audio,
-                    max_frame_side=options.max_frame_side, max_frame_pixels=options.max_frame_pixels,
-                    decode_ahead=options.decode_ahead)).with_outputs(
+        DecodeClips(base_dir=base_dir, config=decode_config, fetcher=fetcher, expected=expected_rows)).with_outputs(
         DecodeClips.RGB, DecodeClips.AUDIO, DecodeClips.META, DecodeClips.FAILURES)
     sharing = options.model_sharing(sdk_processes_per_machine(p.options))
     rgb = decoded[DecodeClips.RGB] | "RgbFeatures" >> on_accelerator(ExtractFeatures(

@@ -14,6 +14,7 @@ from pipeline.features import registry, tf_setup
 from pipeline.read import csvsplit
 
 if TYPE_CHECKING:
+    from pipeline.decode.config import DecodeConfig
     from pipeline.fetch import mirrors
     from pipeline.fetch.config import FetchConfig
 
@@ -335,6 +336,17 @@ class BuildOptions(PipelineOptions):
         return tf_setup.ModelSharing(copies=self.model_copies, processes=processes,
                                      intra_op_threads=self.tf_intra_op_threads,
                                      inter_op_threads=self.tf_inter_op_threads)
+
+    def decode_config(self) -> DecodeConfig:
+        """--frames_per_second, --audio, --decode_timeout, --max_frame_side/pixels and --decode_ahead as one config.
+
+        The decode stage takes it, and the fetch stage's re-encodes take its time and frame-size bounds.
+        """
+        from pipeline.decode.config import DecodeConfig  # pylint: disable=import-outside-toplevel
+
+        return DecodeConfig(frames_per_second=self.frames_per_second, audio_mode=self.audio,
+                            timeout_s=self.decode_timeout, max_frame_side=self.max_frame_side,
+                            max_frame_pixels=self.max_frame_pixels, decode_ahead=self.decode_ahead)
 
     def model_config(self) -> registry.ModelConfig:
         """The --models, --model_* and per-file model flags as the picklable config every worker gets."""

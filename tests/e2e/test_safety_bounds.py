@@ -14,13 +14,14 @@ import threading
 import pytest
 
 from pipeline.cli import build
+from pipeline.decode.config import DecodeConfig
 from pipeline.errors import ClipError
 from pipeline.fetch import bounded
 from pipeline.fetch import clips as fetch
 from pipeline.fetch.config import FetchConfig
 from pipeline.read import annotations as A
 from transforms.fetch import keep_video_row
-from transforms.support.fetch_rows import ClipFetcher, TrimLimits
+from transforms.support.fetch_rows import ClipFetcher
 
 
 def _row(video, *, start=1.0, end=2.0):
@@ -29,9 +30,9 @@ def _row(video, *, start=1.0, end=2.0):
 
 
 @pytest.mark.parametrize("limits, reason", [
-    (TrimLimits(max_frame_side=64), "too_large"),
-    (TrimLimits(max_frame_pixels=64 * 64), "too_large"),
-    (TrimLimits(timeout_s=0.001), "timeout"),
+    (DecodeConfig(max_frame_side=64), "too_large"),
+    (DecodeConfig(max_frame_pixels=64 * 64), "too_large"),
+    (DecodeConfig(timeout_s=0.001), "timeout"),
 ])
 def test_fetch_only_re_encode_has_the_decoders_bounds(tmp_path, videos, limits, reason):
     fetcher = ClipFetcher(config=None, trim_limits=limits)

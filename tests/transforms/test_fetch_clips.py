@@ -13,6 +13,7 @@ import pytest
 
 from pipeline.cli import build, inspect, report
 from pipeline.decode import probe
+from pipeline.decode.config import DecodeConfig
 from pipeline.errors import ClipError
 from pipeline.read.annotations import ClipRequest
 from pipeline.testing import testvideo
@@ -119,7 +120,7 @@ def _decode_outputs(element: FetchedClip, **kw) -> tuple[int, list]:
     from transforms.decode import DecodeClips
 
     steps, failures = 0, []
-    for out in DecodeClips(base_dir=".", audio_mode="zeros", **kw).process(element):
+    for out in DecodeClips(base_dir=".", config=DecodeConfig(audio_mode="zeros", **kw)).process(element):
         steps += out.tag == DecodeClips.RGB
         if out.tag == DecodeClips.FAILURES:
             failures.append(out.value)
@@ -181,9 +182,9 @@ def test_the_decoder_counts_what_it_downloads_and_fetches_whichever_thread_does_
     # The YouTube row is fetched by FetchClips (the build's path); the http row is downloaded by the decoder.
     fetched = p | beam.Create(clips) | beam.ParDo(FetchClips(fetcher=fetcher)).with_outputs(
         FetchClips.FAILURES, main="clips")
-    _ = fetched.clips | beam.ParDo(DecodeClips(
-        base_dir=".", audio_mode="zeros", fetcher=fetcher, decode_ahead=decode_ahead)).with_outputs(
-        DecodeClips.RGB, DecodeClips.META, DecodeClips.FAILURES)
+    decode = DecodeClips(base_dir=".", config=DecodeConfig(audio_mode="zeros", decode_ahead=decode_ahead),
+                         fetcher=fetcher)
+    _ = fetched.clips | beam.ParDo(decode).with_outputs(DecodeClips.RGB, DecodeClips.META, DecodeClips.FAILURES)
     result = p.run()
     result.wait_until_finish()
     counters = {}  # summed over the steps: both stages count fetch_bytes

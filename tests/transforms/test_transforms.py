@@ -13,6 +13,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.dataset import records
 from pipeline.dataset.vocabulary import Vocabulary
+from pipeline.decode.config import DecodeConfig
 from pipeline.read import annotations
 from transforms.decode import DecodeClips
 from transforms.read import ReadAnnotations
@@ -52,8 +53,8 @@ def test_decode_clips_outputs_per_step_elements_and_failures(tmp_path, videos, d
     # Each clip carries its own timestamp: decoded ahead, a clip's outputs may leave during a later
     # clip's process() call (or in finish_bundle), and must still carry their own clip's.
     out = (p | beam.Create(clips) | beam.Map(lambda c: beam.window.TimestampedValue(c, 100 * c.row))
-           | beam.ParDo(DecodeClips(base_dir=str(tmp_path), decode_ahead=decode_ahead)).with_outputs(
-               DecodeClips.RGB, DecodeClips.AUDIO, DecodeClips.META, DecodeClips.FAILURES))
+           | beam.ParDo(DecodeClips(base_dir=str(tmp_path), config=DecodeConfig(decode_ahead=decode_ahead)))
+           .with_outputs(DecodeClips.RGB, DecodeClips.AUDIO, DecodeClips.META, DecodeClips.FAILURES))
     assert_that(out[DecodeClips.RGB] | beam.Map(lambda kv: (kv[0], kv[1].shape, str(kv[1].dtype))),
                 equal_to([(("ok", k), (240, 320, 3), "uint8") for k in range(5)]
                          + [(("short", 0), (240, 320, 3), "uint8")]), label="Rgb")  # native size: no resize

@@ -19,6 +19,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.dataset import fileio
 from pipeline.decode import probe
+from pipeline.decode.config import DecodeConfig
 from pipeline.decode.probe import ProbeResult
 from pipeline.errors import ClipError
 from pipeline.read.annotations import ClipRequest
@@ -142,7 +143,7 @@ class ClipFetcher:
     """Turns a YouTube ClipRequest into a local media file, its start offset and duration."""
 
     def __init__(self, *, config: FetchConfig | None, clips_dir: str | None = None, concurrency: int = 4,
-                 trim_limits: TrimLimits | None = None, sources: ClipSources | None = None):
+                 trim_limits: DecodeConfig | None = None, sources: ClipSources | None = None):
         self._sources = sources
         if config is None:
             from pipeline.fetch.config import FetchConfig  # pylint: disable=import-outside-toplevel
@@ -150,7 +151,7 @@ class ClipFetcher:
             config = FetchConfig()
         self._config = config
         self._clips_dir = clips_dir
-        self.trim_limits = trim_limits or TrimLimits()
+        self.trim_limits = trim_limits or DecodeConfig()
         self._concurrency = max(1, concurrency)
         self._semaphore = None
         self._bytes = metrics.counter("fetch_bytes")
@@ -331,16 +332,7 @@ def _store(local: str, dest: str) -> None:
             os.unlink(tmp)
 
 
-@dataclasses.dataclass(frozen=True)
-class TrimLimits:
-    """The decoder's bounds for re-encoding a kept clip: --decode_timeout, --max_frame_side, --max_frame_pixels."""
-
-    timeout_s: float = 120.0
-    max_frame_side: int = probe.MAX_FRAME_SIDE
-    max_frame_pixels: int = probe.MAX_FRAME_PIXELS
-
-
-def _trim(src: str, dst: str, *, start: float, duration: float | None, limits: TrimLimits | None = None) -> None:
+def _trim(src: str, dst: str, *, start: float, duration: float | None, limits: DecodeConfig | None = None) -> None:
     """Re-encodes [start, start+duration) so the kept clip starts at `start` within one frame.
 
     Needed when the source could not be fetched as a section (a whole file came back) and for
@@ -348,7 +340,7 @@ def _trim(src: str, dst: str, *, start: float, duration: float | None, limits: T
     against the frame-size caps first, ffmpeg refuses larger frames met later (`-max_pixels`),
     and the whole re-encode has the decode timeout (reason `timeout`).
     """
-    limits = limits or TrimLimits()
+    limits = limits or DecodeConfig()
     header = probe.read_header("file:" + os.path.abspath(src), input_args=probe.STRANGER_FILE_ARGS,
                                timeout=limits.timeout_s)
     try:
