@@ -69,6 +69,11 @@ class DecodeClips(beam.DoFn):
         self._silent = metrics.counter("clips_without_audio")
         self._seconds = metrics.distribution("clip_seconds")
 
+    @property
+    def config(self) -> DecodeConfig:
+        """The decode settings this stage runs with."""
+        return self._config
+
     def setup(self) -> None:
         """Readies the fetcher that downloads http(s) rows (no TensorFlow here)."""
         # No TensorFlow here: frames leave as uint8 and are resized in the model's process.

@@ -274,7 +274,7 @@ def test_decode_ahead_reaches_the_decoder(flag, expected):
     pipeline_options = PipelineOptions(ARGV + flag)
     p = beam.Pipeline(options=pipeline_options)
     build_pipeline(p, pipeline_options.view_as(BuildOptions), run_info={})
-    assert _decoder(p)._decode_ahead == expected
+    assert _decoder(p).config.decode_ahead == expected
 
 
 def test_a_negative_decode_ahead_is_refused(capsys):
