@@ -290,21 +290,40 @@ def _assert_a_resume_converges(out: str, argv: list[str], caplog) -> None:
     assert not [p for p in _objects(out) if fileio.TEMP_MARKER in p or p.endswith(outputs.LOCK_NAME)]
 
 
+def _start_and_catch_writing(argv_for, env: dict, *, tries: int = 3):
+    """Starts `pipeline.build` (argv_for(attempt) gives its flags) and returns once records are being written.
+
+    Returns (attempt, process) with the process still running. The write phase of these small builds
+    lasts about a second: a build that finished before it was caught is started again into a new
+    directory, `tries` times at most.
+    """
+    for attempt in range(tries):
+        argv = argv_for(attempt)
+        out = argv[argv.index("--output_dir") + 1]
+        run = subprocess.Popen([sys.executable, "-m", "pipeline.build", *argv], cwd=REPO, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and run.poll() is None:
+            if any(p.endswith(".tfrecord") or fileio.TEMP_MARKER in p for p in _objects(f"{out}/records")):
+                break  # the first shard is being written or is there
+            time.sleep(0.05)
+        if run.poll() is None:
+            return attempt, run
+        run.communicate()
+    pytest.fail(f"every one of {tries} builds finished before its records were seen being written")
+
+
 def test_kill_9_mid_write_then_rerun_converges_without_duplicates(built, gcs, caplog):
-    out = "gs://bucket/killed"
-    argv = [sys.executable, "-m", "pipeline.build",
-            *_argv(f"{built['inputs']}/more.csv", out, built["models"], built["cache"])]
-    run = subprocess.Popen(argv, cwd=REPO, env=_env(gcs), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and run.poll() is None:
-        if any(p.endswith(".tfrecord") or fileio.TEMP_MARKER in p for p in _objects(f"{out}/records")):
-            break  # the first shard is being written or is there
-        time.sleep(0.2)
+    def argv_for(attempt: int) -> list[str]:
+        return _argv(f"{built['inputs']}/more.csv", f"gs://bucket/killed{attempt}", built["models"], built["cache"])
+
+    attempt, run = _start_and_catch_writing(argv_for, _env(gcs))
     run.send_signal(signal.SIGKILL)
-    run.wait()
+    run.communicate()
+    out = f"gs://bucket/killed{attempt}"
     assert not fileio.exists(f"{out}/stats.json")  # nothing looks finished
     assert fileio.exists(f"{out}/{outputs.LOCK_NAME}")  # kill -9 cannot clean up: the next run must
-    _assert_a_resume_converges(out, argv[3:], caplog)  # in this process: no second start-up to pay
+    _assert_a_resume_converges(out, argv_for(attempt), caplog)  # in this process: no second start-up to pay
 
 
 # ------------------------------------------------------------------------------------------
@@ -334,29 +353,24 @@ def test_inspect_of_a_missing_gs_dataset_is_one_line(gcs, capsys):
 
 
 def test_store_stopped_mid_run_is_one_line_and_a_rerun_converges(built, gcs, model_cache, caplog):
-    out = "gs://bucket/stopped"
-    argv = ["--input_csv", f"{built['inputs']}/more.csv", "--output_dir", out, "--models", "synthetic",
-            "--model_cache", model_cache, "--records_per_shard", "1"]
-    run = subprocess.Popen([sys.executable, "-m", "pipeline.build", *argv], cwd=REPO, env=_env(gcs),
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    def argv_for(attempt: int) -> list[str]:
+        return ["--input_csv", f"{built['inputs']}/more.csv", "--output_dir", f"gs://bucket/stopped{attempt}",
+                "--models", "synthetic", "--model_cache", model_cache, "--records_per_shard", "1"]
+
     try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and run.poll() is None:
-            if any("/records/" in p for p in _objects(out)):
-                break  # the dataset is being written
-            time.sleep(0.2)
-        assert run.poll() is None, run.communicate()
+        attempt, run = _start_and_catch_writing(argv_for, _env(gcs))
         gcs.stop()  # the store goes away in the middle of the writes
         _, err = run.communicate(timeout=300)
     finally:
         if gcs.process.poll() is not None:
             gcs.start()  # same port, same objects: what the killed store held is back
+    out = f"gs://bucket/stopped{attempt}"
     assert run.returncode == 1, err
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert "Traceback" not in err, err[-3000:]
     assert len(errors) == 1 and "storage service failed" in errors[0] and "--skip_existing" in errors[0], err
     assert not fileio.exists(f"{out}/stats.json")  # nothing looks finished
-    _assert_a_resume_converges(out, argv, caplog)  # the lock it could not remove: stale, taken over
+    _assert_a_resume_converges(out, argv_for(attempt), caplog)  # the lock it could not remove: stale, taken over
 
 
 # ------------------------------------------------------------------------------------------
