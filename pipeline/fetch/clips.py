@@ -176,6 +176,7 @@ class _ClipFetch:
         self.interval = pacing.start_interval(config.fetch_rate)
         self.where = f"{video_id} [{start:g}, {end:g}]s"
         self.tries = 0  # every start of the video, rate-limited ones included
+        self.push_backs = 0  # starts the site refused (429, the bot wall)
         self.call_dir = tempfile.mkdtemp(prefix=f".fetch-{video_id}-", dir=work_dir)
         self.ffmpeg = ""
 
@@ -290,10 +291,18 @@ class _ClipFetch:
             err.reason = "rate_limited"  # the guard saw the 429 behind a vaguer client error
         err = _guard_verdict(self.guard, err, max_seconds=self.config.max_seconds)
         err.attempts = self.tries
+        if err.reason == "timeout" and self.push_backs:
+            # The budget went on waiting for the site: the row is rate limited, not slow.
+            err = AttemptError("rate_limited", f"still rate limited when --fetch_max_seconds "
+                               f"{self.config.max_seconds:g} ran out: the last start timed out after "
+                               f"{self.push_backs} push-back(s) ({_short(err.message)})", transient=False)
+            err.attempts = self.tries
+            raise err from None
         if err.reason != "rate_limited":
             if ticket is not None and not err.transient:
                 ticket.succeeded()  # the site answered (a 404 is an answer, not a push-back)
             raise err from None
+        self.push_backs += 1
         if ticket is not None:
             ticket.push_back(err.retry_after, _short(err.message))
         self.pool.rotate_from(identity)
