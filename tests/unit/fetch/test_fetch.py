@@ -581,3 +581,27 @@ def test_config_rejects_settings_that_would_fail_every_clip():
 ])
 def test_classify_error(message, expected):
     assert ytdlp.classify_error(message) == expected
+
+
+def test_a_start_that_times_out_after_push_backs_is_rate_limited(tmp_path):
+    """The budget went on waiting for the site: the row ends rate_limited (retryable), the timeout in its message."""
+    from pipeline.net import address_policy
+
+    url = "http://127.0.0.1:9/videos/abcdefghijk.mp4"
+    call = fetch._ClipFetch(video_id="abcdefghijk", start=0, end=1, work_dir=str(tmp_path),
+                            config=FetchConfig(max_seconds=4.0), url=url,
+                            policy=address_policy.AddressPolicy([url]), began=time.monotonic())
+    try:
+        timeout = ytdlp.AttemptError("timeout", "--fetch_max_seconds 4 passed: read timed out", transient=False)
+        with pytest.raises(ytdlp.AttemptError) as first:
+            call._pushed_back_or_raise(timeout, None, call.pool.current())
+        assert first.value.reason == "timeout"  # no push-back yet: a slow site is a timeout
+        call._pushed_back_or_raise(ytdlp.AttemptError("rate_limited", "HTTP Error 429", transient=True), None,
+                                   call.pool.current())  # the site pushed back: the loop goes on
+        with pytest.raises(ytdlp.AttemptError) as second:
+            call._pushed_back_or_raise(timeout, None, call.pool.current())
+        assert second.value.reason == "rate_limited" and not second.value.transient
+        assert "still rate limited when --fetch_max_seconds 4 ran out" in second.value.message
+        assert "read timed out" in second.value.message
+    finally:
+        call.close()
