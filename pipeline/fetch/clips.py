@@ -252,6 +252,8 @@ class _ClipFetch:
 
         def pace() -> None:
             # Called right before yt-dlp's first request: the start is timed as the site sees it.
+            if pacer.backing_off:  # this row's budget now goes on the site's back-off, whoever was refused
+                self.push_backs += 1
             started.append(pacer.acquire(deadline=self.deadline))
 
         def observe(status: int, retry_after: float | None) -> None:

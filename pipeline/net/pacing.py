@@ -149,6 +149,11 @@ class Pacer:
         self._last_pushback = -math.inf
         self._why = "--fetch_rate"
 
+    @property
+    def backing_off(self) -> bool:
+        """Whether the site pushed back since the last video fetched (a start now waits on the back-off)."""
+        return self._streak > 0
+
     def acquire(self, deadline: float | None = None) -> Ticket:
         """Waits for this fetch's start; returns its ticket.
 
