@@ -31,13 +31,13 @@ def model_bound(args: dict) -> dict:
     """Inception-v3 frames/s and VGGish examples/s at the pipeline's batch sizes (models already loaded)."""
     import numpy as np  # pylint: disable=import-outside-toplevel
 
-    from pipeline.features import registry  # pylint: disable=import-outside-toplevel
+    from pipeline.features import models, registry  # pylint: disable=import-outside-toplevel
 
     config = registry.ModelConfig(mode="synthetic", model_cache=args["model_cache"])
     files = registry.resolve(config)
     began = time.perf_counter()
-    rgb = registry.RgbFeaturizer(files)
-    audio = registry.AudioFeaturizer(files)
+    rgb = models.RgbFeaturizer(files)
+    audio = models.AudioFeaturizer(files)
     rng = np.random.default_rng(0)
     frames = rng.uniform(0, 255, (args["rgb_batch"], 299, 299, 3)).astype(np.float32)
     examples = rng.normal(0.0, 1.0, (args["audio_batch"], 96, 64)).astype(np.float32)
@@ -317,15 +317,15 @@ def dataset_model_bound(args: dict) -> dict:
     import numpy as np  # pylint: disable=import-outside-toplevel
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
-    from pipeline.features import registry  # pylint: disable=import-outside-toplevel
+    from pipeline.features import models, registry  # pylint: disable=import-outside-toplevel
 
     files = registry.resolve(registry.ModelConfig(mode="synthetic", model_cache=args["model_cache"]))
     gpus = [device.name for device in tf.config.list_physical_devices("GPU")]
     steps, rgb_batch, audio_batch = args["steps"], args["rgb_batch"], args["audio_batch"]
     t0 = time.perf_counter()
-    rgb = registry.RgbFeaturizer(files)
+    rgb = models.RgbFeaturizer(files)
     t1 = time.perf_counter()
-    audio = registry.AudioFeaturizer(files)
+    audio = models.AudioFeaturizer(files)
     t2 = time.perf_counter()
     rng = np.random.default_rng(0)
     frames = rng.uniform(0, 255, (rgb_batch, 299, 299, 3)).astype(np.float32)

@@ -11,7 +11,7 @@ import numpy as np
 from pipeline.dataset import records
 from pipeline.dataset.vocabulary import Vocabulary
 from pipeline.errors import ClipError, failure_record
-from pipeline.features import quantization
+from pipeline.features import models, quantization
 from pipeline.net.redact import redact
 from transforms.support import isolation, metrics
 
@@ -37,8 +37,9 @@ def _describe_joined(element: tuple[str, Mapping[str, Iterable[Any]]]) -> tuple[
 class _BuildRecord(beam.DoFn):
     FAILURES = "failures"
 
-    def __init__(self, *, video_level: bool = False):
+    def __init__(self, *, video_level: bool = False, extra: tuple[models.FeatureModel, ...] = ()):
         self._video_level = video_level
+        self._extra = tuple(extra)
         self._written = metrics.counter("records_built")
         self._steps = metrics.counter("steps_built")
 
@@ -61,6 +62,10 @@ class _BuildRecord(beam.DoFn):
             else:
                 audio = self._ordered(grouped["audio"], num_steps, "audio")
                 audio_quantized = quantization.quantize_audio(audio)
+            extra = {}
+            for model in self._extra:
+                values = self._ordered(grouped[model.name], num_steps, model.name)
+                extra[model.name] = (values, np.asarray(model.quantize(values), np.uint8))
             label_ids = sorted({vocabulary.index(name) for name in clip.labels})
             start = clip.start or 0.0
             serialized = records.build_sequence_example(records.ClipFeatures(
@@ -68,7 +73,7 @@ class _BuildRecord(beam.DoFn):
                 rgb_quantized=quantization.quantize_rgb(rgb), audio_quantized=audio_quantized,
                 label_names=sorted(set(clip.labels)), source=redact(clip.video), start_us=int(round(start * 1e6)),
                 end_us=int(round((start + meta["duration"]) * 1e6)), duration_us=int(round(meta["duration"] * 1e6)),
-                video_level=self._video_level))
+                video_level=self._video_level, extra=extra))
         except (_Incomplete, ClipError) as e:  # ClipError: non-finite features cannot be quantized
             yield beam.pvalue.TaggedOutput(self.FAILURES, failure_record(
                 clip_id=clip_id, fields=clip.fields, row=clip.row, stage="features",
@@ -100,22 +105,26 @@ class _Incomplete(Exception):
 
 
 class AssembleRecords(beam.PTransform):
-    """Joins META, RGB and AUDIO by clip id. Returns (records, failures).
+    """Joins META, RGB, AUDIO and the `extra` models' features (`--extra_features`) by clip id.
+
+    Returns (records, failures).
 
     Each record is a dict: split, id, record (serialized SequenceExample), steps, seconds, silent_audio.
     """
 
-    def __init__(self, vocabulary: beam.PCollection, *, video_level: bool = False):
+    def __init__(self, vocabulary: beam.PCollection, *, video_level: bool = False,
+                 extra: tuple[models.FeatureModel, ...] = ()):
         super().__init__()
         self._vocabulary = vocabulary
         self._video_level = video_level
+        self._extra = tuple(extra)
 
     def expand(self, inputs: Mapping[str, beam.PCollection]) -> tuple[beam.PCollection, beam.PCollection]:
-        """{"meta", "rgb", "audio"} keyed by clip id -> (record dicts, failure dicts of incomplete clips)."""
+        """{"meta", "rgb", "audio", extra models' names} keyed by clip id -> (record dicts, failure dicts)."""
         built = (
             inputs
             | "JoinByClip" >> beam.CoGroupByKey()
-            | "BuildRecord" >> beam.ParDo(_BuildRecord(video_level=self._video_level),
+            | "BuildRecord" >> beam.ParDo(_BuildRecord(video_level=self._video_level, extra=self._extra),
                                           beam.pvalue.AsSingleton(self._vocabulary)).with_outputs(
                 _BuildRecord.FAILURES, main="records"))
         return built.records, built[_BuildRecord.FAILURES]

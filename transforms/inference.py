@@ -2,7 +2,7 @@
 
 By default each model is loaded ONCE per worker machine and shared by all its SDK worker
 processes (RunInference's ``share_model_across_processes``: the first process to need it hosts
-it, the others call it through a local proxy). Both model steps use one model tag and load one
+it, the others call it through a local proxy). Every model step uses one model tag and loads one
 ``registry.Featurizers`` holding every model of the run, so the first process that needs either
 model hosts both: an 8-vCPU Dataflow VM, which runs 8 SDK processes, holds one Inception-v3 and
 one VGGish in one process with 8 TensorFlow threads, instead of 8 copies fighting over the cores
@@ -25,7 +25,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunInference
 
-from pipeline.features import registry, shared_access, tf_setup
+from pipeline.features import models, registry, shared_access, tf_setup
 from transforms.support.progress import PROGRESS
 
 # Model objects this process has loaded: the k-th (copy k of --model_copies, all hosted here by
@@ -43,20 +43,28 @@ def batch_weight(element: tuple[Any, np.ndarray] | np.ndarray) -> int:
     return max(1, -(-int(getattr(value, "nbytes", 0)) // BATCH_UNIT_BYTES))
 
 
-class _FeatureModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
-    """Shared logic: load once per machine (or process), run the featurizer (model + PCA) on a batch.
+class FeatureModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
+    """One feature model's step: load once per machine (or process), run it (model + PCA) on a batch.
 
-    The loaded model is a ``registry.Featurizers``; a subclass's ``name`` is the method it calls.
+    ``model`` is the registry entry this step runs (`pipeline.features.models`); ``run_models``
+    every model of the run, all of which a shared host loads (see `loaded_models`). The loaded
+    object is a ``registry.Featurizers``.
     """
 
-    name = ""
-
-    def __init__(self, config: registry.ModelConfig, *, batch_size: int,
-                 sharing: tf_setup.ModelSharing | None = None):
+    def __init__(self, model: models.FeatureModel, config: registry.ModelConfig, *, batch_size: int,
+                 sharing: tf_setup.ModelSharing | None = None,
+                 run_models: Sequence[models.FeatureModel] | None = None):
         super().__init__()
+        self._model = model
+        self._run_models = tuple(run_models) if run_models else models.for_run(with_audio=config.with_audio)
         self._config = config
         self._batch_size = batch_size
         self._sharing = sharing or tf_setup.ModelSharing()  # default: one copy per machine
+
+    @property
+    def name(self) -> str:
+        """The model this step runs: its registry name."""
+        return self._model.name
 
     @property
     def sharing(self) -> tf_setup.ModelSharing:
@@ -64,6 +72,7 @@ class _FeatureModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
         return self._sharing
 
     def share_model_across_processes(self) -> bool:
+        """Whether one copy serves every SDK process of a machine (--model_copies N) or each loads its own."""
         return self._sharing.shared
 
     def set_environment_vars(self) -> None:
@@ -73,50 +82,56 @@ class _FeatureModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
             shared_access.install(self._sharing.authkey)
 
     def model_copies(self) -> int:
+        """Copies of the models per machine (--model_copies)."""
         return max(1, self._sharing.copies)
 
     @property
     def model_tag(self) -> str:
-        """RunInference's model identifier: the same for both model steps of a pipeline."""
+        """RunInference's model identifier: the same for every model step of a pipeline."""
         return self._sharing.tag
 
     def loaded_models(self) -> tuple[str, ...]:
-        """The models ``load_model`` loads: shared, every model of the run (one host for both); else its own.
+        """The models ``load_model`` loads: shared, every model of the run (one host for all); else its own.
 
-        Without sharing each step's DoFn loads its own object, so loading both there would hold
-        two copies of each model in one process.
+        Without sharing each step's DoFn loads its own object, so loading all of them there would
+        hold several copies of each model in one process.
         """
         if self._sharing.shared:
-            return ("rgb", "audio") if self._config.with_audio else ("rgb",)
+            return tuple(model.name for model in self._run_models)
         return (self.name,)
 
     def load_model(self) -> registry.Featurizers:
+        """Loads this step's model (shared: every model of the run) in this process, once per copy."""
         # Before this process's first TensorFlow op: the threads of a copy on this machine. Only a
         # process that hosts a model imports TensorFlow, here (quietly, in tf_setup).
         intra, inter = tf_setup.configure(self._sharing)
         files = registry.resolve(self._config)
-        names = self.loaded_models()
+        loaded = [model for model in self._run_models if model.name in self.loaded_models()]
+        if self._model not in loaded:
+            loaded = [self._model]
         device = tf_setup.copy_device(next(_LOADED))
         PROGRESS.phase("loading models")
         described = files.describe()
         logging.info("Loading the %s model%s in process %d%s (TensorFlow: %d intra-op, %d inter-op threads): %s",
-                     " and ".join(names), "s" if len(names) > 1 else "", os.getpid(), f" on {device}" if device else "",
-                     intra, inter, "; ".join(_in_words(described[name]) for name in names))
-        featurizers = registry.Featurizers(files, names, device=device)
+                     " and ".join(m.name for m in loaded), "s" if len(loaded) > 1 else "", os.getpid(),
+                     f" on {device}" if device else "", intra, inter,
+                     "; ".join(_in_words(described.get(m.name) or {"model": m.description or m.name})
+                               for m in loaded))
+        featurizers = registry.Featurizers(files, loaded, device=device)
         PROGRESS.phase("models loaded, decoding the first clips")
         return featurizers
 
-    def model_input(self, batch: Sequence[np.ndarray]) -> Any:
-        """What this step's featurizer takes for ``batch``: one stacked array."""
-        return np.stack(batch)
-
     def run_inference(self, batch: Sequence[np.ndarray], model: registry.Featurizers,
                       inference_args: dict[str, Any] | None = None) -> Iterable[np.ndarray]:
-        """A batch of model inputs -> one float32 feature vector each, in order (through ``model.<name>``)."""
-        features = getattr(model, self.name)(self.model_input(batch))
-        return list(np.asarray(features, np.float32))
+        """A batch of model inputs -> one float32 feature vector each, in order."""
+        features = np.asarray(model.featurize(self.name, self._model.model_input(batch)), np.float32)
+        if features.shape != (len(batch), self._model.width):
+            raise ValueError(f"feature model {self.name} returned shape {features.shape} for a batch of "
+                             f"{len(batch)}; expected ({len(batch)}, {self._model.width})")
+        return list(features)
 
-    def batch_elements_kwargs(self):
+    def batch_elements_kwargs(self) -> dict[str, Any]:
+        """BatchElements' arguments: batches of exactly ``batch_size`` slots (a huge frame takes several)."""
         # Full batches: Beam's adaptive sizing starts at 1 and grows by timing, which left most
         # calls with one or two frames (benchmarks/run.py --only dataset --profile). A batch never
         # outlives its bundle, so fixed sizes add no wait; huge frames count as several.
@@ -128,23 +143,8 @@ class _FeatureModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
         return sum(int(getattr(example, "nbytes", 0)) for example in batch)
 
     def get_metrics_namespace(self) -> str:
+        """``video_features_<model>``: one namespace of RunInference metrics per model step."""
         return f"video_features_{self.name}"
-
-
-class RgbModelHandler(_FeatureModelHandler):
-    """Native-resolution uint8 RGB frames in; the model process resizes them (as the graph does) and runs them."""
-
-    name = "rgb"
-
-    def model_input(self, batch: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """The frames as a list: frames of different clips differ in size; the featurizer resizes each one."""
-        return list(batch)
-
-
-class AudioModelHandler(_FeatureModelHandler):
-    """Log-mel examples [96, 64] in; VGGish and its PCA give one float32 [128] feature vector each."""
-
-    name = "audio"
 
 
 class _KeyedHandler(KeyedModelHandler):
@@ -166,12 +166,12 @@ def _rekey(element: tuple[tuple[str, int], np.ndarray]) -> tuple[str, tuple[int,
 class ExtractFeatures(beam.PTransform):
     """((clip_id, k), model input) -> (clip_id, (k, float features after PCA))."""
 
-    def __init__(self, handler: _FeatureModelHandler):
+    def __init__(self, handler: FeatureModelHandler):
         super().__init__()
         self._handler = handler
 
     @property
-    def handler(self) -> _FeatureModelHandler:
+    def handler(self) -> FeatureModelHandler:
         """The model handler this transform runs, so that a built pipeline can be checked for its sharing settings."""
         return self._handler
 

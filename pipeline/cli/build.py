@@ -40,13 +40,13 @@ from pipeline.cli.options import BuildOptions, UsageError
 from pipeline.dataset import fileio, outputs, settings
 from pipeline.dataset.lock import BuildLock
 from pipeline.errors import storage_failure
-from pipeline.features import registry
+from pipeline.features import models, registry
 from pipeline.fetch import identities
 from pipeline.read import annotations, csvsplit
 from transforms.assemble import AssembleRecords
 from transforms.decode import DecodeClips
 from transforms.fetch import FetchClips
-from transforms.inference import AudioModelHandler, ExtractFeatures, RgbModelHandler
+from transforms.inference import ExtractFeatures, FeatureModelHandler
 from transforms.read import ReadAnnotations
 from transforms.resume import SkipExisting
 from transforms.support.fetch_rows import ClipFetcher
@@ -110,15 +110,18 @@ def build_pipeline(p: beam.Pipeline, options: BuildOptions, *, run_info: dict | 
         DecodeClips(base_dir=base_dir, config=decode_config, fetcher=fetcher, expected=expected_rows)).with_outputs(
         DecodeClips.RGB, DecodeClips.AUDIO, DecodeClips.META, DecodeClips.FAILURES)
     sharing = options.model_sharing(sdk_processes_per_machine(p.options))
-    rgb = decoded[DecodeClips.RGB] | "RgbFeatures" >> on_accelerator(ExtractFeatures(
-        RgbModelHandler(config, batch_size=options.rgb_batch_size, sharing=sharing)), options.inference_accelerator)
-    joined = {"meta": decoded[DecodeClips.META], "rgb": rgb}
-    if options.audio != "zeros":  # with zeros the audio model is neither built nor loaded
-        joined["audio"] = decoded[DecodeClips.AUDIO] | "AudioFeatures" >> on_accelerator(ExtractFeatures(
-            AudioModelHandler(config, batch_size=options.audio_batch_size, sharing=sharing)),
-            options.inference_accelerator)
+    run_models = options.feature_models()
+    streams = {models.FRAMES: decoded[DecodeClips.RGB], models.LOG_MEL: decoded[DecodeClips.AUDIO]}
+    batch_sizes = {"rgb": options.rgb_batch_size, "audio": options.audio_batch_size}
+    joined = {"meta": decoded[DecodeClips.META]}
+    for model in run_models:  # with --audio zeros the audio model is neither built nor loaded
+        handler = FeatureModelHandler(model, config, batch_size=batch_sizes.get(model.name, model.batch_size),
+                                      sharing=sharing, run_models=run_models)
+        joined[model.name] = streams[model.reads] | f"{model.name.capitalize()}Features" >> on_accelerator(
+            ExtractFeatures(handler), options.inference_accelerator)
     records, assembly_failures = joined | "AssembleRecords" >> AssembleRecords(
-        read["vocabulary"], video_level=options.skip_frame_level_features)
+        read["vocabulary"], video_level=options.skip_frame_level_features,
+        extra=tuple(m for m in run_models if m.name not in models.LAYOUT))
     failures = ((read["failures"], resume_failures, fetched[FetchClips.FAILURES], decoded[DecodeClips.FAILURES],
                  assembly_failures) | "AllFailures" >> beam.Flatten())
     return {"records": records, "failures": failures, "vocabulary": read["vocabulary"],

@@ -15,6 +15,7 @@ from pipeline.read import csvsplit
 
 if TYPE_CHECKING:
     from pipeline.decode.config import DecodeConfig
+    from pipeline.features import models
     from pipeline.fetch import mirrors
     from pipeline.fetch.config import FetchConfig
 
@@ -253,6 +254,10 @@ def add_features_flags(parser: argparse._ArgumentGroup | argparse.ArgumentParser
                         help="vggish: VGGish features (default). zeros: what the extractor's "
                              "--insert_zero_audio_features writes (128 zero bytes per step, mean_audio 0); "
                              "the audio model is never loaded.")
+    parser.add_argument("--extra_features", default="",
+                        help="Comma list of registered feature models to run beside rgb and audio "
+                             "(pipeline/features/models.py); each adds the feature list NAME and the context "
+                             "mean_NAME to every record.")
     parser.add_argument("--rgb_batch_size", type=positive_int, default=32, help="Frames per Inception-v3 call.")
     parser.add_argument("--audio_batch_size", type=positive_int, default=64, help="Examples per VGGish call.")
 
@@ -300,8 +305,27 @@ class BuildOptions(PipelineOptions):
     # --input_csv/--output_dir are checked in validate_build(), not with required=True: Beam parses
     # every PipelineOptions subclass for any pipeline in the process, tests' TestPipelines too.
     def validate_build(self) -> list[str]:
-        """One message per missing required flag (--input_csv, --output_dir); empty when the build can start."""
-        return [f"--{name} is required" for name in ("input_csv", "output_dir") if not getattr(self, name)]
+        """One message per missing required flag (--input_csv, --output_dir) or bad --extra_features; empty
+        when the build can start."""
+        problems = [f"--{name} is required" for name in ("input_csv", "output_dir") if not getattr(self, name)]
+        try:
+            self.feature_models()
+        except (KeyError, ValueError) as e:
+            problems.append(str(e.args[0]) if e.args else str(e))
+        return problems
+
+    def feature_models(self) -> tuple[models.FeatureModel, ...]:
+        """The registry entries this build runs: rgb, audio (unless --audio zeros), then --extra_features.
+
+        Raises KeyError (an unregistered name) or ValueError, each with a one-line message.
+        """
+        from pipeline.features import models as feature_models  # pylint: disable=import-outside-toplevel
+
+        extra = [name.strip() for name in (self.extra_features or "").split(",") if name.strip()]
+        try:
+            return feature_models.for_run(extra, with_audio=self.audio != "zeros")
+        except KeyError as e:
+            raise KeyError(f"--extra_features: {e.args[0]}") from None
 
     def fetch_config(self) -> FetchConfig:
         """The --fetch_*, --rate_limit, --cookies, --proxy and URL flags as the fetch stage's picklable config.

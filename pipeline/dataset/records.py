@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -31,6 +31,8 @@ class ClipFeatures:
     duration_us: int | None = None
     video_level: bool = False  # context only (id, labels, mean_rgb, mean_audio): the extractor's
     # --skip_frame_level_features, the YouTube-8M video-level partition's layout
+    extra: Mapping[str, tuple[np.ndarray, np.ndarray]] = dataclasses.field(default_factory=dict)
+    # --extra_features: name -> (float [T, width], uint8 [T, width]); feature list `name`, context `mean_name`
 
 
 def build_sequence_example(clip: ClipFeatures) -> bytes:
@@ -41,6 +43,10 @@ def build_sequence_example(clip: ClipFeatures) -> bytes:
                          f"both must be equal and in 1..{MAX_STEPS}")
     if clip.rgb_quantized.shape[1:] != (RGB_BYTES,) or clip.audio_quantized.shape[1:] != (AUDIO_BYTES,):
         raise ValueError(f"{clip.clip_id}: feature sizes {clip.rgb_quantized.shape} / {clip.audio_quantized.shape}")
+    for name, (_, quantized) in clip.extra.items():
+        if name in ("rgb", "audio") or np.asarray(quantized).shape[0] != steps:
+            raise ValueError(f"{clip.clip_id}: extra feature {name!r} has {np.asarray(quantized).shape[0]} steps "
+                             f"for {steps}, or takes a layout name")
     feature = train.Feature
     context = {
         "id": feature(bytes_list=train.BytesList(value=[clip.clip_id.encode("utf-8")])),
@@ -49,6 +55,9 @@ def build_sequence_example(clip: ClipFeatures) -> bytes:
         "mean_audio": feature(float_list=train.FloatList(
             value=np.asarray(clip.audio, np.float32).mean(0).tolist())),
     }
+    for name, (values, _) in clip.extra.items():
+        context[f"mean_{name}"] = feature(float_list=train.FloatList(
+            value=np.asarray(values, np.float32).mean(0).tolist()))
     if clip.label_names:
         context["label_names"] = feature(bytes_list=train.BytesList(
             value=[n.encode("utf-8") for n in clip.label_names]))
@@ -72,6 +81,7 @@ def build_sequence_example(clip: ClipFeatures) -> bytes:
         feature_lists=train.FeatureLists(feature_list={
             "rgb": feature_list(clip.rgb_quantized),
             "audio": feature_list(clip.audio_quantized),
+            **{name: feature_list(quantized) for name, (_, quantized) in clip.extra.items()},
         }))
     # deterministic: the context map's order would otherwise vary per process, so reruns and
     # refactors could not be checked byte for byte.

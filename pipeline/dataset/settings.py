@@ -82,14 +82,21 @@ def model_identity(files: registry.ModelFiles | None, config: registry.ModelConf
 
 
 def build_settings(options: BuildOptions, files: registry.ModelFiles | None) -> dict:
-    """The settings of this build that change a record's bytes (JSON-ready)."""
-    return {
+    """The settings of this build that change a record's bytes (JSON-ready).
+
+    `extra_features` is recorded only when given, so datasets from before the flag resume unchanged.
+    """
+    current = {
         "frames_per_second": float(options.frames_per_second),
         "audio": options.audio,
         "video_level": bool(options.skip_frame_level_features),
         "fetch_max_height": int(options.fetch_max_height),
         "models": model_identity(files, options.model_config()),
     }
+    extra = [model.name for model in options.feature_models() if model.name not in ("rgb", "audio")]
+    if extra:
+        current["extra_features"] = extra
+    return current
 
 
 def differences(recorded: dict, current: dict) -> list[str]:

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from pipeline.features import models as feature_models
+
 MODES = ("yt8m", "synthetic")
 RGB_GRAPH = "classify_image_graph_def.pb"
 RGB_PCA_FILES = ("mean.npy", "eigenvecs.npy", "eigenvals.npy")
@@ -154,77 +156,30 @@ def resolve(config: ModelConfig) -> ModelFiles:
                       synthetic=False, sources=tuple(sorted(resolved.sources.items())))
 
 
-class RgbFeaturizer:
-    """RGB frames -> PCA-whitened float features [N, 1024].
-
-    Takes the decoder's native-resolution uint8 [H, W, 3] frames (a list; sizes may differ)
-    and resizes each one here, in the model's process, with the graph's own op
-    (``inception.resize_frame``), so decode workers run no TensorFlow and frames travel as
-    uint8. A float32 [N, 299, 299, 3] array of frames already resized that way is taken as is.
-    """
-
-    def __init__(self, files: ModelFiles):
-        from pipeline.features import (
-            inception,  # pylint: disable=import-outside-toplevel
-            postprocess,  # pylint: disable=import-outside-toplevel
-        )
-
-        self.model = inception.InceptionV3Features.from_graph_def_file(files.rgb_graph)
-        self.pca = postprocess.RgbPca.from_dir(files.rgb_pca_dir)
-        self._resize = inception.resize_frame
-        self._input_size = inception.INPUT_SIZE
-
-    def __call__(self, frames: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
-        """uint8 [H, W, 3] frames (or float32 [N, 299, 299, 3] already resized) -> float32 [N, 1024] features."""
-        if isinstance(frames, np.ndarray) and frames.dtype == np.float32:
-            resized = frames
-        elif len(frames):
-            resized = np.stack([self._resize(frame) for frame in frames])
-        else:
-            resized = np.zeros((0, self._input_size, self._input_size, 3), np.float32)
-        return self.pca.apply(self.model(resized))
-
-
-class AudioFeaturizer:
-    """Log-mel examples [N, 96, 64] -> PCA float features [N, 128] (before clipping and quantization)."""
-
-    def __init__(self, files: ModelFiles):
-        from pipeline.features import (
-            postprocess,  # pylint: disable=import-outside-toplevel
-            vggish,  # pylint: disable=import-outside-toplevel
-        )
-
-        self.model = vggish.VGGish.from_checkpoint(files.audio_checkpoint)
-        self.pca = postprocess.AudioPca.from_npz(files.audio_pca)
-
-    def __call__(self, examples: np.ndarray) -> np.ndarray:
-        """Log-mel examples [N, 96, 64] -> float32 [N, 128] PCA features (not yet clipped or quantized)."""
-        return self.pca.apply(self.model(examples))
-
-
 class Featurizers:
-    """The models one process hosts for a run: ``rgb(frames)`` and ``audio(examples)``.
+    """The models one process hosts for a run, called by name: ``featurize("rgb", frames)``.
 
     RunInference shares a model across a machine's SDK processes by a tag: the first process to
-    ask for the tag loads the object and hosts it. Both model steps ask for the same tag and get
-    this one object holding both featurizers, so a machine's models always live in ONE process
+    ask for the tag loads the object and hosts it. Every model step asks for the same tag and gets
+    this one object holding all the run's models, so a machine's models always live in ONE process
     whose TensorFlow pools are sized to all the cores; with a tag per model, Inception-v3 and
     VGGish could land in two processes each sized to all the cores (benchmarks/model_copies.py).
-    Only public methods cross Beam's proxy, hence methods rather than attributes.
+    Only public methods cross Beam's proxy, hence a method rather than attributes.
 
+    ``models`` are registry entries (`pipeline.features.models.FeatureModel`) or their names.
     With ``device`` (``/GPU:k``: copy k of ``--model_copies`` on a worker with several GPUs) the
     weights are made and every call runs under that device scope; None leaves placement to
     TensorFlow (its first GPU, or the CPU).
     """
 
-    def __init__(self, files: ModelFiles, names: Sequence[str], *, device: str | None = None):
-        unknown = set(names) - {"rgb", "audio"}
-        if unknown:
-            raise ValueError(f"unknown models {sorted(unknown)}")
+    def __init__(self, files: ModelFiles, models: Sequence, *, device: str | None = None):
+        try:
+            entries = [feature_models.get(m) if isinstance(m, str) else m for m in models]
+        except KeyError as e:
+            raise ValueError(f"unknown models: {e.args[0]}") from None
         self.device = device
         with self._placed():
-            self._rgb = RgbFeaturizer(files) if "rgb" in names else None
-            self._audio = AudioFeaturizer(files) if "audio" in names else None
+            self._loaded = {entry.name: entry.load(files) for entry in entries}
 
     def _placed(self) -> contextlib.AbstractContextManager:
         if self.device is None:
@@ -233,20 +188,15 @@ class Featurizers:
 
         return logs.import_tensorflow().device(self.device)
 
-    def rgb(self, frames: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
-        """uint8 [H, W, 3] frames -> float32 [N, 1024] features; see :class:`RgbFeaturizer`."""
-        if self._rgb is None:
-            raise RuntimeError("the RGB model was not loaded in this process")
+    def featurize(self, name: str, batch: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+        """A batch of model `name`'s inputs -> float32 [N, width] features (rgb: see :class:`RgbFeaturizer`)."""
+        model = self._loaded.get(name)
+        if model is None:
+            hint = " (--audio zeros?)" if name == "audio" else ""
+            raise RuntimeError(f"the {name} model was not loaded in this process{hint}")
         with self._placed():
-            return self._rgb(frames)
-
-    def audio(self, examples: np.ndarray) -> np.ndarray:
-        """Log-mel examples [N, 96, 64] -> float32 [N, 128] features; see :class:`AudioFeaturizer`."""
-        if self._audio is None:
-            raise RuntimeError("the audio model was not loaded in this process (--audio zeros?)")
-        with self._placed():
-            return self._audio(examples)
+            return model(batch)
 
     def loaded(self) -> list[str]:
         """The names of the models this object holds."""
-        return [name for name, model in (("rgb", self._rgb), ("audio", self._audio)) if model is not None]
+        return list(self._loaded)

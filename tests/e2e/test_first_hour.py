@@ -275,11 +275,11 @@ def test_fetch_only_progress_counts_kept_clips_not_decoded_video(monkeypatch):
 def test_the_model_load_line_is_words_not_a_dict(caplog, model_cache):
     import logging
 
-    from pipeline.features import tf_setup
-    from transforms.inference import AudioModelHandler
+    from pipeline.features import models, tf_setup
+    from transforms.inference import FeatureModelHandler
 
     config = registry.ModelConfig(mode="synthetic", model_cache=model_cache)
-    handler = AudioModelHandler(config, batch_size=4, sharing=tf_setup.ModelSharing(copies=1))
+    handler = FeatureModelHandler(models.AUDIO, config, batch_size=4, sharing=tf_setup.ModelSharing(copies=1))
     with caplog.at_level(logging.INFO):
         handler.load_model()
     (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Loading")]

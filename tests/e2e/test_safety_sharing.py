@@ -31,19 +31,19 @@ _HOST = textwrap.dedent("""
     import json, logging, sys, time
     logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)  # every line Beam and the project log
     from apache_beam.ml.inference import base
-    from pipeline.features import registry, tf_setup
+    from pipeline.features import models, registry, tf_setup
     from transforms import inference
 
     class Echo:
-        def rgb(self, frames):
-            return frames
+        def featurize(self, name, batch):
+            return batch
 
-    class Handler(inference.RgbModelHandler):
+    class Handler(inference.FeatureModelHandler):
         def load_model(self):  # no TensorFlow: the sharing is what is under test
             return Echo()
 
     sharing = tf_setup.ModelSharing(copies=1, processes=2)
-    handler = Handler(registry.ModelConfig(mode="synthetic"), batch_size=1, sharing=sharing)
+    handler = Handler(models.RGB, registry.ModelConfig(mode="synthetic"), batch_size=1, sharing=sharing)
     dofn = base._RunInferenceDoFn(inference._KeyedHandler(handler), time, None, model_tag=handler.model_tag)
     dofn.setup()
     print(json.dumps({"tag": sharing.tag, "key": sharing.authkey, "repr": repr(sharing)}), flush=True)

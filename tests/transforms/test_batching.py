@@ -8,12 +8,15 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from pipeline.features import models as feature_models
 from pipeline.features import registry
 from transforms import inference
 
 
-def _handler(batch_size: int) -> inference.RgbModelHandler:
-    return inference.RgbModelHandler(registry.ModelConfig(mode="synthetic"), batch_size=batch_size)
+def _handler(batch_size: int, model: feature_models.FeatureModel = feature_models.RGB,
+             **kwargs) -> inference.FeatureModelHandler:
+    return inference.FeatureModelHandler(model, registry.ModelConfig(mode="synthetic"), batch_size=batch_size,
+                                         **kwargs)
 
 
 def test_frames_up_to_full_hd_take_one_slot_and_a_40_megapixel_frame_takes_many():
@@ -58,22 +61,17 @@ class _Models:
     def __init__(self):
         self.calls = []
 
-    def rgb(self, frames):
-        self.calls.append(("rgb", type(frames).__name__, len(frames)))
-        return np.ones((len(frames), 1024), np.float64)
-
-    def audio(self, examples):
-        self.calls.append(("audio", type(examples).__name__, len(examples)))
-        return np.ones((len(examples), 128), np.float64)
+    def featurize(self, name, batch):
+        self.calls.append((name, type(batch).__name__, len(batch)))
+        return np.ones((len(batch), {"rgb": 1024, "audio": 128}[name]), np.float64)
 
 
 def test_each_step_calls_its_own_model_of_the_shared_object():
-    """Both steps get the one object hosting the run's models; each calls its own method."""
+    """Both steps get the one object hosting the run's models; each asks it for its own model."""
     models = _Models()
     frames = [np.zeros((36, 64, 3), np.uint8), np.zeros((72, 128, 3), np.uint8)]  # sizes differ across clips
     rgb = list(_handler(8).run_inference(frames, models))
-    audio_handler = inference.AudioModelHandler(registry.ModelConfig(mode="synthetic"), batch_size=8)
-    audio = list(audio_handler.run_inference([np.zeros((96, 64), np.float32)] * 3, models))
+    audio = list(_handler(8, feature_models.AUDIO).run_inference([np.zeros((96, 64), np.float32)] * 3, models))
     assert models.calls == [("rgb", "list", 2), ("audio", "ndarray", 3)]
     assert [f.shape for f in rgb] == [(1024,)] * 2 and [f.shape for f in audio] == [(128,)] * 3
     assert {f.dtype for f in rgb + audio} == {np.dtype(np.float32)}
@@ -83,9 +81,9 @@ def test_the_hosted_object_refuses_a_model_it_was_not_asked_to_load(model_cache)
     files = registry.resolve(registry.ModelConfig(mode="synthetic", model_cache=model_cache, with_audio=False))
     models = registry.Featurizers(files, ("rgb",))
     assert models.loaded() == ["rgb"]
-    assert models.rgb([np.zeros((36, 64, 3), np.uint8)]).shape == (1, 1024)
+    assert models.featurize("rgb", [np.zeros((36, 64, 3), np.uint8)]).shape == (1, 1024)
     with pytest.raises(RuntimeError, match="audio model was not loaded"):
-        models.audio(np.zeros((1, 96, 64), np.float32))
+        models.featurize("audio", np.zeros((1, 96, 64), np.float32))
     with pytest.raises(ValueError, match="flow"):
         registry.Featurizers(files, ("rgb", "flow"))
 
@@ -96,7 +94,7 @@ def test_each_loaded_copy_gets_the_next_device(monkeypatch):
 
     class Recorder:
         def __init__(self, files, names, *, device=None):
-            made.append((tuple(names), device))
+            made.append((tuple(m.name for m in names), device))
 
     monkeypatch.setattr(registry, "Featurizers", Recorder)
     monkeypatch.setattr(registry, "resolve", lambda config: registry.ModelFiles("g", "p", "c", "a", True))
@@ -104,7 +102,7 @@ def test_each_loaded_copy_gets_the_next_device(monkeypatch):
     monkeypatch.setattr(inference.tf_setup, "copy_device", lambda index: inference.tf_setup.device_for(index, 2))
     monkeypatch.setattr(inference, "_LOADED", iter(range(3)))
     sharing = inference.tf_setup.ModelSharing(copies=3, processes=None)
-    handler = inference.RgbModelHandler(registry.ModelConfig(mode="synthetic"), batch_size=8, sharing=sharing)
+    handler = _handler(8, sharing=sharing)
     for _ in range(3):
         handler.load_model()
     assert made == [(("rgb", "audio"), "/GPU:0"), (("rgb", "audio"), "/GPU:1"), (("rgb", "audio"), "/GPU:0")]

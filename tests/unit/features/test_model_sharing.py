@@ -64,13 +64,13 @@ def test_a_placed_copy_runs_its_models_on_its_device(model_cache):
         seen = {{}}
         for device in (None, "/CPU:1"):
             models = registry.Featurizers(files, ("rgb", "audio"), device=device)
-            for part in (models._rgb, models._audio):  # record where each model call runs
+            for part in (models._loaded["rgb"], models._loaded["audio"]):  # record where each model call runs
                 def spy(inputs, real=part.model, name=type(part).__name__):
                     seen.setdefault(str(device), []).append((name, tf.constant(0.0).device[-5:]))
                     return real(inputs)
                 part.model = spy
-            rgb = models.rgb([np.full((36, 64, 3), 9, np.uint8)])
-            audio = models.audio(np.ones((2, 96, 64), np.float32))
+            rgb = models.featurize("rgb", [np.full((36, 64, 3), 9, np.uint8)])
+            audio = models.featurize("audio", np.ones((2, 96, 64), np.float32))
             seen.setdefault(str(device), []).append(("shapes", [list(rgb.shape), list(audio.shape)]))
         print("SEEN", json.dumps(seen))
     """)
