@@ -149,8 +149,9 @@ def fetch(args: dict) -> dict:
             began = time.perf_counter()
             result = fetch_module.fetch_clip(video_id="benchmark01", start=start, end=end,
                                              work_dir=os.path.join(work, "section"), config=config)
-            section = {"bytes": server.bytes_sent(), "seconds": time.perf_counter() - began, "method": result.method,
-                       "requests": len(server.requests), "file_bytes": os.path.getsize(result.path)}
+            section = {"bytes": server.bytes_sent(), "seconds": time.perf_counter() - began,
+                       "method": result.figures.method, "requests": len(server.requests),
+                       "file_bytes": os.path.getsize(result.path)}
             server.requests.clear()
             began = time.perf_counter()
             whole = os.path.join(work, "whole.mp4")

@@ -23,6 +23,7 @@ import os
 import statistics
 import time
 
+from pipeline import elements
 from pipeline.decode.config import DecodeConfig
 from pipeline.testing import testvideo
 
@@ -40,10 +41,9 @@ def run_once(paths: list[str], *, ahead: int, ms_per_frame: float) -> tuple[floa
     from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=import-outside-toplevel
     from apache_beam.testing.util import assert_that, equal_to  # pylint: disable=import-outside-toplevel
 
-    from pipeline.read import annotations  # pylint: disable=import-outside-toplevel
     from transforms.decode import DecodeClips  # pylint: disable=import-outside-toplevel
 
-    clips = [annotations.ClipRequest(clip_id=f"c{i}", source="file", video=path, start=None, end=None, labels=(),
+    clips = [elements.ClipRequest(clip_id=f"c{i}", source="file", video=path, start=None, end=None, labels=(),
                                      split="all", row=i + 1, fields={}) for i, path in enumerate(paths)]
     began = time.perf_counter()
     with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner", "--direct_running_mode=in_memory"])) as p:

@@ -2,8 +2,6 @@
 
 import errno
 
-from pipeline.net.redact import redact
-
 
 class ClipError(Exception):
     """A clip produced no record. `reason` is a stable word; `stage` names where it happened."""
@@ -17,16 +15,6 @@ class ClipError(Exception):
 
 class ModelArtifactError(Exception):
     """A model artifact is missing or does not have the official layout. The message says what to pass."""
-
-
-def failure_record(*, clip_id: str, fields: dict, row: int | None, stage: str, reason: str, message: str) -> dict:
-    """One line of the failure report: the input row that produced no record, and why.
-
-    Credentials in URLs (userinfo, signed-URL signatures, tokens) are redacted from all of it
-    (`pipeline.net.redact`): the report is read by people the row's credentials were not meant for.
-    """
-    return {"id": redact(clip_id), "input": redact(fields), "row": row, "stage": stage, "reason": reason,
-            "message": redact(message)}
 
 
 # OS errors a clip can meet that are not bugs: their own reasons, so the report says what to fix.

@@ -10,27 +10,17 @@ import numpy as np
 
 from pipeline.dataset import records
 from pipeline.dataset.vocabulary import Vocabulary
-from pipeline.errors import ClipError, failure_record
+from pipeline.elements import BuiltRecord, ClipMeta, Failure, clip_source
+from pipeline.errors import ClipError
 from pipeline.features import models, quantization
 from pipeline.net.redact import redact
 from transforms.support import isolation, metrics
 
 
-def clip_source(fetch: dict | None) -> str:
-    """Where a record's clip came from, for stats.json's clips_by_source: mirror, fetched (YouTube),
-    kept (--clips_dir) or file (a videos-CSV row)."""
-    method = (fetch or {}).get("method")
-    if method == "mirror":
-        return "mirror"
-    if method in ("section", "full"):
-        return "fetched"
-    return "kept" if method == "kept" else "file"
-
-
 def _describe_joined(element: tuple[str, Mapping[str, Iterable[Any]]]) -> tuple[str, dict, int | None]:
     clip_id, grouped = element
     metas = list(grouped["meta"])
-    clip = metas[0]["clip"] if metas else None
+    clip = metas[0].clip if metas else None
     return (clip_id, clip.fields, clip.row) if clip is not None else (clip_id, {}, None)
 
 
@@ -45,18 +35,18 @@ class _BuildRecord(beam.DoFn):
 
     @isolation.isolate("features", _describe_joined, element_arg=1)
     def process(self, element: tuple[str, Mapping[str, Iterable[Any]]],
-                vocabulary: Vocabulary) -> Iterator[dict | beam.pvalue.TaggedOutput]:
+                vocabulary: Vocabulary) -> Iterator[BuiltRecord | beam.pvalue.TaggedOutput]:
         clip_id, grouped = element
         metas = list(grouped["meta"])
         if metas:  # no meta: the clip failed upstream and already has its failure line
             yield from self._build(clip_id, metas[0], grouped, vocabulary)
 
-    def _build(self, clip_id: str, meta: dict, grouped: Mapping[str, Iterable[Any]],
-               vocabulary: Vocabulary) -> Iterator[dict | beam.pvalue.TaggedOutput]:
-        clip, num_steps = meta["clip"], meta["num_steps"]
+    def _build(self, clip_id: str, meta: ClipMeta, grouped: Mapping[str, Iterable[Any]],
+               vocabulary: Vocabulary) -> Iterator[BuiltRecord | beam.pvalue.TaggedOutput]:
+        clip, num_steps = meta.clip, meta.num_steps
         try:
             rgb = self._ordered(grouped["rgb"], num_steps, "rgb")
-            if meta.get("audio") == "zeros":  # the extractor's --insert_zero_audio_features: zero bytes, mean 0
+            if meta.audio == "zeros":  # the extractor's --insert_zero_audio_features: zero bytes, mean 0
                 audio = np.zeros((num_steps, records.AUDIO_BYTES), np.float32)
                 audio_quantized = np.zeros((num_steps, records.AUDIO_BYTES), np.uint8)
             else:
@@ -72,21 +62,19 @@ class _BuildRecord(beam.DoFn):
                 clip_id=clip_id, labels=label_ids, rgb=rgb, audio=audio,
                 rgb_quantized=quantization.quantize_rgb(rgb), audio_quantized=audio_quantized,
                 label_names=sorted(set(clip.labels)), source=redact(clip.video), start_us=int(round(start * 1e6)),
-                end_us=int(round((start + meta["duration"]) * 1e6)), duration_us=int(round(meta["duration"] * 1e6)),
+                end_us=int(round((start + meta.duration) * 1e6)), duration_us=int(round(meta.duration * 1e6)),
                 video_level=self._video_level, extra=extra))
         except (_Incomplete, ClipError) as e:  # ClipError: non-finite features cannot be quantized
-            yield beam.pvalue.TaggedOutput(self.FAILURES, failure_record(
+            yield beam.pvalue.TaggedOutput(self.FAILURES, Failure.of(
                 clip_id=clip_id, fields=clip.fields, row=clip.row, stage="features",
                 reason=getattr(e, "reason", "missing_steps"), message=str(e)))
             return
         self._written.inc()
         self._steps.inc(num_steps)
-        fetch = meta.get("fetch") or {}
-        yield {"split": clip.split, "id": clip_id, "record": serialized, "steps": num_steps,
-               "seconds": float(meta["duration"]), "silent_audio": bool(meta["silent_audio"]),
-               "fetch_bytes": int(fetch.get("bytes", 0)), "fetch_seconds": float(fetch.get("seconds", 0.0)),
-               "fetched": int(fetch.get("method") in ("section", "full")), "source": clip_source(fetch),
-               "label": clip.labels[0] if clip.labels else ""}
+        yield BuiltRecord(split=clip.split, clip_id=clip_id, record=serialized, steps=num_steps,
+                          seconds=float(meta.duration), silent_audio=bool(meta.silent_audio),
+                          source=clip_source(meta.fetch), label=clip.labels[0] if clip.labels else "",
+                          fetch=meta.fetch)
 
     @staticmethod
     def _ordered(items: Iterable[tuple[int, np.ndarray]], num_steps: int, name: str) -> np.ndarray:
@@ -109,7 +97,7 @@ class AssembleRecords(beam.PTransform):
 
     Returns (records, failures).
 
-    Each record is a dict: split, id, record (serialized SequenceExample), steps, seconds, silent_audio.
+    Each record is a `pipeline.elements.BuiltRecord`; each failure a `Failure`.
     """
 
     def __init__(self, vocabulary: beam.PCollection, *, video_level: bool = False,
@@ -120,7 +108,7 @@ class AssembleRecords(beam.PTransform):
         self._extra = tuple(extra)
 
     def expand(self, inputs: Mapping[str, beam.PCollection]) -> tuple[beam.PCollection, beam.PCollection]:
-        """{"meta", "rgb", "audio", extra models' names} keyed by clip id -> (record dicts, failure dicts)."""
+        """{"meta", "rgb", "audio", extra models' names} keyed by clip id -> (BuiltRecords, Failures)."""
         built = (
             inputs
             | "JoinByClip" >> beam.CoGroupByKey()

@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import functools
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import BoundedWindow
 from apache_beam.utils.timestamp import Timestamp
 
+from pipeline.dataset import fileio
 from pipeline.decode import media, probe
 from pipeline.decode.config import DecodeConfig
 from pipeline.decode.probe import ProbeResult, check_decodable
-from pipeline.errors import ClipError, failure_record
-from pipeline.read.annotations import ClipRequest, resolve_video_path
-from transforms.fetch import FetchedClip
+from pipeline.elements import ClipMeta, ClipRequest, Failure, FetchedClip, FetchFigures
+from pipeline.errors import ClipError
+from pipeline.read.annotations import resolve_video_path
 from transforms.support import isolation, metrics
 from transforms.support.ahead import Ahead, in_window
 from transforms.support.fetch_rows import ClipFetcher
@@ -48,9 +47,8 @@ class DecodeClips(beam.DoFn):
       RGB:   ((clip_id, k), uint8 [H, W, 3] frame at the clip's resolution; the RGB model step resizes it)
       AUDIO: ((clip_id, k), float32 [96, 64] log-mel example starting k/F s after the first frame);
              nothing with audio="zeros" (the record gets the extractor's zero audio)
-      META:  (clip_id, dict(clip=ClipRequest, num_steps=T, duration=D, silent_audio=bool, fetch=dict|None,
-             audio="vggish"|"zeros"))
-      FAILURES: failure dicts.
+      META:  (clip_id, ClipMeta)
+      FAILURES: Failures.
     """
 
     RGB = "rgb"
@@ -141,18 +139,18 @@ class DecodeClips(beam.DoFn):
                                     "fetches them)", stage="fetch")
                 else:
                     source = resolve_video_path(clip.video, self._base_dir)
-                    uri, downloaded = self._localize(source, tmp)
-                    if downloaded is not None:
-                        yield functools.partial(downloaded[0].count_bytes, downloaded[1])
+                    fetcher = self._fetcher if self._fetcher is not None else ClipFetcher(config=None)
+                    uri, downloaded = fetcher.localize(source, tmp)
+                    if probe.is_remote(source):
+                        yield functools.partial(fetcher.count_bytes, downloaded)
                     untrusted = uri != source
-                    start = clip.start or 0.0
-                    duration = (clip.end - start) if clip.end is not None else None
+                    start, duration = clip.start or 0.0, clip.section_duration
                 yield from self._decode(clip, uri, start=start, duration=duration, fetch=fetch, untrusted=untrusted,
                                         header=header)
         except ClipError as e:
             yield functools.partial(PROGRESS.record, ok=False, total=self._expected)
             yield functools.partial(metrics.count_failure, e.reason)
-            yield beam.pvalue.TaggedOutput(self.FAILURES, failure_record(
+            yield beam.pvalue.TaggedOutput(self.FAILURES, Failure.of(
                 clip_id=clip.clip_id, fields=clip.fields, row=clip.row, stage=e.stage or stage, reason=e.reason,
                 message=e.message))
         except Exception as e:  # pylint: disable=broad-except
@@ -173,34 +171,11 @@ class DecodeClips(beam.DoFn):
         if "://" not in element.path:
             return element.path
         local = os.path.join(tmp, "kept.mp4")
-        with FileSystems.open(element.path) as src, open(local, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
+        fileio.copy_to_local(element.path, local)
         return local
 
-    def _localize(self, uri: str, tmp: str) -> tuple[str, tuple[ClipFetcher, int] | None]:
-        """(path to decode, (fetcher, bytes) of an http(s) download to count, else None).
-
-        Local paths are read in place; remote inputs are copied to a temp file first.
-
-        http(s) videos are downloaded through the clip's guard proxy (pipeline.net.netguard:
-        address policy, redirects, hard deadline) so ffmpeg never touches the network for
-        a CSV row; other Beam filesystems (gs://) are copied with FileSystems. Either way
-        the copy is decoded with the strict whitelists of an untrusted input.
-        """
-        if "://" not in uri:
-            return uri, None
-        if probe.is_remote(uri):
-            local = os.path.join(tmp, "remote-input")
-            fetcher = self._fetcher if self._fetcher is not None else ClipFetcher(config=None)
-            return local, (fetcher, fetcher.download(uri, local))
-        if not FileSystems.exists(uri):
-            raise ClipError("missing_file", f"no such file: {uri}", stage="fetch")
-        local = os.path.join(tmp, "input" + os.path.splitext(uri)[1])
-        with FileSystems.open(uri) as src, open(local, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-        return local, None
-
-    def _decode(self, clip: ClipRequest, uri: str, *, start: float, duration: float | None, fetch: dict | None,
+    def _decode(self, clip: ClipRequest, uri: str, *, start: float, duration: float | None,
+                fetch: FetchFigures | None,
                 untrusted: bool = False, header: ProbeResult | None = None):
         from pipeline.features import audio  # pylint: disable=import-outside-toplevel
 
@@ -230,6 +205,6 @@ class DecodeClips(beam.DoFn):
         yield functools.partial(self._seconds.update, int(summary.duration))
         if silent:
             yield self._silent.inc
-        yield beam.pvalue.TaggedOutput(self.META, (clip.clip_id, {
-            "clip": clip, "num_steps": summary.num_steps, "duration": summary.duration, "silent_audio": silent,
-            "fetch": fetch, "audio": self._config.audio_mode}))
+        yield beam.pvalue.TaggedOutput(self.META, (clip.clip_id, ClipMeta(
+            clip=clip, num_steps=summary.num_steps, duration=summary.duration, silent_audio=silent,
+            audio=self._config.audio_mode, fetch=fetch)))

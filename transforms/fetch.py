@@ -26,23 +26,21 @@ per clip on the main output, for stats.json) or a failure line.
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import logging
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import BoundedWindow
 from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
+from pipeline.dataset import fileio
 from pipeline.decode import probe
-from pipeline.decode.probe import ProbeResult
-from pipeline.errors import ClipError, failure_record
-from pipeline.read.annotations import ClipRequest, resolve_video_path
+from pipeline.elements import KEPT, ClipRequest, Failure, FetchedClip, FetchFigures, KeptClip
+from pipeline.errors import ClipError
+from pipeline.read.annotations import resolve_video_path
 from transforms.support import isolation, metrics
 from transforms.support.ahead import in_window
 from transforms.support.fetch_rows import ClipFetcher, _store, _trim, clip_path, kept_exists
@@ -53,47 +51,11 @@ DEFAULT_MAX_BYTES = 64 << 20
 
 # A kept clip is probed before it counts: a header read of a local file.
 _PROBE_TIMEOUT_S = 60.0
-_KEPT_FIGURES = {"bytes": 0, "seconds": 0.0, "attempts": 0, "method": "kept"}
-
-
-@dataclasses.dataclass(frozen=True)
-class FetchedClip:
-    """What crosses the fusion break between FetchClips and DecodeClips.
-
-    Attributes:
-      clip: the row.
-      data: the fetched media file's bytes (YouTube rows without --clips_dir), else None.
-      path: the kept clip (--clips_dir, local or gs://), else None.
-      suffix: file name extension of the fetched media (`.mp4`, `.webm`), for the decoder's temp file.
-      start: seconds from the beginning of the media to the clip's start (the decoder seeks there).
-      duration: seconds of the clip, or None for the rest of the media.
-      fetch: fetch figures (bytes, seconds, attempts, method), None for rows not fetched here.
-      header: the media's header as the fetcher probed it, when the media is that very file;
-        DecodeClips checks it (`pipeline.decode.probe.check_decodable`) instead of probing again.
-    """
-
-    clip: ClipRequest
-    data: bytes | None = None
-    path: str | None = None
-    suffix: str = ".mp4"
-    start: float = 0.0
-    duration: float | None = None
-    fetch: dict | None = None
-    header: ProbeResult | None = None
-
-    @property
-    def fetched(self) -> bool:
-        """True when this stage fetched (or found kept) the media; False for rows passed through."""
-        return self.data is not None or self.path is not None
-
-
-def section_duration(clip: ClipRequest) -> float | None:
-    """end - start of the row's section, or None when it runs to the end of the video."""
-    return (clip.end - (clip.start or 0.0)) if clip.end is not None else None
 
 
 class FetchClips(beam.DoFn):
-    """ClipRequest -> FetchedClip (main output) or a failure dict (FAILURES), fetching in a thread pool.
+    """ClipRequest -> FetchedClip (main output; KeptClip when `keep_only`) or a Failure (FAILURES), fetching in a
+    thread pool.
 
     Each bundle's YouTube rows are submitted to a pool of `concurrency` threads (and the process-wide
     semaphore of ClipFetcher bounds all instances of one process together); finished ones are emitted
@@ -173,11 +135,10 @@ class FetchClips(beam.DoFn):
         """The outputs of one finished fetch, with its metrics and progress (in the bundle's thread)."""
         kind, value = outcome
         if kind == "ok":
-            figures = value["fetch"] if self._keep_only else value.fetch
-            if figures:
-                self._fetcher.count_figures(figures)
+            if value.fetch:
+                self._fetcher.count_figures(value.fetch)
             if self._keep_only:  # the same two figures as stats.json's clips_kept and clips_already_kept
-                (self._already_kept if value["reused"] else self._kept).inc()
+                (self._already_kept if value.reused else self._kept).inc()
                 PROGRESS.record(ok=True, total=self._expected)
             elif value.data is not None:
                 self._element_bytes.update(len(value.data))
@@ -186,7 +147,7 @@ class FetchClips(beam.DoFn):
         PROGRESS.record(ok=False, total=self._expected)
         if kind == "clip_error":
             metrics.count_failure(value.reason)
-            yield beam.pvalue.TaggedOutput(self.FAILURES, failure_record(
+            yield beam.pvalue.TaggedOutput(self.FAILURES, Failure.of(
                 clip_id=clip.clip_id, fields=clip.fields, row=clip.row, stage=value.stage or "fetch",
                 reason=value.reason, message=value.message))
         else:
@@ -209,32 +170,33 @@ class FetchClips(beam.DoFn):
         if self._clips_dir:
             kept = clip_path(self._clips_dir, clip)
             if kept_exists(kept):
-                return FetchedClip(clip=clip, path=kept, duration=section_duration(clip), fetch=dict(_KEPT_FIGURES))
+                return FetchedClip(clip=clip, path=kept, duration=clip.section_duration, fetch=KEPT)
             fetched = self._fetcher.fetch(clip, tmp)
             return FetchedClip(clip=clip, path=kept, duration=fetched.duration, fetch=fetched.figures,
-                               header=fetched.header)
-        path, start, duration, figures, header = self._fetcher.fetch(clip, tmp)
-        size = os.path.getsize(path)
+                               header=fetched.probe)
+        fetched = self._fetcher.fetch(clip, tmp)
+        size = os.path.getsize(fetched.path)
         if size > self._max_bytes:
             raise ClipError("too_large", f"the fetched media is {size:,} bytes, over --fetch_max_bytes "
                             f"{self._max_bytes:,} (a clip travels to the decoder in one element); pass "
                             "--clips_dir to keep clips in a shared location instead, or raise the bound",
                             stage="fetch")
-        with open(path, "rb") as f:
+        with open(fetched.path, "rb") as f:
             data = f.read()
-        return FetchedClip(clip=clip, data=data, suffix=os.path.splitext(path)[1] or ".mp4", start=start,
-                           duration=duration, fetch=figures, header=header)
+        return FetchedClip(clip=clip, data=data, suffix=os.path.splitext(fetched.path)[1] or ".mp4",
+                           start=fetched.start_offset, duration=fetched.duration, fetch=fetched.figures,
+                           header=fetched.probe)
 
-    def _keep(self, clip: ClipRequest, tmp: str) -> dict:
-        """Fetch-only: the row's clip into --clips_dir; returns the kept-clip dict of stats.json."""
+    def _keep(self, clip: ClipRequest, tmp: str) -> KeptClip:
+        """Fetch-only: the row's clip into --clips_dir."""
         kept = clip_path(self._clips_dir, clip)
-        figures = dict(_KEPT_FIGURES)
+        figures = KEPT
         if not kept_exists(kept):
             if clip.source == "youtube":
                 figures = self._fetcher.fetch(clip, tmp).figures
             else:
                 figures = keep_video_row(clip, kept, tmp, base_dir=self._base_dir, fetcher=self._fetcher)
-        return {"id": clip.clip_id, "path": kept, "reused": figures["method"] == "kept", "fetch": figures}
+        return KeptClip(clip_id=clip.clip_id, path=kept, fetch=figures)
 
 
 def check_media(local: str, source: str, sent: dict | None = None) -> None:
@@ -257,37 +219,27 @@ def check_media(local: str, source: str, sent: dict | None = None) -> None:
         raise ClipError(e.reason, e.message, stage="fetch") from None
 
 
-def keep_video_row(clip: ClipRequest, kept: str, tmp: str, *, base_dir: str, fetcher: ClipFetcher) -> dict:
+def keep_video_row(clip: ClipRequest, kept: str, tmp: str, *, base_dir: str, fetcher: ClipFetcher) -> FetchFigures:
     """A videos-CSV row (local file, gs:// or http(s)) into the kept clip `kept`. Raises ClipError.
 
     A row with a section ([start, end) given) is cut and re-encoded (libx264, as a whole-file YouTube
     fetch is, so the clip starts at `start` within one frame); a row without one is copied byte for
     byte when it is an .mp4 and re-encoded to one otherwise (kept clips are `{id}.mp4`). Returns the
-    fetch figures (`method`: `trim` or `copy`).
+    fetch figures (`method`: `trim` or `copy`; the bytes are counted by FetchClips).
     """
     source = resolve_video_path(clip.video, base_dir)
-    figures = {"bytes": 0, "seconds": 0.0, "attempts": 1}
-    ext = os.path.splitext(source.split("?", 1)[0])[1].lower()
     sent: dict = {}
-    if probe.is_remote(source):
-        local = os.path.join(tmp, "remote-input" + ext)
-        figures["bytes"] = fetcher.download(source, local, sent=sent)  # counted by FetchClips
-    elif "://" in source:
-        if not FileSystems.exists(source):
-            raise ClipError("missing_file", f"no such file: {source}", stage="fetch")
-        local = os.path.join(tmp, "input" + ext)
-        with FileSystems.open(source) as src, open(local, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-    else:
-        local = source
-        if not os.path.isfile(local):
-            raise ClipError("missing_file", f"no such file: {source}", stage="fetch")
+    local, downloaded = fetcher.localize(source, tmp, sent=sent)
+    if local == source and not os.path.isfile(local):
+        raise ClipError("missing_file", f"no such file: {source}", stage="fetch")
     check_media(local, source, sent)
-    if clip.start is None and clip.end is None and ext == ".mp4":
+    method = "trim"
+    if clip.start is None and clip.end is None and fileio.extension(source).lower() == ".mp4":
         _store(local, kept)
-        return {**figures, "method": "copy"}
-    trimmed = os.path.join(tmp, "trimmed.mp4")
-    _trim(local, trimmed, start=clip.start or 0.0, duration=section_duration(clip), limits=fetcher.trim_limits)
-    _store(trimmed, kept)
+        method = "copy"
+    else:
+        trimmed = os.path.join(tmp, "trimmed.mp4")
+        _trim(local, trimmed, start=clip.start or 0.0, duration=clip.section_duration, limits=fetcher.trim_limits)
+        _store(trimmed, kept)
     logging.debug("kept %s as %s", source, kept)
-    return {**figures, "method": "trim"}
+    return FetchFigures(method, bytes=downloaded, attempts=1)

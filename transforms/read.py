@@ -6,8 +6,9 @@ from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
 
+from pipeline import elements
 from pipeline.dataset.vocabulary import Vocabulary
-from pipeline.errors import failure_record
+from pipeline.elements import Failure
 from pipeline.read import annotations, csvsplit
 from transforms.support import isolation, metrics
 
@@ -31,7 +32,7 @@ class _ReadSplit(beam.DoFn):
             self._rows.inc()
             if isinstance(parsed, annotations.RowError):
                 self._bad.inc()
-                yield beam.pvalue.TaggedOutput(self.FAILURES, failure_record(
+                yield beam.pvalue.TaggedOutput(self.FAILURES, Failure.of(
                     clip_id=parsed.clip_id, fields=parsed.fields, row=parsed.row, stage="read",
                     reason=parsed.reason, message=parsed.message))
                 continue
@@ -65,15 +66,15 @@ class _UnionLabels(beam.CombineFn):
         return Vocabulary.from_labels(accumulator)
 
 
-def _describe_group(element: tuple[str, Iterable[annotations.ClipRequest]]) -> tuple[str, dict, int]:
+def _describe_group(element: tuple[str, Iterable[elements.ClipRequest]]) -> tuple[str, dict, int]:
     clip_id, requests = element
     first = min(requests, key=lambda r: r.row)
     return clip_id, first.fields, first.row
 
 
 @isolation.isolate("read", _describe_group)
-def _first_wins(element: tuple[str, Iterable[annotations.ClipRequest]],
-                ) -> Iterator[annotations.ClipRequest | beam.pvalue.TaggedOutput]:
+def _first_wins(element: tuple[str, Iterable[elements.ClipRequest]],
+                ) -> Iterator[elements.ClipRequest | beam.pvalue.TaggedOutput]:
     """Keeps the earliest row of each id; later rows with the same id become `duplicate_id` failures.
 
     Two passes over the group (Beam's grouped values can be iterated again) keep one request in
@@ -87,7 +88,7 @@ def _first_wins(element: tuple[str, Iterable[annotations.ClipRequest]],
     yield first
     for dup in requests:
         if dup.row != first.row:  # rows are unique: one CSV row is one request (objects may be decoded anew)
-            yield beam.pvalue.TaggedOutput("failures", failure_record(
+            yield beam.pvalue.TaggedOutput("failures", Failure.of(
                 clip_id=clip_id, fields=dup.fields, row=dup.row, stage="read", reason="duplicate_id",
                 message=f"id {clip_id!r} already used by row {first.row}"))
 

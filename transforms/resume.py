@@ -9,6 +9,7 @@ import apache_beam as beam
 
 from pipeline import errors
 from pipeline.dataset import example_proto
+from pipeline.elements import Failure
 from transforms.support import isolation, metrics
 
 
@@ -96,11 +97,10 @@ def _todo_skipped_or_carried(element: tuple[str, Mapping[str, Iterable[Any]]]) -
         # A verdict on the row (gone, private, ...): its line stays in the report, without a new request.
         metrics.counter("failures_carried_over").inc(len(clips))
         for clip in clips:
-            line = errors.failure_record(clip_id=clip.clip_id, fields=clip.fields, row=clip.row,
-                                         stage=str(earlier.get("stage") or "fetch"), reason=earlier["reason"],
-                                         message=str(earlier.get("message") or ""))
-            line["carried_over"] = True
-            yield beam.pvalue.TaggedOutput("carried", line)
+            line = Failure.of(clip_id=clip.clip_id, fields=clip.fields, row=clip.row,
+                              stage=str(earlier.get("stage") or "fetch"), reason=earlier["reason"],
+                              message=str(earlier.get("message") or ""))
+            yield beam.pvalue.TaggedOutput("carried", line.carried())
         return
     if earlier is not None:
         metrics.counter("earlier_failures_retried").inc(len(clips))

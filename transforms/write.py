@@ -22,6 +22,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline.dataset import shardindex, tfrecord
 from pipeline.dataset.fileio import atomic_write, write_atomically
 from pipeline.dataset.vocabulary import Vocabulary
+from pipeline.elements import BuiltRecord, Failure, KeptClip
 from transforms.support import metrics
 from transforms.support.progress import PROGRESS
 
@@ -46,13 +47,14 @@ def shard_path(output_dir: str, split: str, shard: int, num_shards: int, run_tag
     return records_path(output_dir, split, shard, num_shards, run_tag)
 
 
-def failure_line(failure: dict) -> bytes:
+def failure_line(failure: Failure) -> bytes:
     """One JSON line of the failure report. Text that cannot be UTF-8 (lone surrogates) is \\u-escaped."""
-    text = json.dumps(failure, sort_keys=True, ensure_ascii=False)
+    line = failure.to_json()
+    text = json.dumps(line, sort_keys=True, ensure_ascii=False)
     try:
         return (text + "\n").encode("utf-8")
     except UnicodeEncodeError:
-        return (json.dumps(failure, sort_keys=True, ensure_ascii=True) + "\n").encode("ascii")
+        return (json.dumps(line, sort_keys=True, ensure_ascii=True) + "\n").encode("ascii")
 
 
 def rows_accounted_for(*, rows: int, records: int, skipped: int, failures: int, kept: int = 0) -> bool:
@@ -61,10 +63,9 @@ def rows_accounted_for(*, rows: int, records: int, skipped: int, failures: int, 
     return rows == records + skipped + failures + kept
 
 
-def _kept_totals(kept: dict) -> tuple:
+def _kept_totals(kept: KeptClip) -> tuple:
     """(clips, already kept, bytes, seconds, fetched) of one kept clip of a fetch-only build."""
-    fetch = kept.get("fetch") or {}
-    return 1, int(kept["reused"]), fetch.get("bytes", 0), fetch.get("seconds", 0.0), int(not kept["reused"])
+    return 1, int(kept.reused), kept.fetch.bytes, kept.fetch.seconds, int(not kept.reused)
 
 
 def _sum_columns(values: Iterable[tuple]) -> tuple:
@@ -141,8 +142,8 @@ def _add_figures(figures: dict, record: tuple) -> None:
     figures["sources"][source] = figures["sources"].get(source, 0) + 1
 
 
-def _record_figures(record: dict) -> tuple:
-    return (record["steps"], record["seconds"], bool(record["silent_audio"]), record.get("source", "file"))
+def _record_figures(record: BuiltRecord) -> tuple:
+    return record.steps, record.seconds, bool(record.silent_audio), record.source
 
 
 def _split_of_shard_name(name: str) -> str:
@@ -197,9 +198,10 @@ class _WriteShards(beam.PTransform):
 _TOTALS = ("records", "steps", "seconds", "silent", "fetch_bytes", "fetch_seconds", "fetched")
 
 
-def _totals(record: dict) -> tuple:
-    return (1, record["steps"], record["seconds"], int(record["silent_audio"]), record.get("fetch_bytes", 0),
-            record.get("fetch_seconds", 0.0), record.get("fetched", 0))
+def _totals(record: BuiltRecord) -> tuple:
+    fetch = record.fetch
+    return (1, record.steps, record.seconds, int(record.silent_audio), fetch.bytes if fetch else 0,
+            fetch.seconds if fetch else 0.0, int(fetch is not None and fetch.from_youtube))
 
 
 def _sum_tuples(values: Iterable[tuple]) -> tuple:
@@ -371,9 +373,9 @@ class WriteDataset(beam.PTransform):
         """
         records, failures = inputs["records"], inputs["failures"]
         record_items = records | "RecordItems" >> beam.Map(
-            lambda r: (r["split"], r["id"], (r["record"], _record_figures(r))))
+            lambda r: (r.split, r.clip_id, (r.record, _record_figures(r))))
         failure_items = failures | "FailureItems" >> beam.Map(
-            lambda f: (FAILURES_SPLIT, f["id"] or str(f.get("row")), failure_line(f)))
+            lambda f: (FAILURES_SPLIT, f.clip_id or str(f.row), failure_line(f)))
         record_shards = record_items | "WriteRecords" >> _WriteShards(
             self._output_dir, self._records_per_shard, self._run_tag)
         failure_shards = failure_items | "WriteFailures" >> _WriteShards(self._output_dir, self._failures_per_shard)
@@ -382,23 +384,23 @@ class WriteDataset(beam.PTransform):
             records
             | "RecordTotals" >> beam.Map(_totals)
             | "SumTotals" >> beam.CombineGlobally(_sum_tuples))
-        reasons = (failures | "ByReason" >> beam.Map(lambda f: (f["reason"], 1))
+        reasons = (failures | "ByReason" >> beam.Map(lambda f: (f.reason, 1))
                    | "SumReasons" >> beam.CombinePerKey(sum))
-        stages = failures | "ByStage" >> beam.Map(lambda f: (f["stage"], 1)) | "SumStages" >> beam.CombinePerKey(sum)
-        carried = (failures | "CarriedOver" >> beam.Map(lambda f: int(bool(f.get("carried_over"))))
+        stages = failures | "ByStage" >> beam.Map(lambda f: (f.stage, 1)) | "SumStages" >> beam.CombinePerKey(sum)
+        carried = (failures | "CarriedOver" >> beam.Map(lambda f: int(f.carried_over))
                    | "SumCarried" >> beam.CombineGlobally(sum))
         extra = {"carried": beam.pvalue.AsList(carried)}
         if inputs.get("requests") is not None:
             parts = [inputs["requests"] | "RowsPerLabel" >> beam.Map(
                 lambda c: ((c.split, _first_label(c.labels)), (1, 0))),
-                records | "RecordsPerLabel" >> beam.Map(lambda r: ((r["split"], r.get("label", "")), (0, 1)))]
+                records | "RecordsPerLabel" >> beam.Map(lambda r: ((r.split, r.label), (0, 1)))]
             if inputs.get("skipped") is not None:
                 parts.append(inputs["skipped"] | "SkippedPerLabel" >> beam.Map(
                     lambda c: ((c.split, _first_label(c.labels)), (0, 1))))
             availability = (parts | "AvailabilityParts" >> beam.Flatten()
                             | "SumAvailability" >> beam.CombinePerKey(_sum_pairs))
             extra["availability"] = beam.pvalue.AsList(availability)
-        if inputs.get("kept") is not None:  # fetch-only builds: one dict per clip in --clips_dir
+        if inputs.get("kept") is not None:  # fetch-only builds: one KeptClip per clip in --clips_dir
             kept_totals = inputs["kept"] | "KeptTotals" >> beam.Map(_kept_totals)
             extra["kept"] = beam.pvalue.AsSingleton(kept_totals | "SumKept" >> beam.CombineGlobally(_sum_columns))
         return (

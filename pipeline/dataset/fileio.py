@@ -197,6 +197,12 @@ def read_text(path: str) -> str:
     return read_bytes(path).decode("utf-8")
 
 
+def extension(path: str) -> str:
+    """The file name extension of `path` (a local path, gs:// path or URL; a query string is not part of it),
+    at most 16 characters: safe to put on a local temp file's name."""
+    return os.path.splitext(path.split("?", 1)[0].split("#", 1)[0])[1][:16]
+
+
 def copy_to_local(path: str, local: str) -> None:
     """Copies `path` (local or gs://) to the local file `local`, in 1 MiB pieces."""
     with open_read(path) as src, open(local, "wb") as dst:

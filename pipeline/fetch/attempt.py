@@ -9,7 +9,6 @@ the whole file when a section cut from a server without Range requests is not me
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -24,12 +23,13 @@ from yt_dlp.postprocessor.ffmpeg import FFmpegPostProcessor
 
 from pipeline.decode import probe
 from pipeline.decode.probe import ProbeResult
+from pipeline.elements import FetchFigures
 from pipeline.fetch import bounded, ytdlp
-from pipeline.fetch.config import FetchConfig
+from pipeline.fetch.config import FetchConfig, FetchResult
 from pipeline.fetch.ytdlp import AttemptError
 from pipeline.net import guard_proxy
 
-__all__ = ["PRELOAD", "Fetched", "attempt", "build_params"]
+__all__ = ["PRELOAD", "attempt", "build_params"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -48,20 +48,9 @@ _CHILD_GRACE_S = 2.0
 
 
 
-@dataclasses.dataclass(frozen=True)
-class Fetched:
-    """One attempt's result: the media file, where the clip starts in it, bytes, method and its header."""
-
-    path: str
-    start_offset: float
-    bytes_downloaded: int
-    method: str
-    probe: ProbeResult
-
-
 def attempt(*, url: str, start: float, end: float, out_dir: str, config: FetchConfig, guard: guard_proxy.GuardProxy,
              ffmpeg: str, cookies_file: str | None, timeout: float, force_full: bool = False,
-             pace: Callable[[], None] = lambda: None) -> Fetched:
+             pace: Callable[[], None] = lambda: None) -> FetchResult:
     """Resolves, downloads and checks the clip once; raises AttemptError on failure.
 
     ``ffmpeg`` is what yt-dlp runs (see :func:`pipeline.net.netguard.ffmpeg_for_ytdlp`);
@@ -134,7 +123,8 @@ def attempt(*, url: str, start: float, end: float, out_dir: str, config: FetchCo
         offset = max(0.0, -media.start)
         _check_section_length(media=media, offset=offset, start=start, end=end, source_duration=run["duration"],
                               formats=run["formats"], net=net, timeout=timeout)
-    return Fetched(path=path, start_offset=offset, bytes_downloaded=counted, method=method, probe=media)
+    return FetchResult(path=path, start_offset=offset, duration=float(end - start),
+                       figures=FetchFigures(method, bytes=counted, attempts=1), probe=media)
 
 
 def _extract(*, url: str, start: float, end: float, out_dir: str, config: FetchConfig, proxy: str, ffmpeg: str,
@@ -239,7 +229,7 @@ def _plain(formats: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], ...]:
     return tuple(json.loads(json.dumps(dict(f), default=repr)) for f in formats)
 
 
-def _attempt_full(*, out_dir: str, **kwargs: Any) -> Fetched:
+def _attempt_full(*, out_dir: str, **kwargs: Any) -> FetchResult:
     """The same attempt as a whole-file download, in a folder of its own."""
     full_dir = os.path.join(out_dir, "full")
     os.makedirs(full_dir, exist_ok=True)

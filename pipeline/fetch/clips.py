@@ -63,6 +63,7 @@ hooks and error table are in :mod:`pipeline.fetch.ytdlp`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -231,18 +232,11 @@ class _ClipFetch:
             if fetched is not None:
                 break
         path = _claim(fetched.path, work_dir=self.work_dir, video_id=self.video_id, start=self.start, end=self.end)
-        return FetchResult(
-            path=path,
-            start_offset=fetched.start_offset,
-            duration=float(self.end - self.start),
-            bytes_downloaded=fetched.bytes_downloaded or os.path.getsize(path),
-            seconds=time.monotonic() - self.began,
-            attempts=self.tries,
-            method=fetched.method,
-            probe=fetched.probe,
-        )
+        figures = dataclasses.replace(fetched.figures, bytes=fetched.figures.bytes or os.path.getsize(path),
+                                      seconds=time.monotonic() - self.began, attempts=self.tries)
+        return dataclasses.replace(fetched, path=path, figures=figures)
 
-    def _start_once(self) -> attempt.Fetched | None:
+    def _start_once(self) -> FetchResult | None:
         """One paced start of the video; None when the site pushed back and the pacer says wait."""
         config = self.config
         identity = self.pool.current()

@@ -2,8 +2,9 @@
 
 `FetchConfig` is built once by the launcher from the fetch flags (`pipeline.cli.options`), checked
 there (a setting that would fail on every clip fails the start instead), pickled to every worker
-and read by `pipeline.fetch.clips` and the fetch stage. `FetchResult` is one fetched clip as the
-fetcher hands it to `transforms.fetch`.
+and read by `pipeline.fetch.clips` and the fetch stage. `FetchResult` is one clip in a local file,
+as one yt-dlp attempt, `pipeline.fetch.clips.fetch_clip` and the fetch stage's `ClipFetcher` (kept
+clips and mirrors too) give it back.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from pipeline.decode.probe import ProbeResult
+from pipeline.elements import FetchFigures
 from pipeline.fetch import ytdlp
 from pipeline.net import guard_proxy, pacing
 
@@ -117,32 +119,27 @@ class FetchConfig:
 
 @dataclasses.dataclass(frozen=True)
 class FetchResult:
-    """A fetched clip. ``path`` belongs to the caller, who must delete it.
+    """A clip in a local file. ``path`` belongs to the caller, who must delete it.
 
     Attributes:
-        path: Local media file directly under ``work_dir``.
+        path: Local media file (directly under ``work_dir`` for `fetch_clip`).
         start_offset: Seconds from the beginning of ``path`` (the container
             start time, the origin of ffmpeg's ``-ss``) to the requested
             ``start``; the decoder seeks there accurately.
-        duration: Requested ``end - start`` in seconds.
-        bytes_downloaded: Bytes yt-dlp reported as downloaded (for a section,
-            the size of the cut file ffmpeg wrote).
-        seconds: Wall time of the whole call, retries and sleeps included.
-        attempts: Attempts made, the successful one included.
-        method: ``"section"`` (only [start, end] fetched) or ``"full"``.
+        duration: Requested ``end - start`` in seconds; None for the rest of the file.
+        figures: What it cost (`pipeline.elements.FetchFigures`: method, bytes
+            yt-dlp reported, or for a section the size of the cut file ffmpeg
+            wrote; wall time, retries and waits included; attempts).
         probe: The header of ``path`` as the fetcher read it (local, strict
-            whitelists). A decoder can check it with
-            :func:`pipeline.decode.probe.check_decodable` instead of probing the
-            file again.
+            whitelists), or None when ``path`` is not the file it probed. A
+            decoder can check it with :func:`pipeline.decode.probe.check_decodable`
+            instead of probing the file again.
     """
 
     path: str
     start_offset: float
-    duration: float
-    bytes_downloaded: int
-    seconds: float
-    attempts: int
-    method: str
+    duration: float | None
+    figures: FetchFigures
     probe: ProbeResult | None = dataclasses.field(default=None, compare=False, repr=False)
 
 

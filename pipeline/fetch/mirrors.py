@@ -32,7 +32,7 @@ import string
 import urllib.parse
 from collections.abc import Iterator
 
-from pipeline.read.annotations import ClipRequest
+from pipeline.elements import ClipRequest
 
 PLACEHOLDERS = ("id", "youtube_id", "label", "split", "start", "end")
 # A template holding one of these names the clip already cut to [start, end).

@@ -8,7 +8,7 @@ host, path, the harmless parameters) and replaces each secret with ``REDACTED``.
 
 It is applied where a row's text leaves the fetcher: clip ids made from a URL
 (`pipeline.read.annotations`), the ``source`` of a record (`transforms.assemble`) and every failure
-line's id, input fields and message (`pipeline.errors.failure_record`).
+line's id, input fields and message (`pipeline.elements.Failure.of`).
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, BinaryIO
 
+from pipeline.elements import ClipRequest
 from pipeline.net.redact import redact
 
 YOUTUBE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{11}$")
@@ -51,34 +52,6 @@ _KINETICS_COLUMNS = {
     "split": "split",
     "is_cc": "is_cc",
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class ClipRequest:
-    """One clip to build a record for.
-
-    Attributes:
-      clip_id: the record's `id`; unique in a dataset.
-      source: "file" (a local path, gs:// path or http(s) URL in `video`) or "youtube"
-        (`video` is a YouTube id, fetched with yt-dlp).
-      video: path, URL or YouTube id.
-      start: section start in seconds, or None for the start of the video.
-      end: section end in seconds, or None for the end of the video (capped at 300 steps).
-      labels: label tokens as written in the CSV (names, or integers in text form).
-      split: output split name (`all` when the CSV has none).
-      row: 1-based line number in the CSV, for the failure report.
-      fields: the row as read, for the failure report.
-    """
-
-    clip_id: str
-    source: str
-    video: str
-    start: float | None
-    end: float | None
-    labels: tuple[str, ...]
-    split: str
-    row: int
-    fields: dict
 
 
 @dataclasses.dataclass(frozen=True)

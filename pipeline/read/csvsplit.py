@@ -24,6 +24,7 @@ import dataclasses
 from collections.abc import Iterator
 from typing import BinaryIO
 
+from pipeline import elements
 from pipeline.read import annotations
 
 DEFAULT_ROWS_PER_SPLIT = 50_000
@@ -177,7 +178,7 @@ def scan(path: str, *, rows_per_split: int = DEFAULT_ROWS_PER_SPLIT,
             fmt = row_format
             rows += 1
             in_split += 1
-            if isinstance(parsed, annotations.ClipRequest):
+            if isinstance(parsed, elements.ClipRequest):
                 labels.update(parsed.labels)
             if splittable and (in_split >= rows_per_split or lines.offset - start >= bytes_per_split):
                 splits.append(_split(path, start, lines.offset, first_line, reader.parser))
@@ -202,7 +203,7 @@ def whole_file(path: str) -> list[CsvSplit]:
     return [CsvSplit(path=path)]
 
 
-def read_split(split: CsvSplit) -> Iterator[tuple[str, annotations.ClipRequest | annotations.RowError]]:
+def read_split(split: CsvSplit) -> Iterator[tuple[str, elements.ClipRequest | annotations.RowError]]:
     """Yields (format, ClipRequest | RowError) for every data row of one split, as `annotations.read_rows` does.
 
     Raises:

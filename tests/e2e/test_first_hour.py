@@ -172,7 +172,7 @@ def test_a_rangeless_mirror_gets_the_whole_file_fallback(rangeless, tmp_path):
 
     config = FetchConfig(url_template=rangeless + "/videos/{id}.mp4", max_attempts=1)
     result = fetch_clip(video_id="0wR5jVB-WPk", start=2, end=5, config=config, work_dir=str(tmp_path))
-    assert result.method == "full" and result.start_offset == 2.0
+    assert result.figures.method == "full" and result.start_offset == 2.0
     assert result.probe.has_video and abs(result.probe.duration - 8.0) < 0.5
 
 

@@ -14,8 +14,8 @@ from pipeline.cli import build
 from pipeline.dataset import settings
 from pipeline.dataset.vocabulary import Vocabulary
 from pipeline.decode import probe
+from pipeline.elements import BuiltRecord, ClipRequest, Failure
 from pipeline.fetch import mirrors
-from pipeline.read.annotations import ClipRequest
 from pipeline.testing import testvideo
 from pipeline.testing.loopback import LoopbackServer
 from transforms.support.fetch_rows import ClipFetcher
@@ -151,18 +151,18 @@ def test_mirrors_are_tried_in_order_and_fall_through_to_youtube(world, tmp_path)
     fetcher = _fetcher(world)
     yt_before, http_before = len(world["yt"].requests), len(world["mirror"].requests)
     cvdf = fetcher.fetch(_clip(CVDF_ID), _tmp(tmp_path / "a"))
-    assert cvdf.figures["method"] == "mirror" and cvdf.figures["mirror"] == 1  # the missing first folder fell through
-    assert cvdf.path == str(world["cvdf"] / "val" / f"{CVDF_ID}_000002_000005.mp4") and cvdf.start == 0.0
+    assert cvdf.figures.method == "mirror" and cvdf.figures.mirror == 1  # the missing first folder fell through
+    assert cvdf.path == str(world["cvdf"] / "val" / f"{CVDF_ID}_000002_000005.mp4") and cvdf.start_offset == 0.0
     whole = fetcher.fetch(_clip(WHOLE_ID), _tmp(tmp_path / "b"))
-    assert whole.figures["mirror"] == 2
+    assert whole.figures.mirror == 2
     assert probe.read_header(whole.path).duration == pytest.approx(3.0, abs=0.2)  # cut to [2, 5) of 12 s
     over_http = fetcher.fetch(_clip(HTTP_ID), _tmp(tmp_path / "c"))
-    assert over_http.figures["mirror"] == 3 and over_http.figures["bytes"] > 0
+    assert over_http.figures.mirror == 3 and over_http.figures.bytes > 0
     assert len(world["mirror"].requests) > http_before
     assert len(world["yt"].requests) == yt_before  # no YouTube request for a clip a mirror has
     # The broken CVDF file is not a video: the row falls through the http mirror's 404 to YouTube.
     fetched = fetcher.fetch(_clip(YT_ID), _tmp(tmp_path / "d"))
-    assert fetched.figures["method"] in ("section", "full") and len(world["yt"].requests) > yt_before
+    assert fetched.figures.method in ("section", "full") and len(world["yt"].requests) > yt_before
     assert any(r[1] == f"/k/{YT_ID}_000002_000005.mp4" and r[3] == 0 for r in world["mirror"].requests)
 
 
@@ -170,7 +170,7 @@ def test_kept_clip_comes_from_the_mirror(world, tmp_path):
     clips = tmp_path / "clips"
     fetched = _fetcher(world, clips_dir=str(clips)).fetch(_clip(WHOLE_ID), _tmp(tmp_path / "w"))
     kept = clips / "abseiling" / f"{WHOLE_ID}_000002_000005.mp4"
-    assert fetched.figures["method"] == "mirror" and kept.is_file()
+    assert fetched.figures.method == "mirror" and kept.is_file()
     assert probe.read_header(str(kept)).duration == pytest.approx(3.0, abs=0.2)
 
 
@@ -184,7 +184,7 @@ def test_http_mirror_goes_through_the_guard(world, tmp_path, caplog):
     fetcher.setup()
     caplog.set_level(logging.INFO)
     fetched = fetcher.fetch(_clip(YT_ID), _tmp(tmp_path / "g"))
-    assert fetched.figures["method"] in ("section", "full")
+    assert fetched.figures.method in ("section", "full")
     assert "address_not_allowed" in caplog.text
 
 
@@ -341,7 +341,7 @@ def test_skip_existing_retries_transient_and_carries_permanent(tmp_path):
             out = clips | SkipExisting([meta["path"]], [str(failures)], retry_permanent=retry_permanent)
             assert_that(out["todo"] | beam.Map(lambda c: c.clip_id), equal_to(todo), label="todo")
             assert_that(out["skipped_count"], equal_to([1]), label="skipped")
-            assert_that(out["carried"] | beam.Map(lambda f: (f["id"], f["reason"], f["row"], f["carried_over"])),
+            assert_that(out["carried"] | beam.Map(lambda f: (f.clip_id, f.reason, f.row, f.carried_over)),
                         equal_to([(i, dict((x["id"], x["reason"]) for x in lines)[i], ids.index(i) + 2, True)
                                   for i in carried]), label="carried")
 
@@ -389,14 +389,14 @@ def test_stats_after_resume_describe_the_whole_dataset(tmp_path):
     kept = ({"name": "val-00000-of-00001.tfrecord", "split": "val", "records": 2, "steps": 20, "seconds": 20.0,
              "silent_audio": 1, "sources": {"mirror": 2}},
             {"name": "val-r20261204T033000x1-00000-of-00001.tfrecord", "records": 3})  # from a run that did not finish
-    recs = [{"split": "train", "id": f"n{i}", "record": b"\x00", "steps": 4, "seconds": 4.0, "silent_audio": False,
-             "source": "fetched", "label": "a"} for i in range(2)]
+    recs = [BuiltRecord(split="train", clip_id=f"n{i}", record=b"\x00", steps=4, seconds=4.0, source="fetched",
+                        label="a") for i in range(2)]
     out_dir = str(tmp_path)
     (tmp_path / "records").mkdir()
     with TestPipeline() as p:
         {"records": p | "Recs" >> beam.Create(recs),
-         "failures": p | "Fails" >> beam.Create([{"id": "g", "reason": "not_found", "stage": "fetch",
-                                                    "carried_over": True}]),
+         "failures": p | "Fails" >> beam.Create([Failure.of(clip_id="g", fields={}, row=3, stage="fetch",
+                                                               reason="not_found", message="gone").carried()]),
          "vocabulary": p | "Vocab" >> beam.Create([Vocabulary.from_labels(["a"])]),
          "rows_read": p | "Rows" >> beam.Create([8]), "skipped_existing": p | "Skipped" >> beam.Create([5]),
          "requests": p | "Requests" >> beam.Create([_request(f"r{i}", i, "train") for i in range(3)]),

@@ -164,7 +164,7 @@ def test_honest_limiter_every_row_is_fetched(video, tmp_path):
     # After the first push-back the process waits for Retry-After together and then paces itself: a few
     # 429s in all (without the pacer the threads keep asking during every Retry-After: 10 in a trial run).
     assert site.refused <= len(ids) // 2 + 1, site.refused
-    assert results[DROP_ID].attempts >= 2  # the broken body was a transient failure, retried
+    assert results[DROP_ID].figures.attempts >= 2  # the broken body was a transient failure, retried
 
 
 def test_push_backs_do_not_use_up_fetch_attempts(video, tmp_path):
@@ -324,7 +324,7 @@ def test_cookies_never_reach_a_command_line(video, tmp_path, monkeypatch):
     with LimiterServer(video, limit=10, period=1.0) as site:
         result = fetch.fetch_clip(video_id=IDS[0], start=1.0, end=3.0, work_dir=str(tmp_path / "w"),
                                   config=_config(site, cookie_jars=(jar,)))
-    assert result.method == "section" and site.cookies and COOKIE_SECRET in site.cookies[0]
+    assert result.figures.method == "section" and site.cookies and COOKIE_SECRET in site.cookies[0]
     argv = log.read_text()
     assert "-i" in argv and COOKIE_SECRET not in argv
 

@@ -21,6 +21,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from pipeline import elements
 from pipeline.cli import build, inspect, options, report, yt8m_files
 from pipeline.dataset import outputs
 from pipeline.dataset.lock import BuildLock
@@ -56,7 +57,7 @@ def test_out_of_range_integer_label_fails_its_row():
     assert rows[0].reason == "bad_label" and "2^63-1" in rows[0].message
     assert rows[1].labels == (str(2**63 - 1),)
     rows = parse(f"video,labels\na.mp4,cat;{big}\nb.mp4,cat\n")
-    assert rows[0].reason == "bad_label" and isinstance(rows[1], A.ClipRequest)
+    assert rows[0].reason == "bad_label" and isinstance(rows[1], elements.ClipRequest)
 
 
 def test_undecodable_bytes_fail_their_row_and_stay_printable():
@@ -91,7 +92,7 @@ def test_safe_split_names_pass():
 
 
 def _clip(clip_id, labels=("a",)):
-    return A.ClipRequest(clip_id=clip_id, source="youtube", video="x", start=None, end=None, labels=labels,
+    return elements.ClipRequest(clip_id=clip_id, source="youtube", video="x", start=None, end=None, labels=labels,
                          split="all", row=1, fields={})
 
 
@@ -124,10 +125,10 @@ class _ExplodingFetcher:
 
 def test_unexpected_error_in_a_clip_becomes_internal_error(tmp_path, videos):
     clips = [
-        A.ClipRequest(clip_id="yt", source="youtube", video="abcdefghijk", start=0, end=2, labels=(), split="all",
-                      row=2, fields={"youtube_id": "abcdefghijk"}),
-        A.ClipRequest(clip_id="ok", source="file", video=videos["v3_30fps"], start=None, end=None, labels=(),
-                      split="all", row=3, fields={}),
+        elements.ClipRequest(clip_id="yt", source="youtube", video="abcdefghijk", start=0, end=2, labels=(),
+                             split="all", row=2, fields={"youtube_id": "abcdefghijk"}),
+        elements.ClipRequest(clip_id="ok", source="file", video=videos["v3_30fps"], start=None, end=None, labels=(),
+                             split="all", row=3, fields={}),
     ]
     with TestPipeline() as p:
         fetched = p | beam.Create(clips) | beam.ParDo(FetchClips(fetcher=_ExplodingFetcher())).with_outputs(
@@ -135,16 +136,15 @@ def test_unexpected_error_in_a_clip_becomes_internal_error(tmp_path, videos):
         out = fetched.clips | beam.ParDo(DecodeClips(base_dir=str(tmp_path))).with_outputs(
             DecodeClips.RGB, DecodeClips.AUDIO, DecodeClips.META, DecodeClips.FAILURES)
         failures = (fetched[FetchClips.FAILURES], out[DecodeClips.FAILURES]) | beam.Flatten()
-        assert_that(failures | beam.Map(lambda f: (f["id"], f["reason"], f["stage"], f["row"], f["message"])),
+        assert_that(failures | beam.Map(lambda f: (f.clip_id, f.reason, f.stage, f.row, f.message)),
                     equal_to([("yt", "internal_error", "fetch", 2, "KeyError: 'boom'")]), label="Failures")
         assert_that(out[DecodeClips.META] | beam.Map(lambda kv: kv[0]), equal_to(["ok"]), label="Meta")
 
 
 def _meta(clip_id, steps, labels=("a",)):
-    clip = A.ClipRequest(clip_id=clip_id, source="file", video=f"{clip_id}.mp4", start=None, end=None,
+    clip = elements.ClipRequest(clip_id=clip_id, source="file", video=f"{clip_id}.mp4", start=None, end=None,
                          labels=labels, split="all", row=7, fields={"video": f"{clip_id}.mp4"})
-    return clip_id, {"clip": clip, "num_steps": steps, "duration": float(steps), "silent_audio": False,
-                     "fetch": None}
+    return clip_id, elements.ClipMeta(clip=clip, num_steps=steps, duration=float(steps), silent_audio=False)
 
 
 def test_assemble_reports_missing_steps_and_unexpected_errors():
@@ -160,8 +160,8 @@ def test_assemble_reports_missing_steps_and_unexpected_errors():
             "rgb": p | "Rgb" >> beam.Create(rgb) | "KeyR" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1]))),
             "audio": p | "Audio" >> beam.Create(audio) | "KeyA" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1]))),
         } | AssembleRecords(vocab)
-        assert_that(records | beam.Map(lambda r: r["id"]), equal_to(["full"]), label="Records")
-        assert_that(failures | beam.Map(lambda f: (f["id"], f["reason"], f["stage"], f["row"])),
+        assert_that(records | beam.Map(lambda r: r.clip_id), equal_to(["full"]), label="Records")
+        assert_that(failures | beam.Map(lambda f: (f.clip_id, f.reason, f.stage, f.row)),
                     equal_to([("gap", "missing_steps", "features", 7), ("odd", "internal_error", "features", 7)]),
                     label="Failures")
 

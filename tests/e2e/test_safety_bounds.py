@@ -13,20 +13,20 @@ import threading
 
 import pytest
 
+from pipeline import elements
 from pipeline.cli import build
 from pipeline.decode.config import DecodeConfig
 from pipeline.errors import ClipError
 from pipeline.fetch import bounded
 from pipeline.fetch import clips as fetch
 from pipeline.fetch.config import FetchConfig
-from pipeline.read import annotations as A
 from transforms.fetch import keep_video_row
 from transforms.support.fetch_rows import ClipFetcher
 
 
 def _row(video, *, start=1.0, end=2.0):
-    return A.ClipRequest(clip_id="c", source="file", video=video, start=start, end=end, labels=("a",), split="all",
-                         row=2, fields={})
+    return elements.ClipRequest(clip_id="c", source="file", video=video, start=start, end=end, labels=("a",),
+                                split="all", row=2, fields={})
 
 
 @pytest.mark.parametrize("limits, reason", [

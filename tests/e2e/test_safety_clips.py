@@ -13,9 +13,9 @@ import unicodedata
 
 import pytest
 
+from pipeline import elements
 from pipeline.cli import build
 from pipeline.errors import ClipError
-from pipeline.read import annotations as A
 from transforms.support import fetch_rows as fetch
 
 # The probe's set and its neighbours: non-Latin, separators, dot names, > 255 bytes, case only,
@@ -27,7 +27,7 @@ HOSTILE = ["猫", "кошка", "قطة", "🐱", "a/b", "a_b", "a\\b", "a b", "
 
 
 def _clip(clip_id, label):
-    return A.ClipRequest(clip_id=clip_id, source="file", video="v.mp4", start=None, end=None,
+    return elements.ClipRequest(clip_id=clip_id, source="file", video="v.mp4", start=None, end=None,
                          labels=(label,) if label is not None else (), split="all", row=1, fields={})
 
 

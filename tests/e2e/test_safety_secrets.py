@@ -18,6 +18,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from pipeline import elements
 from pipeline.cli import build, download_yt8m, yt8m_files
 from pipeline.errors import ClipError
 from pipeline.fetch import clips as fetch
@@ -149,7 +150,7 @@ class _FailingFetcher(ClipFetcher):
 
 
 def _yt(clip_id, row):
-    return A.ClipRequest(clip_id=clip_id, source="youtube", video="abcdefghijk", start=0, end=2, labels=(),
+    return elements.ClipRequest(clip_id=clip_id, source="youtube", video="abcdefghijk", start=0, end=2, labels=(),
                          split="all", row=row, fields={})
 
 
@@ -157,7 +158,7 @@ def test_full_disk_and_long_names_get_their_reasons_and_the_run_goes_on():
     with TestPipeline() as p:
         out = p | beam.Create([_yt("full", 2), _yt("long", 3)]) | beam.ParDo(
             FetchClips(fetcher=_FailingFetcher(config=None))).with_outputs(FetchClips.FAILURES, main="clips")
-        assert_that(out[FetchClips.FAILURES] | beam.Map(lambda f: (f["id"], f["reason"], f["stage"])),
+        assert_that(out[FetchClips.FAILURES] | beam.Map(lambda f: (f.clip_id, f.reason, f.stage)),
                     equal_to([("full", "no_space", "fetch"), ("long", "name_too_long", "fetch")]))
 
 

@@ -14,12 +14,13 @@ import pytest
 from pipeline.cli import build, inspect, report
 from pipeline.decode import probe
 from pipeline.decode.config import DecodeConfig
+from pipeline.elements import ClipRequest, Failure, FetchedClip, FetchFigures, KeptClip
 from pipeline.errors import ClipError
-from pipeline.read.annotations import ClipRequest
+from pipeline.fetch.config import FetchResult
 from pipeline.testing import testvideo
 from pipeline.testing.loopback import LoopbackServer
-from transforms.fetch import FetchClips, FetchedClip
-from transforms.support.fetch_rows import ClipFetcher, Fetched
+from transforms.fetch import FetchClips
+from transforms.support.fetch_rows import ClipFetcher
 from transforms.support.progress import PROGRESS_DIR_ENV
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -49,14 +50,14 @@ class _FakeFetcher:
         path = os.path.join(tmp, "x.webm")
         with open(path, "wb") as f:
             f.write(b"v" * self.size)
-        return Fetched(path, 0.5, 2.0, {"bytes": self.size, "seconds": 0.1, "attempts": 1, "method": "section"})
+        return FetchResult(path, 0.5, 2.0, FetchFigures("section", bytes=self.size, seconds=0.1, attempts=1))
 
     def count_figures(self, figures):
         self.counted.append(figures)
 
 
 def _run_dofn(dofn: FetchClips, clips: list[ClipRequest]) -> tuple[list, list]:
-    """Runs the DoFn's lifecycle by hand; returns (main outputs, failure dicts), windowed values unwrapped."""
+    """Runs the DoFn's lifecycle by hand; returns (main outputs, Failures), windowed values unwrapped."""
     import apache_beam as beam
     from apache_beam.transforms.window import GlobalWindow
 
@@ -66,7 +67,7 @@ def _run_dofn(dofn: FetchClips, clips: list[ClipRequest]) -> tuple[list, list]:
         for out in outputs:
             tagged = isinstance(out, beam.pvalue.TaggedOutput)
             value = out.value if tagged else out
-            value = getattr(value, "value", value) if not isinstance(value, (FetchedClip, dict)) else value
+            value = getattr(value, "value", value) if not isinstance(value, (FetchedClip, KeptClip, Failure)) else value
             (failures if tagged else main).append(value)
 
     dofn.setup()
@@ -88,7 +89,7 @@ def test_fetch_stage_keeps_n_fetches_in_flight_and_accounts_every_row_once(tmp_p
     fetched = next(m for m in main if m.clip.clip_id == "c0")
     assert fetched.data == b"v" * 10 and fetched.suffix == ".webm" and (fetched.start, fetched.duration) == (0.5, 2.0)
     assert [m.clip.clip_id for m in main if not m.fetched] == ["c7"]  # a file row passes through, unfetched
-    assert [(f["id"], f["stage"], f["reason"], f["row"]) for f in failures] == [("c6", "fetch", "not_found", 7)]
+    assert [(f.clip_id, f.stage, f.reason, f.row) for f in failures] == [("c6", "fetch", "not_found", 7)]
     assert len(fetcher.counted) == 6
     # Progress: only the failure is recorded here (a fetched clip is recorded once, by the decoder).
     lines = [line for p in glob.glob(str(tmp_path / "*.log")) for line in open(p)]
@@ -98,8 +99,8 @@ def test_fetch_stage_keeps_n_fetches_in_flight_and_accounts_every_row_once(tmp_p
 def test_fetch_stage_bounds_the_element_size(tmp_path):
     fetcher = _FakeFetcher(size=1000)
     main, failures = _run_dofn(FetchClips(fetcher=fetcher, max_bytes=999), [_clip(0)])
-    assert not main and [(f["reason"], f["stage"]) for f in failures] == [("too_large", "fetch")]
-    assert "--fetch_max_bytes" in failures[0]["message"] and "--clips_dir" in failures[0]["message"]
+    assert not main and [(f.reason, f.stage) for f in failures] == [("too_large", "fetch")]
+    assert "--fetch_max_bytes" in failures[0].message and "--clips_dir" in failures[0].message
     main, failures = _run_dofn(FetchClips(fetcher=fetcher, max_bytes=1000), [_clip(0)])
     assert not failures and len(main[0].data) == 1000
 
@@ -111,12 +112,12 @@ def test_fetch_stage_turns_an_unexpected_error_into_its_failure_line():
 
     main, failures = _run_dofn(FetchClips(fetcher=Exploding(), concurrency=2), [_clip(0), _clip(1)])
     assert not main
-    assert sorted((f["id"], f["stage"], f["reason"]) for f in failures) == [
+    assert sorted((f.clip_id, f.stage, f.reason) for f in failures) == [
         ("c0", "fetch", "internal_error"), ("c1", "fetch", "internal_error")]
 
 
 def _decode_outputs(element: FetchedClip, **kw) -> tuple[int, list]:
-    """Runs DecodeClips on one element: (RGB steps, failure dicts)."""
+    """Runs DecodeClips on one element: (RGB steps, Failures)."""
     from transforms.decode import DecodeClips
 
     steps, failures = 0, []
@@ -154,7 +155,7 @@ def test_a_fetched_clip_is_probed_once_by_the_fetcher_not_again_by_the_decoder(t
 
     # The decoder's checks still hold on a carried header: frame caps, and a missing header means a probe.
     steps, failures = _decode_outputs(element, max_frame_side=100)
-    assert steps == 0 and [f["reason"] for f in failures] == ["too_large"]
+    assert steps == 0 and [f.reason for f in failures] == ["too_large"]
     assert len(probed) == fetcher_probes
     steps, failures = _decode_outputs(dataclasses.replace(element, header=None))
     assert not failures and steps == 2 and len(probed) == fetcher_probes + 1

@@ -11,10 +11,10 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from pipeline import elements
 from pipeline.dataset import records
 from pipeline.dataset.vocabulary import Vocabulary
 from pipeline.decode.config import DecodeConfig
-from pipeline.read import annotations
 from transforms.decode import DecodeClips
 from transforms.read import ReadAnnotations
 from transforms.support import metrics
@@ -32,7 +32,7 @@ def test_read_annotations_dedupes_and_reports(tmp_path):
         out = p | ReadAnnotations(str(csv_path))
         assert_that(out["clips"] | beam.Map(lambda r: (r.clip_id, r.row)), equal_to([("x", 2), ("y", 4)]),
                     label="FirstRowOfEachIdWins")
-        assert_that(out["failures"] | beam.Map(lambda f: (f["reason"], f["row"], f["stage"])),
+        assert_that(out["failures"] | beam.Map(lambda f: (f.reason, f.row, f.stage)),
                     equal_to([("duplicate_id", 3, "read"), ("malformed_row", 5, "read")]), label="Failures")
         assert_that(out["vocabulary"] | beam.Map(lambda v: v.names), equal_to([("cat", "dog", "emu")]),
                     label="VocabularyFromAllParsedRows")
@@ -42,11 +42,11 @@ def test_read_annotations_dedupes_and_reports(tmp_path):
 @pytest.mark.parametrize("decode_ahead", [0, 1, 3])
 def test_decode_clips_outputs_per_step_elements_and_failures(tmp_path, videos, decode_ahead):
     clips = [
-        annotations.ClipRequest(clip_id="ok", source="file", video=videos["v4_5_silent"], start=None, end=None,
+        elements.ClipRequest(clip_id="ok", source="file", video=videos["v4_5_silent"], start=None, end=None,
                                 labels=("a",), split="all", row=1, fields={}),
-        annotations.ClipRequest(clip_id="short", source="file", video=videos["v0_5"], start=None, end=None,
+        elements.ClipRequest(clip_id="short", source="file", video=videos["v0_5"], start=None, end=None,
                                 labels=(), split="all", row=2, fields={"video": "v0_5"}),
-        annotations.ClipRequest(clip_id="gone", source="file", video=videos["missing"], start=None, end=None,
+        elements.ClipRequest(clip_id="gone", source="file", video=videos["missing"], start=None, end=None,
                                 labels=(), split="all", row=3, fields={}),
     ]
     p = TestPipeline()
@@ -65,9 +65,9 @@ def test_decode_clips_outputs_per_step_elements_and_failures(tmp_path, videos, d
                 | beam.Map(lambda kv: bool(np.allclose(kv[1], np.log(0.01)))),
                 equal_to([True] * 5), label="SilentAudio")
     # docs/spec.md §2: T is the number of frames selected; 4.5 s -> 5 steps, 0.5 s -> 1 step (no duration rule).
-    assert_that(out[DecodeClips.META] | beam.Map(lambda kv: (kv[0], kv[1]["num_steps"], kv[1]["silent_audio"])),
+    assert_that(out[DecodeClips.META] | beam.Map(lambda kv: (kv[0], kv[1].num_steps, kv[1].silent_audio)),
                 equal_to([("ok", 5, True), ("short", 1, False)]), label="Meta")
-    assert_that(out[DecodeClips.FAILURES] | beam.Map(lambda f: (f["id"], f["reason"], f["row"])),
+    assert_that(out[DecodeClips.FAILURES] | beam.Map(lambda f: (f.clip_id, f.reason, f.row)),
                 equal_to([("gone", "missing_file", 3)]), label="Failures")
     stamped = {tag: out[tag] | f"Stamp{tag}" >> beam.Map(lambda x, ts=beam.DoFn.TimestampParam: int(ts))
                for tag in (DecodeClips.RGB, DecodeClips.META, DecodeClips.FAILURES)}
@@ -94,10 +94,10 @@ def _record(clip_id, steps):
 
 def test_write_dataset_layout(tmp_path):
     out_dir = str(tmp_path / "ds")
-    recs = [{"split": "train" if i < 5 else "val", "id": f"c{i}", "record": _record(f"c{i}", 2), "steps": 2,
-             "seconds": 2.5, "silent_audio": i == 0} for i in range(7)]
-    fails = [{"id": "bad", "input": {"video": "bad.mp4"}, "row": 9, "stage": "decode", "reason": "empty_file",
-              "message": "empty"}]
+    recs = [elements.BuiltRecord(split="train" if i < 5 else "val", clip_id=f"c{i}", record=_record(f"c{i}", 2),
+                                 steps=2, seconds=2.5, silent_audio=i == 0) for i in range(7)]
+    fails = [elements.Failure.of(clip_id="bad", fields={"video": "bad.mp4"}, row=9, stage="decode",
+                                 reason="empty_file", message="empty")]
     with TestPipeline() as p:
         vocab = p | "Vocab" >> beam.Create([Vocabulary.from_labels(["dog"])])
         stats = {

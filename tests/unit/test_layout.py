@@ -157,16 +157,16 @@ def _hand_built_failure_lines(tree: ast.AST) -> list[int]:
 
 
 def test_failure_lines_are_built_by_one_constructor():
-    # errors.failure_record redacts credentials; a line built by hand elsewhere would skip that.
+    # elements.Failure.of redacts credentials; a line built by hand elsewhere would skip that.
     sample = 'x = {"id": 1, "stage": "s", "reason": "r"}\ny = dict(stage=1, reason=2)'
     assert _hand_built_failure_lines(ast.parse(sample)) == [1, 2]
     found = {}
     for name, path in _modules().items():
-        if name != "pipeline.errors":
+        if name != "pipeline.elements":
             lines = _hand_built_failure_lines(ast.parse(path.read_text(encoding="utf-8"), filename=str(path)))
             if lines:
                 found[name] = lines
-    assert found == {}, f"failure lines built by hand (use pipeline.errors.failure_record): {found}"
+    assert found == {}, f"failure lines built by hand (use pipeline.elements.Failure.of): {found}"
 
 
 MODULE_MAX_LINES = 500

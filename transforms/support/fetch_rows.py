@@ -13,7 +13,7 @@ import threading
 import time
 import unicodedata
 import uuid
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -21,12 +21,12 @@ from pipeline.dataset import fileio
 from pipeline.decode import probe
 from pipeline.decode.config import DecodeConfig
 from pipeline.decode.probe import ProbeResult
+from pipeline.elements import KEPT, ClipRequest, FetchFigures
 from pipeline.errors import ClipError
-from pipeline.read.annotations import ClipRequest
 from transforms.support import metrics
 
 if TYPE_CHECKING:
-    from pipeline.fetch.config import FetchConfig
+    from pipeline.fetch.config import FetchConfig, FetchResult
     from pipeline.fetch.mirrors import ClipSources, Template
 
 _SEMAPHORES: dict[int, threading.BoundedSemaphore] = {}
@@ -114,26 +114,6 @@ def kept_exists(path: str) -> bool:
     return True
 
 
-class Fetched(NamedTuple):
-    """One fetched row, as `ClipFetcher.fetch` returns it.
-
-    Attributes:
-      path: the local media file.
-      start: seconds from the file's beginning to the clip's start (the decoder seeks there).
-      duration: seconds of the clip, or None for the rest of the file.
-      figures: fetch figures for stats.json (bytes, seconds, attempts, method).
-      header: the file's header as the fetcher probed it (strict whitelists), when `path` is the
-        file it probed; the decoder checks it instead of probing the same bytes again. None for a
-        reused kept clip or one re-cut after the probe.
-    """
-
-    path: str
-    start: float
-    duration: float | None
-    figures: dict
-    header: ProbeResult | None = None
-
-
 def lean_header(header: ProbeResult | None) -> ProbeResult | None:
     """A successful probe without ffmpeg's text (only a failed one's message reads it), to travel light."""
     return dataclasses.replace(header, stderr="") if header is not None and header.ok else None
@@ -164,20 +144,22 @@ class ClipFetcher:
         """Takes this process's fetch semaphore (at most `concurrency` fetches at once per process)."""
         self._semaphore = _process_semaphore(self._concurrency)
 
-    def fetch(self, clip: ClipRequest, tmp: str) -> Fetched:
-        """Fetches (or finds kept) the row's clip. Raises ClipError.
+    def fetch(self, clip: ClipRequest, tmp: str) -> FetchResult:
+        """Fetches (or finds kept) the row's clip into a local file. Raises ClipError.
+
+        `probe` is the header of the returned file when the fetcher probed that very file, lean
+        (`lean_header`); None for a reused kept clip or one re-cut after the probe.
 
         No metric is touched: Beam metrics only count in the thread running the bundle, so the
         FetchClips stage fetches in its pool and calls `count_figures` itself.
         """
         from pipeline.fetch.clips import fetch_clip  # pylint: disable=import-outside-toplevel
+        from pipeline.fetch.config import FetchResult  # pylint: disable=import-outside-toplevel
 
         kept = clip_path(self._clips_dir, clip) if self._clips_dir else None
         if kept and kept_exists(kept):
             # A kept clip starts at `start`; the clip still ends at `end` (a section can hold a frame past it).
-            duration = (clip.end - (clip.start or 0.0)) if clip.end is not None else None
-            return Fetched(_local_copy(kept, tmp), 0.0, duration, {"bytes": 0, "seconds": 0.0, "attempts": 0,
-                                                                   "method": "kept"})
+            return FetchResult(_local_copy(kept, tmp), 0.0, clip.section_duration, KEPT)
         mirrored = self._from_mirrors(clip, tmp) if self._sources is not None else None
         if mirrored is not None:
             if kept:
@@ -186,26 +168,25 @@ class ClipFetcher:
         with self._semaphore or _process_semaphore(self._concurrency):
             result = fetch_clip(video_id=clip.video, start=clip.start or 0.0, end=clip.end, work_dir=tmp,
                                 config=self._config)
-        figures = {"bytes": result.bytes_downloaded, "seconds": result.seconds, "attempts": result.attempts,
-                   "method": result.method}
-        header = lean_header(result.probe)
+        result = dataclasses.replace(result, probe=lean_header(result.probe))
         if not kept:
-            return Fetched(result.path, result.start_offset, result.duration, figures, header)
-        if result.method != "section" or result.start_offset > 0:
+            return result
+        if result.figures.method != "section" or result.start_offset > 0:
             trimmed = os.path.join(tmp, f"trimmed-{uuid.uuid4().hex}.mp4")
             _trim(result.path, trimmed, start=result.start_offset, duration=result.duration, limits=self.trim_limits)
             _store(trimmed, kept)
-            return Fetched(trimmed, 0.0, result.duration, figures)  # a new file: its header is not the probed one
+            # a new file: its header is not the probed one
+            return dataclasses.replace(result, path=trimmed, start_offset=0.0, probe=None)
         _store(result.path, kept)
-        return Fetched(result.path, 0.0, result.duration, figures, header)
+        return dataclasses.replace(result, start_offset=0.0)
 
-    def _from_mirrors(self, clip: ClipRequest, tmp: str) -> Fetched | None:
+    def _from_mirrors(self, clip: ClipRequest, tmp: str) -> FetchResult | None:
         """The row's clip from the first --clip_sources template that has it (cut to [start, end)), or None.
 
         A template the row's values cannot fill safely, a missing file, an unreadable one or one that is
         not a video falls through to the next template (then YouTube): a mirror only ever adds clips.
         """
-        from pipeline.decode import probe  # pylint: disable=import-outside-toplevel
+        from pipeline.fetch.config import FetchResult  # pylint: disable=import-outside-toplevel
 
         began = time.monotonic()
         for index, template, location, why in self._sources.candidates(clip):
@@ -221,7 +202,7 @@ class ClipFetcher:
                     logging.info("--clip_sources: %s is not a video (%s); trying the next source", location,
                                  header.summary())
                     continue
-                duration = (clip.end - (clip.start or 0.0)) if clip.end is not None else None
+                duration = clip.section_duration
                 if not template.trimmed:  # the whole video: cut the row's section out of it
                     trimmed = os.path.join(tmp, f"mirror-cut-{uuid.uuid4().hex}.mp4")
                     _trim(local, trimmed, start=clip.start or 0.0, duration=duration, limits=self.trim_limits)
@@ -230,9 +211,8 @@ class ClipFetcher:
                 logging.info("--clip_sources: %s failed (%s: %s); trying the next source", location, e.reason,
                              e.message)
                 continue
-            figures = {"bytes": size, "seconds": time.monotonic() - began, "attempts": 0, "method": "mirror",
-                       "mirror": index}
-            return Fetched(local, 0.0, duration, figures, lean_header(header))
+            figures = FetchFigures("mirror", bytes=size, seconds=time.monotonic() - began, mirror=index)
+            return FetchResult(local, 0.0, duration, figures, lean_header(header))
         return None
 
     def _mirror_copy(self, template: Template, location: str, tmp: str, index: int) -> tuple[str | None, int]:
@@ -252,25 +232,24 @@ class ClipFetcher:
         if template.scheme:
             if not FileSystems.exists(location):
                 return None, 0
-            with FileSystems.open(location) as src, open(local, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
+            fileio.copy_to_local(location, local)
             return local, os.path.getsize(local)
         if not os.path.isfile(location):
             return None, 0
         return location, os.path.getsize(location)
 
-    def count_figures(self, figures: dict) -> None:
+    def count_figures(self, figures: FetchFigures) -> None:
         """Counts one clip's fetch figures (from `fetch`) in the run's metrics; call it in the bundle's thread."""
-        if figures.get("method") == "kept":
+        if figures.method == "kept":
             self._reused.inc()
             return
-        if figures.get("method") == "mirror":
+        if figures.method == "mirror":
             self._mirrored.inc()
-            self._bytes.inc(figures.get("bytes", 0))
+            self._bytes.inc(figures.bytes)
             return
         self._fetched.inc()
-        self._bytes.inc(figures.get("bytes", 0))
-        self._retried.inc(max(0, figures.get("attempts", 1) - 1))
+        self._bytes.inc(figures.bytes)
+        self._retried.inc(max(0, figures.attempts - 1))
 
     def download(self, url: str, dest: str, *, sent: dict | None = None) -> int:
         """Downloads an http(s) video row to `dest` through the guard proxy; returns bytes. Raises ClipError.
@@ -284,17 +263,36 @@ class ClipFetcher:
         with self._semaphore or _process_semaphore(self._concurrency):
             return download_video(url, dest, config=self._config, sent=sent)
 
+    def localize(self, source: str, tmp: str, *, sent: dict | None = None) -> tuple[str, int]:
+        """(a local file holding the video row `source`, bytes downloaded for it). Raises ClipError.
+
+        The one place a videos-CSV row's source is fetched: an http(s) URL is downloaded through the
+        guard proxy (`download`; `sent` gets what the server said), another Beam file system's path
+        (gs://) copied into `tmp` (`missing_file` when it is not there), and a local path is used in
+        place, unchecked (the caller's probe names what is wrong with it). The caller counts the bytes.
+        """
+        if probe.is_remote(source):
+            local = os.path.join(tmp, "remote-input" + fileio.extension(source))
+            return local, self.download(source, local, sent=sent)
+        if "://" in source:
+            if not FileSystems.exists(source):
+                raise ClipError("missing_file", f"no such file: {source}", stage="fetch")
+            local = os.path.join(tmp, "input" + fileio.extension(source))
+            fileio.copy_to_local(source, local)
+            return local, 0
+        return source, 0
+
     def count_bytes(self, size: int) -> None:
         """Counts downloaded bytes (from `download`) in the run's metrics; call it in the bundle's thread."""
         self._bytes.inc(size)
 
 
 def _local_copy(path: str, tmp: str) -> str:
+    """`path` itself when local, else a copy of it in `tmp`."""
     if "://" not in path:
         return path
     local = os.path.join(tmp, "kept.mp4")
-    with FileSystems.open(path) as src, open(local, "wb") as dst:
-        shutil.copyfileobj(src, dst, 1 << 20)
+    fileio.copy_to_local(path, local)
     return local
 
 

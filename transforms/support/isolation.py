@@ -17,7 +17,8 @@ from typing import Any
 
 import apache_beam as beam
 
-from pipeline.errors import failure_record, os_error_reason
+from pipeline.elements import Failure
+from pipeline.errors import os_error_reason
 from pipeline.net.redact import redact
 from pipeline.read import annotations
 from transforms.support import metrics
@@ -26,7 +27,7 @@ FAILURES = "failures"
 
 
 def internal_error(*, clip_id: str, fields: dict, row: int | None, stage: str, error: BaseException,
-                   count: bool = True) -> dict:
+                   count: bool = True) -> Failure:
     """The failure line of an unexpected exception; also logged with its traceback and counted.
 
     A full disk or a file name over the file system's limit is no bug: its line says `no_space`
@@ -43,8 +44,8 @@ def internal_error(*, clip_id: str, fields: dict, row: int | None, stage: str, e
                         redact(str(error)))
     if count:
         metrics.count_failure(reason)
-    return failure_record(clip_id=str(clip_id), fields=annotations.printable(fields or {}), row=row, stage=stage,
-                          reason=reason, message=f"{type(error).__name__}: {error}")
+    return Failure.of(clip_id=str(clip_id), fields=annotations.printable(fields or {}), row=row, stage=stage,
+                      reason=reason, message=f"{type(error).__name__}: {error}")
 
 
 def failure_reason(error: BaseException) -> str:

@@ -63,12 +63,12 @@ def test_decoding_runs_no_tensorflow(videos):
     """Decode workers stay free of TensorFlow: its threads and memory belong to the model's process."""
     code = textwrap.dedent(f"""
         import sys
-        from pipeline.read import annotations
+        from pipeline import elements
         from transforms.decode import DecodeClips
         decode = DecodeClips(base_dir="/")
         decode.setup()
-        clip = annotations.ClipRequest(clip_id="a", source="file", video={videos["v3_30fps"]!r}, start=None,
-                                       end=None, labels=(), split="all", row=1, fields={{}})
+        clip = elements.ClipRequest(clip_id="a", source="file", video={videos["v3_30fps"]!r}, start=None,
+                                    end=None, labels=(), split="all", row=1, fields={{}})
         outputs = [o.tag for o in decode.process(clip)]
         print(outputs.count("rgb"), outputs.count("audio"), "tensorflow" in sys.modules)
     """)

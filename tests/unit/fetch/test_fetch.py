@@ -298,12 +298,12 @@ def test_section_fetch_starts_within_one_frame(server, media, tmp_path):
     start, end = 13.33, 18.33  # Between keyframes (12 s, 14 s) and between frames.
     result = fetch.fetch_clip(video_id=OK, start=start, end=end, work_dir=str(tmp_path), config=_config(server))
 
-    assert result.method == "section"
-    assert result.attempts == 1
+    assert result.figures.method == "section"
+    assert result.figures.attempts == 1
     assert result.duration == pytest.approx(5.0)
     assert os.path.dirname(result.path) == str(tmp_path)
     assert os.listdir(tmp_path) == [os.path.basename(result.path)]  # Scratch dir removed.
-    assert 0 < result.bytes_downloaded == os.path.getsize(result.path)
+    assert 0 < result.figures.bytes == os.path.getsize(result.path)
     _assert_clip_is_exact(result, media["short"], start, end, SHORT_FPS)
     assert any(r.range and _range_start(r.range) > 0 for r in server.log_for(OK)), "ffmpeg did not seek"
     # The header the fetcher read travels on: the decoder's own probe would say the same.
@@ -319,11 +319,11 @@ def test_section_downloads_a_fraction_of_a_long_source(server, media, tmp_path):
     result = fetch.fetch_clip(video_id=LONG, start=start, end=end, work_dir=str(tmp_path), config=_config(server))
 
     sent = sum(r.sent for r in server.log_for(LONG))
-    print(f"\nsection {end - start:g}s of 300s: bytes_downloaded={result.bytes_downloaded} "
-          f"server_sent={sent} file={size} ({result.bytes_downloaded / size:.1%} / {sent / size:.1%}); "
+    print(f"\nsection {end - start:g}s of 300s: bytes_downloaded={result.figures.bytes} "
+          f"server_sent={sent} file={size} ({result.figures.bytes / size:.1%} / {sent / size:.1%}); "
           f"requests={[(r.range, r.sent) for r in server.log_for(LONG)]}")
-    assert result.method == "section"
-    assert result.bytes_downloaded < 0.4 * size
+    assert result.figures.method == "section"
+    assert result.figures.bytes < 0.4 * size
     assert sent < 0.4 * size
     _assert_clip_is_exact(result, media["long"], start, end, LONG_FPS)
 
@@ -335,9 +335,9 @@ def test_full_download_when_the_container_cannot_keep_the_cut(server, media, tmp
     config = _config(server, url_template=f"http://127.0.0.1:{server.server_address[1]}/mkv/{{id}}.mkv")
     result = fetch.fetch_clip(video_id=MKV, start=start, end=end, work_dir=str(tmp_path), config=config)
 
-    assert result.method == "full"
+    assert result.figures.method == "full"
     assert result.start_offset == pytest.approx(start)
-    assert result.bytes_downloaded == os.path.getsize(media["mkv"])
+    assert result.figures.bytes == os.path.getsize(media["mkv"])
     _assert_clip_is_exact(result, media["short"], start, end, SHORT_FPS)
 
 
@@ -345,7 +345,7 @@ def test_rate_limited_twice_then_succeeds_on_third_attempt(server, media, tmp_pa
     result = fetch.fetch_clip(video_id=RATE_LIMITED, start=3.0, end=6.0, work_dir=str(tmp_path),
                               config=_config(server, max_attempts=5))
 
-    assert result.attempts == 3
+    assert result.figures.attempts == 3
     assert [r.status for r in server.log_for(RATE_LIMITED)][:3] == [429, 429, 200]
     _assert_clip_is_exact(result, media["short"], 3.0, 6.0, SHORT_FPS)
 
@@ -358,7 +358,7 @@ def test_connection_dropped_mid_body_is_retried(server, media, tmp_path):
     log = server.log_for(DROPPED)
     truncated = [r for r in log if r.range and _range_start(r.range) > 0 and r.sent <= 16384]
     assert truncated, [(r.range, r.sent) for r in log]
-    assert result.attempts == 2
+    assert result.figures.attempts == 2
     assert os.listdir(tmp_path) == [os.path.basename(result.path)]
     _assert_clip_is_exact(result, media["short"], start, end, SHORT_FPS)
 

@@ -4,6 +4,7 @@ import io
 
 import pytest
 
+from pipeline import elements
 from pipeline.dataset.vocabulary import Vocabulary
 from pipeline.read import annotations as A
 
@@ -15,9 +16,9 @@ def parse(text):
 def test_headerless_yt8m_rows():
     rows = parse("/data/a.mp4,3;1\n/data/b.mp4,\n/data/c.mp4,x\n/data/d.mp4\n")
     a, b, c, d = rows
-    assert isinstance(a, A.ClipRequest) and a.clip_id == "/data/a.mp4" and a.labels == ("3", "1")
+    assert isinstance(a, elements.ClipRequest) and a.clip_id == "/data/a.mp4" and a.labels == ("3", "1")
     assert a.split == "all" and a.source == "file" and a.row == 1
-    assert isinstance(b, A.ClipRequest) and b.labels == ()
+    assert isinstance(b, elements.ClipRequest) and b.labels == ()
     assert isinstance(c, A.RowError) and c.reason == "bad_label" and c.row == 3
     assert isinstance(d, A.RowError) and d.reason == "malformed_row"
 
@@ -87,12 +88,12 @@ def test_real_kinetics_files_parse_completely(shared_dir):
     with open(path, newline="") as f:
         rows = [r for _, r in A.read_rows(f)]
     assert len(rows) == 19906
-    good = [r for r in rows if isinstance(r, A.ClipRequest)]
+    good = [r for r in rows if isinstance(r, elements.ClipRequest)]
     assert len(good) == len(rows)
     assert len({r.labels[0] for r in good}) == 400
     with open(shared_dir / "data" / "kinetics" / "kinetics-600_test.csv", newline="") as f:
         test_rows = [r for _, r in A.read_rows(f)]
-    assert test_rows and all(isinstance(r, A.ClipRequest) and r.labels == () for r in test_rows)
+    assert test_rows and all(isinstance(r, elements.ClipRequest) and r.labels == () for r in test_rows)
 
 
 @pytest.mark.parametrize("header,fix", [

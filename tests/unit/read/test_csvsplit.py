@@ -5,6 +5,7 @@ import random
 
 import pytest
 
+from pipeline.elements import ClipRequest
 from pipeline.read import annotations as A
 from pipeline.read import csvsplit
 
@@ -50,7 +51,7 @@ def test_every_split_size_reads_what_one_sequential_read_reads(tmp_path, rows_pe
     assert rows == expected  # same order, row numbers, reasons, fields and ids
     assert scanned.rows == len(expected)
     assert len(scanned.splits) == (1 if rows_per_split == 1000 else -(-len(expected) // rows_per_split))
-    assert scanned.labels == {label for _, r in expected if isinstance(r, A.ClipRequest) for label in r.labels}
+    assert scanned.labels == {label for _, r in expected if isinstance(r, ClipRequest) for label in r.labels}
     reasons = [getattr(r, "reason", "ok") for _, r in expected]
     assert reasons.count("malformed_row") >= 5 and "bad_time" in reasons  # the hostile rows are there
 
@@ -105,7 +106,7 @@ def test_unknown_format_still_raises_from_the_scan(tmp_path):
 def test_scan_labels_are_exactly_those_of_the_rows_that_parse(tmp_path, text):
     path = tmp_path / "in.csv"
     path.write_text(text)
-    expected = {label for _, r in _sequential(text.encode()) if isinstance(r, A.ClipRequest) for label in r.labels}
+    expected = {label for _, r in _sequential(text.encode()) if isinstance(r, ClipRequest) for label in r.labels}
     scanned = csvsplit.scan(str(path))
     assert scanned.labels == expected and scanned.rows == len(_sequential(text.encode()))
 
@@ -132,7 +133,7 @@ def test_read_annotations_over_many_splits_dedupes_across_them(tmp_path):
         out = p | ReadAnnotations(str(path), splits=scanned.splits, keep_labels=("ant",))
         assert_that(out["clips"] | beam.Map(lambda r: (r.clip_id, r.row)), equal_to([("x", 2), ("y", 5), ("z", 8)]),
                     label="FirstRowOfEachIdWins")
-        assert_that(out["failures"] | beam.Map(lambda f: (f["reason"], f["row"], f["message"][-5:])),
+        assert_that(out["failures"] | beam.Map(lambda f: (f.reason, f.row, f.message[-5:])),
                     equal_to([("duplicate_id", 4, "row 2"), ("malformed_row", 6, "und 2"),
                               ("duplicate_id", 7, "row 2")]), label="Failures")
         assert_that(out["vocabulary"] | beam.Map(lambda v: v.names),
