@@ -46,9 +46,6 @@ from transforms.support.ahead import in_window
 from transforms.support.fetch_rows import ClipFetcher, _store, _trim, clip_path, kept_exists
 from transforms.support.progress import PROGRESS
 
-DEFAULT_MAX_BYTES = 64 << 20
-"""Default bound of a fetched clip carried in an element (`--fetch_max_bytes`)."""
-
 # A kept clip is probed before it counts: a header read of a local file.
 _PROBE_TIMEOUT_S = 60.0
 
@@ -67,16 +64,16 @@ class FetchClips(beam.DoFn):
 
     FAILURES = "failures"
 
-    def __init__(self, *, fetcher: ClipFetcher, clips_dir: str | None = None, base_dir: str = ".",
-                 concurrency: int = 4, max_bytes: int = DEFAULT_MAX_BYTES, keep_only: bool = False,
+    def __init__(self, *, fetcher: ClipFetcher, base_dir: str = ".", keep_only: bool = False,
                  expected: int | None = None):
-        if keep_only and not clips_dir:
+        config = fetcher.config  # --clips_dir, --fetch_concurrency, --fetch_max_bytes
+        if keep_only and not config.clips_dir:
             raise ValueError("keep_only needs clips_dir")
         self._fetcher = fetcher
-        self._clips_dir = clips_dir
+        self._clips_dir = config.clips_dir
         self._base_dir = base_dir
-        self._concurrency = max(1, concurrency)
-        self._max_bytes = max_bytes
+        self._concurrency = config.concurrency
+        self._max_bytes = config.max_bytes
         self._keep_only = keep_only
         self._expected = expected
         self._pool = None

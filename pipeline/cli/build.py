@@ -88,13 +88,10 @@ def build_pipeline(p: beam.Pipeline, options: BuildOptions, *, run_info: dict | 
         resume_failures = (resumed["failures"], resumed["carried"]) | "ResumeFailures" >> beam.Flatten()
     dataset_inputs = {"requests": read["clips"], "skipped": skipped_clips}
     decode_config = options.decode_config()
-    fetcher = ClipFetcher(config=fetch_config or options.fetch_config(), clips_dir=options.clips_dir,
-                          concurrency=options.fetch_concurrency, sources=options.clip_sources_parsed(),
-                          trim_limits=decode_config)
+    fetcher = ClipFetcher(config=fetch_config or options.fetch_config(), trim_limits=decode_config)
     fetch_only = options.features == "none"
     fetched = clips | "FetchClips" >> beam.ParDo(FetchClips(
-        fetcher=fetcher, clips_dir=options.clips_dir, base_dir=base_dir, concurrency=options.fetch_concurrency,
-        max_bytes=options.fetch_max_bytes, keep_only=fetch_only, expected=expected_rows)).with_outputs(
+        fetcher=fetcher, base_dir=base_dir, keep_only=fetch_only, expected=expected_rows)).with_outputs(
         FetchClips.FAILURES, main="clips")
     if fetch_only:  # --features none: the kept clips are the output; no decoding, no model
         failures = ((read["failures"], resume_failures, fetched[FetchClips.FAILURES])

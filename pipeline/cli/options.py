@@ -328,7 +328,8 @@ class BuildOptions(PipelineOptions):
             raise KeyError(f"--extra_features: {e.args[0]}") from None
 
     def fetch_config(self) -> FetchConfig:
-        """The --fetch_*, --rate_limit, --cookies, --proxy and URL flags as the fetch stage's picklable config.
+        """The --fetch_*, --rate_limit, --cookies, --proxy, --clips_dir, --clip_sources and URL flags as the fetch
+        stage's picklable config.
 
         Reads the --cookies files (and @LIST files) here: call it in the launcher, then
         `identities.scrub_options`. Raises ValueError with a one-line message.
@@ -342,7 +343,8 @@ class BuildOptions(PipelineOptions):
             rate_limit=self.rate_limit, allow_file_urls=self.allow_file_urls, fetch_rate=self.fetch_rate,
             cookie_jars=identities.stage_cookies(self.cookies),
             proxies=tuple(identities.split_values(self.proxy, flag="--proxy")),
-            extractor_args=self.yt_dlp_extractor_args, max_bytes=self.fetch_max_bytes)
+            extractor_args=self.yt_dlp_extractor_args, max_bytes=self.fetch_max_bytes, clips_dir=self.clips_dir,
+            concurrency=self.fetch_concurrency, sources=self.clip_sources_parsed())
 
     def clip_sources_parsed(self) -> mirrors.ClipSources | None:
         """--clip_sources as `pipeline.fetch.mirrors.ClipSources`, or None without the flag."""

@@ -12,19 +12,22 @@ from __future__ import annotations
 import dataclasses
 import urllib.parse
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.decode.probe import ProbeResult
 from pipeline.elements import FetchFigures
 from pipeline.fetch import ytdlp
 from pipeline.net import guard_proxy, pacing
 
+if TYPE_CHECKING:
+    from pipeline.fetch.mirrors import ClipSources
+
 __all__ = ["FetchConfig", "FetchResult", "check_url_scheme"]
 
 
 @dataclasses.dataclass(frozen=True)
 class FetchConfig:
-    """How clips are fetched. Picklable, so Beam can ship it to workers.
+    """How clips are fetched: the fetch stage's config. Picklable, so Beam can ship it to workers.
 
     Attributes:
         url_template: URL with ``{id}`` replaced by the YouTube id; a mirror or
@@ -51,8 +54,9 @@ class FetchConfig:
             and the deadline, then connects through this one; SOCKS is refused.
         allow_file_urls: Allow ``file:`` URLs; only http(s) otherwise, so a
             template cannot be turned into a local-file reader by accident.
-        max_bytes: Largest http(s) video row downloaded (``--fetch_max_bytes``);
-            a larger one fails ``too_large``.
+        max_bytes: Largest http(s) video row downloaded, and largest fetched clip
+            carried to the decoder in one element (``--fetch_max_bytes``); a larger
+            one fails ``too_large``.
         max_memory: Resident memory of yt-dlp's child process at which an attempt
             is stopped (``too_large``): a page that inflates to gigabytes.
         extra_ytdlp_options: Extra ``YoutubeDL`` params (e.g. ``extractor_args``,
@@ -64,6 +68,11 @@ class FetchConfig:
             (staged: workers cannot read its files). Several: one per identity.
         proxies: User proxies, one per identity (``proxy`` is the one-value form).
         extractor_args: yt-dlp ``--extractor-args`` text (``youtube:player_client=web;po_token=...``).
+        clips_dir: Where clips are kept, ``DIR/{label}/{id}.mp4`` (``--clips_dir``, local or
+            gs://); a clip already there is used instead of fetched again.
+        concurrency: Clips fetched at once per worker process (``--fetch_concurrency``).
+        sources: The ``--clip_sources`` mirrors, tried before YouTube
+            (:class:`pipeline.fetch.mirrors.ClipSources`).
 
     Cookies, proxy passwords and tokens never appear in the config's repr.
     """
@@ -85,6 +94,9 @@ class FetchConfig:
     cookie_jars: tuple[str, ...] = dataclasses.field(default=(), repr=False)
     proxies: tuple[str, ...] = dataclasses.field(default=(), repr=False)
     extractor_args: str | None = dataclasses.field(default=None, repr=False)
+    clips_dir: str | None = None
+    concurrency: int = 4
+    sources: ClipSources | None = None
 
     def __post_init__(self) -> None:
         """Rejects settings that would fail on every clip, before any worker runs."""
@@ -100,6 +112,8 @@ class FetchConfig:
             raise ValueError(f"max_seconds must be > 0, got {self.max_seconds}")
         if not self.backoff_base >= 0:
             raise ValueError(f"backoff_base must be >= 0, got {self.backoff_base}")
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
         if self.max_bytes < 1:
             raise ValueError(f"max_bytes must be >= 1, got {self.max_bytes}")
         if not self.socket_timeout > 0:

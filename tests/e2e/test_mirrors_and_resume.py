@@ -141,8 +141,8 @@ def _fetcher(world, clips_dir=None):
     from pipeline.fetch.config import FetchConfig
 
     config = FetchConfig(url_template=world["yt"].url + "/videos/{id}.mp4", max_attempts=1, backoff_base=0.0,
-                         socket_timeout=10)
-    fetcher = ClipFetcher(config=config, clips_dir=clips_dir, sources=mirrors.ClipSources.parse(world["templates"]))
+                         socket_timeout=10, clips_dir=clips_dir, sources=mirrors.ClipSources.parse(world["templates"]))
+    fetcher = ClipFetcher(config=config)
     fetcher.setup()
     return fetcher
 
@@ -179,8 +179,8 @@ def test_http_mirror_goes_through_the_guard(world, tmp_path, caplog):
     from pipeline.fetch.config import FetchConfig
 
     fetcher = ClipFetcher(config=FetchConfig(url_template=world["yt"].url + "/videos/{id}.mp4", max_attempts=1,
-                                             socket_timeout=5),
-                          sources=mirrors.ClipSources.parse("http://169.254.169.254/k/{id}.mp4"))
+                                             socket_timeout=5,
+                                             sources=mirrors.ClipSources.parse("http://169.254.169.254/k/{id}.mp4")))
     fetcher.setup()
     caplog.set_level(logging.INFO)
     fetched = fetcher.fetch(_clip(YT_ID), _tmp(tmp_path / "g"))

@@ -27,6 +27,7 @@ from pipeline.dataset import outputs
 from pipeline.dataset.lock import BuildLock
 from pipeline.dataset.vocabulary import Vocabulary
 from pipeline.errors import ClipError
+from pipeline.fetch.config import FetchConfig
 from pipeline.read import annotations as A
 from transforms import assemble
 from transforms.assemble import AssembleRecords
@@ -115,6 +116,8 @@ def test_clip_path_is_one_component_and_refuses_symlinks_out(tmp_path):
 
 class _ExplodingFetcher:
     """Stands in for ClipFetcher: a bug that raises something no code path expects."""
+
+    config = FetchConfig()
 
     def setup(self):
         pass

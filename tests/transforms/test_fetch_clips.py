@@ -16,7 +16,7 @@ from pipeline.decode import probe
 from pipeline.decode.config import DecodeConfig
 from pipeline.elements import ClipRequest, Failure, FetchedClip, FetchFigures, KeptClip
 from pipeline.errors import ClipError
-from pipeline.fetch.config import FetchResult
+from pipeline.fetch.config import FetchConfig, FetchResult
 from pipeline.testing import testvideo
 from pipeline.testing.loopback import LoopbackServer
 from transforms.fetch import FetchClips
@@ -35,8 +35,10 @@ def _clip(n: int, source: str = "youtube", video: str | None = None, **kw) -> Cl
 class _FakeFetcher:
     """Stands in for ClipFetcher: writes `size` bytes per clip; optionally waits for `barrier` first."""
 
-    def __init__(self, *, size: int = 10, barrier: threading.Barrier | None = None, fail: set[str] = frozenset()):
+    def __init__(self, *, size: int = 10, barrier: threading.Barrier | None = None, fail: set[str] = frozenset(),
+                 **config):
         self.size, self.barrier, self.fail = size, barrier, fail
+        self.config = FetchConfig(**config)
         self.counted = []
 
     def setup(self):
@@ -81,9 +83,9 @@ def _run_dofn(dofn: FetchClips, clips: list[ClipRequest]) -> tuple[list, list]:
 
 def test_fetch_stage_keeps_n_fetches_in_flight_and_accounts_every_row_once(tmp_path, monkeypatch):
     monkeypatch.setenv(PROGRESS_DIR_ENV, str(tmp_path))
-    fetcher = _FakeFetcher(barrier=threading.Barrier(3, timeout=30), fail={"c6"})
+    fetcher = _FakeFetcher(barrier=threading.Barrier(3, timeout=30), fail={"c6"}, concurrency=3)
     clips = [_clip(n) for n in range(6)] + [_clip(6)] + [_clip(7, source="file", video="/data/v.mp4")]
-    main, failures = _run_dofn(FetchClips(fetcher=fetcher, concurrency=3), clips)
+    main, failures = _run_dofn(FetchClips(fetcher=fetcher), clips)
     # Six YouTube rows pass the 3-party barrier only because three fetches run at once (twice).
     assert sorted(m.clip.clip_id for m in main if m.fetched) == [f"c{n}" for n in range(6)]
     fetched = next(m for m in main if m.clip.clip_id == "c0")
@@ -97,11 +99,10 @@ def test_fetch_stage_keeps_n_fetches_in_flight_and_accounts_every_row_once(tmp_p
 
 
 def test_fetch_stage_bounds_the_element_size(tmp_path):
-    fetcher = _FakeFetcher(size=1000)
-    main, failures = _run_dofn(FetchClips(fetcher=fetcher, max_bytes=999), [_clip(0)])
+    main, failures = _run_dofn(FetchClips(fetcher=_FakeFetcher(size=1000, max_bytes=999)), [_clip(0)])
     assert not main and [(f.reason, f.stage) for f in failures] == [("too_large", "fetch")]
     assert "--fetch_max_bytes" in failures[0].message and "--clips_dir" in failures[0].message
-    main, failures = _run_dofn(FetchClips(fetcher=fetcher, max_bytes=1000), [_clip(0)])
+    main, failures = _run_dofn(FetchClips(fetcher=_FakeFetcher(size=1000, max_bytes=1000)), [_clip(0)])
     assert not failures and len(main[0].data) == 1000
 
 
@@ -110,7 +111,7 @@ def test_fetch_stage_turns_an_unexpected_error_into_its_failure_line():
         def fetch(self, clip, tmp):
             raise KeyError("bug")
 
-    main, failures = _run_dofn(FetchClips(fetcher=Exploding(), concurrency=2), [_clip(0), _clip(1)])
+    main, failures = _run_dofn(FetchClips(fetcher=Exploding(concurrency=2)), [_clip(0), _clip(1)])
     assert not main
     assert sorted((f.clip_id, f.stage, f.reason) for f in failures) == [
         ("c0", "fetch", "internal_error"), ("c1", "fetch", "internal_error")]

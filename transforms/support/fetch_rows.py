@@ -27,7 +27,7 @@ from transforms.support import metrics
 
 if TYPE_CHECKING:
     from pipeline.fetch.config import FetchConfig, FetchResult
-    from pipeline.fetch.mirrors import ClipSources, Template
+    from pipeline.fetch.mirrors import Template
 
 _SEMAPHORES: dict[int, threading.BoundedSemaphore] = {}
 _SEMAPHORES_LOCK = threading.Lock()
@@ -122,23 +122,27 @@ def lean_header(header: ProbeResult | None) -> ProbeResult | None:
 class ClipFetcher:
     """Turns a YouTube ClipRequest into a local media file, its start offset and duration."""
 
-    def __init__(self, *, config: FetchConfig | None, clips_dir: str | None = None, concurrency: int = 4,
-                 trim_limits: DecodeConfig | None = None, sources: ClipSources | None = None):
-        self._sources = sources
+    def __init__(self, *, config: FetchConfig | None, trim_limits: DecodeConfig | None = None):
         if config is None:
             from pipeline.fetch.config import FetchConfig  # pylint: disable=import-outside-toplevel
 
             config = FetchConfig()
         self._config = config
-        self._clips_dir = clips_dir
+        self._sources = config.sources
+        self._clips_dir = config.clips_dir
         self.trim_limits = trim_limits or DecodeConfig()
-        self._concurrency = max(1, concurrency)
+        self._concurrency = config.concurrency
         self._semaphore = None
         self._bytes = metrics.counter("fetch_bytes")
         self._fetched = metrics.counter("clips_fetched")
         self._reused = metrics.counter("clips_reused_from_clips_dir")
         self._retried = metrics.counter("fetch_retries")
         self._mirrored = metrics.counter("clips_from_mirrors")
+
+    @property
+    def config(self) -> FetchConfig:
+        """The fetch stage's config (`pipeline.fetch.config.FetchConfig`): the stage reads its knobs here."""
+        return self._config
 
     def setup(self) -> None:
         """Takes this process's fetch semaphore (at most `concurrency` fetches at once per process)."""
