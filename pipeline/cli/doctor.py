@@ -269,7 +269,7 @@ def check_models(*, mode: str = "yt8m", model_dir: str | None = None, model_cach
     as the build would at start; an artifact missing from the cache is a warning when the
     build may download it, a problem otherwise.
     """
-    # pylint: disable=import-outside-toplevel  # TensorFlow (through tf.io.gfile) only when checking models
+    # pylint: disable=import-outside-toplevel  # TensorFlow only when checking models
     from pipeline.errors import ModelArtifactError
     from pipeline.features import artifact_store, artifacts, registry
 

@@ -22,7 +22,6 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from types import ModuleType
 from typing import BinaryIO
 
 TEMP_MARKER = ".tmp-"
@@ -46,13 +45,6 @@ def escape_glob(path: str) -> str:
     pattern built on them must still mean that one directory.
     """
     return "".join(f"[{ch}]" if ch in "[]*?" else ch for ch in path)
-
-
-def gfile() -> ModuleType:
-    """`tf.io.gfile`, for TensorFlow's own readers only; the project reads and writes through `FileSystems`."""
-    from pipeline.cli import logs  # pylint: disable=import-outside-toplevel
-
-    return logs.import_tensorflow().io.gfile  # without TensorFlow's start-up lines
 
 
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"

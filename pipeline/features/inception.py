@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 from google.protobuf import message as protobuf_message
 
+from pipeline.dataset import fileio
 from pipeline.errors import ModelArtifactError
 from pipeline.features import tf_setup
 
@@ -137,15 +138,16 @@ def load_graph_def(path: str) -> tf.compat.v1.GraphDef:
         ModelArtifactError: If the file is missing, unreadable or not a binary GraphDef.
     """
     try:
-        if not tf.io.gfile.exists(path):
+        if not fileio.exists(path):
             raise ModelArtifactError(f"Inception-v3 graph {path} does not exist; expected {_WHAT}.")
-        if tf.io.gfile.isdir(path):
+        if fileio.isdir(path):
             raise ModelArtifactError(f"Inception-v3 graph {path} is a directory; expected the file inside it: {_WHAT}.")
-        with tf.io.gfile.GFile(path, "rb") as handle:
-            data = handle.read()
-    except tf.errors.OpError as error:
+        data = fileio.read_bytes(path)
+    except ModelArtifactError:
+        raise
+    except Exception as error:  # pylint: disable=broad-except  (OSError, BeamIOError: they vary by file system)
         raise ModelArtifactError(
-            f"Cannot read Inception-v3 graph {path} ({error.message}); expected {_WHAT}.") from error
+            f"Cannot read Inception-v3 graph {path} ({error}); expected {_WHAT}.") from error
     graph_def = tf.compat.v1.GraphDef()
     try:
         graph_def.ParseFromString(data)

@@ -5,8 +5,8 @@ YouTube-8M frame features are not raw network activations: RGB goes through the 
 both are then stored as uint8 (`pipeline.features.quantization`). Any deviation here (which
 eigenvectors, the whitening epsilon) silently shifts every feature a downstream model sees.
 
-numpy-only apart from lazy file access through `pipeline.dataset.fileio` (tf.io.gfile to read, Beam's
-FileSystems to write atomically), so artifacts may live on local disk or ``gs://``.
+numpy-only apart from file access through `pipeline.dataset.fileio` (Beam's FileSystems, writes
+atomic), so artifacts may live on local disk or ``gs://``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from pipeline.dataset.fileio import gfile, join, write_atomically
+from pipeline.dataset import fileio
+from pipeline.dataset.fileio import join, write_atomically
 from pipeline.errors import ModelArtifactError
 
 RGB_FEATURE_SIZE = 2048
@@ -52,15 +53,13 @@ _AUDIO_PCA_HINT = (
 
 def _read_bytes(path: str, *, what: str, hint: str) -> bytes:
     """Reads a whole artifact file, turning I/O failures into an actionable ModelArtifactError."""
-    fs = gfile()
     try:
-        if not fs.exists(path):
+        if not fileio.exists(path):
             raise ModelArtifactError(f"{what} not found: {path} does not exist. {hint}")
-        with fs.GFile(path, "rb") as handle:
-            return handle.read()
+        return fileio.read_bytes(path)
     except ModelArtifactError:
         raise
-    except Exception as err:  # tf.errors.OpError and OSError subclasses vary by filesystem.
+    except Exception as err:  # OSError, BeamIOError: they vary by file system.
         raise ModelArtifactError(f"Could not read {what} at {path}: {err}. {hint}") from err
 
 

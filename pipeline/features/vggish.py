@@ -382,8 +382,7 @@ def synthetic_pca_params(weights: Mapping[str, np.ndarray], *, seed: int) -> tup
 
 def _artifact_files(directory: str) -> Iterator[str]:
     """File names in a finished temp dir, data shards first and the npz last (commit order)."""
-    gfile = _tf().io.gfile
-    names = gfile.listdir(directory)
+    names = [path.rsplit("/", 1)[-1] for path in fileio.list_files(directory)]
 
     def order(name: str) -> int:
         if ".data-" in name:
@@ -410,11 +409,11 @@ def write_synthetic_audio_artifacts(directory: str, *, seed: int) -> None:
         seed: Seed for weights, calibration inputs and the PCA basis.
     """
     tf_setup.configure()  # before this process's first op, if it is the first
-    gfile = _tf().io.gfile
     directory = os.fspath(directory)
     weights = random_weights(seed)
     eigen_vectors, means = synthetic_pca_params(weights, seed=seed)
-    gfile.makedirs(directory)
+    if fileio.is_local(directory):  # an object store has no folders to make
+        os.makedirs(directory, exist_ok=True)
     with fileio.staging_dir(directory) as temp_dir:
         write_checkpoint(fileio.join(temp_dir, CHECKPOINT_FILE_NAME), weights)
         postprocess.write_audio_pca_npz(fileio.join(temp_dir, PCA_PARAMS_FILE_NAME), eigen_vectors=eigen_vectors,
