@@ -262,10 +262,6 @@ def extract_members(fileobj: IO[bytes], names: tuple[str, ...], destination: str
             f"archive {source} lacks {', '.join(missing)} (members: {listed or 'none'}). {HOW_TO_PROVIDE}")
 
 
-class DownloadError(Exception):
-    """A download failed; the message says why in a few words."""
-
-
 def download(url: str, destination: str, *, timeout_s: float) -> None:
     """Downloads ``url`` to ``destination`` (`pipeline.net.downloads`), published only when complete.
 
@@ -276,27 +272,13 @@ def download(url: str, destination: str, *, timeout_s: float) -> None:
         timeout_s: Socket timeout for connecting and for each read.
 
     Raises:
-        DownloadError: On an HTTP error, a network error, a timeout or a truncated body.
+        pipeline.net.downloads.TransferError: On an HTTP error, a network error, a timeout or a
+            truncated body (`TransferError.summary` says which in a few words).
+        OSError: The local write failed.
     """
-    try:
-        with downloads.open_url(url, timeout=timeout_s, headers={"User-Agent": "video-features-pipeline"}) \
-                as response, fileio.atomic_write(destination) as out:
-            downloads.read_body(response, out.write, url=url, chunk_bytes=_CHUNK)
-    except downloads.TransferError as error:
-        cause = error.cause
-        if error.kind in ("status", "redirect"):
-            message = f"HTTP {error.status} {error.reason}".rstrip()
-        elif error.kind == "connect":
-            message = f"network error: {cause}"
-        elif error.kind == "timeout":
-            message = f"no answer within {timeout_s:g} s"
-        elif error.kind == "truncated":
-            message = f"truncated: received {error.received} of {error.expected} bytes"
-        else:
-            message = f"{type(cause).__name__}: {cause}"
-        raise DownloadError(message) from error
-    except OSError as error:  # the local write
-        raise DownloadError(f"{type(error).__name__}: {error}") from error
+    with downloads.open_url(url, timeout=timeout_s, headers={"User-Agent": "video-features-pipeline"}) \
+            as response, fileio.atomic_write(destination) as out:
+        downloads.read_body(response, out.write, url=url, chunk_bytes=_CHUNK)
 
 
 def _publish(artifact: Artifact, directory: str, *, source: str, produce: Callable[[str], None],

@@ -33,7 +33,6 @@ from pipeline.features.artifact_store import (  # the catalogue and the cache
     DEFAULT_DOWNLOAD_TIMEOUT_S,
     HOW_TO_PROVIDE,
     Artifact,
-    DownloadError,
     artifact_url,
     copy_to_cache,
     download_dir,
@@ -45,6 +44,7 @@ from pipeline.features.artifact_store import (  # the catalogue and the cache
     target,
     verify_once,
 )
+from pipeline.net import downloads
 
 __all__ = ["Resolved", "resolve_official"]
 
@@ -179,9 +179,11 @@ def _download_all(artifacts: list[Artifact], paths: dict[str, str], sources: dic
             try:
                 paths[artifact.key] = future.result()
                 sources[artifact.key] = url
-            except (DownloadError, OSError) as error:
+            except (downloads.TransferError, OSError) as error:
+                why = (error.summary(timeout_s=timeout_s) if isinstance(error, downloads.TransferError)
+                       else f"{type(error).__name__}: {error}")
                 problems.append(f"{artifact.describe()}: not in the cache {directory}, and downloading {url} "
-                                f"failed ({error}; pass --model_dir or {artifact.flag})")
+                                f"failed ({why}; pass --model_dir or {artifact.flag})")
             except ModelArtifactError as error:
                 problems.append(str(error))
     return problems

@@ -81,6 +81,19 @@ class TransferError(Exception):
         self.received = received
         self.expected = expected
 
+    def summary(self, *, timeout_s: float | None = None) -> str:
+        """The failure in a few words for a message: ``HTTP 404 Not Found``, ``no answer within 10 s``, ..."""
+        cause = self.cause
+        if self.kind in ("status", "redirect"):
+            return f"HTTP {self.status} {self.reason}".rstrip()
+        if self.kind == "connect":
+            return f"network error: {cause}"
+        if self.kind == "timeout":
+            return f"no answer within {timeout_s:g} s" if timeout_s is not None else "no answer in time"
+        if self.kind == "truncated":
+            return f"truncated: received {self.received} of {self.expected} bytes"
+        return f"{type(cause).__name__}: {cause}" if isinstance(cause, BaseException) else self.message
+
 
 def is_transient_status(status: int) -> bool:
     """Whether an HTTP error status may go away on a retry (5xx, 408, 425, 429; 3xx left unresolved)."""
