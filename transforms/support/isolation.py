@@ -6,6 +6,12 @@ per-element generator: whatever it raises becomes an `internal_error` failure li
 type and message, and the stage) on the `failures` output, and the run goes on. Problems of
 the run as a whole (an unwritable output, a lost worker) are not per-element and are left to
 the runner's retries.
+
+`internal_error` is the one way an unexpected exception becomes a line. The stages that run an
+element's work on a thread of their own (FetchClips' fetch pool, DecodeClips' decode-ahead
+thread) catch there and call it, because the exception is raised outside `process()`; Beam's
+`with_exception_handling` only sees exceptions `process()` raises itself, and would send the
+element to a dead-letter output without the row's reason and stage the report needs.
 """
 
 from __future__ import annotations
