@@ -31,7 +31,7 @@ def test_batches_are_full_within_a_bundle_and_bounded_in_bytes():
     """The handler's batching arguments make BatchElements emit full batches from the first one on."""
     kwargs = _handler(4).batch_elements_kwargs()
     small = [((f"c{i // 3}", i % 3), np.zeros((36, 64, 3), np.uint8)) for i in range(10)]
-    huge = [(("big", 0), np.zeros((5000, 8000, 3), np.uint8))]
+    huge = [(("big", 0), np.zeros((2048, 4096, 3), np.uint8))]  # 24 MiB: 3 slots, more than the batch has left
 
     with TestPipeline() as p:
         sizes = (p | beam.Create([small + huge], reshuffle=False) | beam.FlatMap(lambda elements: elements)
