@@ -123,6 +123,12 @@ def _store_failure_in_traceback_text(text: str) -> str | None:
     return _first_line(after[-1]) if after else None
 
 
+def one_line(error: BaseException) -> str:
+    """The first line of `error`'s message (at most 300 characters), or its type's name when it has none."""
+    lines = str(error).strip().splitlines()
+    return lines[0][:300] if lines else type(error).__name__
+
+
 def _first_line(text: str, limit: int = 240) -> str:
     line = text.strip().splitlines()[0] if text.strip() else ""
     return line if len(line) <= limit else line[:limit - 3] + "..."

@@ -18,6 +18,8 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from pipeline.errors import one_line
+
 OK, WARN, PROBLEM, SKIP = "OK", "WARN", "PROBLEM", "SKIP"
 
 _COOKIE_FIELDS = 7  # domain, subdomains, path, secure, expires, name, value (Netscape/curl format)
@@ -188,8 +190,7 @@ def check_gcs(paths: Sequence[tuple[str, str]], *, online: bool | None = None, t
             checks.append(Check(WARN, item, f"{path}: no answer in {timeout:g}s", "check network and credentials"))
             continue
         except Exception as error:  # pylint: disable=broad-except  # the answer is the report
-            first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-            checks.append(Check(PROBLEM, item, f"{path}: cannot list it ({first})",
+            checks.append(Check(PROBLEM, item, f"{path}: cannot list it ({one_line(error)[:200]})",
                                 "gcloud auth application-default login (or a service account with "
                                 "storage access to the bucket)"))
             continue

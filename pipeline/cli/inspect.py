@@ -25,6 +25,7 @@ from typing import TextIO
 import numpy as np
 
 from pipeline.dataset import fileio, records, tfrecord
+from pipeline.errors import one_line
 from pipeline.features import quantization
 
 _HIST_EDGES = (1, 2, 5, 10, 30, 60, 120, 240, 300)
@@ -209,12 +210,8 @@ def iter_records(paths: list[str], *, max_records: int | None = None) -> Iterato
         except ValueError as e:  # the framing: a truncated record or a checksum that does not match
             yield ReadResult(path, problem=f"corrupt TFRecord file: {e}")
         except Exception as e:  # noqa: BLE001 - unreadable (permissions, vanished): named, not a traceback
-            yield ReadResult(path, problem=f"cannot read the file: {type(e).__name__}: {_one_line(e)}")
+            yield ReadResult(path, problem=f"cannot read the file: {type(e).__name__}: {one_line(e)}")
 
-
-def _one_line(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return lines[0][:300] if lines else type(e).__name__
 
 
 def inspect_records(paths: list[str], *, max_errors: int = 20) -> dict:

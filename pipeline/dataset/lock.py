@@ -16,6 +16,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.dataset.fileio import delete, is_local
 from pipeline.dataset.outputs import LOCK_NAME, OutputError, join
+from pipeline.errors import one_line
 
 __all__ = ["BuildLock"]
 
@@ -67,7 +68,7 @@ class BuildLock:
             raise
         except Exception as e:  # pylint: disable=broad-except  (read-only filesystem, no permission, no bucket)
             raise OutputError(f"--output_dir {output_dir} is not writable: cannot create the build lock {path} "
-                              f"({type(e).__name__}: {_one_line(e)})") from e
+                              f"({type(e).__name__}: {one_line(e)})") from e
 
     @classmethod
     def _acquire_local(cls, output_dir: str, path: str, owner: dict, data: bytes, break_lock: bool) -> BuildLock:
@@ -175,7 +176,7 @@ class BuildLock:
         except Exception as e:  # pylint: disable=broad-except  (the store is gone: the run's own error matters)
             logging.warning("could not remove the build lock %s (%s); the next build into this directory takes it "
                             "over as stale (same host), or pass --break_lock once this build is surely gone",
-                            self.path, _one_line(e))
+                            self.path, one_line(e))
 
     def _release_remote(self) -> None:
         if self._generation is not None:
@@ -191,11 +192,6 @@ class BuildLock:
         if _parse_lock(_read_remote(self.path)) == self.owner:
             with contextlib.suppress(Exception):
                 delete([self.path])
-
-
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0][:300] if text else type(e).__name__
 
 
 def _gcs_bucket_and_name(path: str):
