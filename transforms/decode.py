@@ -62,7 +62,7 @@ class DecodeClips(beam.DoFn):
         self._config = config or DecodeConfig()
         self._ahead: Ahead | None = None
         self._expected = expected
-        self._fetcher = fetcher
+        self._fetcher = fetcher if fetcher is not None else ClipFetcher(config=None)  # reads videos-CSV rows
         self._decoded = metrics.counter("clips_decoded")
         self._silent = metrics.counter("clips_without_audio")
         self._seconds = metrics.distribution("clip_seconds")
@@ -75,8 +75,7 @@ class DecodeClips(beam.DoFn):
     def setup(self) -> None:
         """Readies the fetcher that downloads http(s) rows (no TensorFlow here)."""
         # No TensorFlow here: frames leave as uint8 and are resized in the model's process.
-        if self._fetcher is not None:
-            self._fetcher.setup()
+        self._fetcher.setup()
 
     def start_bundle(self) -> None:
         """Starts the decode-ahead thread (`decode_ahead` > 0); a failed bundle's leftovers are dropped first."""
@@ -139,10 +138,9 @@ class DecodeClips(beam.DoFn):
                                     "fetches them)", stage="fetch")
                 else:
                     source = resolve_video_path(clip.video, self._base_dir)
-                    fetcher = self._fetcher if self._fetcher is not None else ClipFetcher(config=None)
-                    uri, downloaded = fetcher.localize(source, tmp)
+                    uri, downloaded = self._fetcher.localize(source, tmp)
                     if probe.is_remote(source):
-                        yield functools.partial(fetcher.count_bytes, downloaded)
+                        yield functools.partial(self._fetcher.count_bytes, downloaded)
                     untrusted = uri != source
                     start, duration = clip.start or 0.0, clip.section_duration
                 yield from self._decode(clip, uri, start=start, duration=duration, fetch=fetch, untrusted=untrusted,

@@ -96,9 +96,10 @@ class FeatureModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
         Without sharing each step's DoFn loads its own object, so loading all of them there would
         hold several copies of each model in one process.
         """
-        if self._sharing.shared:
-            return tuple(model.name for model in self._run_models)
-        return (self.name,)
+        return tuple(model.name for model in self._models_to_load())
+
+    def _models_to_load(self) -> tuple[models.FeatureModel, ...]:
+        return self._run_models if self._sharing.shared else (self._model,)
 
     def load_model(self) -> registry.Featurizers:
         """Loads this step's model (shared: every model of the run) in this process, once per copy."""
@@ -106,9 +107,7 @@ class FeatureModelHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
         # process that hosts a model imports TensorFlow, here (quietly, in tf_setup).
         intra, inter = tf_setup.configure(self._sharing)
         files = registry.resolve(self._config)
-        loaded = [model for model in self._run_models if model.name in self.loaded_models()]
-        if self._model not in loaded:
-            loaded = [self._model]
+        loaded = self._models_to_load()
         device = tf_setup.copy_device(next(_LOADED))
         PROGRESS.phase("loading models")
         described = files.describe()
